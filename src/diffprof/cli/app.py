@@ -1,0 +1,81 @@
+"""The typer application and the one place that turns user errors into exit codes.
+
+Commands live in sibling modules (one per command group) and register themselves on :data:`app`.
+A :class:`~diffprof.errors.DiffprofError` prints ``error: ...`` and its hint and exits 2 without a
+traceback; ``--debug`` anywhere on the command line shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+from diffprof import __version__
+from diffprof.errors import DiffprofError
+
+app = typer.Typer(
+    name="diffprof",
+    help=(
+        "Profile, benchmark and tune Hugging Face diffusers pipelines.\n\n"
+        "Start with `diffprof bench` (a quick suite on the built-in model, then an HTML report), "
+        "`diffprof generate \"a red circle\"` for one instrumented generation, or "
+        "`diffprof models` to see what can be loaded. Every command has --help."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"diffprof {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
+) -> None:
+    """Profile, benchmark and tune diffusers pipelines."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the app, map errors to exit codes (2 = bad input)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    from diffprof.cli import commands  # noqa: F401  (registers every command)
+
+    try:
+        result = app(args=args, prog_name="diffprof", standalone_mode=False)
+    except DiffprofError as exc:
+        if debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        if exc.hint:
+            err_console.print(f"[dim]hint:[/] {exc.hint}", highlight=False)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 1
+    except KeyboardInterrupt:
+        err_console.print("interrupted: everything finished before this point is kept")
+        return 130
+    return int(result or 0)
+
+
+def run() -> None:
+    sys.exit(main())

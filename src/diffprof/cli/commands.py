@@ -1,0 +1,3 @@
+"""Imports every command module so each registers on the app (one module per command group)."""
+
+from diffprof.cli import demo  # noqa: F401
