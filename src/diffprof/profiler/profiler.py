@@ -75,6 +75,9 @@ class _NullOperation:
     def __call__(self, func: F) -> F:
         return func
 
+    def start(self) -> _NullOperation:
+        return self
+
     def stop(self) -> None:
         return None
 

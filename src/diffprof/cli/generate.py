@@ -1,0 +1,217 @@
+"""`diffprof generate`: instrumented generation of one prompt or a whole prompts file.
+
+Images are written as PNGs carrying their generation parameters (PNG text chunks ``parameters``
+in the A1111 style and ``diffprof`` as JSON) plus a JSON sidecar with the per-component timing,
+so every asset can be traced back to how it was made and what it cost.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from PIL import PngImagePlugin
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from diffprof.cli.app import app, console, err_console
+from diffprof.config import RunConfig
+from diffprof.errors import InputError, closest
+from diffprof.units import fmt_bytes, fmt_seconds
+
+H = RunConfig.help_for
+
+#: Keys a prompts-file row may override, and their types.
+ROW_KEYS: dict[str, type] = {
+    "prompt": str, "negative_prompt": str, "seed": int, "steps": int, "guidance": float, "scheduler": str,
+    "width": int, "height": int, "batch": int, "task": str, "strength": float, "image": str, "mask": str,
+}
+
+
+@dataclass
+class Job:
+    row: int
+    overrides: dict[str, Any]
+
+
+def read_prompts(path: Path) -> list[Job]:
+    """txt: one prompt per line; jsonl / csv: one row per job with per-row overrides."""
+    if not path.is_file():
+        raise InputError(f"prompts file {str(path)!r} does not exist", "give a .txt, .jsonl or .csv file")
+    rows: list[dict[str, Any]] = []
+    if path.suffix == ".txt":
+        rows = [{"prompt": line.strip()} for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    elif path.suffix in (".jsonl", ".ndjson"):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path.name} line {n} is not JSON: {exc.msg}", "one JSON object per line") from exc
+            if not isinstance(row, dict):
+                raise InputError(f"{path.name} line {n} is not a JSON object", 'e.g. {"prompt": "a red circle", "seed": 3}')
+            rows.append(row)
+    elif path.suffix == ".csv":
+        with path.open(newline="") as fh:
+            rows = [{k: v for k, v in row.items() if v not in (None, "")} for row in csv.DictReader(fh)]
+    else:
+        raise InputError(f"prompts file {path.name!r} has an unknown extension", "use .txt (one prompt per line), .jsonl or .csv")
+    jobs = []
+    for n, row in enumerate(rows, 1):
+        overrides: dict[str, Any] = {}
+        for key, value in row.items():
+            if key not in ROW_KEYS:
+                guess = closest(key, ROW_KEYS)
+                raise InputError(f"{path.name} row {n}: unknown column {key!r}", (f"did you mean {guess!r}? " if guess else "") + f"columns: {', '.join(ROW_KEYS)}")
+            try:
+                overrides[key] = ROW_KEYS[key](value)
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"{path.name} row {n}: {key}={value!r} is not a {ROW_KEYS[key].__name__}") from exc
+        if "prompt" not in overrides:
+            raise InputError(f"{path.name} row {n} has no prompt", "every row needs a prompt")
+        jobs.append(Job(n, overrides))
+    if not jobs:
+        raise InputError(f"prompts file {path.name!r} holds no prompts")
+    return jobs
+
+
+def png_info(settings: dict[str, Any], prompt: str, negative: str | None) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    a1111 = (
+        f"{prompt}\n" + (f"Negative prompt: {negative}\n" if negative else "")
+        + f"Steps: {settings['steps']}, Sampler: {settings['scheduler']}, CFG scale: {settings['guidance']}, "
+        f"Seed: {settings['seed']}, Size: {settings['width']}x{settings['height']}, Model: {settings['model']}"
+    )
+    info.add_text("parameters", a1111)
+    info.add_text("diffprof", json.dumps(dict(settings, prompt=prompt, negative_prompt=negative)))
+    return info
+
+
+def timing_table(rows: list[tuple[str, Any]], load: Any) -> Table:
+    table = Table(title="per-component timing (median over calls)", title_justify="left")
+    for col in ("component", "time"):
+        table.add_column(col, justify="left" if col == "component" else "right")
+    table.add_row("pipeline load", fmt_seconds(load.seconds) + (f"  ({load.gb_per_s:.2f} GB/s)" if load.gb_per_s else ""))
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+@app.command()
+def generate(
+    prompt: str = typer.Argument(None, help="Prompt (or use --prompts FILE)."),
+    prompts: Path = typer.Option(None, "--prompts", help="Prompts file: .txt one per line, or .jsonl/.csv with per-row overrides (seed, steps, scheduler, ...)."),
+    model: str = typer.Option(RunConfig.default_of("model"), help=H("model")),
+    weights: str = typer.Option("auto", help=H("weights")),
+    task: str = typer.Option("txt2img", help=H("task")),
+    image: Path = typer.Option(None, help=H("image")),
+    mask: Path = typer.Option(None, help=H("mask")),
+    strength: float = typer.Option(0.75, help=H("strength")),
+    negative_prompt: str = typer.Option(None, "--negative-prompt", help=H("negative_prompt")),
+    scheduler: str = typer.Option("default", help=H("scheduler")),
+    steps: int = typer.Option(20, help=H("steps")),
+    guidance: float = typer.Option(7.5, help=H("guidance")),
+    width: int = typer.Option(None, help=H("width")),
+    height: int = typer.Option(None, help=H("height")),
+    batch: int = typer.Option(1, help=H("batch")),
+    seed: int = typer.Option(0, help=H("seed")),
+    precision: str = typer.Option("auto", help=H("precision")),
+    optimize: list[str] = typer.Option([], "--optimize", "-O", help=H("optimize") + " Repeat or comma-separate."),
+    device: str = typer.Option("auto", help=H("device")),
+    threads: int = typer.Option(None, help=H("threads")),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help=H("allow_pickle")),
+    out: Path = typer.Option(Path("diffprof-images"), "--out", help="Folder for PNGs and their JSON sidecars."),
+    profile_out: Path = typer.Option(None, "--profile-out", help="Folder for profile.json and a Chrome trace (open in ui.perfetto.dev)."),
+    profile_level: str = typer.Option("standard", help=H("profile_level")),
+) -> None:
+    """Generate images with per-component timing.
+
+    Examples: `diffprof generate "a red circle"`; `diffprof generate "a castle" --model sd15 --weights synthetic
+    --steps 50 --precision fp16`; `diffprof generate --prompts assets.jsonl --out assets/`.
+    """
+    import torch
+
+    from diffprof.engine import Engine, GenerationRequest
+    from diffprof.profiler import Profiler, get_exporter
+
+    # 1. Validate everything before loading anything.
+    if prompt is None and prompts is None:
+        raise InputError("give a PROMPT or --prompts FILE", 'e.g. diffprof generate "a large red circle in the center on a blue background"')
+    jobs = read_prompts(prompts) if prompts else [Job(1, {"prompt": prompt})]
+    base = RunConfig.from_mapping(
+        dict(model=model, weights=weights, task=task, strength=strength, negative_prompt=negative_prompt, scheduler=scheduler,
+             steps=steps, guidance=guidance, width=width, height=height, batch=batch, seed=seed, precision=precision,
+             optimize=list(optimize), device=device, threads=threads, allow_pickle=allow_pickle, profile_level=profile_level,
+             image=str(image) if image else None, mask=str(mask) if mask else None)
+    )
+    job_configs = [RunConfig.from_mapping(job.overrides, base=base) for job in jobs]
+    if threads:
+        torch.set_num_threads(threads)
+    # 2. Load once.
+    profiler = Profiler(profile_level, device=None if device == "auto" else device, trace_dir=(profile_out / "kernels") if profile_out else None)
+    engine = Engine.load(model, weights, device=device, precision=precision, optimize=list(optimize), profiler=profiler, seed=seed, allow_pickle=allow_pickle)
+    console.print(f"loaded [bold]{model}[/] ({engine.load_info.source}) on {engine.device} in {fmt_seconds(engine.load_info.seconds)}", highlight=False)
+    # 3. Generate, writing each image as soon as it exists.
+    out.mkdir(parents=True, exist_ok=True)
+    timings = []
+    written: list[Path] = []
+    failures = 0
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, disable=len(job_configs) < 2) as progress:
+        bar = progress.add_task("generating", total=len(job_configs))
+        for job, c in zip(jobs, job_configs):
+            request = GenerationRequest(
+                prompt=c.prompt, negative_prompt=c.negative_prompt, task=c.task, scheduler=c.scheduler, steps=c.steps,
+                guidance=c.guidance, width=c.width, height=c.height, num_images=c.batch, seed=c.seed, strength=c.strength,
+                image=c.image, mask=c.mask,
+            )
+            try:
+                result = engine.generate(request)
+            except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+                failures += 1
+                err_console.print(f"[red]row {job.row} failed:[/] {str(exc).splitlines()[0]}", highlight=False)
+                progress.advance(bar)
+                continue
+            timings.append(result.timing)
+            for k, img in enumerate(result.images):
+                stem = f"{job.row:04d}-{k:02d}-seed{c.seed}"
+                path = out / f"{stem}.png"
+                img.save(path, pnginfo=png_info(result.settings, c.prompt, c.negative_prompt))
+                sidecar = dict(result.settings, prompt=c.prompt, negative_prompt=c.negative_prompt, image_index=k, timing=result.timing.to_dict())
+                sidecar["timing"].pop("timeline", None)
+                (out / f"{stem}.json").write_text(json.dumps(sidecar, indent=1, default=str))
+                written.append(path)
+            progress.advance(bar)
+    # 4. Summarize.
+    if timings:
+        med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+        rows = [
+            ("text encoding", fmt_seconds(med([t.text_encode_s for t in timings]))),
+            ("denoising step (median)", fmt_seconds(med([t.step_median_s for t in timings]))),
+            ("denoising loop", fmt_seconds(med([t.denoise_s for t in timings])) + f"  ({med([t.steps_per_s for t in timings]):.2f} steps/s)"),
+            ("VAE decode", fmt_seconds(med([t.vae_decode_s for t in timings]))),
+            ("whole call", fmt_seconds(med([t.total_s for t in timings]))),
+            ("per image", fmt_seconds(med([t.s_per_image for t in timings])) + f"  ({1 / med([t.s_per_image for t in timings]):.2f} images/s)"),
+        ]
+        if any(t.vae_encode_s for t in timings):
+            rows.insert(1, ("VAE encode", fmt_seconds(med([t.vae_encode_s for t in timings]))))
+        peaks = [t.peak_allocated for t in timings if t.peak_allocated is not None]
+        if peaks:
+            rows.append(("peak GPU memory (allocated)", fmt_bytes(max(peaks))))
+        console.print(timing_table(rows, engine.load_info))
+    console.print(f"wrote {len(written)} image(s) with JSON sidecars to {out}/", highlight=False)
+    if profile_out:
+        profile_out.mkdir(parents=True, exist_ok=True)
+        profile = profiler.profile()
+        get_exporter("json").write(profile, profile_out / "profile.json")
+        get_exporter("chrome").write(profile, profile_out / "profile.trace.json")
+        console.print(f"profile: {profile_out / 'profile.json'}, trace: {profile_out / 'profile.trace.json'}", highlight=False)
+    if failures:
+        raise typer.Exit(3)
+
+

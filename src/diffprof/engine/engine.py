@@ -1,0 +1,341 @@
+"""The engine: load a pipeline once, generate many times, get images and timings back.
+
+    engine = Engine.load("tiny-sd")                       # or "sd15", weights="synthetic", ...
+    result = engine.generate(prompt="a red circle", steps=20, scheduler="euler")
+    result.images[0].save("out.png"); print(result.timing.step_median_s)
+
+Every call is instrumented per component (see :mod:`diffprof.engine.instrument`); scheduler
+changes use ``from_config`` and task changes ``from_pipe``, so weights load once.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from PIL import Image
+
+from diffprof.config import TASKS, check_size
+from diffprof.engine.inputs import check_mask_matches, default_init_image, default_mask, load_image, load_mask
+from diffprof.engine.instrument import PipelineInstrumentation
+from diffprof.engine.optimizations import DTYPES, Optimizations, apply_optimizations, resolve_precision
+from diffprof.engine.schedulers import DEFAULT, check_scheduler, make_scheduler
+from diffprof.engine.timing import CallTiming, timing_from_records
+from diffprof.errors import ConfigError, InputError, unknown_choice
+from diffprof.profiler import OperationRecord, Profiler
+
+
+@dataclass
+class GenerationRequest:
+    """One pipeline call. ``None`` sizes mean the model's native size (or the init image's)."""
+
+    prompt: str | list[str] = "a large red circle in the center on a blue background"
+    negative_prompt: str | list[str] | None = None
+    task: str = "txt2img"
+    scheduler: str = DEFAULT
+    steps: int = 20
+    guidance: float = 7.5
+    width: int | None = None
+    height: int | None = None
+    num_images: int = 1
+    seed: int = 0
+    strength: float = 0.75
+    image: str | Image.Image | None = None
+    mask: str | Image.Image | None = None
+    decode: bool = True
+
+    @property
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+    @property
+    def total_images(self) -> int:
+        return len(self.prompts) * self.num_images
+
+
+@dataclass
+class LoadInfo:
+    """What loading cost: the engine's first measurement."""
+
+    model: str
+    source: str
+    family: str
+    seconds: float
+    bytes_read: int
+    peak_allocated: int | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
+
+    @property
+    def gb_per_s(self) -> float | None:
+        return self.bytes_read / self.seconds / 1e9 if self.bytes_read and self.seconds > 0 else None
+
+
+@dataclass
+class GenerationResult:
+    images: list[Image.Image]
+    latents: torch.Tensor | None
+    timing: CallTiming
+    request: GenerationRequest
+    settings: dict[str, Any]
+    records: list[OperationRecord] = field(default_factory=list)
+
+
+class Engine:
+    """A loaded, optimized, instrumented pipeline. Build with :meth:`load`."""
+
+    def __init__(self, loaded: Any, *, model: str, device: torch.device, precision: str, optimizations: Optimizations, profiler: Profiler, load_info: LoadInfo) -> None:
+        self.loaded = loaded
+        self.model = model
+        self.family: str = loaded.family
+        self.preset = loaded.preset
+        self.device = device
+        self.precision = precision
+        self.optimizations = optimizations
+        self.profiler = profiler
+        self.load_info = load_info
+        self.base = loaded.pipeline
+        self.base.set_progress_bar_config(disable=True)
+        self._base_scheduler_config = dict(self.base.scheduler.config)
+        self._scheduler = DEFAULT
+        self._pipes: dict[str, Any] = {self._base_task(): self.base}
+        self.instrumentation = PipelineInstrumentation(self.base, profiler)
+
+    # ------------------------------------------------------------------ load
+    @classmethod
+    def load(
+        cls,
+        model: str | None = None,
+        weights: str = "auto",
+        *,
+        device: str | torch.device | None = "auto",
+        precision: str = "auto",
+        optimize: str | list[str] | Optimizations | None = None,
+        profiler: Profiler | None = None,
+        seed: int = 0,
+        allow_pickle: bool = False,
+    ) -> Engine:
+        """Load ``model`` from ``weights``, apply precision and optimizations, install hooks.
+
+        Args:
+            model (`str`, defaults to ``tiny-sd``): a preset, a diffusers folder or a .safetensors file.
+            weights (`str`, defaults to ``auto``): ``auto``, ``hub``, ``synthetic`` or ``builtin``.
+            device (`str`, defaults to ``auto``): CUDA when available, else CPU.
+            precision (`str`, defaults to ``auto``): fp16 on CUDA, fp32 on CPU (``half``: bf16 on CPU).
+            optimize: switch names (``["vae_slicing", "compile=unet"]``) or an :class:`Optimizations`.
+            profiler: where records go; a ``standard`` profiler on the device by default.
+        """
+        from diffprof.models.presets import DEFAULT_MODEL
+        from diffprof.models.sources import load_pipeline
+
+        model = model or DEFAULT_MODEL
+        dev = resolve_engine_device(device)
+        prec = resolve_precision(precision, dev)
+        opts = optimize if isinstance(optimize, Optimizations) else Optimizations.parse(optimize)
+        opts.validate(dev, prec)
+        profiler = profiler or Profiler("standard", device=dev)
+        load_device = torch.device("cpu") if opts.offload != "none" else dev
+        _clean(dev)
+        _sync(dev)
+        t0 = time.perf_counter_ns()
+        with profiler.profile_operation("pipeline_load", "model_loading", model=model, weights=weights, precision=prec) as rec:
+            loaded = load_pipeline(model, weights, dtype=DTYPES[prec], device=load_device, seed=seed, allow_pickle=allow_pickle)
+            apply_optimizations(loaded.pipeline, opts, dev)
+            _sync(dev)
+        seconds = (time.perf_counter_ns() - t0) / 1e9
+        info = LoadInfo(
+            model=model,
+            source=loaded.source,
+            family=loaded.family,
+            seconds=seconds,
+            bytes_read=loaded.bytes_read,
+            device=str(dev),
+            precision=prec,
+        )
+        if rec is not None:
+            rec.labels.update(bytes_read=loaded.bytes_read, source=loaded.source)
+        engine = cls(loaded, model=model, device=dev, precision=prec, optimizations=opts, profiler=profiler, load_info=info)
+        if dev.type == "cuda":
+            info.peak_allocated = torch.cuda.max_memory_allocated(dev)
+        return engine
+
+    # ---------------------------------------------------------------- tasks
+    def _base_task(self) -> str:
+        return "inpaint" if self.is_inpaint_model else "txt2img"
+
+    @property
+    def is_inpaint_model(self) -> bool:
+        unet = getattr(self.base, "unet", None)
+        return bool(unet is not None and unet.config.in_channels == 9)
+
+    @property
+    def native_size(self) -> int:
+        if self.preset is not None:
+            return int(self.preset.native_size)
+        return int(self.base.unet.config.sample_size * self.base.vae_scale_factor)
+
+    def pipeline_for(self, task: str) -> Any:
+        """The pipeline class for ``task`` sharing this engine's modules (``from_pipe``)."""
+        if task not in TASKS:
+            raise unknown_choice("task", task, TASKS)
+        if task in self._pipes:
+            return self._pipes[task]
+        if self.is_inpaint_model:
+            raise ConfigError(
+                f"{self.model} is an inpainting model (9-channel UNet); it only runs --task inpaint",
+                "use a text-to-image preset such as sd15 or sdxl for txt2img and img2img",
+            )
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+        auto = AutoPipelineForImage2Image if task == "img2img" else AutoPipelineForInpainting
+        pipe = auto.from_pipe(self.base)
+        pipe.set_progress_bar_config(disable=True)
+        self._pipes[task] = pipe
+        return pipe
+
+    def set_scheduler(self, name: str) -> None:
+        """Swap the scheduler on every task pipeline (``from_config``: no weights reloaded)."""
+        check_scheduler(name)
+        if name == self._scheduler:
+            return
+        if name == DEFAULT:
+            import diffusers
+
+            scheduler = getattr(diffusers, self._base_scheduler_config["_class_name"]).from_config(self._base_scheduler_config)
+        else:
+            scheduler = make_scheduler(name, self._base_scheduler_config)
+        for pipe in self._pipes.values():
+            pipe.scheduler = scheduler
+        self.base.scheduler = scheduler
+        self._scheduler = name
+
+    # -------------------------------------------------------------- generate
+    def generate(self, request: GenerationRequest | None = None, **overrides: Any) -> GenerationResult:
+        """Run one instrumented call; ``overrides`` replace fields of ``request``."""
+        request = replace(request or GenerationRequest(), **overrides)
+        # 1. Check inputs (before any work)
+        pipe, kwargs, settings = self._prepare(request)
+        # 2. Run, instrumented
+        before = len(self.profiler.records)
+        _sync(self.device)
+        t0 = time.perf_counter_ns()
+        labels = {k: settings[k] for k in ("model", "task", "scheduler", "steps", "width", "height")}
+        with torch.inference_mode(), self.instrumentation.call(images=request.total_images, **labels) as state:
+            out = pipe(**kwargs, callback_on_step_end=self.instrumentation.step_callback)
+            _sync(self.device)
+        total_ns = time.perf_counter_ns() - t0
+        # 3. Collect
+        self.profiler.resolve()
+        records = self.profiler.records[before:]
+        timing = timing_from_records(state.outer_record, records, total_ns, request.total_images)
+        images = list(out.images) if request.decode else []
+        latents = state.final_latents
+        if not request.decode and latents is None:
+            latents = out.images
+        return GenerationResult(images=images, latents=latents, timing=timing, request=request, settings=settings, records=records)
+
+    def _prepare(self, req: GenerationRequest) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        if req.task not in TASKS:
+            raise unknown_choice("task", req.task, TASKS)
+        if req.steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {req.steps}")
+        if req.num_images < 1:
+            raise ConfigError(f"batch must be >= 1, got {req.num_images}")
+        if not 0 < req.strength <= 1:
+            raise ConfigError(f"strength must be in (0, 1], got {req.strength}")
+        check_size("width", req.width)
+        check_size("height", req.height)
+        pipe = self.pipeline_for(req.task)
+        self.set_scheduler(req.scheduler)
+        image = mask = None
+        if req.task in ("img2img", "inpaint"):
+            image = req.image if isinstance(req.image, Image.Image) else (load_image(req.image) if req.image else None)
+            if req.task == "inpaint":
+                mask = req.mask if isinstance(req.mask, Image.Image) else (load_mask(req.mask) if req.mask else None)
+            if image is not None and req.width is None and req.height is None:
+                width, height = image.size
+                if width % 8 or height % 8:
+                    raise InputError(f"init image is {width}x{height}; both sides must be multiples of 8", "resize it, or pass --width/--height")
+            else:
+                width, height = req.width or self.native_size, req.height or self.native_size
+            if image is None:
+                image = default_init_image(width, height, req.seed)
+            elif image.size != (width, height):
+                if mask is not None:
+                    check_mask_matches(image, mask)
+                image = image.resize((width, height), Image.Resampling.LANCZOS)
+                mask = mask.resize((width, height), Image.Resampling.NEAREST) if mask is not None else None
+            if req.task == "inpaint":
+                mask = mask if mask is not None else default_mask(width, height)
+                check_mask_matches(image, mask)
+        else:
+            width, height = req.width or self.native_size, req.height or self.native_size
+        generator = torch.Generator("cpu").manual_seed(req.seed)
+        kwargs: dict[str, Any] = dict(
+            prompt=req.prompts,
+            negative_prompt=req.negative_prompt,
+            num_inference_steps=req.steps,
+            guidance_scale=req.guidance,
+            num_images_per_prompt=req.num_images,
+            generator=generator,
+            output_type="pil" if req.decode else "latent",
+        )
+        if isinstance(req.negative_prompt, str):
+            kwargs["negative_prompt"] = [req.negative_prompt] * len(req.prompts)
+        if req.task == "txt2img":
+            kwargs.update(width=width, height=height)
+        else:
+            kwargs.update(image=image, strength=req.strength)
+            if req.task == "inpaint":
+                kwargs.update(mask_image=mask, width=width, height=height)
+        settings = {
+            "model": self.model,
+            "source": self.load_info.source,
+            "family": self.family,
+            "task": req.task,
+            "scheduler": req.scheduler,
+            "steps": req.steps,
+            "guidance": req.guidance,
+            "width": width,
+            "height": height,
+            "batch": req.total_images,
+            "seed": req.seed,
+            "precision": self.precision,
+            "device": str(self.device),
+            "optimizations": self.optimizations.label,
+        }
+        if req.task != "txt2img":
+            settings["strength"] = req.strength
+        return pipe, kwargs, settings
+
+    # -------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        """Drop hooks and pipelines and free device memory (between suite cells)."""
+        self.instrumentation.remove()
+        self._pipes.clear()
+        self.base = None
+        self.loaded = None
+        _clean(self.device)
+
+
+def resolve_engine_device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for but no CUDA GPU is visible", "use --device cpu, or check drivers / CUDA_VISIBLE_DEVICES")
+    return dev
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _clean(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -1,0 +1,223 @@
+"""Precision and memory/speed optimizations as named, validated switches.
+
+Users name switches (``--optimize vae_slicing,model_cpu_offload``); :class:`Optimizations` parses
+them, rejects combinations that cannot work *with the reason*, and applies them to a pipeline
+through diffusers' public API only. Order of application matters and is fixed in
+:func:`apply_optimizations` (fuse QKV before compile, memory format before offload hooks, ...).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import torch
+
+from diffprof.errors import ConfigError, unknown_choice
+
+Precision = Literal["fp32", "fp16", "bf16"]
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISION_ALIASES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+#: Device-dependent choices: ``auto`` = what diffusers users run (fp16 on CUDA, fp32 on CPU);
+#: ``half`` = mixed/half precision the device supports (fp16 on CUDA, bf16 on CPU).
+DEVICE_PRECISIONS = {"auto": ("fp16", "fp32"), "half": ("fp16", "bf16")}
+
+Attention = Literal["sdpa", "xformers", "slicing", "eager"]
+Offload = Literal["none", "model", "sequential"]
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILABLE = ("unet", "vae", "text_encoder")
+
+#: Every switch a user can name, with what it does (``diffprof optimizations`` prints this).
+SWITCHES: dict[str, str] = {
+    "none": "no optimization (SDPA attention, everything on the device)",
+    "sdpa": "torch scaled_dot_product_attention (flash / memory-efficient kernels); the default",
+    "eager_attention": "classic attention (explicit softmax(QK^T)V); the pre-PyTorch-2 baseline",
+    "xformers": "xformers memory-efficient attention (needs the xformers package and CUDA)",
+    "attention_slicing": "compute attention in slices: less peak memory, usually slower with SDPA (diffusers #4518)",
+    "vae_slicing": "decode a batch one image at a time: lower VAE peak for batches",
+    "vae_tiling": "decode/encode in overlapping tiles: large images in bounded memory",
+    "model_cpu_offload": "keep each model on the CPU until it runs (CUDA only): big memory saving, small slowdown",
+    "sequential_cpu_offload": "stream every layer from the CPU (CUDA only): lowest memory, several times slower",
+    "channels_last": "NHWC memory format for UNet and VAE convolutions",
+    "fuse_qkv": "fuse the Q, K, V projections into one matmul (SDPA attention only)",
+    "compile": "torch.compile the UNet (compile=unet+vae to choose modules; compile_mode=... to choose the mode)",
+}
+
+
+def resolve_precision(precision: str, device: torch.device) -> Precision:
+    """``auto``/``half`` -> the concrete precision for ``device``; others are checked and returned."""
+    if precision in DEVICE_PRECISIONS:
+        cuda, cpu = DEVICE_PRECISIONS[precision]
+        return cuda if device.type == "cuda" else cpu  # type: ignore[return-value]
+    return check_precision(precision)
+
+
+def check_precision(precision: str) -> Precision:
+    precision = PRECISION_ALIASES.get(precision, precision)
+    if precision not in DTYPES:
+        raise unknown_choice("precision", precision, DTYPES)
+    return precision  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Optimizations:
+    """A validated set of switches. Build it with :meth:`parse` from the names users type."""
+
+    attention: Attention = "sdpa"
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    offload: Offload = "none"
+    channels_last: bool = False
+    fuse_qkv: bool = False
+    compile: tuple[str, ...] = ()
+    compile_mode: str = "default"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    # ------------------------------------------------------------------ parse
+    @classmethod
+    def parse(cls, switches: str | Iterable[str] | None) -> Optimizations:
+        """``"vae_slicing,compile=unet+vae,compile_mode=max-autotune"`` -> Optimizations."""
+        if switches is None:
+            return cls()
+        if isinstance(switches, str):
+            switches = [switches]
+        tokens = [t.strip() for s in switches for t in s.replace(" ", ",").split(",") if t.strip()]
+        opts = cls()
+        seen_attention: list[str] = []
+        seen_offload: list[str] = []
+        for token in tokens:
+            name, _, value = token.partition("=")
+            if name == "none":
+                continue
+            if name in ("sdpa", "eager_attention", "xformers", "attention_slicing"):
+                seen_attention.append(name)
+                attention = {"sdpa": "sdpa", "eager_attention": "eager", "xformers": "xformers", "attention_slicing": "slicing"}[name]
+                opts = replace(opts, attention=attention)  # type: ignore[arg-type]
+            elif name in ("vae_slicing", "vae_tiling", "channels_last", "fuse_qkv"):
+                opts = replace(opts, **{name: True})
+            elif name in ("model_cpu_offload", "sequential_cpu_offload"):
+                seen_offload.append(name)
+                opts = replace(opts, offload="model" if name == "model_cpu_offload" else "sequential")
+            elif name == "compile":
+                modules = tuple(value.split("+")) if value else ("unet",)
+                for m in modules:
+                    if m not in COMPILABLE:
+                        raise unknown_choice("module to compile", m, COMPILABLE)
+                opts = replace(opts, compile=modules)
+            elif name == "compile_mode":
+                if value not in COMPILE_MODES:
+                    raise unknown_choice("compile mode", value, COMPILE_MODES)
+                opts = replace(opts, compile_mode=value, compile=opts.compile or ("unet",))
+            else:
+                raise unknown_choice("optimization", name, [*SWITCHES, "compile_mode"])
+        if len(seen_attention) > 1:
+            raise ConfigError(f"choose one attention implementation, not {' and '.join(seen_attention)}")
+        if len(seen_offload) > 1:
+            raise ConfigError(
+                "model_cpu_offload and sequential_cpu_offload exclude each other",
+                "sequential offload already keeps every layer on the CPU; pick one",
+            )
+        return opts
+
+    # --------------------------------------------------------------- describe
+    def switches(self) -> list[str]:
+        """Canonical switch names (the inverse of :meth:`parse`)."""
+        out: list[str] = []
+        if self.attention != "sdpa":
+            out.append({"eager": "eager_attention", "xformers": "xformers", "slicing": "attention_slicing"}[self.attention])
+        out += [n for n in ("vae_slicing", "vae_tiling") if getattr(self, n)]
+        if self.offload != "none":
+            out.append(f"{self.offload}_cpu_offload")
+        out += [n for n in ("channels_last", "fuse_qkv") if getattr(self, n)]
+        if self.compile:
+            out.append("compile" if self.compile == ("unet",) else f"compile={'+'.join(self.compile)}")
+            if self.compile_mode != "default":
+                out.append(f"compile_mode={self.compile_mode}")
+        return out
+
+    @property
+    def label(self) -> str:
+        """``vae_slicing+vae_tiling`` or ``none``: the memory suite's axis value."""
+        return "+".join(self.switches()) or "none"
+
+    # --------------------------------------------------------------- validate
+    def validate(self, device: torch.device, precision: str) -> None:
+        """Raise a :class:`ConfigError` that says why for combinations that cannot work."""
+        precision = check_precision(precision)
+        cuda = device.type == "cuda"
+        if precision == "fp16" and not cuda:
+            raise ConfigError(
+                f"fp16 on {device.type} is not supported: CPU kernels for half precision are missing or very slow",
+                "use --precision bf16 or fp32 on the CPU, fp16 on a CUDA GPU",
+            )
+        if self.offload != "none" and not cuda:
+            raise ConfigError(
+                f"{self.offload}_cpu_offload needs a CUDA device: it moves weights between CPU and GPU memory",
+                "drop the offload switch when running on the CPU",
+            )
+        if self.attention == "xformers":
+            if importlib.util.find_spec("xformers") is None:
+                raise ConfigError("xformers attention needs the xformers package, which is not installed", "pip install xformers, or use sdpa")
+            if not cuda:
+                raise ConfigError("xformers attention runs on CUDA only", "use sdpa on the CPU")
+        if self.fuse_qkv and self.attention != "sdpa":
+            raise ConfigError(f"fuse_qkv needs sdpa attention, not {self.attention}", "drop fuse_qkv or the attention switch")
+        if self.compile and self.offload == "sequential":
+            raise ConfigError(
+                "compile cannot be combined with sequential_cpu_offload: its per-layer hooks move weights on every call",
+                "use model_cpu_offload with compile, or drop compile",
+            )
+        if self.compile_mode in ("reduce-overhead",) and self.compile and not cuda:
+            raise ConfigError("compile_mode=reduce-overhead uses CUDA graphs and needs a CUDA device", "use compile_mode=default on the CPU")
+
+
+def apply_optimizations(pipe: Any, opts: Optimizations, device: torch.device) -> None:
+    """Apply ``opts`` to a loaded pipeline and place it on ``device`` (or install offload hooks).
+
+    Phases, in the order that works: attention processors, QKV fusion, memory format, VAE modes,
+    placement (offload hooks or ``.to``), compile last so it sees the final modules.
+    """
+    # 1. Attention implementation
+    if opts.attention == "eager":
+        from diffusers.models.attention_processor import AttnProcessor
+
+        for name in ("unet", "vae"):
+            module = getattr(pipe, name, None)
+            if module is not None and hasattr(module, "set_attn_processor"):
+                module.set_attn_processor(AttnProcessor())
+    elif opts.attention == "slicing":
+        pipe.enable_attention_slicing("auto")
+    elif opts.attention == "xformers":
+        pipe.enable_xformers_memory_efficient_attention()
+    # 2. Fused projections (replaces processors with fused SDPA ones)
+    if opts.fuse_qkv:
+        pipe.fuse_qkv_projections()
+    # 3. Memory format
+    if opts.channels_last:
+        for name in ("unet", "vae"):
+            module = getattr(pipe, name, None)
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
+    # 4. VAE modes
+    if opts.vae_slicing:
+        pipe.vae.enable_slicing()
+    if opts.vae_tiling:
+        pipe.vae.enable_tiling()
+    # 5. Placement
+    if opts.offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif opts.offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    # 6. Compile (wrapping modules keeps diffusers' own module attributes intact)
+    for name in opts.compile:
+        if name == "vae":
+            pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=opts.compile_mode)
+        else:
+            module = getattr(pipe, name, None)
+            if module is None:
+                raise ConfigError(f"this pipeline has no {name} to compile", f"compile one of: {', '.join(COMPILABLE)}")
+            setattr(pipe, name, torch.compile(module, mode=opts.compile_mode))

@@ -1,0 +1,111 @@
+"""Per-component timing of one call, derived from its profiler records (plain data, no measuring)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from diffprof.profiler import OperationRecord
+
+
+@dataclass
+class CallTiming:
+    """Seconds per component of one pipeline call; GPU times where CUDA events were recorded.
+
+    ``steps_s`` has one entry per loop iteration of the denoising loop (what ``callback_on_step_end``
+    sees: ``steps`` for first-order solvers, PNDM one more, Heun/DPM2 about twice as many).
+    """
+
+    total_s: float
+    images: int
+    text_encode_s: float = 0.0
+    vae_encode_s: float = 0.0
+    vae_decode_s: float = 0.0
+    steps_s: list[float] = field(default_factory=list)
+    unet_s: list[float] = field(default_factory=list)
+    steps_gpu_s: list[float] = field(default_factory=list)
+    total_gpu_s: float | None = None
+    peak_allocated: int | None = None
+    peak_reserved: int | None = None
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def denoise_s(self) -> float:
+        return sum(self.steps_s)
+
+    @property
+    def step_median_s(self) -> float:
+        s = sorted(self.steps_s)
+        if not s:
+            return float("nan")
+        mid = len(s) // 2
+        return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+    @property
+    def other_s(self) -> float:
+        """Time not in a named component: prompt preparation, latents setup, postprocessing."""
+        return self.total_s - self.text_encode_s - self.vae_encode_s - self.denoise_s - self.vae_decode_s
+
+    @property
+    def s_per_image(self) -> float:
+        return self.total_s / self.images
+
+    @property
+    def steps_per_s(self) -> float:
+        return len(self.steps_s) / self.denoise_s if self.denoise_s > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(denoise_s=self.denoise_s, step_median_s=self.step_median_s, other_s=self.other_s)
+        return data
+
+
+def timing_from_records(outer: OperationRecord | None, records: list[OperationRecord], total_ns: int, images: int) -> CallTiming:
+    """Sum each component's records below ``outer`` (the call's own operation)."""
+    timing = CallTiming(total_s=total_ns / 1e9, images=images)
+    if outer is None:
+        return timing
+    mine = _descendants(outer, records)
+    for r in mine:
+        s = r.wall_ns / 1e9
+        if r.name == "text_encoding":
+            timing.text_encode_s += s
+        elif r.name == "vae_encode":
+            timing.vae_encode_s += s
+        elif r.name == "vae_decode":
+            timing.vae_decode_s += s
+        elif r.name == "denoising_step":
+            timing.steps_s.append(s)
+            if r.gpu_ns is not None:
+                timing.steps_gpu_s.append(r.gpu_ns / 1e9)
+        elif r.name == "unet":
+            timing.unet_s.append(s)
+    if outer.gpu_ns is not None:
+        timing.total_gpu_s = outer.gpu_ns / 1e9
+    timing.peak_allocated = outer.allocated_peak
+    timing.peak_reserved = outer.reserved_peak
+    timing.timeline = [
+        {
+            "name": r.name,
+            "start_s": (r.start_ns - outer.start_ns) / 1e9,
+            "dur_s": r.wall_ns / 1e9,
+            "step": r.labels.get("step"),
+            "gpu_s": None if r.gpu_ns is None else r.gpu_ns / 1e9,
+            "depth": r.depth - outer.depth,
+        }
+        for r in sorted(mine, key=lambda r: r.start_ns)
+    ]
+    return timing
+
+
+def _descendants(root: OperationRecord, records: list[OperationRecord]) -> list[OperationRecord]:
+    children: dict[int | None, list[OperationRecord]] = {}
+    for r in records:
+        children.setdefault(r.parent_id, []).append(r)
+    out: list[OperationRecord] = []
+    todo = [root.id]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child.id)
+    return out

@@ -1,0 +1,17 @@
+"""Benchmark suites: each sweeps one axis with everything else from the config."""
+
+from diffprof.suites import (  # noqa: F401  (register)
+    batch,
+    generation,
+    guidance,
+    memory,
+    pipelines,
+    precision,
+    resolutions,
+    schedulers,
+    steps,
+    tasks,
+)
+from diffprof.suites.base import GROUPS, SUITES, Cell, Suite, check_suites, expand
+
+__all__ = ["GROUPS", "SUITES", "Cell", "Suite", "check_suites", "expand"]

@@ -1,0 +1,30 @@
+"""`memory`: each memory optimization (and named combinations) against none: peak memory and time.
+
+On a CPU-only machine the default list leaves out the offload modes (they need CUDA) and says
+so; a list the user names is run as given, and impossible cells fail with the reason.
+"""
+
+from __future__ import annotations
+
+from diffprof.config import RunConfig
+from diffprof.suites.base import Cell, Suite, cuda_expected, register
+
+CUDA_ONLY = ("model_cpu_offload", "sequential_cpu_offload", "xformers")
+
+
+@register
+class MemorySuite(Suite):
+    name = "memory"
+    axis = "optimization"
+    description = "peak memory and time per memory optimization (config.memory_optimizations; join with + to combine)"
+
+    def cells(self, config: RunConfig) -> list[Cell]:
+        options = list(config.memory_optimizations)
+        if options == RunConfig.default_of("memory_optimizations") and not cuda_expected(config):
+            options = [o for o in options if not any(c in o for c in CUDA_ONLY)]
+        cells = []
+        for option in options:
+            switches = [] if option == "none" else option.split("+")
+            base = [o for o in config.optimize if o not in switches]
+            cells.append(self.cell(config, {"optimization": option}, optimize=base + switches))
+        return cells

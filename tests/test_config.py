@@ -1,0 +1,148 @@
+"""One config schema: defaults, SEOConfig aliases, validation errors that teach, file formats."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from diffprof.config import RunConfig, parse_resolution
+from diffprof.engine.optimizations import Optimizations, resolve_precision
+from diffprof.errors import ConfigError
+
+SEO = {
+    "use_diffusion": True,
+    "diffusion_model_name": "tiny-sd",
+    "diffusion_steps": 4,
+    "diffusion_guidance_scale": 5.0,
+    "diffusion_height": 64,
+    "diffusion_width": 48,
+    "enable_code_profiling": False,
+    "profile_diffusion_generation": True,
+    "profile_scheduler_performance": True,
+    "profile_resolution_scaling": True,
+    "enable_memory_efficient_attention": True,
+    "enable_sequential_cpu_offload": False,
+    "use_diffusion_mixed_precision": False,
+    "profile_pipeline_variants": False,
+    "benchmark_schedulers": ["euler", "ddim"],
+    "profile_advanced_features": False,
+}
+
+
+def test_defaults_validate():
+    c = RunConfig()
+    c.validate()
+    assert c.model == "tiny-sd" and c.repeats == 3 and c.suites == ["quick"]
+
+
+def test_seo_fields_map_to_what_they_say():
+    c = RunConfig.from_mapping(SEO)
+    assert (c.model, c.steps, c.guidance, c.height, c.width) == ("tiny-sd", 4, 5.0, 64, 48)
+    assert c.suites == ["generation", "schedulers", "resolutions"]
+    assert c.schedulers == ["euler", "ddim"]
+    assert "sequential_cpu_offload" not in c.optimize
+    assert c.precision == "fp32" and c.profile_level == "standard"
+
+
+def test_seo_flags_switch_things_on():
+    c = RunConfig.from_mapping(
+        {"enable_sequential_cpu_offload": True, "use_diffusion_mixed_precision": True, "enable_code_profiling": True, "profile_advanced_features": True, "profile_pipeline_variants": True}
+    )
+    assert "sequential_cpu_offload" in c.optimize
+    assert c.precision == "half" and c.profile_level == "detailed"
+    assert c.suites == ["memory", "precision", "pipelines"]
+    c = RunConfig.from_mapping({"enable_memory_efficient_attention": False})
+    assert "eager_attention" in c.optimize
+
+
+def test_explicit_suites_win_over_flags():
+    c = RunConfig.from_mapping({"suites": ["steps"], "profile_scheduler_performance": True})
+    assert c.suites == ["steps"]
+
+
+def test_unknown_key_names_the_closest():
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_mapping({"diffusion_step": 20})
+    assert "diffusion_step" in str(info.value) and "diffusion_steps" in str(info.value)
+    with pytest.raises(ConfigError, match="'steps'"):
+        RunConfig.from_mapping({"stpes": 20})
+
+
+@pytest.mark.parametrize(
+    "bad, fragment",
+    [
+        ({"width": 500}, "multiple of 8"),
+        ({"steps": 0}, "steps"),
+        ({"scheduler": "eulr"}, "euler"),
+        ({"suites": ["schedulrs"]}, "schedulers"),
+        ({"precision": "fp8"}, "precision"),
+        ({"task": "txt2vid"}, "txt2img"),
+        ({"optimize": ["vae_slice"]}, "vae_slicing"),
+        ({"optimize": ["model_cpu_offload", "sequential_cpu_offload"]}, "exclude"),
+        ({"strength": 1.5}, "strength"),
+        ({"resolutions": ["512by512"]}, "WIDTHxHEIGHT"),
+        ({"profile_level": "off"}, "nothing to report"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
+def test_bad_values_get_clear_errors(bad, fragment):
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_mapping(bad)
+    assert fragment in str(info.value)
+
+
+def test_yaml_toml_json_files(tmp_path):
+    import yaml
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"seo": SEO}))  # nested under one key, as SEOConfig files are
+    (tmp_path / "c.json").write_text(json.dumps({"steps": 7, "suites": ["steps"]}))
+    (tmp_path / "c.toml").write_text('steps = 9\nschedulers = ["ddim"]\n')
+    assert RunConfig.load(tmp_path / "c.yaml").steps == 4
+    assert RunConfig.load(tmp_path / "c.json").steps == 7
+    assert RunConfig.load(tmp_path / "c.toml", overrides={"steps": 3}).steps == 3
+    (tmp_path / "bad.yaml").write_text("steps: [1, 2\n")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        RunConfig.load(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="does not exist"):
+        RunConfig.load(tmp_path / "missing.yaml")
+
+
+def test_save_round_trip(tmp_path):
+    c = RunConfig.from_mapping({"steps": 12, "optimize": ["vae_tiling"], "scheduler": "unipc"})
+    assert RunConfig.load(c.save(tmp_path / "tuned.yaml")) == c
+
+
+def test_parse_resolution():
+    assert parse_resolution("512x768") == (512, 768)
+    assert parse_resolution("64") == (64, 64)
+
+
+def test_optimizations_parse_round_trip():
+    o = Optimizations.parse("vae_slicing,compile=unet+vae,compile_mode=max-autotune,fuse_qkv")
+    assert o.vae_slicing and o.fuse_qkv and o.compile == ("unet", "vae") and o.compile_mode == "max-autotune"
+    assert Optimizations.parse(o.switches()) == o
+    assert Optimizations.parse(["none"]).label == "none"
+
+
+@pytest.mark.parametrize(
+    "switches, precision, fragment",
+    [
+        (["model_cpu_offload"], "fp32", "needs a CUDA device"),
+        ([], "fp16", "fp16 on cpu"),
+        (["fuse_qkv", "attention_slicing"], "fp32", "fuse_qkv needs sdpa"),
+    ],
+)
+def test_impossible_combinations_say_why(switches, precision, fragment):
+    import torch
+
+    with pytest.raises(ConfigError, match=fragment):
+        Optimizations.parse(switches).validate(torch.device("cpu"), precision)
+
+
+def test_precision_resolution():
+    import torch
+
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("half", torch.device("cpu")) == "bf16"
+    assert resolve_precision("auto", torch.device("cuda")) == "fp16"
