@@ -82,7 +82,7 @@ def test_round_trip_run_with_cells(store: Store) -> None:
     assert store.get_run(rid, artifacts=True).cells[0].artifacts == ok.artifacts
     assert store.artifact_names(ok_id) == ["image.png"]
     assert store.artifact(ok_id, "image.png") == ok.artifacts["image.png"]
-    with pytest.raises(StoreError, match="no artifact 'timeline.json'") as err:
+    with pytest.raises(StoreError, match=r"no artifact 'timeline\.json'") as err:
         store.artifact(ok_id, "timeline.json")
     assert "image.png" in (err.value.hint or "")
 
@@ -522,7 +522,7 @@ def test_a_writer_that_never_lets_go_gives_a_clear_error(tmp_path: Path) -> None
     try:
         with Store(path, timeout=0.2) as store:
             started = time.perf_counter()
-            with pytest.raises(StoreError, match="stayed locked by another process for more than 0.2 s"):
+            with pytest.raises(StoreError, match=r"stayed locked by another process for more than 0\.2 s"):
                 store.add_cell(rid, make_cell(0))
             assert time.perf_counter() - started >= 0.15  # it waited before giving up
             assert store.get_run(rid).cells == []  # reads are not blocked by the writer (WAL)

@@ -17,6 +17,7 @@ with Store("diffprof.db") as store:
 runs_table, cells_table, comparison_table``.
 """
 
+from diffprof.store.compare import CellComparison, Comparison, compare_runs, significance
 from diffprof.store.refs import RunRef, parse_ref
 from diffprof.store.schema import SCHEMA_VERSION
 from diffprof.store.store import DEFAULT_PATH, Store
@@ -24,7 +25,11 @@ from diffprof.store.store import DEFAULT_PATH, Store
 __all__ = [
     "DEFAULT_PATH",
     "SCHEMA_VERSION",
+    "CellComparison",
+    "Comparison",
     "RunRef",
     "Store",
+    "compare_runs",
     "parse_ref",
+    "significance",
 ]
