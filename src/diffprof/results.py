@@ -110,7 +110,12 @@ class CellResult:
 
 @dataclass
 class RunInfo:
-    """One benchmark run as stored: what was asked, where, and when."""
+    """One benchmark run as stored: what was asked, where, and when.
+
+    ``name`` is an optional user label (``--name baseline``) that run references accept.
+    ``counts`` maps cell status to how many cells have it (``{"ok": 5, "failed": 1}``); the store
+    fills it even when the cells themselves are not loaded, so listing runs stays cheap.
+    """
 
     id: int
     created_at: str
@@ -120,6 +125,8 @@ class RunInfo:
     config: dict[str, Any]
     environment: dict[str, Any]
     cells: list[CellResult] = field(default_factory=list)
+    name: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def failed_cells(self) -> list[CellResult]:

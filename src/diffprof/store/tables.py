@@ -1,0 +1,201 @@
+"""Rich tables for ``diffprof runs``, ``show`` and ``compare``: formatting only, no queries.
+
+Each function takes plain data (``RunInfo``, ``Comparison``) and returns a ``rich.table.Table``; the
+CLI prints it. Labels become columns, so every suite renders with the same code.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from rich.markup import escape
+from rich.table import Table
+
+from diffprof.environment import describe_environment
+from diffprof.results import METRIC_UNITS, RunInfo
+from diffprof.store.compare import Comparison
+from diffprof.units import fmt_bytes, fmt_pct, fmt_seconds
+
+_STATUS_STYLE = {"running": "cyan", "finished": "green", "failed": "red", "interrupted": "yellow", "ok": "green"}
+_VERDICT_STYLE = {
+    "regression": "bold red",
+    "improvement": "bold green",
+    "same": "dim",
+    "not significant": "yellow",
+    "failed": "red",
+    "missing": "yellow",
+}
+
+
+def fmt_metric(name: str, value: float | None) -> str:
+    """A metric value in its unit (:data:`~diffprof.results.METRIC_UNITS`): ``1.23 s``, ``2.5 GiB``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    unit = METRIC_UNITS.get(name, "")
+    if unit == "s" or (not unit and name.endswith("_s")):
+        return fmt_seconds(value)
+    if unit == "B" or name.endswith("_bytes"):
+        return fmt_bytes(value)
+    if name == "mfu":
+        return fmt_pct(value)
+    return f"{value:.4g}" + (f" {unit}" if unit else "")
+
+
+def _when(stamp: str | None) -> str:
+    if not stamp:
+        return "-"
+    try:
+        return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return stamp
+
+
+def _duration(start: str | None, end: str | None) -> str:
+    try:
+        seconds = (datetime.fromisoformat(end or "") - datetime.fromisoformat(start or "")).total_seconds()
+    except ValueError:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes} min {secs:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _short(value: object, width: int = 24) -> str:
+    text = "-" if value is None else str(value)
+    if len(text) == 40 and all(ch in "0123456789abcdef" for ch in text):
+        return text[:10]  # a git commit
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _styled(text: str, styles: dict[str, str]) -> str:
+    style = styles.get(text)
+    return f"[{style}]{text}[/]" if style else text
+
+
+def runs_table(runs: list[RunInfo], title: str = "diffprof runs") -> Table:
+    """One row per run (as :meth:`Store.list_runs` returns them): id, name, when, status, cells."""
+    table = Table(title=title, title_justify="left")
+    for name, kw in (
+        ("id", {"justify": "right"}),
+        ("name", {}),
+        ("started", {"no_wrap": True}),
+        ("took", {"justify": "right", "no_wrap": True}),
+        ("status", {}),
+        ("cells", {"justify": "right"}),
+        ("environment", {"overflow": "ellipsis", "max_width": 48}),
+        ("command", {"overflow": "ellipsis", "max_width": 48}),
+    ):
+        table.add_column(name, **kw)
+    for run in runs:
+        ok, failed = run.counts.get("ok", 0), run.counts.get("failed", 0)
+        cells = f"{ok}" + (f" [red]+{failed} failed[/]" if failed else "")
+        table.add_row(
+            str(run.id),
+            escape(run.name or ""),
+            _when(run.created_at),
+            _duration(run.created_at, run.finished_at) if run.finished_at else "-",
+            _styled(run.status, _STATUS_STYLE),
+            cells,
+            escape(describe_environment(run.environment)),
+            escape(run.command),
+        )
+    if not runs:
+        table.caption = "no runs yet: `diffprof bench` records one"
+    return table
+
+
+def cells_table(run: RunInfo, metrics: list[str] | None = None) -> Table:
+    """One row per cell of a run: suite, one column per label, status, the chosen metrics.
+
+    Args:
+        run: a run with its cells (:meth:`Store.get_run`).
+        metrics: metric columns to show; defaults to every metric any cell has, in first-seen order.
+    """
+    names = metrics if metrics is not None else list(dict.fromkeys(m for c in run.cells for m in c.metrics))
+    label_names = list(dict.fromkeys(k for c in run.cells for k in c.labels))
+    title = escape(f"run {run.id}" + (f" ({run.name})" if run.name else "") + f" · {run.status} · {describe_environment(run.environment)}")
+    table = Table(title=title, title_justify="left")
+    table.add_column("suite")
+    for label in label_names:
+        table.add_column(escape(label))
+    table.add_column("status")
+    for name in names:
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("note", overflow="fold", max_width=60)
+    for cell in run.cells:
+        note = ""
+        if not cell.ok:
+            lines = (cell.error or "").strip().splitlines()
+            note = f"[red]{escape(lines[0]) if lines else 'failed'}[/]"
+        elif "call_s" in cell.samples and cell.stats("call_s").noisy:
+            note = "[yellow]noisy: IQR > 10% of median[/]"
+        table.add_row(
+            escape(cell.suite),
+            *[escape(str(cell.labels.get(k, ""))) for k in label_names],
+            _styled(cell.status, {"ok": "green", "failed": "red"}),
+            *[fmt_metric(n, cell.metrics.get(n)) for n in names],
+            note,
+        )
+    if run.command:
+        table.caption = escape(run.command)
+    return table
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    """One row per matched cell: A, B, change, p-value, verdict; the caption sums it up."""
+    c = comparison
+    better = "lower" if c.direction == "lower" else "higher"
+    table = Table(
+        title=(
+            f"run {c.run_b} vs run {c.run_a} (baseline) · {c.metric}, {better} is better · "
+            f"threshold {fmt_pct(c.threshold)} · alpha {c.alpha:g}"
+        ),
+        title_justify="left",
+    )
+    for name, kw in (
+        ("suite", {}),
+        ("cell", {}),
+        ("A", {"justify": "right", "no_wrap": True}),
+        ("B", {"justify": "right", "no_wrap": True}),
+        ("change", {"justify": "right", "no_wrap": True}),
+        ("p", {"justify": "right", "no_wrap": True}),
+        ("n", {"justify": "right", "no_wrap": True}),
+        ("verdict", {"no_wrap": True}),
+        ("note", {"overflow": "fold", "max_width": 50}),
+    ):
+        table.add_column(name, **kw)
+    for cell in c.cells:
+        change = "-" if cell.change is None or not math.isfinite(cell.change) else f"{100 * cell.change:+.1f}%"
+        p = "-" if cell.p_value is None else f"{cell.p_value:.2g}"
+        n = f"{cell.n_a}/{cell.n_b}" if cell.n_a or cell.n_b else "-"
+        note = cell.note
+        if cell.settings_changes:
+            changed = ", ".join(f"{k} {va}->{vb}" for k, (va, vb) in list(cell.settings_changes.items())[:3])
+            note = "; ".join(filter(None, [note, f"settings differ: {changed}"]))
+        table.add_row(
+            escape(cell.suite),
+            escape(cell.label),
+            fmt_metric(c.metric, cell.value_a),
+            fmt_metric(c.metric, cell.value_b),
+            change,
+            p,
+            n,
+            _styled(cell.verdict, _VERDICT_STYLE),
+            escape(note),
+        )
+    caption = [c.summary()]
+    if c.geomean_ratio is not None:
+        caption.append(f"geometric mean B/A {c.geomean_ratio:.3f}")
+    for side, cells in (("A", c.only_a), ("B", c.only_b)):
+        if cells:
+            names = ", ".join(f"{x.suite} {x.label}" for x in cells[:5]) + (" ..." if len(cells) > 5 else "")
+            caption.append(escape(f"only in {side}: {names}"))
+    if c.environment_changes:
+        shown = [f"{k} {_short(va)} -> {_short(vb)}" for k, (va, vb) in list(c.environment_changes.items())[:5]]
+        more = len(c.environment_changes) - len(shown)
+        caption.append("[yellow]" + escape("environment differs: " + "; ".join(shown) + (f"; and {more} more" if more else "")) + "[/]")
+    table.caption = "\n".join(caption)
+    table.caption_justify = "left"
+    return table
