@@ -169,7 +169,7 @@ class Runner:
 
             raise ConfigError("use_diffusion is false: there is nothing to benchmark", "set use_diffusion: true (or remove it)")
         if resume is not None:
-            run_id = self.store.resolve(resume)
+            run_id = self.store.resume_run(resume)
             done = self.store.finished_keys(run_id)
         else:
             run_id = self.store.create_run(self.command, self.config.to_dict(), capture_environment())

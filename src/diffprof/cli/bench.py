@@ -1,0 +1,227 @@
+"""`diffprof bench`, `runs`, `show`, `compare`, `report`: the main job and what follows it.
+
+Exit codes: 0 all good; 1 `compare` found a significant regression; 2 bad input (nothing ran,
+nothing stored was touched); 3 the run finished but some cells failed (they are stored with
+their reasons).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from diffprof.cli.app import app, console, err_console
+from diffprof.config import RunConfig
+
+H = RunConfig.help_for
+CELLS_FAILED = 3
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def _numbers(values: list[str] | None, kind: type) -> list[Any] | None:
+    items = _split(values)
+    if items is None:
+        return None
+    try:
+        return [kind(v) for v in items]
+    except ValueError as exc:
+        from diffprof.errors import ConfigError
+
+        raise ConfigError(f"expected {kind.__name__} values, got {', '.join(items)}") from exc
+
+
+def write_report(store: Any, run_id: int, path: str, fmt: str | None = None) -> Path:
+    from diffprof.report import ReportOptions, get_renderer
+
+    out = Path(path)
+    fmt = fmt or {".html": "html", ".htm": "html", ".md": "markdown", ".csv": "csv", ".json": "json", ".txt": "console"}.get(out.suffix, "html")
+    renderer = get_renderer(fmt)
+    run = store.get_run(run_id, artifacts=True)
+    content = renderer.render(run, ReportOptions())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        out.write_bytes(content)
+    else:
+        out.write_text(content, encoding="utf-8")
+    return out
+
+
+@app.command()
+def bench(
+    suite: list[str] = typer.Option(None, "--suite", "-s", help="Suites, comma-separated (see `diffprof suites`); default: quick."),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML/TOML/JSON config (diffprof or SEOConfig keys); flags override it."),
+    model: str = typer.Option(None, help=H("model")),
+    weights: str = typer.Option(None, help=H("weights")),
+    device: str = typer.Option(None, help=H("device")),
+    precision: str = typer.Option(None, help=H("precision")),
+    optimize: list[str] = typer.Option(None, "--optimize", "-O", help=H("optimize")),
+    task: str = typer.Option(None, help=H("task")),
+    prompt: str = typer.Option(None, help=H("prompt")),
+    scheduler: str = typer.Option(None, help=H("scheduler")),
+    steps: int = typer.Option(None, help=H("steps")),
+    guidance: float = typer.Option(None, help=H("guidance")),
+    width: int = typer.Option(None, help=H("width")),
+    height: int = typer.Option(None, help=H("height")),
+    batch: int = typer.Option(None, help=H("batch")),
+    seed: int = typer.Option(None, help=H("seed")),
+    schedulers: list[str] = typer.Option(None, help=H("schedulers")),
+    resolutions: list[str] = typer.Option(None, help=H("resolutions")),
+    memory_optimizations: list[str] = typer.Option(None, "--memory-optimizations", help=H("memory_optimizations")),
+    step_counts: list[str] = typer.Option(None, "--step-counts", help=H("step_counts")),
+    guidance_scales: list[str] = typer.Option(None, "--guidance-scales", help=H("guidance_scales")),
+    batch_sizes: list[str] = typer.Option(None, "--batch-sizes", help=H("batch_sizes")),
+    precisions: list[str] = typer.Option(None, help=H("precisions")),
+    tasks: list[str] = typer.Option(None, help=H("tasks")),
+    models: list[str] = typer.Option(None, help=H("models")),
+    repeats: int = typer.Option(None, help=H("repeats")),
+    warmup: int = typer.Option(None, help=H("warmup")),
+    isolate: bool = typer.Option(None, "--isolate/--no-isolate", help=H("isolate")),
+    threads: int = typer.Option(None, help=H("threads")),
+    profile_level: str = typer.Option(None, "--profile-level", help=H("profile_level")),
+    db: str = typer.Option(None, help=H("db")),
+    report: str = typer.Option(None, help=H("report")),
+    no_report: bool = typer.Option(False, "--no-report", help="Do not write a report."),
+    name: str = typer.Option(None, help="Name the run, so `compare baseline latest` works."),
+    resume: str = typer.Option(None, help="Resume run REF (id, latest, latest~1, name): skip its finished cells, rerun the rest."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Run benchmark suites, store every cell in SQLite, and write a report.
+
+    With no arguments: the `quick` group on the built-in model, results in ./diffprof.db and an HTML
+    report in ./diffprof-report.html. Examples: `diffprof bench -s schedulers,resolutions --model sd15
+    --weights synthetic`; `diffprof bench --config seed.yaml`; `diffprof bench --resume latest`.
+    """
+    from diffprof.store import Store
+    from diffprof.store.tables import cells_table
+    from diffprof.suites.runner import Runner
+
+    overrides: dict[str, Any] = {
+        "suites": _split(suite), "model": model, "weights": weights, "device": device, "precision": precision,
+        "optimize": _split(optimize), "task": task, "prompt": prompt, "scheduler": scheduler, "steps": steps, "guidance": guidance,
+        "width": width, "height": height, "batch": batch, "seed": seed, "schedulers": _split(schedulers),
+        "resolutions": _split(resolutions), "memory_optimizations": _split(memory_optimizations),
+        "step_counts": _numbers(step_counts, int), "guidance_scales": _numbers(guidance_scales, float),
+        "batch_sizes": _numbers(batch_sizes, int), "precisions": _split(precisions), "tasks": _split(tasks),
+        "models": _split(models), "repeats": repeats, "warmup": warmup, "isolate": isolate, "threads": threads,
+        "profile_level": profile_level, "db": db, "report": report,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if no_report:
+        overrides["report"] = None
+    # 1. Validate the whole config before touching the store.
+    cfg = RunConfig.load(config, overrides) if config else RunConfig.from_mapping(overrides)
+    store = Store(cfg.db)
+    if resume is not None:
+        stored = store.get_run(resume)
+        keep = {k: v for k, v in overrides.items() if k in ("db", "report", "threads")}
+        cfg = RunConfig.from_mapping(stored.config | keep)
+        err_console.print(f"resuming run {stored.id} with its stored config", highlight=False)
+    # 2. Run.
+    command = "diffprof " + shlex.join(sys.argv[1:])
+    runner = Runner(cfg, store, command=command, console=err_console, progress=progress)
+    summary = runner.run(resume=resume)
+    # 3. Report.
+    run = store.get_run(summary.run_id)
+    console.print(cells_table(run))
+    done = f"run {summary.run_id}: {summary.ok} ok, {summary.failed} failed"
+    if summary.skipped:
+        done += f", {summary.skipped} already done"
+    console.print(f"{done} in {summary.seconds:.1f} s · store {cfg.db}", highlight=False)
+    if cfg.report:
+        path = write_report(store, summary.run_id, cfg.report)
+        console.print(f"report: [bold]{path.resolve()}[/]", highlight=False)
+    if summary.failed:
+        raise typer.Exit(CELLS_FAILED)
+
+
+@app.command()
+def runs(
+    db: str = typer.Option("diffprof.db", help=H("db")),
+    limit: int = typer.Option(20, help="How many runs, newest first."),
+) -> None:
+    """List stored runs, newest first, with their cell counts and status."""
+    from diffprof.store import Store
+    from diffprof.store.tables import runs_table
+
+    console.print(runs_table(Store(_existing(db)).list_runs(limit)))
+
+
+@app.command()
+def show(
+    run: str = typer.Argument("latest", help="Run id, latest, latest~N or a run name."),
+    db: str = typer.Option("diffprof.db", help=H("db")),
+) -> None:
+    """Show one run's cells with their metrics (failed cells with their reasons)."""
+    from diffprof.environment import describe_environment
+    from diffprof.store import Store
+    from diffprof.store.tables import cells_table
+
+    info = Store(_existing(db)).get_run(run)
+    console.print(f"run {info.id} · {info.status} · {info.created_at} · {info.command}", highlight=False)
+    console.print(describe_environment(info.environment), highlight=False)
+    console.print(cells_table(info))
+
+
+@app.command()
+def compare(
+    run_a: str = typer.Argument(..., help="Baseline run (id, latest~1, name)."),
+    run_b: str = typer.Argument("latest", help="Candidate run."),
+    threshold: str = typer.Option("5%", help="Smallest change that counts, e.g. 5% or 0.05."),
+    metric: str = typer.Option("s_per_image", help="Metric to compare (lower is better for times, higher for images_per_s)."),
+    alpha: float = typer.Option(0.05, help="Significance level of the test on raw samples."),
+    db: str = typer.Option("diffprof.db", help=H("db")),
+) -> None:
+    """Compare two runs cell by cell; exit code 1 on a significant regression beyond the threshold (for CI)."""
+    from diffprof.errors import ConfigError
+    from diffprof.store import Store
+    from diffprof.store.compare import compare_runs
+    from diffprof.store.tables import comparison_table
+
+    try:
+        t = float(threshold.rstrip("%")) / (100 if threshold.endswith("%") else 1)
+    except ValueError as exc:
+        raise ConfigError(f"threshold {threshold!r} is not a number", "e.g. 5% or 0.05") from exc
+    result = compare_runs(Store(_existing(db)), run_a, run_b, threshold=t, metric=metric, alpha=alpha)
+    console.print(comparison_table(result))
+    console.print(result.summary(), highlight=False)
+    if result.has_regression:
+        raise typer.Exit(1)
+
+
+@app.command("report")
+def report_cmd(
+    run: str = typer.Argument("latest", help="Run id, latest, latest~N or a run name."),
+    format: str = typer.Option("html", "--format", "-f", help="console, markdown, csv, json or html."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output file (default: diffprof-report-RUN.EXT; console prints)."),
+    db: str = typer.Option("diffprof.db", help=H("db")),
+) -> None:
+    """Render a stored run as a report (html: one self-contained file with plots and images)."""
+    from diffprof.report import ReportOptions, get_renderer
+    from diffprof.store import Store
+
+    store = Store(_existing(db))
+    renderer = get_renderer(format)
+    rid = store.resolve(run)
+    if format == "console" and out is None:
+        content = renderer.render(store.get_run(rid, artifacts=False), ReportOptions())
+        console.print(content if isinstance(content, str) else content.decode(), highlight=False, markup=False)
+        return
+    path = write_report(store, rid, str(out or f"diffprof-report-{rid}.{renderer.file_extension}"), format)
+    console.print(f"report: [bold]{path.resolve()}[/]", highlight=False)
+
+
+def _existing(db: str) -> str:
+    from diffprof.errors import StoreError
+
+    if not Path(db).exists():
+        raise StoreError(f"no results store at {db!r}", "run `diffprof bench` first, or pass --db PATH")
+    return db

@@ -1,0 +1,154 @@
+"""Engine on the built-in tiny models: every task, schedulers, instrumentation, determinism, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffprof.engine import SCHEDULERS, Engine, GenerationRequest
+from diffprof.errors import ConfigError, InputError
+from diffprof.profiler import Profiler
+
+FAST = dict(steps=2, width=64, height=64, guidance=5.0)
+
+
+@pytest.fixture(scope="module")
+def sd() -> Engine:
+    return Engine.load("tiny-sd", device="cpu", profiler=Profiler("standard", device="cpu", measure_overhead=False))
+
+
+@pytest.fixture(scope="module")
+def sdxl() -> Engine:
+    return Engine.load("tiny-sdxl", device="cpu", profiler=Profiler("standard", device="cpu", measure_overhead=False))
+
+
+def pixels(img: Image.Image) -> np.ndarray:
+    return np.asarray(img, dtype=np.int16)
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl"])
+@pytest.mark.parametrize("task", ["txt2img", "img2img", "inpaint"])
+@pytest.mark.parametrize("scheduler", ["euler", "dpmpp_2m", "ddim"])
+def test_every_task_on_both_families(request, family, task, scheduler):
+    engine = request.getfixturevalue(family)
+    result = engine.generate(task=task, scheduler=scheduler, seed=1, strength=1.0, **FAST)
+    assert len(result.images) == 1 and result.images[0].size == (64, 64)
+    t = result.timing
+    assert len(t.steps_s) == 2 and all(s > 0 for s in t.steps_s)
+    assert t.text_encode_s > 0 and t.vae_decode_s > 0
+    assert (t.vae_encode_s > 0) == (task != "txt2img")
+    assert result.settings["task"] == task and result.settings["scheduler"] == scheduler
+    assert result.latents is not None and torch.isfinite(result.latents).all()
+
+
+def test_every_scheduler_runs(sd):
+    for name, spec in SCHEDULERS.items():
+        result = sd.generate(scheduler=name, **FAST)
+        assert result.images[0].size == (64, 64), name
+        expected = 2 * spec.evals_per_step - 1 if spec.evals_per_step == 2 else len(result.timing.steps_s)
+        assert len(result.timing.steps_s) == expected, name
+
+
+def test_scheduler_swap_keeps_weights(sd):
+    unet = sd.base.unet
+    sd.generate(scheduler="unipc", **FAST)
+    sd.generate(scheduler="ddim", **FAST)
+    assert sd.base.unet is unet and type(sd.base.scheduler).__name__ == "DDIMScheduler"
+
+
+def test_n_steps_give_n_records_on_consecutive_calls(sd):
+    for _ in range(2):
+        before = len(sd.profiler.records)
+        result = sd.generate(scheduler="euler", steps=5, width=64, height=64)
+        steps = [r for r in sd.profiler.records[before:] if r.name == "denoising_step"]
+        assert [r.labels["step"] for r in steps] == [0, 1, 2, 3, 4]
+        outer = result.timing.timeline
+        assert sum(1 for e in outer if e["name"] == "denoising_step") == 5
+    # steps tile the loop: no gaps larger than bookkeeping between consecutive steps
+    starts = [e["start_s"] for e in outer if e["name"] == "denoising_step"]
+    ends = [e["start_s"] + e["dur_s"] for e in outer if e["name"] == "denoising_step"]
+    assert all(0 <= s - e < 2e-3 for s, e in zip(starts[1:], ends[:-1]))
+
+
+def test_same_seed_same_image_and_batches(sd):
+    a = sd.generate(seed=7, **FAST).images[0]
+    b = sd.generate(seed=7, **FAST).images[0]
+    c = sd.generate(seed=8, **FAST).images[0]
+    assert np.array_equal(pixels(a), pixels(b))
+    assert not np.array_equal(pixels(a), pixels(c))
+    result = sd.generate(prompt=["a red circle", "a blue square"], num_images=2, negative_prompt="blurry", **FAST)
+    assert len(result.images) == 4 and result.timing.images == 4
+    assert result.settings["batch"] == 4
+
+
+def test_inpaint_model_with_nine_channels():
+    engine = Engine.load("tiny-sd-inpaint", device="cpu") if "tiny-sd-inpaint" in __import__("diffprof.models.presets", fromlist=["PRESETS"]).PRESETS else None
+    if engine is None:
+        pytest.skip("no 9-channel tiny preset registered")
+    assert engine.is_inpaint_model
+    result = engine.generate(task="inpaint", **FAST)
+    assert result.images[0].size == (64, 64)
+    with pytest.raises(ConfigError, match="inpainting model"):
+        engine.generate(task="txt2img", **FAST)
+
+
+def test_user_images_and_masks(sd, tmp_path):
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / "init.png")
+    Image.new("L", (64, 64), 255).save(tmp_path / "mask.png")
+    Image.new("L", (32, 32), 255).save(tmp_path / "small_mask.png")
+    (tmp_path / "not_an_image.png").write_text("hello")
+    r = sd.generate(task="img2img", image=str(tmp_path / "init.png"), steps=4, strength=0.5, guidance=5.0)
+    assert r.images[0].size == (64, 64) and len(r.timing.steps_s) == 2  # strength 0.5 of 4 steps
+    r = sd.generate(task="inpaint", image=str(tmp_path / "init.png"), mask=str(tmp_path / "mask.png"), **{k: v for k, v in FAST.items() if k not in ("width", "height")})
+    assert r.images[0].size == (64, 64)
+    with pytest.raises(InputError, match="mask is 32x32 but the image is 64x64"):
+        sd.generate(task="inpaint", image=str(tmp_path / "init.png"), mask=str(tmp_path / "small_mask.png"), steps=2)
+    with pytest.raises(InputError, match="does not exist"):
+        sd.generate(task="img2img", image=str(tmp_path / "nope.png"), steps=2)
+    with pytest.raises(InputError, match="not an image"):
+        sd.generate(task="img2img", image=str(tmp_path / "not_an_image.png"), steps=2)
+
+
+@pytest.mark.parametrize("bad, error, fragment", [
+    (dict(width=60), ConfigError, "multiple of 8"),
+    (dict(scheduler="eulr"), ConfigError, "did you mean 'euler'"),
+    (dict(task="video"), ConfigError, "unknown task"),
+    (dict(steps=0), ConfigError, "steps"),
+])
+def test_bad_requests(sd, bad, error, fragment):
+    with pytest.raises(error, match=fragment):
+        sd.generate(**{**FAST, **bad})
+
+
+def test_cpu_rejects_cuda_only_settings():
+    with pytest.raises(ConfigError, match="CUDA"):
+        Engine.load("tiny-sd", device="cpu", optimize=["model_cpu_offload"])
+    with pytest.raises(ConfigError, match="fp16 on cpu"):
+        Engine.load("tiny-sd", device="cpu", precision="fp16")
+
+
+@pytest.mark.parametrize("switches", [["attention_slicing"], ["vae_slicing", "vae_tiling"], ["channels_last"], ["fuse_qkv"], ["eager_attention"]])
+def test_optimizations_keep_the_image(sd, switches):
+    base = sd.generate(seed=3, **FAST).images[0]
+    engine = Engine.load("tiny-sd", device="cpu", optimize=switches)
+    other = engine.generate(seed=3, **FAST).images[0]
+    assert np.abs(pixels(base) - pixels(other)).max() <= 3, switches
+
+
+def test_bf16_runs_on_cpu():
+    engine = Engine.load("tiny-sd", device="cpu", precision="bf16")
+    assert engine.base.unet.dtype == torch.bfloat16
+    assert engine.generate(**FAST).images[0].size == (64, 64)
+
+
+def test_request_object_and_overrides(sd):
+    req = GenerationRequest(prompt="a small green square at the top left on a white background", steps=2, width=64, height=64)
+    r = sd.generate(req, seed=5)
+    assert r.request.seed == 5 and r.request.prompt.startswith("a small green")
+
+
+def test_load_info(sd):
+    info = sd.load_info
+    assert info.seconds > 0 and info.source.startswith("builtin") and info.family == "sd"
