@@ -24,7 +24,7 @@ from diffprof.errors import ConfigError, DiffprofError, InputError
 from diffprof.report import RENDERERS, ReportOptions, get_renderer, load_run, run_frame
 from diffprof.report.artifacts import parse_timeline
 from diffprof.report.environment import environment_items
-from diffprof.report.html import CSP
+from diffprof.report.html import CSP, suite_ids
 from diffprof.report.plots import (
     KNEE_FRACTION,
     batch_throughput,
@@ -319,6 +319,8 @@ def test_console_colour_and_literal_brackets(run):
     coloured = get_renderer("console").render(run, ReportOptions(width=220, color=True))
     failed_line = next(line for line in coloured.splitlines() if "sequential_cpu_offload" in line)
     assert "\x1b[31m" in failed_line  # the failed cell is red
+    narrow = get_renderer("console").render(run, ReportOptions(width=80))
+    assert "vae_slicing+vae_tiling" in narrow and "sequential_cpu_offload" in narrow  # axes stay whole
 
 
 def test_csv_parses_back_row_per_cell(run):
@@ -394,6 +396,10 @@ def test_html_is_self_contained_escaped_and_has_every_plot(html_report):
     assert "exponent 1.00" in text and "knee at batch 8" in text
     assert CSP in text and "NVIDIA H100 80GB HBM3" in text and "diffprof bench --suite all" in text
     assert "Failures (1 of" in text and "Traceback (most recent call last)" in text
+
+
+def test_suite_ids_are_distinct_and_safe():
+    assert suite_ids(["a b", "a-b", "<x>", ""]) == {"a b": "suite-a-b", "a-b": "suite-a-b-2", "<x>": "suite-x", "": "suite-unnamed"}
 
 
 def test_html_options_leave_out_plots_or_artifacts(run):
@@ -487,9 +493,12 @@ def test_time_by_label_line_for_numbers_bars_for_names(run):
     assert time_by_label(failed_only) is None
 
 
-def test_labels_with_dollar_signs_are_not_mathtext():
-    cells = [make_cell("x", {"name": "$5 $x^"}, 1.0), make_cell("x", {"name": "cost $"}, 2.0)]
-    assert time_by_label(cells) is not None and image_grid(cells) is not None
+@pytest.mark.filterwarnings("error")
+def test_user_labels_are_plain_text_in_figures():
+    """``$`` would start matplotlib mathtext (and fail on ``$x^``); a glyph the font lacks must not warn."""
+    cells = [make_cell("x", {"name": "$5 $x^"}, 1.0), make_cell("x", {"name": "cost $ 猫"}, 2.0)]
+    assert "fastest name=$5 $x^" in png_description(time_by_label(cells))
+    assert png_description(image_grid(cells)) == "2 images: name=$5 $x^; name=cost $ 猫"
 
 
 def test_step_timeline_from_artifact(run):

@@ -30,11 +30,15 @@ def environment_table(run: RunInfo) -> Table:
 def suite_rich_table(table: SuiteTable) -> Table:
     failed = f", {table.failed} failed" if table.failed else ""
     out = Table(title=Text(f"{table.suite} ({len(table.rows)} cells{failed})", style="bold"), title_justify="left")
-    for col in table.columns:
+    for i, col in enumerate(table.columns):
         if col.kind == "error":
-            out.add_column(col.header, overflow="fold", ratio=1, min_width=20)
+            out.add_column(col.header, overflow="fold", min_width=20)
+        elif col.kind in ("label", "status"):
+            # the axes identify a row: keep them whole and let the metric columns give way
+            widest = max([len(col.header)] + [len(r.texts(table.columns)[i]) for r in table.rows])
+            out.add_column(col.header, no_wrap=True, min_width=min(widest, 32), overflow="ellipsis")
         else:
-            out.add_column(col.header, justify="right" if col.numeric else "left", no_wrap=col.kind != "label")
+            out.add_column(col.header, justify="right", no_wrap=True)
     for row in table.rows:
         cells = []
         for col, text in zip(table.columns, row.texts(table.columns)):

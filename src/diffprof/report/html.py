@@ -38,9 +38,16 @@ footer{margin-top:3rem;color:#888;font-size:.8rem}
 """
 
 
-def slug(text: str) -> str:
-    """An id attribute safe for any suite name."""
-    return "suite-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-") or "unnamed")
+def suite_ids(suites: list[str]) -> dict[str, str]:
+    """A distinct ``id`` attribute per suite, safe whatever characters the suite name holds."""
+    ids: dict[str, str] = {}
+    for suite in suites:
+        base = "suite-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", suite).strip("-") or "unnamed")
+        candidate, n = base, 2
+        while candidate in ids.values():
+            candidate, n = f"{base}-{n}", n + 1
+        ids[suite] = candidate
+    return ids
 
 
 def data_uri(png: bytes) -> str:
@@ -65,7 +72,7 @@ def _table(table: SuiteTable) -> str:
         tds = []
         for col, text in zip(table.columns, row.texts(table.columns)):
             css = "num" if col.numeric else col.kind
-            title = f' title="{escape(row.cell.error or "")}"' if col.kind == "error" else ""
+            title = f' title="{escape(row.cell.error)}"' if col.kind == "error" and row.cell.error else ""
             tds.append(f'<td class="{css}"{title}>{escape(text)}</td>')
         body.append(f'<tr class="{"failed" if row.failed else "ok-row"}">{"".join(tds)}</tr>')
     return f"<table class=\"suite\"><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -88,12 +95,10 @@ def _failures(run: RunInfo) -> str:
         return f'<section id="failures"><h2>Failures</h2><p class="ok">All {len(run.cells)} cells succeeded.</p></section>'
     items = []
     for cell in failed:
-        items.append(
-            f"<tr><td>{escape(cell.suite)}</td><td>{escape(cell.label)}</td>"
-            f"<td>{escape(first_line(cell.error) or 'failed')}"
-            + (f"<details><summary>full error</summary><pre>{escape(cell.error)}</pre></details>" if cell.error and "\n" in cell.error.strip() else "")
-            + "</td></tr>"
-        )
+        error = escape(first_line(cell.error) or "failed")
+        if cell.error and "\n" in cell.error.strip():  # a traceback: folded under its first line
+            error += f"<details><summary>full error</summary><pre>{escape(cell.error)}</pre></details>"
+        items.append(f"<tr><td>{escape(cell.suite)}</td><td>{escape(cell.label)}</td><td>{error}</td></tr>")
     return (
         f'<section id="failures"><h2>Failures ({len(failed)} of {len(run.cells)} cells)</h2>'
         f"<table><thead><tr><th>suite</th><th>cell</th><th>error</th></tr></thead><tbody>{''.join(items)}</tbody></table></section>"
@@ -104,6 +109,7 @@ def render_html(run: RunInfo, options: ReportOptions | None = None) -> str:
     options = options or ReportOptions()
     title = options.title_for(run)
     suites = cells_by_suite(run)
+    ids = suite_ids(list(suites))
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -111,7 +117,7 @@ def render_html(run: RunInfo, options: ReportOptions | None = None) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<header><h1>{escape(title)}</h1>",
-        "<nav>" + "".join(f'<a href="#{slug(s)}">{escape(s)}</a>' for s in suites) + "</nav></header>",
+        "<nav>" + "".join(f'<a href="#{ids[s]}">{escape(s)}</a>' for s in suites) + "</nav></header>",
         '<section id="environment"><h2>Run and environment</h2>',
         '<div class="kvs">' + _kv_table(run_items(run), "run") + _kv_table(environment_items(run), "env") + "</div>",
     ]
@@ -122,7 +128,7 @@ def render_html(run: RunInfo, options: ReportOptions | None = None) -> str:
     parts.append(_failures(run))
     for suite, cells in suites.items():
         table = suite_table(suite, cells)
-        parts.append(f'<section class="suite" id="{slug(suite)}"><h2>{escape(suite)}</h2>')
+        parts.append(f'<section class="suite" id="{ids[suite]}"><h2>{escape(suite)}</h2>')
         if table.common:
             parts.append(f'<p class="settings">Shared settings: {escape(format_settings(table.common, max_len=200))}</p>')
         parts.append(_table(table))
