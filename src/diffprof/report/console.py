@@ -1,0 +1,81 @@
+"""Console: the environment block, then one rich table per suite; failed cells in red.
+
+Every value goes in as :class:`rich.text.Text`, never as markup, so a label or error holding
+``[brackets]`` prints as written.
+"""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from diffprof.report.base import Renderer, ReportOptions, register
+from diffprof.report.environment import header_items
+from diffprof.report.tables import SuiteTable, format_settings, suite_tables
+from diffprof.results import RunInfo
+
+
+def environment_table(run: RunInfo) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for key, value in header_items(run):
+        grid.add_row(Text(key), Text(value))
+    return grid
+
+
+def suite_rich_table(table: SuiteTable) -> Table:
+    failed = f", {table.failed} failed" if table.failed else ""
+    out = Table(title=Text(f"{table.suite} ({len(table.rows)} cells{failed})", style="bold"), title_justify="left")
+    for i, col in enumerate(table.columns):
+        if col.kind == "error":
+            out.add_column(col.header, overflow="fold", min_width=20)
+        elif col.kind in ("label", "status"):
+            # the axes identify a row: keep them whole and let the metric columns give way
+            widest = max([len(col.header)] + [len(r.texts(table.columns)[i]) for r in table.rows])
+            out.add_column(col.header, no_wrap=True, min_width=min(widest, 32), overflow="ellipsis")
+        else:
+            out.add_column(col.header, justify="right", no_wrap=True)
+    for row in table.rows:
+        cells = []
+        for col, text in zip(table.columns, row.texts(table.columns)):
+            style = "yellow" if col.kind == "noise" else ("red" if row.failed and col.kind in ("status", "error") else "")
+            cells.append(Text(text, style=style))
+        out.add_row(*cells, style="red" if row.failed else None)
+    if table.common:
+        out.caption = Text(f"shared settings: {format_settings(table.common)}", style="dim")
+        out.caption_justify = "left"
+    return out
+
+
+def console_renderables(run: RunInfo, options: ReportOptions | None = None) -> RenderableType:
+    """What the console report prints, for a caller that has its own (colour) console."""
+    options = options or ReportOptions()
+    parts: list[RenderableType] = [Text(options.title_for(run), style="bold underline"), environment_table(run), Text("")]
+    for table in suite_tables(run):
+        parts += [suite_rich_table(table), Text("")]
+    if not run.cells:
+        parts.append(Text("no cells in this run", style="yellow"))
+    return Group(*parts)
+
+
+@register
+class ConsoleRenderer(Renderer):
+    name = "console"
+    file_extension = "txt"
+
+    def render(self, run: RunInfo, options: ReportOptions | None = None) -> str:
+        options = options or ReportOptions()
+        buf = io.StringIO()
+        console = Console(
+            file=buf,
+            width=options.width,
+            color_system="truecolor" if options.color else None,
+            force_terminal=options.color,
+            legacy_windows=False,
+        )
+        console.print(console_renderables(run, options))
+        return buf.getvalue()

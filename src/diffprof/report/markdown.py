@@ -1,0 +1,60 @@
+"""Markdown (GitHub flavour): environment list, failed cells, one pipe table per suite.
+
+Cell text is escaped for tables (``|``, newlines) and for HTML (``<``, ``&``), since GitHub
+renders raw HTML inside markdown and prompts or errors may contain it.
+"""
+
+from __future__ import annotations
+
+from diffprof.report.base import Renderer, ReportOptions, register
+from diffprof.report.environment import header_items
+from diffprof.report.tables import SuiteTable, first_line, format_settings, suite_tables
+from diffprof.results import RunInfo
+
+
+def escape(text: str) -> str:
+    """Text safe inside a markdown table cell or list item."""
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("|", "\\|")
+        .replace("\r", " ")
+        .replace("\n", " ")
+    )
+
+
+def markdown_table(table: SuiteTable) -> list[str]:
+    lines = ["| " + " | ".join(escape(h) for h in table.headers) + " |"]
+    lines.append("|" + "|".join("---:" if c.numeric else "---" for c in table.columns) + "|")
+    for row in table.text_rows():
+        lines.append("| " + " | ".join(escape(v) for v in row) + " |")
+    return lines
+
+
+def render_markdown(run: RunInfo, options: ReportOptions | None = None) -> str:
+    options = options or ReportOptions()
+    lines = [f"# {escape(options.title_for(run))}", ""]
+    lines += [f"- **{escape(k)}**: {escape(v)}" for k, v in header_items(run)]
+    lines.append("")
+    failed = run.failed_cells
+    if failed:
+        lines += [f"## Failed cells ({len(failed)})", ""]
+        lines += [f"- **{escape(c.suite)}** {escape(c.label)}: {escape(first_line(c.error) or 'failed')}" for c in failed]
+        lines.append("")
+    for table in suite_tables(run):
+        lines += [f"## {escape(table.suite)}", ""]
+        if table.common:
+            lines += [f"Shared settings: {escape(format_settings(table.common))}", ""]
+        lines += markdown_table(table)
+        lines.append("")
+    return "\n".join(lines)
+
+
+@register
+class MarkdownRenderer(Renderer):
+    name = "markdown"
+    file_extension = "md"
+
+    def render(self, run: RunInfo, options: ReportOptions | None = None) -> str:
+        return render_markdown(run, options)

@@ -1,0 +1,609 @@
+"""Reports: one body over every renderer, format-specific checks, each plot on its own, and the
+html report opened in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diffprof.errors import ConfigError, DiffprofError, InputError
+from diffprof.report import RENDERERS, ReportOptions, get_renderer, load_run, run_frame
+from diffprof.report.artifacts import parse_timeline
+from diffprof.report.environment import environment_items
+from diffprof.report.html import CSP, suite_ids
+from diffprof.report.plots import (
+    KNEE_FRACTION,
+    batch_throughput,
+    find_knee,
+    image_grid,
+    memory_tradeoff,
+    pareto_front,
+    png_description,
+    power_law_fit,
+    resolution_scaling,
+    scheduler_times,
+    step_timeline,
+    suite_plots,
+    time_by_label,
+)
+from diffprof.report.tables import format_metric, suite_table
+from diffprof.results import CellResult, RunInfo
+
+PROMPT = "a <b>bold</b> cat & a dog"
+OOM = "CUDA out of memory. Tried to allocate 2.00 GiB <GPU 0>\nTraceback (most recent call last):\n  ..."
+
+
+# ---------------------------------------------------------------------------------------------
+# A realistic fake run
+
+
+def png_bytes(seed: int, size: tuple[int, int] = (48, 32)) -> bytes:
+    """A small distinct image per cell (a gradient whose colour depends on ``seed``)."""
+    w, h = size
+    x = np.linspace(0, 255, w, dtype=np.float64)[None, :, None]
+    y = np.linspace(0, 255, h, dtype=np.float64)[:, None, None]
+    base = np.array([(37 * seed) % 256, (91 * seed) % 256, (151 * seed) % 256], dtype=np.float64)[None, None, :]
+    pixels = ((x + y) / 2 + base) % 256
+    buf = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8), "RGB").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def timeline_bytes(steps: int, step_s: float, gpu: bool = True) -> bytes:
+    spans = [{"name": "text_encoding", "start_s": 0.0, "dur_s": 0.012, "step": None, "gpu_s": 0.010 if gpu else None}]
+    t = 0.012
+    for i in range(steps):
+        spans.append({"name": "denoising_step", "start_s": t, "dur_s": step_s, "step": i, "gpu_s": 0.9 * step_s if gpu else None})
+        t += step_s
+    spans.append({"name": "vae_decode", "start_s": t, "dur_s": 0.021, "step": None, "gpu_s": 0.020 if gpu else None})
+    return json.dumps(spans).encode()
+
+
+def make_cell(
+    suite: str,
+    labels: dict,
+    s_per_image: float,
+    *,
+    memory: float = 3.2e9,
+    spread: tuple[float, ...] = (0.99, 1.0, 1.01),
+    extra_metrics: dict | None = None,
+    seed: int = 0,
+    **settings_over,
+) -> CellResult:
+    settings = {"model": "sd15", "task": "txt2img", "scheduler": "euler", "steps": 20, "guidance": 7.5,
+                "width": 512, "height": 512, "batch": 1, "precision": "fp16", "prompt": PROMPT}
+    settings.update({k: v for k, v in labels.items() if k in settings})
+    settings.update(settings_over)
+    batch, steps = settings["batch"], settings["steps"]
+    call = s_per_image * batch
+    metrics = {
+        "s_per_image": s_per_image,
+        "steps_per_s": steps / call,
+        "images_per_s": 1 / s_per_image,
+        "text_encode_s": 0.012,
+        "step_median_s": (call - 0.033) / steps,
+        "vae_decode_s": 0.021 * batch,
+        "peak_allocated_bytes": memory,
+    }
+    metrics.update(extra_metrics or {})
+    return CellResult(
+        suite=suite,
+        labels=labels,
+        settings=settings,
+        metrics=metrics,
+        samples={"call_s": [call * f for f in spread], "step_s": [(call - 0.033) / steps] * steps},
+        artifacts={"image.png": png_bytes(seed), "timeline.json": timeline_bytes(steps, (call - 0.033) / steps)},
+        started_at="2026-11-26T10:00:00",
+        finished_at="2026-11-26T10:00:05",
+    )
+
+
+def build_run() -> RunInfo:
+    cells: list[CellResult] = []
+    seed = iter(range(1, 1000))
+    cells += [make_cell("pipelines", {"model": m}, t, seed=next(seed)) for m, t in (("sd15", 1.2), ("sdxl", 3.1))]
+    cells += [
+        make_cell("schedulers", {"scheduler": s}, t, seed=next(seed), extra_metrics={"clip_score": c, "adherence": a})
+        for s, t, c, a in (("euler", 1.20, 31.2, 0.81), ("ddim", 1.31, 30.9, 0.78), ("dpmpp_2m", 1.25, 31.5, 0.83))
+    ]
+    # time exactly proportional to pixels, memory to sqrt(pixels): the fits must find 1 and 0.5
+    cells += [
+        make_cell("resolutions", {"width": w, "height": w}, 4e-6 * w * w, memory=1e6 * w, seed=next(seed))
+        for w in (256, 512, 768, 1024)
+    ]
+    cells += [
+        make_cell("memory", {"optimization": o}, t, memory=m, seed=next(seed))
+        for o, t, m in (
+            ("none", 1.00, 5.2e9),
+            ("attention_slicing", 1.35, 4.9e9),
+            ("vae_slicing", 1.02, 4.6e9),
+            ("vae_slicing+vae_tiling", 1.06, 4.4e9),
+            ("model_cpu_offload", 2.10, 2.8e9),
+        )
+    ]
+    cells.append(
+        CellResult("memory", {"optimization": "sequential_cpu_offload"}, {"model": "sd15", "prompt": PROMPT}, status="failed", error=OOM)
+    )
+    # throughput saturates: 90% of the best (3.5) is 3.15, first reached at batch 8
+    cells += [
+        make_cell("batch", {"batch": b}, 1 / tp, seed=next(seed), batch=b)
+        for b, tp in ((1, 1.0), (2, 1.8), (4, 3.0), (8, 3.4), (16, 3.5))
+    ]
+    cells += [make_cell("steps", {"steps": s}, 0.05 * s + 0.03, seed=next(seed), spread=(0.8, 1.0, 1.3)) for s in (10, 20, 30)]
+    cells += [make_cell("guidance", {"guidance": g}, 1.2, seed=next(seed)) for g in (1.0, 7.5)]
+    cells += [
+        make_cell("precision", {"precision": p, "compile": c}, t, seed=next(seed))
+        for p, c, t in (("fp32", False, 2.4), ("fp16", False, 1.2), ("fp16", True, 0.8))
+    ]
+    cells += [make_cell("tasks", {"task": t}, s, seed=next(seed)) for t, s in (("txt2img", 1.2), ("img2img", 0.9), ("inpaint", 1.0))]
+    cells.append(make_cell("my_custom_sweep", {"knob": "a<b>|c"}, 0.7, seed=next(seed), extra_metrics={"psnr": 28.25}))
+    environment = {
+        "diffprof": "0.1.0",
+        "python": "3.11.2",
+        "torch": "2.13.0+cu130",
+        "diffusers": "0.42.1",
+        "gpu": {"name": "NVIDIA H100 80GB HBM3", "memory_bytes": 85_520_809_984, "driver": "570.86.15"},
+        "cpu": "AMD EPYC 9454 48-Core Processor",
+        "hostname": "bench-01",
+    }
+    config = {"suites": ["all"], "prompt": PROMPT, "repeats": 3}
+    return RunInfo(42, "2026-11-26T10:00:00", "2026-11-26T10:12:30", "finished", "diffprof bench --suite all", config, environment, cells)
+
+
+@pytest.fixture
+def run() -> RunInfo:
+    return build_run()
+
+
+@pytest.fixture(scope="module")
+def html_report() -> str:
+    """The html report of :func:`build_run`, drawn once for the tests that only read it."""
+    return get_renderer("html").render(build_run())
+
+
+def as_text(out: str | bytes) -> str:
+    return out.decode("utf-8") if isinstance(out, bytes) else out
+
+
+# ---------------------------------------------------------------------------------------------
+# The contract
+
+
+def test_registry_holds_every_format_and_unknown_names_teach():
+    assert set(RENDERERS) >= {"console", "markdown", "csv", "json", "html"}
+    with pytest.raises(ConfigError) as err:
+        get_renderer("htm")
+    assert "unknown report format 'htm'" in str(err.value)
+    assert "did you mean 'html'" in err.value.hint and "markdown" in err.value.hint
+
+
+def test_options_reject_nonsense():
+    with pytest.raises(ConfigError):
+        ReportOptions(width=10)
+    with pytest.raises(ConfigError):
+        ReportOptions(max_images=-1)
+
+
+@pytest.mark.parametrize("name", sorted(RENDERERS))
+def test_every_renderer_shows_every_suite_cell_and_failure(name, run, tmp_path):
+    renderer = get_renderer(name)
+    text = as_text(renderer.render(run, ReportOptions(width=200)))
+    for suite in run.suites():
+        assert suite in text, f"{name}: suite {suite} missing"
+    for value in ("dpmpp_2m", "vae_slicing+vae_tiling", "sequential_cpu_offload", "1024", "img2img", "sdxl", "fp32"):
+        assert value in text, f"{name}: label {value} missing"
+    assert "CUDA out of memory" in text
+    assert "failed" in text
+    assert "clip_score" in text and "psnr" in text  # metrics nobody told the renderers about
+    path = renderer.write(run, tmp_path, ReportOptions(plots=False))
+    assert path.name == f"run-42.{renderer.file_extension}" and path.stat().st_size > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared table logic
+
+
+def test_suite_table_columns_follow_the_data(run):
+    by_suite = {s: [c for c in run.cells if c.suite == s] for s in run.suites()}
+    sched = suite_table("schedulers", by_suite["schedulers"])
+    assert [c.header for c in sched.columns] == [
+        "status", "scheduler", "s/image", "steps/s", "images/s", "text encode", "step", "VAE decode",
+        "peak alloc", "adherence", "clip_score",
+    ]
+    euler = sched.rows[0].text
+    assert euler["s_per_image"] == "1.2 s ± 12 ms"  # median of call_s, IQR of the three repeats
+    assert euler["peak_allocated_bytes"] == "2.98 GiB"
+    assert euler["clip_score"] == "31.2"
+    assert sched.common["model"] == "sd15" and "scheduler" not in sched.common
+
+    steps = suite_table("steps", by_suite["steps"])
+    assert steps.columns[-1].key == "noise" and all(r.noisy for r in steps.rows)
+    assert steps.rows[0].text["noise"] == "noisy (IQR 25.0%)"
+
+    memory = suite_table("memory", by_suite["memory"])
+    failed = [r for r in memory.rows if r.failed]
+    assert len(failed) == 1 and failed[0].text["error"] == "CUDA out of memory. Tried to allocate 2.00 GiB <GPU 0>"
+    assert failed[0].text["s_per_image"] == "-" and memory.failed == 1
+
+    batch = suite_table("batch", by_suite["batch"])  # per-image IQR divides call_s by the batch
+    assert batch.rows[4].text["s_per_image"] == f"{1 / 3.5 * 1e3:.3g} ms ± {0.01 / 3.5 * 1e3:.3g} ms"
+
+
+def test_metric_formatting():
+    assert format_metric("s_per_image", 0.0123) == "12.3 ms"
+    assert format_metric("peak_allocated_bytes", 3 * 2**30) == "3 GiB"
+    assert format_metric("flops_per_image", 1.607e12) == "1.61 TFLOP"
+    assert format_metric("mfu", 0.41) == "41.0%"
+    assert format_metric("steps_per_s", 41.77) == "41.8"
+    assert format_metric("psnr", 28.251) == "28.25"
+    assert format_metric("s_per_image", float("nan")) == "-" and format_metric("ssim", None) == "-"
+
+
+def test_environment_block_puts_versions_and_gpu_first(run):
+    keys = [k for k, _ in environment_items(run)]
+    assert keys[:4] == ["diffprof", "python", "torch", "diffusers"]
+    items = dict(environment_items(run))
+    assert items["gpu.name"] == "NVIDIA H100 80GB HBM3"
+    assert items["gpu.memory_bytes"] == "79.6 GiB" and items["gpu.driver"] == "570.86.15"
+
+
+# ---------------------------------------------------------------------------------------------
+# Formats
+
+
+def test_markdown_golden():
+    cells = [
+        CellResult("schedulers", {"scheduler": "euler"}, {"scheduler": "euler", "steps": 20},
+                   metrics={"s_per_image": 1.5, "steps_per_s": 13.333}, samples={"call_s": [1.4, 1.5, 1.6]}),
+        CellResult("schedulers", {"scheduler": "ddim"}, {"scheduler": "ddim", "steps": 20}, status="failed",
+                   error="boom | <oops>\ntraceback line"),
+    ]
+    run = RunInfo(1, "2026-01-02T03:04:05", "2026-01-02T03:05:05", "finished", "diffprof bench --suite schedulers",
+                  {}, {"torch": "2.13.0", "gpu": {"name": "H100"}}, cells)
+    expected = """\
+# diffprof run #1
+
+- **run**: #1
+- **status**: finished
+- **started**: 2026-01-02T03:04:05
+- **finished**: 2026-01-02T03:05:05
+- **duration**: 60 s
+- **command**: diffprof bench --suite schedulers
+- **cells**: 2 cells in 1 suite, 1 failed
+- **torch**: 2.13.0
+- **gpu.name**: H100
+
+## Failed cells (1)
+
+- **schedulers** scheduler=ddim: boom \\| &lt;oops&gt;
+
+## schedulers
+
+Shared settings: steps=20
+
+| status | scheduler | s/image | steps/s | error |
+|---|---|---:|---:|---|
+| ok | euler | 1.5 s ± 100 ms | 13.3 |  |
+| failed | ddim | - | - | boom \\| &lt;oops&gt; |
+"""
+    assert get_renderer("markdown").render(run) == expected
+
+
+def test_markdown_tables_are_well_formed(run):
+    text = get_renderer("markdown").render(run)
+    for block in re.findall(r"((?:^\|.*\|\n)+)", text, flags=re.M):
+        widths = {len(re.findall(r"(?<!\\)\|", line)) for line in block.splitlines()}
+        assert len(widths) == 1, block  # every row of a table has as many cells as its header
+    assert "a&lt;b&gt;\\|c" in text and "<b>" not in text
+
+
+def test_console_colour_and_literal_brackets(run):
+    run.cells.append(make_cell("schedulers", {"scheduler": "[red]x[/red]"}, 1.0))
+    plain = get_renderer("console").render(run, ReportOptions(width=220))
+    assert "\x1b[" not in plain and "[red]x[/red]" in plain
+    assert "1.2 s ± 12 ms" in plain and "noisy (IQR 25.0%)" in plain
+    coloured = get_renderer("console").render(run, ReportOptions(width=220, color=True))
+    failed_line = next(line for line in coloured.splitlines() if "sequential_cpu_offload" in line)
+    assert "\x1b[31m" in failed_line  # the failed cell is red
+    narrow = get_renderer("console").render(run, ReportOptions(width=80))
+    assert "vae_slicing+vae_tiling" in narrow and "sequential_cpu_offload" in narrow  # axes stay whole
+
+
+def test_csv_parses_back_row_per_cell(run):
+    rows = list(csv.DictReader(io.StringIO(get_renderer("csv").render(run))))
+    assert len(rows) == len(run.cells)
+    for row, cell in zip(rows, run.cells):
+        assert row["suite"] == cell.suite and row["status"] == cell.status
+        for key, value in cell.labels.items():
+            assert row[key] == str(value)
+        for metric, value in cell.metrics.items():
+            assert float(row[metric]) == value  # lossless: repr of the float
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["error"] == OOM and failed[0]["s_per_image"] == ""
+    steps = [r for r in rows if r["suite"] == "steps"]
+    assert all(r["noisy"] == "True" for r in steps)
+
+
+def test_json_round_trips_losslessly(run):
+    run.cells[0].metrics["achieved_tflops"] = float("nan")
+    run.cells[0].samples["call_s"].append(float("inf"))
+    text = get_renderer("json").render(run)
+
+    def reject(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    json.loads(text, parse_constant=reject)  # strict JSON, any parser reads it
+    back = load_run(text)
+    assert math.isnan(back.cells[0].metrics.pop("achieved_tflops"))
+    run.cells[0].metrics.pop("achieved_tflops")
+    assert back == run  # every field, artifacts' bytes included
+    slim = load_run(get_renderer("json").render(run, ReportOptions(include_artifacts=False)))
+    assert all(not c.artifacts for c in slim.cells) and [c.metrics for c in slim.cells] == [c.metrics for c in run.cells]
+
+
+def test_json_loading_errors_teach(tmp_path):
+    with pytest.raises(InputError, match="does not parse"):
+        load_run("{nope")
+    with pytest.raises(InputError, match="not a diffprof run"):
+        load_run('{"cells": []}')
+    with pytest.raises(InputError, match="missing or mangles"):
+        load_run('{"format": "diffprof-run", "version": 1}')
+    with pytest.raises(InputError, match="cannot read"):
+        load_run(tmp_path / "absent.json")
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+EXPECTED_PLOTS = {"scheduler_times", "resolution_scaling", "memory_tradeoff", "batch_throughput", "time_by_label", "step_timeline", "image_grid"}
+
+
+def test_html_is_self_contained_escaped_and_has_every_plot(html_report):
+    text = html_report
+    parser = _Tags()
+    parser.feed(text)
+    urls = [v for _, attrs in parser.tags for k, v in attrs.items() if k in ("src", "href") and v]
+    assert urls and all(u.startswith("data:image/png;base64,") or u.startswith("#suite-") for u in urls)
+    assert not re.search(r"https?://", text)
+    assert not any(tag in ("script", "link", "iframe", "object") for tag, _ in parser.tags)
+    imgs = [a for t, a in parser.tags if t == "img"]
+    for attrs in imgs:  # every embedded figure is a PNG that decodes
+        Image.open(io.BytesIO(base64.b64decode(attrs["src"].split(",", 1)[1]))).verify()
+    figures = [a["data-plot"] for t, a in parser.tags if t == "figure"]
+    assert set(figures) == EXPECTED_PLOTS and len(figures) == len(imgs)
+    assert figures.count("image_grid") == len(build_run().suites())  # every suite kept images
+    assert "&lt;b&gt;bold&lt;/b&gt; cat &amp; a dog" in text and "<b>bold" not in text and "a&lt;b&gt;|c" in text
+    assert "exponent 1.00" in text and "knee at batch 8" in text
+    assert CSP in text and "NVIDIA H100 80GB HBM3" in text and "diffprof bench --suite all" in text
+    assert "Failures (1 of" in text and "Traceback (most recent call last)" in text
+
+
+def test_suite_ids_are_distinct_and_safe():
+    assert suite_ids(["a b", "a-b", "<x>", ""]) == {"a b": "suite-a-b", "a-b": "suite-a-b-2", "<x>": "suite-x", "": "suite-unnamed"}
+
+
+def test_html_options_leave_out_plots_or_artifacts(run):
+    tables_only = get_renderer("html").render(run, ReportOptions(plots=False))
+    assert "<img" not in tables_only and "<table" in tables_only
+    no_artifacts = get_renderer("html").render(run, ReportOptions(include_artifacts=False))
+    assert 'data-plot="image_grid"' not in no_artifacts and 'data-plot="step_timeline"' not in no_artifacts
+    assert 'data-plot="batch_throughput"' in no_artifacts
+
+
+def test_empty_run_renders_everywhere():
+    empty = RunInfo(3, "2026-11-26T10:00:00", None, "running", "", {}, {}, [])
+    for name in RENDERERS:
+        assert as_text(get_renderer(name).render(empty))
+
+
+def test_run_frame(run):
+    frame = run_frame(run)
+    assert len(frame) == len(run.cells)
+    assert {"suite", "scheduler", "width", "optimization", "status", "s_per_image", "clip_score", "error"} <= set(frame.columns)
+    res = frame[frame.suite == "resolutions"]
+    assert list(res.width) == [256, 512, 768, 1024]
+    assert res.s_per_image.tolist() == [c.metrics["s_per_image"] for c in run.cells if c.suite == "resolutions"]
+    assert frame.s_per_image.dtype.kind == "f" and frame.s_per_image.isna().sum() == 1
+
+
+def test_run_frame_without_pandas_says_how_to_get_it(run, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(DiffprofError) as err:
+        run_frame(run)
+    assert "pandas" in str(err.value) and "pip install" in err.value.hint
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots, each on its own
+
+
+def suite_cells(run: RunInfo, suite: str) -> list[CellResult]:
+    return [c for c in run.cells if c.suite == suite]
+
+
+def test_power_law_fit_recovers_exponents():
+    pixels = np.array([256, 512, 768, 1024]) ** 2
+    assert power_law_fit(pixels, 3e-6 * pixels).exponent == pytest.approx(1.0, abs=1e-9)
+    fit = power_law_fit(pixels, 2e-12 * pixels**2.0)
+    assert fit.exponent == pytest.approx(2.0, abs=1e-9) and fit.coefficient == pytest.approx(2e-12)
+    assert power_law_fit([512, 512], [1.0, 1.1]) is None and power_law_fit([1, 2], [0.0, -1.0]) is None
+
+
+def test_resolution_plot_shows_fitted_exponents(run):
+    png = resolution_scaling(suite_cells(run, "resolutions"))
+    assert png_description(png) == "time per image exponent 1.00; peak alloc exponent 0.50"
+    assert Image.open(io.BytesIO(png)).size[0] >= 900  # two panels side by side
+    assert resolution_scaling(suite_cells(run, "resolutions")[:1]) is None  # one size: nothing to fit
+
+
+def test_find_knee():
+    assert find_knee([1, 2, 4, 8, 16], [1.0, 1.8, 3.0, 3.4, 3.5]) == pytest.approx(find_knee([16, 8, 4, 2, 1], [3.5, 3.4, 3.0, 1.8, 1.0]))
+    knee = find_knee([1, 2, 4, 8, 16], [1.0, 1.8, 3.0, 3.4, 3.5])
+    assert knee.batch == 8 and knee.best == 3.5 and knee.fraction == KNEE_FRACTION
+    assert find_knee([1, 2, 4], [2.0, 2.0, 2.0]).batch == 1  # flat: batching never pays
+    assert find_knee([1, 2, 4, 8], [1.0, 2.0, 4.0, 3.0]).batch == 4  # throughput falls after the peak
+    assert find_knee([1, 2], [float("nan"), 0.0]) is None
+
+
+def test_batch_plot_marks_the_knee(run):
+    png = batch_throughput(suite_cells(run, "batch"))
+    assert png_description(png).startswith("knee at batch 8: 3.4 images/s, 97% of the best 3.5")
+    assert batch_throughput(suite_cells(run, "batch")[:1]) is None
+
+
+def test_memory_plot_labels_the_pareto_front(run):
+    cells = suite_cells(run, "memory")
+    assert pareto_front([(5.2, 1.0), (4.9, 1.35), (4.6, 1.02), (2.8, 2.1)]) == [0, 2, 3]
+    description = png_description(memory_tradeoff(cells))
+    assert description == (
+        "Pareto-optimal: optimization=none; optimization=vae_slicing; "
+        "optimization=vae_slicing+vae_tiling; optimization=model_cpu_offload"
+    )
+    no_memory = [CellResult(c.suite, c.labels, c.settings, metrics={"s_per_image": 1.0}) for c in cells]
+    assert memory_tradeoff(no_memory) is None
+
+
+def test_time_by_label_line_for_numbers_bars_for_names(run):
+    steps = png_description(time_by_label(suite_cells(run, "steps")))
+    assert steps == "Time per image by steps: fastest steps=10 at 0.53 s per image (error bars: IQR)"
+    precision = png_description(time_by_label(suite_cells(run, "precision")))
+    assert precision.startswith("Time per image by precision / compile: fastest precision=fp16, compile=True at 0.8 s")
+    assert png_description(scheduler_times(suite_cells(run, "schedulers"))).startswith("Time per image by scheduler: fastest scheduler=euler")
+    failed_only = [c for c in run.cells if not c.ok]
+    assert time_by_label(failed_only) is None
+
+
+@pytest.mark.filterwarnings("error")
+def test_user_labels_are_plain_text_in_figures():
+    """``$`` would start matplotlib mathtext (and fail on ``$x^``); a glyph the font lacks must not warn."""
+    cells = [make_cell("x", {"name": "$5 $x^"}, 1.0), make_cell("x", {"name": "cost $ 猫"}, 2.0)]
+    assert "fastest name=$5 $x^" in png_description(time_by_label(cells))
+    assert png_description(image_grid(cells)) == "2 images: name=$5 $x^; name=cost $ 猫"
+
+
+def test_step_timeline_from_artifact(run):
+    spans = parse_timeline(run.cells[0].artifacts["timeline.json"])
+    assert [s.name for s in spans[:2]] == ["text_encoding", "denoising_step"] and spans[-1].name == "vae_decode"
+    assert spans[1].step == 0 and spans[1].gpu_s == pytest.approx(0.9 * spans[1].dur_s)
+    description = png_description(step_timeline(spans, "sd15"))
+    assert description.startswith("sd15: 1.2 s; text_encoding 1%, denoising_step 97%, vae_decode 2%")
+    assert step_timeline(None) is None and step_timeline([]) is None
+    for garbage in (b"not json", b"{}", b'[{"name": 3}]', b'[{"name": "x", "start_s": "a", "dur_s": 1}]'):
+        assert parse_timeline(garbage) is None
+    partial = parse_timeline(b'[{"name": "x", "start_s": 0, "dur_s": 1, "step": true}, 5]')
+    assert len(partial) == 1 and partial[0].step is None
+
+
+def test_image_grid_labels_every_image_and_skips_broken_ones(run):
+    cells = suite_cells(run, "memory")
+    cells[0].artifacts["image.png"] = b"\x89PNG\r\n\x1a\nbroken"
+    description = png_description(image_grid(cells))
+    assert description == "4 images: optimization=attention_slicing; optimization=vae_slicing; optimization=vae_slicing+vae_tiling; optimization=model_cpu_offload"
+    assert png_description(image_grid(cells, max_images=2)).startswith("2 images")
+    assert image_grid([c for c in cells if not c.ok]) is None
+
+
+def test_suite_plots_choose_by_suite(run):
+    kinds = {s: [p.kind for p in suite_plots(s, suite_cells(run, s), max_images=1)] for s in ("resolutions", "batch", "memory", "schedulers", "my_custom_sweep")}
+    assert kinds["resolutions"] == ["resolution_scaling", "step_timeline", "image_grid"]
+    assert kinds["batch"][0] == "batch_throughput" and kinds["memory"][0] == "memory_tradeoff"
+    assert kinds["schedulers"][0] == "scheduler_times" and kinds["my_custom_sweep"][0] == "time_by_label"
+    assert [p.kind for p in suite_plots("steps", suite_cells(run, "steps"), artifacts=False)] == ["time_by_label"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The html report in a real browser
+
+_PROBE = """<script>
+window.__problems = [];
+window.addEventListener("error", function (e) {
+  var t = e.target && e.target.tagName ? e.target.tagName + " failed to load" : e.message;
+  window.__problems.push("error: " + t);
+}, true);
+document.addEventListener("securitypolicyviolation", function (e) {
+  window.__problems.push("csp: " + e.violatedDirective + " " + e.blockedURI);
+});
+window.addEventListener("load", function () {
+  var lines = [];
+  var imgs = document.images;
+  for (var i = 0; i < imgs.length; i++) {
+    var fig = imgs[i].closest("figure");
+    lines.push("img " + (fig ? fig.getAttribute("data-plot") : "-") + " " + imgs[i].naturalWidth + " " + imgs[i].naturalHeight);
+  }
+  window.__problems.forEach(function (p) { lines.push(p); });
+  var pre = document.createElement("pre");
+  pre.id = "diffprof-check";
+  pre.textContent = lines.join("\\n");
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, installed with apt-get when missing (skips only if that fails)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if shutil.which("apt-get") is None:
+        pytest.skip("chromium is not installed and there is no apt-get to install it")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    try:
+        proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
+        if proc.returncode != 0:  # a fresh machine may lack package lists
+            subprocess.run(["apt-get", "update"], capture_output=True, text=True, env=env, timeout=600)
+            proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        pytest.skip(f"could not install chromium with apt-get: {exc}")
+    found = shutil.which("chromium")
+    if not found:
+        pytest.skip(f"could not install chromium with apt-get (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
+    return found
+
+
+def test_html_renders_in_headless_chromium(html_report, chromium, tmp_path):
+    report = html_report
+    assert report.count(CSP) == 1
+    # the probe is the only script; the copy's policy allows inline scripts and nothing else more
+    probed = report.replace(CSP, CSP + "; script-src 'unsafe-inline'").replace("<head>", "<head>" + _PROBE, 1)
+    page = tmp_path / "report.html"
+    page.write_text(probed, encoding="utf-8")
+    cmd = [
+        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom", page.as_uri(),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    match = re.search(r'<pre id="diffprof-check">(.*?)</pre>', proc.stdout, flags=re.S)
+    assert match, f"chromium exit {proc.returncode}; no probe output. stderr tail:\n{proc.stderr[-2000:]}"
+    lines = match.group(1).splitlines()
+    imgs = [line.split() for line in lines if line.startswith("img ")]
+    problems = [line for line in lines if not line.startswith("img ")]
+    assert not problems, problems
+    expected = len(re.findall(r"<img ", report))
+    assert len(imgs) == expected and {kind for _, kind, _, _ in imgs} == EXPECTED_PLOTS
+    assert all(int(w) > 0 and int(h) > 0 for _, _, w, h in imgs), imgs
+    console = [line for line in proc.stderr.splitlines() if re.search(r"CONSOLE[:(]|Uncaught", line)]
+    assert not console, console
