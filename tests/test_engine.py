@@ -99,7 +99,7 @@ def test_user_images_and_masks(sd, tmp_path):
     Image.new("L", (64, 64), 255).save(tmp_path / "mask.png")
     Image.new("L", (32, 32), 255).save(tmp_path / "small_mask.png")
     (tmp_path / "not_an_image.png").write_text("hello")
-    r = sd.generate(task="img2img", image=str(tmp_path / "init.png"), steps=4, strength=0.5, guidance=5.0)
+    r = sd.generate(task="img2img", image=str(tmp_path / "init.png"), scheduler="euler", steps=4, strength=0.5, guidance=5.0)
     assert r.images[0].size == (64, 64) and len(r.timing.steps_s) == 2  # strength 0.5 of 4 steps
     r = sd.generate(task="inpaint", image=str(tmp_path / "init.png"), mask=str(tmp_path / "mask.png"), **{k: v for k, v in FAST.items() if k not in ("width", "height")})
     assert r.images[0].size == (64, 64)

@@ -48,10 +48,27 @@ def root(
     """Profile, benchmark and tune diffusers pipelines."""
 
 
+def quiet_libraries(debug: bool) -> None:
+    """diffusers/transformers log advice meant for their own users (torchvision fallbacks, dtype
+    casts of random weights); diffprof reports what matters itself. ``--debug`` keeps it all."""
+    import os
+
+    if debug:
+        return
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*torchvision.*")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, map errors to exit codes (2 = bad input)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    quiet_libraries(debug)
     from diffprof.cli import commands  # noqa: F401  (registers every command)
 
     try:
