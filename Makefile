@@ -3,6 +3,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+# One torch thread keeps CPU timings stable on small machines (2-thread timings spike 10-100x).
+DEMO_ARGS ?= --threads 1
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.diffprof-installed
 
@@ -17,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(VENV)/bin/diffprof demo
+	$(VENV)/bin/diffprof bench $(DEMO_ARGS)
 
 test: install
 	$(PY) -m pytest

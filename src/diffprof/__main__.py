@@ -1,0 +1,5 @@
+"""``python -m diffprof``: the same as the ``diffprof`` command."""
+
+from diffprof.cli import run
+
+run()
