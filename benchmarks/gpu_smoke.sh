@@ -12,7 +12,7 @@ echo "== profiler overhead (cuda)"
 python3 benchmarks/profiler_overhead.py --device cuda --rounds 10 2>&1 | tail -12
 echo "== generate sd15 512x512 50 steps fp16 (synthetic)"
 python3 -m diffprof generate "a photo of an astronaut riding a horse" --model sd15 --weights synthetic --steps 50 \
-  --width 512 --height 512 --precision fp16 --scheduler euler --batch 1 --out "$OUT/sd15" --profile-out "$OUT/sd15-profile" 2>&1 | tail -16
+  --width 512 --height 512 --precision fp16 --scheduler euler --batch 1 --warmup 1 --out "$OUT/sd15" --profile-out "$OUT/sd15-profile" 2>&1 | tail -16
 echo "== generate sdxl 1024x1024 30 steps fp16 (synthetic)"
 python3 -m diffprof generate "a photo of an astronaut riding a horse" --model sdxl --weights synthetic --steps 30 \
-  --width 1024 --height 1024 --precision fp16 --scheduler euler --out "$OUT/sdxl" 2>&1 | tail -16
+  --width 1024 --height 1024 --precision fp16 --scheduler euler --warmup 1 --out "$OUT/sdxl" 2>&1 | tail -16

@@ -128,6 +128,7 @@ def generate(
     out: Path = typer.Option(Path("diffprof-images"), "--out", help="Folder for PNGs and their JSON sidecars."),
     profile_out: Path = typer.Option(None, "--profile-out", help="Folder for profile.json and a Chrome trace (open in ui.perfetto.dev)."),
     profile_level: str = typer.Option("standard", help=H("profile_level")),
+    warmup: int = typer.Option(0, min=0, help="Unrecorded calls before the first job (compile, cuDNN autotune and lazy init stay out of the timings)."),
 ) -> None:
     """Generate images with per-component timing.
 
@@ -156,7 +157,14 @@ def generate(
     profiler = Profiler(profile_level, device=None if device == "auto" else device, trace_dir=(profile_out / "kernels") if profile_out else None)
     engine = Engine.load(model, weights, device=device, precision=precision, optimize=list(optimize), profiler=profiler, seed=seed, allow_pickle=allow_pickle)
     console.print(f"loaded [bold]{model}[/] ({engine.load_info.source}) on {engine.device} in {fmt_seconds(engine.load_info.seconds)}", highlight=False)
-    # 3. Generate, writing each image as soon as it exists.
+    # 3. Warm up (not recorded), then generate, writing each image as soon as it exists.
+    first = job_configs[0]
+    for _ in range(warmup):
+        engine.generate(GenerationRequest(prompt=first.prompt, task=first.task, scheduler=first.scheduler, steps=first.steps, guidance=first.guidance,
+                                          width=first.width, height=first.height, num_images=first.batch, seed=first.seed, strength=first.strength,
+                                          image=first.image, mask=first.mask))
+    if warmup:
+        profiler.reset()
     out.mkdir(parents=True, exist_ok=True)
     timings = []
     written: list[Path] = []
