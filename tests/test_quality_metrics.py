@@ -85,9 +85,11 @@ def test_latent_relative_error() -> None:
     assert latent_relative_error(ref, ref) == 0.0
     assert latent_relative_error(ref * 1.1, ref) == pytest.approx(0.1, rel=1e-6)  # 1.1 * ref rounds in float32
     noise = torch.randn(1, 4, 8, 8, generator=g)
-    expected = float(noise.double().norm() / ref.double().norm())
-    assert latent_relative_error(ref + noise, ref) == pytest.approx(expected, rel=1e-9)
-    assert latent_relative_error((ref + noise).half(), ref) == pytest.approx(expected, rel=1e-2)  # fp16 candidates
+    candidate = ref + noise
+    expected = float((candidate.double() - ref.double()).norm() / ref.double().norm())
+    assert latent_relative_error(candidate, ref) == pytest.approx(expected, rel=1e-12)
+    assert expected == pytest.approx(float(noise.norm() / ref.norm()), rel=1e-5)
+    assert latent_relative_error(candidate.half(), ref) == pytest.approx(expected, rel=1e-2)  # fp16 candidates
     with pytest.raises(InputError, match="shape"):
         latent_relative_error(ref, ref[:, :2])
     with pytest.raises(InputError, match="zero"):
