@@ -27,12 +27,25 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vocab["<|endoftext|>"] = len(vocab)  # highest id, as in CLIP: the text tower pools at it
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
     config = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-            max_position_embeddings=77, bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
-            pad_token_id=vocab["<|endoftext|>"],
-        ),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37),
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 37,
+            "max_position_embeddings": 77,
+            "bos_token_id": vocab["<|startoftext|>"],
+            "eos_token_id": vocab["<|endoftext|>"],
+            "pad_token_id": vocab["<|endoftext|>"],
+        },
+        vision_config={
+            "image_size": 32,
+            "patch_size": 8,
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 37,
+        },
         projection_dim=16,
     )
     torch.manual_seed(0)
@@ -68,7 +81,9 @@ def test_scores_equal_a_direct_model_computation(scorer: ClipScorer) -> None:
     with torch.no_grad():
         img = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
         ids = tok(prompts, padding="max_length", max_length=77, return_tensors="pt")
-        txt = model.text_projection(model.text_model(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"]).pooler_output)
+        txt = model.text_projection(
+            model.text_model(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"]).pooler_output
+        )
     cos = torch.nn.functional.cosine_similarity(img, txt).double()
     assert scores == pytest.approx((100 * cos).clamp(min=0).tolist(), abs=1e-4)
 
@@ -86,7 +101,9 @@ def test_scores_are_deterministic_batch_independent_and_paired(scorer: ClipScore
 def test_non_square_and_float_images(scorer: ClipScorer) -> None:
     wide = np.random.default_rng(0).integers(0, 256, (40, 90, 3)).astype(np.uint8)
     assert scorer.preprocess([wide]).shape == (1, 3, 32, 32)
-    assert scorer.score([wide / 255.0], ["a small red circle"]) == pytest.approx(scorer.score([wide], ["a small red circle"]), abs=1e-4)
+    assert scorer.score([wide / 255.0], ["a small red circle"]) == pytest.approx(
+        scorer.score([wide], ["a small red circle"]), abs=1e-4
+    )
 
 
 def test_mismatched_lengths(scorer: ClipScorer) -> None:

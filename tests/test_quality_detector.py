@@ -18,7 +18,18 @@ from diffprof.quality.detector import (
     detect,
     detector_features,
 )
-from diffprof.quality.shapes import ATTRIBUTES, COLORS, PALETTE, SHAPES, SceneSpec, dataset, degrade, parse_prompt, prompt_for, render_scene
+from diffprof.quality.shapes import (
+    ATTRIBUTES,
+    COLORS,
+    PALETTE,
+    SHAPES,
+    SceneSpec,
+    dataset,
+    degrade,
+    parse_prompt,
+    prompt_for,
+    render_scene,
+)
 
 TARGET = 0.99
 
@@ -58,7 +69,9 @@ def test_each_attribute_value_is_detected() -> None:
     base = SceneSpec("large", "red", "circle", "center", "white")
     cases = [replace(base, size="small")] + [replace(base, shape=s) for s in SHAPES]
     cases += [replace(base, position=p) for p in ("top_left", "top_right", "bottom_left", "bottom_right")]
-    cases += [replace(base, color=c) for c in COLORS if c != "white"] + [replace(base, color="black", background=c) for c in COLORS if c != "black"]
+    cases += [replace(base, color=c) for c in COLORS if c != "white"] + [
+        replace(base, color="black", background=c) for c in COLORS if c != "black"
+    ]
     rng = np.random.default_rng(5)
     for spec in cases:
         found = detect(render_scene(spec, size=64, rng=rng))
@@ -73,9 +86,24 @@ def test_adherence_counts_matching_attributes() -> None:
     assert adherence(image, prompt_for(spec)) == 1.0
     wrong_colour = replace(spec, color="orange")
     assert adherence(image, wrong_colour) == pytest.approx(0.8)
-    assert adherence_details(image, wrong_colour) == {"size": True, "color": False, "shape": True, "position": True, "background": True}
+    assert adherence_details(image, wrong_colour) == {
+        "size": True,
+        "color": False,
+        "shape": True,
+        "position": True,
+        "background": True,
+    }
     wrong_three = replace(spec, shape="square", size="large", position="center")
     assert adherence(image, wrong_three) == pytest.approx(0.4)
+
+
+def test_attribute_accuracy_scores_a_model_that_gets_one_attribute_wrong() -> None:
+    images, prompts = dataset(20, seed=12)
+    wrong = [prompt_for(replace(parse_prompt(p), size="large" if "small" in p else "small")) for p in prompts]
+    acc = attribute_accuracy(images, wrong)
+    assert acc["size"] == 0.0 and acc["all"] == 0.0
+    assert acc["color"] == acc["shape"] == acc["position"] == acc["background"] == 1.0
+    assert acc["adherence"] == pytest.approx(0.8)
 
 
 def test_empty_image_matches_only_the_background() -> None:
@@ -114,7 +142,9 @@ def test_bad_inputs_raise_input_errors() -> None:
     with pytest.raises(InputError):
         adherence(np.zeros((64, 64, 3), np.uint8), "a photo of a cat")
     with pytest.raises(InputError):
-        attribute_accuracy(np.zeros((2, 64, 64, 3), np.uint8), ["a small red circle in the center on a blue background"])
+        attribute_accuracy(
+            np.zeros((2, 64, 64, 3), np.uint8), ["a small red circle in the center on a blue background"]
+        )
 
 
 def test_features_are_fixed_length_deterministic_and_informative() -> None:

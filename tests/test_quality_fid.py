@@ -53,9 +53,11 @@ def reference_fid(a: np.ndarray, b: np.ndarray) -> float:
 def reference_kid(a: np.ndarray, b: np.ndarray) -> float:
     """Unbiased MMD^2 with the cubic kernel (x.y/d + 1)^3 on the full sets (one 'subset')."""
     d, m = a.shape[1], len(a)
-    k = lambda x, y: (x @ y.T / d + 1.0) ** 3  # noqa: E731
+    k = lambda x, y: (x @ y.T / d + 1.0) ** 3
     kxx, kyy, kxy = k(a, a), k(b, b), k(a, b)
-    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean())
+    return float(
+        (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
+    )
 
 
 def test_frechet_distance_matches_scipy_reference() -> None:
@@ -73,7 +75,9 @@ def test_kernel_distance_matches_the_unbiased_mmd() -> None:
     mean, std = kernel_distance(a, b, subsets=3, subset_size=60)
     assert mean == pytest.approx(reference_kid(a, b), rel=1e-6)  # full-size subsets: permutations only
     assert std == pytest.approx(0.0, abs=1e-9)
-    assert kernel_distance(a, b, subsets=10, subset_size=30, seed=4) == kernel_distance(a, b, subsets=10, subset_size=30, seed=4)
+    assert kernel_distance(a, b, subsets=10, subset_size=30, seed=4) == kernel_distance(
+        a, b, subsets=10, subset_size=30, seed=4
+    )
 
 
 def test_identical_sets_are_at_distance_zero(features) -> None:
@@ -98,7 +102,9 @@ def test_image_level_api_agrees_with_feature_level(features) -> None:
     a, b = scenes(40, 11), scenes(40, 12, "triangle")
     fa, fb = extract_features(a), extract_features(b)
     assert fid(a, b) == pytest.approx(frechet_distance(fa, fb), rel=1e-9)
-    assert kid(a, b, subsets=5, subset_size=20) == pytest.approx(kernel_distance(fa, fb, subsets=5, subset_size=20), rel=1e-9)
+    assert kid(a, b, subsets=5, subset_size=20) == pytest.approx(
+        kernel_distance(fa, fb, subsets=5, subset_size=20), rel=1e-9
+    )
     result = distribution_distance(a, b, kid_subsets=5, kid_subset_size=1000)  # subset size capped at 40
     assert result.fid == pytest.approx(frechet_distance(fa, fb), rel=1e-9)
     assert (result.n_generated, result.n_reference, result.features) == (40, 40, "shapes")

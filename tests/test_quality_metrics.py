@@ -10,7 +10,13 @@ import torch
 from PIL import Image
 
 from diffprof.errors import InputError
-from diffprof.quality.metrics import Convergence, latent_relative_error, psnr, ssim, ssim_map
+from diffprof.quality.metrics import (
+    Convergence,
+    latent_relative_error,
+    psnr,
+    ssim,
+    ssim_map,
+)
 from diffprof.quality.shapes import dataset, degrade
 
 
@@ -27,7 +33,9 @@ def test_psnr_matches_its_definition(pairs) -> None:
         assert psnr(x, y) == pytest.approx(10 * math.log10(255**2 / mse), rel=1e-12)
     assert psnr(a[0], a[0]) == math.inf
     # A uniform error of 1 level: 20 log10(255) = 48.13 dB.
-    assert psnr(np.full((8, 8, 3), 100, np.uint8), np.full((8, 8, 3), 101, np.uint8)) == pytest.approx(48.1308, abs=1e-4)
+    assert psnr(np.full((8, 8, 3), 100, np.uint8), np.full((8, 8, 3), 101, np.uint8)) == pytest.approx(
+        48.1308, abs=1e-4
+    )
 
 
 def test_psnr_matches_scikit_image(pairs) -> None:
@@ -47,7 +55,9 @@ def test_ssim_matches_scikit_image_reference(pairs) -> None:
         )
         assert ssim(x, y) == pytest.approx(ref, abs=1e-10)
     gray_a, gray_b = a[0, :, :, 0], b[0, :, :, 0]
-    ref = metrics.structural_similarity(gray_a, gray_b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
+    ref = metrics.structural_similarity(
+        gray_a, gray_b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
+    )
     assert ssim(gray_a, gray_b) == pytest.approx(ref, abs=1e-10)  # grayscale: repeated channels, same mean
 
 

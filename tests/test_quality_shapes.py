@@ -37,7 +37,10 @@ ALL_SPECS = [
 def test_prompt_template_exact() -> None:
     spec = SceneSpec("large", "orange", "triangle", "bottom_right", "blue")
     assert prompt_for(spec) == "a large orange triangle at the bottom right on a blue background"
-    assert prompt_for(SceneSpec("small", "red", "circle", "center", "white")) == "a small red circle in the center on a white background"
+    assert (
+        prompt_for(SceneSpec("small", "red", "circle", "center", "white"))
+        == "a small red circle in the center on a white background"
+    )
 
 
 def test_every_prompt_round_trips() -> None:
@@ -88,7 +91,13 @@ def test_random_scene_is_uniform_deterministic_and_never_invisible() -> None:
     rng = np.random.default_rng(0)
     specs = [random_scene(rng) for _ in range(3000)]
     assert all(s.color != s.background for s in specs)
-    for name, choices in [("size", SIZES), ("color", COLORS), ("shape", SHAPES), ("position", POSITIONS), ("background", COLORS)]:
+    for name, choices in [
+        ("size", SIZES),
+        ("color", COLORS),
+        ("shape", SHAPES),
+        ("position", POSITIONS),
+        ("background", COLORS),
+    ]:
         counts = {c: sum(getattr(s, name) == c for s in specs) for c in choices}
         expected = len(specs) / len(choices)
         assert all(abs(n - expected) < 0.25 * expected for n in counts.values()), (name, counts)
@@ -156,7 +165,7 @@ def test_dataset_shapes_prompts_and_determinism() -> None:
     assert len(prompts) == 50 and all(isinstance(parse_prompt(p), SceneSpec) for p in prompts)
     again, prompts_again = dataset(50, seed=7, size=64)
     assert np.array_equal(images, again) and prompts == prompts_again
-    other, other_prompts = dataset(50, seed=8, size=64)
+    _, other_prompts = dataset(50, seed=8, size=64)
     assert other_prompts != prompts
     big, _ = dataset(3, seed=7, size=128)
     assert big.shape == (3, 128, 128, 3)

@@ -63,7 +63,7 @@ def _preprocessor_config(model: str) -> dict[str, Any]:
         cached = try_to_load_from_cache(model, "preprocessor_config.json")
         if isinstance(cached, str):
             return json.loads(Path(cached).read_text())
-    except Exception:  # a malformed id or no cache: fall back to CLIP's defaults
+    except Exception:  # noqa: BLE001, S110 - a malformed id or no cache: CLIP's defaults apply
         pass
     return {}
 
@@ -78,23 +78,29 @@ class ClipScorer:
         batch_size (`int`, defaults to 16): pairs embedded per forward pass.
     """
 
-    def __init__(self, model: str = DEFAULT_CLIP_MODEL, device: str | torch.device = "cpu", batch_size: int = 16) -> None:
+    def __init__(
+        self, model: str = DEFAULT_CLIP_MODEL, device: str | torch.device = "cpu", batch_size: int = 16
+    ) -> None:
         from transformers import AutoTokenizer, CLIPModel
 
         try:
-            self.model = CLIPModel.from_pretrained(model).to(device).eval()
+            self.model = CLIPModel.from_pretrained(model).eval()
             self.tokenizer = AutoTokenizer.from_pretrained(model)
         except (OSError, ValueError) as exc:  # transformers raises OSError for missing/offline repos
             raise _unavailable(model, exc) from None
         self.name = model
         self.device = torch.device(device)
+        self.model.to(self.device)  # type: ignore[arg-type]  # transformers' stub types .to() narrowly
         self.batch_size = max(1, int(batch_size))
         cfg = _preprocessor_config(model)
         self.image_size = int(self.model.config.vision_config.image_size)
         self.mean = tuple(cfg.get("image_mean", CLIP_MEAN))
         self.std = tuple(cfg.get("image_std", CLIP_STD))
         self.max_length = int(
-            min(self.model.config.text_config.max_position_embeddings, getattr(self.tokenizer, "model_max_length", 77) or 77)
+            min(
+                self.model.config.text_config.max_position_embeddings,
+                getattr(self.tokenizer, "model_max_length", 77) or 77,
+            )
         )
 
     # 1. Image preprocessing: resize shortest side, centre crop, normalise.
@@ -107,7 +113,7 @@ class ClipScorer:
             w, h = img.size
             scale = s / min(w, h)
             nw, nh = max(s, round(w * scale)), max(s, round(h * scale))
-            img = img.resize((nw, nh), Image.BICUBIC)
+            img = img.resize((nw, nh), Image.Resampling.BICUBIC)
             left, top = (nw - s) // 2, (nh - s) // 2
             img = img.crop((left, top, left + s, top + s))
             batch.append(np.asarray(img, dtype=np.float32) / 255.0)
@@ -140,5 +146,7 @@ class ClipScorer:
         scores: list[float] = []
         for i in range(0, len(items), self.batch_size):
             chunk = slice(i, i + self.batch_size)
-            scores += clip_score_from_embeddings(self.embed_images(items[chunk]), self.embed_texts(list(prompts[chunk])))
+            scores += clip_score_from_embeddings(
+                self.embed_images(items[chunk]), self.embed_texts(list(prompts[chunk]))
+            )
         return scores

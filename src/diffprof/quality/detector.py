@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
 
 import numpy as np
 from scipy import ndimage
@@ -60,6 +59,14 @@ POSITION_SIGMA = 0.08
 SIZE_SOFTNESS = 0.06
 SHAPE_TEMPERATURE = 0.005
 
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "size": SIZES,
+    "color": COLORS,
+    "shape": SHAPES,
+    "position": POSITIONS,
+    "background": COLORS,
+}
+
 _PALETTE_RGB = np.array([PALETTE[c] for c in COLORS], dtype=np.float64)
 _POSITION_XY = np.array([POSITION_CENTERS[p] for p in POSITIONS], dtype=np.float64)
 
@@ -74,7 +81,7 @@ def _color_probs(rgb: np.ndarray) -> np.ndarray:
     return _softmax(-d2 / (2 * COLOR_SIGMA**2))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SceneAnalysis:
     """Everything measured about one image: the raw material of detections and features.
 
@@ -134,21 +141,17 @@ def _analyse(img: np.ndarray) -> SceneAnalysis:
         raise InputError(f"image of {w}x{h} px is too small to analyse", "the detector needs at least 16 px a side")
 
     # 1. Background: median of a 2-px border.
-    border = np.concatenate([img[:2].reshape(-1, 3), img[-2:].reshape(-1, 3), img[:, :2].reshape(-1, 3), img[:, -2:].reshape(-1, 3)])
+    border = np.concatenate(
+        [img[:2].reshape(-1, 3), img[-2:].reshape(-1, 3), img[:, :2].reshape(-1, 3), img[:, -2:].reshape(-1, 3)]
+    )
     bg = np.median(border, axis=0)
     noise = float(1.4826 * np.median(np.abs(border - bg)))
-    uniform = np.full(len(SIZES), 1 / len(SIZES)), np.full(len(COLORS), 1 / len(COLORS))
     nothing = SceneAnalysis(
         found=False,
         background_rgb=bg,
         object_rgb=bg,
-        probs={
-            "size": uniform[0],
-            "color": uniform[1],
-            "shape": np.full(len(SHAPES), 1 / len(SHAPES)),
-            "position": np.full(len(POSITIONS), 1 / len(POSITIONS)),
-            "background": _color_probs(bg),
-        },
+        probs={name: np.full(len(_CHOICES[name]), 1 / len(_CHOICES[name])) for name in ATTRIBUTES}
+        | {"background": _color_probs(bg)},
         noise=noise,
     )
 
@@ -205,7 +208,7 @@ def _analyse(img: np.ndarray) -> SceneAnalysis:
     for i, shape in enumerate(SHAPES):
         r = float(np.sqrt(area / SHAPE_AREA[shape]))
         ty = cy - r / 3 if shape == "triangle" else cy  # a triangle's centroid sits r/3 below its box centre
-        template = coverage(shape, gx - cx, gy - ty, np.float64(r))
+        template = coverage(shape, gx - cx, gy - ty, r)
         residuals[i] = float(((smooth_alpha - ndimage.gaussian_filter(template, 1.0)) ** 2).sum()) / area
         fits.append((cx, ty, r))
     k = int(np.argmin(residuals))
@@ -236,9 +239,6 @@ def _analyse(img: np.ndarray) -> SceneAnalysis:
     )
 
 
-_CHOICES: dict[str, tuple[str, ...]] = {"size": SIZES, "color": COLORS, "shape": SHAPES, "position": POSITIONS, "background": COLORS}
-
-
 def detect(image: ImageLike) -> Detection:
     """The scene an image shows, with a per-attribute confidence (probability of the chosen value)."""
     a = analyse(image)
@@ -254,7 +254,7 @@ def detect(image: ImageLike) -> Detection:
     return Detection(confidence=confidence, **chosen)  # type: ignore[arg-type]
 
 
-SpecLike = Union[SceneSpec, str]
+SpecLike = SceneSpec | str
 
 
 def _as_spec(prompt_or_spec: SpecLike) -> SceneSpec:
@@ -320,7 +320,12 @@ def detector_features(images: np.ndarray | Sequence[ImageLike]) -> np.ndarray:
 
 
 def attribute_accuracy(images: np.ndarray | Sequence[ImageLike], specs: Sequence[SpecLike]) -> dict[str, float]:
-    """Per-attribute accuracy of :func:`detect` on labelled images, plus ``all`` (all five right)."""
+    """Per-attribute accuracy of :func:`detect` on labelled images, plus ``all`` (all five right) and
+    ``adherence`` (the mean of :func:`adherence` over the images).
+
+    Against the prompts an image was generated from, this is a model's prompt adherence; against
+    the generator's own labels, the detector's accuracy.
+    """
     items = as_image_list(images)
     if len(items) != len(specs):
         raise InputError(f"{len(items)} images but {len(specs)} prompts", "pass one prompt or spec per image")
@@ -331,19 +336,6 @@ def attribute_accuracy(images: np.ndarray | Sequence[ImageLike], specs: Sequence
             hits[name] += int(ok)
         hits["all"] += int(all(details.values()))
     n = max(len(items), 1)
-    return {name: count / n for name, count in hits.items()}
-
-
-__all__: list[Any] = [
-    "Detection",
-    "SceneAnalysis",
-    "analyse",
-    "detect",
-    "adherence",
-    "adherence_details",
-    "attribute_accuracy",
-    "detector_features",
-    "image_features",
-    "FEATURE_NAMES",
-    "FEATURE_DIM",
-]
+    out = {name: count / n for name, count in hits.items()}
+    out["adherence"] = sum(out[name] for name in ATTRIBUTES) / len(ATTRIBUTES)
+    return out

@@ -70,11 +70,15 @@ class InceptionFeatures:
         try:
             from torchmetrics.image.fid import NoTrainInceptionV3
 
-            self.model = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=weights)
+            self.model = NoTrainInceptionV3(
+                name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=weights
+            )
         except ModuleNotFoundError:
             raise ModelError("Inception features need torch-fidelity, which is not installed", hint) from None
-        except Exception as exc:  # download refused, unreadable weights file
-            raise ModelError(f"could not load the FID Inception weights ({type(exc).__name__}: {exc})".splitlines()[0], hint) from None
+        except Exception as exc:  # noqa: BLE001 - download refused, unreadable weights file: all mean "no Inception"
+            raise ModelError(
+                f"could not load the FID Inception weights ({type(exc).__name__}: {exc})".splitlines()[0], hint
+            ) from None
         self.device = torch.device(device)
         self.model.to(self.device)
         self.batch_size = batch_size
@@ -215,7 +219,14 @@ def fid(generated: Images, reference: Images, features: str | FeatureExtractor =
 
 
 def kid(
-    generated: Images, reference: Images, features: str | FeatureExtractor = "shapes", subsets: int = 100, subset_size: int = 1000, seed: int = 0
+    generated: Images,
+    reference: Images,
+    features: str | FeatureExtractor = "shapes",
+    subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 0,
 ) -> tuple[float, float]:
     """KID (mean, std) of ``generated`` against ``reference`` images."""
-    return kernel_distance(extract_features(generated, features), extract_features(reference, features), subsets, subset_size, seed)
+    return kernel_distance(
+        extract_features(generated, features), extract_features(reference, features), subsets, subset_size, seed
+    )

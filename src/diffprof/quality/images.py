@@ -8,7 +8,7 @@ Pipelines hand back PIL images (``output_type="pil"``) or float arrays in [0, 1]
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -16,7 +16,7 @@ from PIL import Image
 from diffprof.errors import InputError
 
 #: What the quality measures accept as one image.
-ImageLike = Union[Image.Image, np.ndarray]
+ImageLike = Image.Image | np.ndarray
 
 
 def to_float_rgb(image: ImageLike) -> np.ndarray:

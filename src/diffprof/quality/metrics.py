@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,11 +96,13 @@ def latent_relative_error(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.nda
         )
     norm = float(torch.linalg.vector_norm(y))
     if norm == 0.0:
-        raise InputError("reference latents are all zero; relative error is undefined", "pass the reference solve's latents as b")
+        raise InputError(
+            "reference latents are all zero; relative error is undefined", "pass the reference solve's latents as b"
+        )
     return float(torch.linalg.vector_norm(x - y)) / norm
 
 
-PerSeed = Union[Mapping[int, Any], Sequence[Any]]
+PerSeed = Mapping[int, Any] | Sequence[Any]
 
 
 def _by_seed(values: PerSeed | None, what: str) -> dict[int, Any]:
@@ -188,6 +190,7 @@ class Convergence:
             psnr={s: psnr(candidates[s], self.reference_images[s]) for s in seeds},
             ssim={s: ssim(candidates[s], self.reference_images[s]) for s in seeds},
             latent_error={
-                s: latent_relative_error(candidate_latents[s], self.reference_latents[s]) for s in sorted(candidate_latents)
+                s: latent_relative_error(candidate_latents[s], self.reference_latents[s])
+                for s in sorted(candidate_latents)
             },
         )

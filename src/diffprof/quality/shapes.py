@@ -138,8 +138,7 @@ def random_scene(rng: np.random.Generator) -> SceneSpec:
 def prompt_for(spec: SceneSpec) -> str:
     """The prompt of a scene, exactly in the training template."""
     return (
-        f"a {spec.size} {spec.color} {spec.shape} {POSITION_PHRASES[spec.position]} "
-        f"on a {spec.background} background"
+        f"a {spec.size} {spec.color} {spec.shape} {POSITION_PHRASES[spec.position]} on a {spec.background} background"
     )
 
 
@@ -161,7 +160,7 @@ def parse_prompt(prompt: str) -> SceneSpec:
 
 
 # --------------------------------------------------------------------------- geometry
-def signed_distance(shape: Shape, dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> np.ndarray:
+def signed_distance(shape: Shape, dx: np.ndarray, dy: np.ndarray, r: np.ndarray | float) -> np.ndarray:
     """Signed distance (pixels, negative inside) from offsets ``(dx, dy)`` to a shape of half-extent ``r``.
 
     The triangle points up: apex at ``(0, -r)``, base from ``(-r, r)`` to ``(r, r)``. Distances
@@ -177,7 +176,7 @@ def signed_distance(shape: Shape, dx: np.ndarray, dy: np.ndarray, r: np.ndarray)
     raise unknown_choice("shape", shape, SHAPES, InputError)
 
 
-def coverage(shape: Shape, dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> np.ndarray:
+def coverage(shape: Shape, dx: np.ndarray, dy: np.ndarray, r: np.ndarray | float) -> np.ndarray:
     """Fraction of each pixel covered by the shape: anti-aliased edges one pixel wide."""
     return np.clip(0.5 - signed_distance(shape, dx, dy, r), 0.0, 1.0)
 
@@ -280,7 +279,9 @@ def degrade(
     n, h, w, _ = images.shape
     for i in range(n):
         x = images[i].astype(np.float32)
-        x = x * rng.uniform(0.95, 1.05, size=3).astype(np.float32) + rng.uniform(-color_shift, color_shift, size=3).astype(np.float32)
+        x = x * rng.uniform(0.95, 1.05, size=3).astype(np.float32) + rng.uniform(
+            -color_shift, color_shift, size=3
+        ).astype(np.float32)
         if blur > 0:
             x = gaussian_filter(x, sigma=(blur, blur, 0))
         for _ in range(int(rng.integers(0, blobs + 1))):
