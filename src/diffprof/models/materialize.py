@@ -27,14 +27,18 @@ def materialize(model: str = DEFAULT_MODEL, out_dir: str | os.PathLike[str] = "m
     ``DiffusionPipeline.from_pretrained(out_dir)`` loads it with no diffprof code; for built-in and
     synthetic presets the seed fixes the weights, so the folder reproduces the in-memory pipeline.
     """
-    from diffprof.models.sources import load_pipeline  # sources -> materialize is the usual direction
+    from diffprof.models.sources import (  # sources -> materialize is the usual direction
+        load_pipeline,
+        quiet_loading,
+    )
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise InputError(f"output folder {str(out)!r} exists and is not empty",
                          "pick a new folder or empty this one; materialize never overwrites")
-    loaded = load_pipeline(model, weights, dtype=dtype, seed=seed, inpaint=inpaint)
-    loaded.pipeline.save_pretrained(out, safe_serialization=True)
+    pipeline: Any = load_pipeline(model, weights, dtype=dtype, seed=seed, inpaint=inpaint).pipeline
+    with quiet_loading():
+        pipeline.save_pretrained(out, safe_serialization=True)
     return out
 
 

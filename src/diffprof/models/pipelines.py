@@ -26,7 +26,7 @@ from diffprof.models.presets import Family, ModelPreset
 from diffprof.models.tokenizer import clip_tokenizer
 
 #: The pipeline class per (family, inpaint): txt2img classes for 4-channel UNets, Inpaint for 9-channel.
-PIPELINE_CLASSES: dict[tuple[Family, bool], type[DiffusionPipeline]] = {
+PIPELINE_CLASSES: dict[tuple[Family, bool], type] = {
     ("sd", False): StableDiffusionPipeline,
     ("sd", True): StableDiffusionInpaintPipeline,
     ("sdxl", False): StableDiffusionXLPipeline,
@@ -40,7 +40,7 @@ MODEL_COMPONENTS: dict[Family, tuple[str, ...]] = {
 }
 
 
-def pipeline_class(family: Family, inpaint: bool) -> type[DiffusionPipeline]:
+def pipeline_class(family: Family, inpaint: bool) -> Any:
     """The diffusers class that runs a ``family`` model with a 9-channel (``inpaint``) or 4-channel UNet."""
     return PIPELINE_CLASSES[(family, inpaint)]
 
@@ -56,7 +56,7 @@ def init_kwargs(cls: type, config: dict[str, Any]) -> dict[str, Any]:
 
     Real config files carry such keys; diffusers ignores them but warns on every build.
     """
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = inspect.signature(cls).parameters
     return {key: value for key, value in config.items() if key in accepted or key.startswith("_")}
 
 
@@ -81,7 +81,7 @@ def weightless_components(preset: ModelPreset) -> dict[str, Any]:
     else:
         parts.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     cls = pipeline_class(preset.family, preset.inpaint)
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = inspect.signature(cls).parameters
     options = {k: v for k, v in preset.model_index().items() if not k.startswith("_") and not isinstance(v, list)}
     parts.update({k: v for k, v in options.items() if k in accepted and k not in parts})
     return parts

@@ -16,8 +16,10 @@ Only ``hub`` ever contacts the Hub. Every failure a user can cause is one :class
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import pickle
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,12 +31,23 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
 from huggingface_hub.constants import is_offline_mode
 from safetensors import SafetensorError, safe_open
+from transformers.utils import logging as transformers_logging
 
 from diffprof.errors import ConfigError, ModelError, unknown_choice
 from diffprof.models import synthetic
 from diffprof.models.ldm import CheckpointSignature, match_preset, signature_of
-from diffprof.models.pipelines import MODEL_COMPONENTS, pipeline_class, weightless_components
-from diffprof.models.presets import DEFAULT_MODEL, PRESETS, Family, ModelPreset, variant_for
+from diffprof.models.pipelines import (
+    MODEL_COMPONENTS,
+    pipeline_class,
+    weightless_components,
+)
+from diffprof.models.presets import (
+    DEFAULT_MODEL,
+    PRESETS,
+    Family,
+    ModelPreset,
+    variant_for,
+)
 
 WeightsSource = Literal["auto", "hub", "synthetic", "builtin"]
 WEIGHTS_SOURCES: tuple[str, ...] = ("auto", "hub", "synthetic", "builtin")
@@ -68,7 +81,8 @@ class LoadedPipeline:
     @property
     def inpaint(self) -> bool:
         """The UNet is a 9-channel inpainting UNet."""
-        return bool(self.pipeline.unet.config.in_channels == 9)
+        unet: Any = getattr(self.pipeline, "unet")  # noqa: B009 - every SD/SDXL pipeline has one
+        return bool(unet.config.in_channels == 9)
 
 
 def load_pipeline(model: str = DEFAULT_MODEL, weights: str = "auto", *, dtype: torch.dtype = torch.float32,
@@ -131,8 +145,7 @@ def _load_preset(preset: ModelPreset, weights: str, *, dtype: torch.dtype, devic
             loaded.preset = preset
             return loaded
         # Generated on CPU in float32, then moved: the same seed gives the same weights on every device.
-        pipeline = synthetic.build_pipeline(preset, device="cpu", dtype=torch.float32, seed=seed)
-        pipeline.to(device=torch.device(device), dtype=dtype)
+        pipeline = synthetic.build_pipeline(preset, device=device, dtype=dtype, seed=seed, portable=True)
         return LoadedPipeline(pipeline, preset.family, preset, f"builtin:{preset.name}")
     if source == "synthetic":
         pipeline = synthetic.build_pipeline(preset, device=device, dtype=dtype, seed=seed)
@@ -152,7 +165,7 @@ def _load_hub(repo_id: str, preset: ModelPreset | None, *, inpaint: bool | None,
     cls = pipeline_class(preset.family, preset.inpaint) if preset else DiffusionPipeline
     name = f"model {preset.name!r} ({repo_id})" if preset else f"Hub repository {repo_id!r}"
     try:
-        with _quiet_diffusers():
+        with quiet_loading():
             folder = cls.download(repo_id, **_sd_overrides(preset.family if preset else "sd"))
     except (OSError, ValueError) as error:
         if is_offline_mode():
@@ -176,13 +189,17 @@ def _load_folder(folder: Path, source: str, *, inpaint: bool | None, dtype: torc
         raise ModelError(f"{str(folder)!r} holds a {index.get('_class_name', 'pipeline')}, not a Stable Diffusion / SDXL pipeline",
                          "diffprof profiles SD 1.x, SD 2.x and SDXL pipelines")
     family: Family = "sdxl" if (index.get("text_encoder_2") or [None])[0] else "sd"
-    unet_config = DiffusionPipeline.load_config(str(folder / "unet"))
+    try:
+        unet_config = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelError(f"{str(folder)!r} has no readable unet/config.json ({_first_line(error)})",
+                         "the folder is incomplete: re-download or re-materialize it") from None
     model_inpaint = unet_config.get("in_channels") == 9
     _check_inpaint(str(folder), model_inpaint, inpaint)
     cls = pipeline_class(family, model_inpaint)
     try:
-        with _quiet_diffusers():
-            pipeline = cls.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True,
+        with quiet_loading():
+            pipeline = cls.from_pretrained(str(folder), dtype=dtype, local_files_only=True,
                                            **_sd_overrides(family))
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:
         raise ModelError(f"could not load the pipeline in {str(folder)!r}: {_first_line(error)}",
@@ -238,9 +255,9 @@ def _load_single_file(path: Path, *, inpaint: bool | None, dtype: torch.dtype, d
     _check_inpaint(path.name, preset.inpaint, inpaint)
     cls = pipeline_class(preset.family, preset.inpaint)
     try:
-        with _quiet_diffusers():
+        with quiet_loading():
             pipeline = cls.from_single_file(str(path), config=str(preset.config_path), local_files_only=True,
-                                            torch_dtype=dtype, **weightless_components(preset))
+                                            dtype=dtype, **weightless_components(preset))
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
         raise ModelError(f"could not load {path.name} as {preset.name}: {_first_line(error)}",
                          "the file may be truncated or not a complete checkpoint; re-download or re-export it") from None
@@ -252,7 +269,7 @@ def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Tensor names and shapes from the header alone (no weights read)."""
     try:
         with safe_open(str(path), framework="pt") as handle:
-            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118 - safe_open is not a dict
     except (SafetensorError, OSError, ValueError) as error:
         raise ModelError(f"{path.name} is not a readable .safetensors file ({_first_line(error)})",
                          "the file is corrupt or truncated: re-download or re-export it") from None
@@ -261,7 +278,7 @@ def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 def _pickle_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     try:
         state: Any = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # any unpickling failure is a bad file, whatever torch raises
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:
         raise ModelError(f"{path.name} could not be unpickled ({_first_line(error)})",
                          "the file is corrupt or not a PyTorch checkpoint") from None
     while isinstance(state, dict) and "state_dict" in state:
@@ -294,17 +311,28 @@ def _sd_overrides(family: Family) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _quiet_diffusers() -> Iterator[None]:
-    """Silence diffusers' warnings and progress bars while loading: a failure is reported as one error line."""
-    level, bars = diffusers_logging.get_verbosity(), diffusers_logging.is_progress_bar_enabled()
-    diffusers_logging.set_verbosity(logging.ERROR)
+def quiet_loading() -> Iterator[None]:
+    """Silence library warnings and per-component progress bars while loading or saving.
+
+    A failure is reported as one ModelError line, not warnings about retries first; Hub download
+    progress bars stay on (a multi-GB download needs them).
+    """
+    loggers = [logging.getLogger(name) for name in ("diffusers", "transformers", "huggingface_hub")]
+    levels = [logger.level for logger in loggers]
+    bars = diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     try:
         yield
     finally:
-        diffusers_logging.set_verbosity(level)
-        if bars:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        if bars[0]:
             diffusers_logging.enable_progress_bar()
+        if bars[1]:
+            transformers_logging.enable_progress_bar()
 
 
 def _first_line(error: BaseException) -> str:

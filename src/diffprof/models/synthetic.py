@@ -11,13 +11,18 @@ The same path builds the tiny built-in models on CPU.
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from typing import Any, cast
 
 import torch
 from accelerate import init_empty_weights
 from torch import nn
 
-from diffprof.models.pipelines import MODEL_COMPONENTS, assemble, component_class, init_kwargs
+from diffprof.models.pipelines import (
+    MODEL_COMPONENTS,
+    assemble,
+    component_class,
+    init_kwargs,
+)
 from diffprof.models.presets import ModelPreset
 
 
@@ -40,9 +45,20 @@ def build_models(preset: ModelPreset, *, device: str | torch.device = "cpu", dty
 
 
 def build_pipeline(preset: ModelPreset, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                   seed: int = 0) -> Any:
-    """A complete pipeline of the preset's architecture with random weights (see :func:`build_models`)."""
-    return assemble(preset, build_models(preset, device=device, dtype=dtype, seed=seed))
+                   seed: int = 0, portable: bool = False) -> Any:
+    """A complete pipeline of the preset's architecture with random weights (see :func:`build_models`).
+
+    ``portable=True`` generates the weights on CPU in float32 and then moves and casts them, so a seed
+    gives the same weights on every device and dtype (the built-in tiny models); otherwise they are
+    generated directly on ``device`` in ``dtype``, which is what makes full-size models fast to build.
+    """
+    if not portable:
+        return assemble(preset, build_models(preset, device=device, dtype=dtype, seed=seed))
+    models = build_models(preset, device="cpu", dtype=torch.float32, seed=seed)
+    for model in models.values():
+        # nn.Module.to: diffusers' ModelMixin.to warns on every dtype cast (an empty fp32-module list)
+        nn.Module.to(model, device=torch.device(device), dtype=dtype)
+    return assemble(preset, models)
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -51,13 +67,14 @@ def parameter_count(model: nn.Module) -> int:
 
 
 def _construct(preset: ModelPreset, name: str) -> nn.Module:
-    cls = component_class(preset, name)
+    cls: Any = component_class(preset, name)
     config = preset.component_config(name)
     if hasattr(cls, "from_config"):  # diffusers model
         model: nn.Module = cls.from_config(init_kwargs(cls, config))
         return model
     # transformers model: config class from the same dict the real repository ships
-    return cls(cls.config_class.from_dict(config))  # type: ignore[no-any-return]
+    model = cls(cls.config_class.from_dict(config))
+    return model
 
 
 def _component_seed(seed: int, name: str) -> int:
@@ -82,5 +99,5 @@ def _materialize(model: nn.Module, device: torch.device, dtype: torch.dtype, see
                 module._parameters[key] = nn.Parameter(
                     torch.empty(param.shape, device=device, dtype=dtype), requires_grad=param.requires_grad
                 )
-            module.reset_parameters()
+            cast(Any, module).reset_parameters()
     model.to(device)  # buffers (e.g. CLIP's position ids) were built for real on CPU

@@ -37,6 +37,4 @@ def build_tiny(name: str = "tiny-sd", seed: int = 0, *, inpaint: bool = False, d
     if name not in TINY_PRESETS:
         raise ModelError(f"{name!r} is not a tiny built-in model", f"tiny models: {', '.join(TINY_PRESETS)}")
     preset = variant_for(preset, True) if inpaint else preset
-    pipeline = synthetic.build_pipeline(preset, device="cpu", dtype=torch.float32, seed=seed)
-    pipeline.to(device=torch.device(device), dtype=dtype)
-    return pipeline
+    return synthetic.build_pipeline(preset, device=device, dtype=dtype, seed=seed, portable=True)

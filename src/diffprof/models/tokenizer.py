@@ -85,7 +85,7 @@ def clip_tokenizer(pad_token: str = EOS_TOKEN) -> CLIPTokenizer:
         raise ValueError(f"pad token {pad_token!r} is not in the CLIP vocabulary")
     return CLIPTokenizer(
         vocab=vocab,
-        merges=clip_merges(),
+        merges=clip_merges(),  # type: ignore[arg-type]  # (left, right) pairs, as tokenizers' BPE takes
         pad_token=pad_token,
         model_max_length=MODEL_MAX_LENGTH,
     )
