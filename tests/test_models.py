@@ -39,6 +39,7 @@ from diffprof.errors import ConfigError, InputError, ModelError
 from diffprof.models import (
     DEFAULT_MODEL,
     PRESETS,
+    ModelPreset,
     build_models,
     build_tiny,
     get_preset,
@@ -176,8 +177,7 @@ def test_single_file_layout_is_what_diffusers_reads(name: str) -> None:
     preset = get_preset(name)
     models = build_models(preset, device="meta")
     checkpoint = to_ldm(SimpleNamespace(**models))
-    assert match_preset(signature_of({k: tuple(v.shape) for k, v in checkpoint.items()})) in (
-        preset, PRESETS.get("sd21") if name == "sd21" else preset)
+    assert match_preset(signature_of({k: tuple(v.shape) for k, v in checkpoint.items()})) is preset
 
     def assert_round_trip(model: torch.nn.Module, converted: dict[str, torch.Tensor]) -> None:
         expected = {k.removeprefix("text_model."): tuple(v.shape) for k, v in model.state_dict().items()
@@ -199,6 +199,65 @@ def test_single_file_layout_is_what_diffusers_reads(name: str) -> None:
     markers = {"sd": ["v1"] if name.startswith("sd15") else ["v2", "open_clip"], "sdxl": ["xl_base", "open_clip_sdxl", "clip_sdxl"]}
     for marker in markers[preset.family]:
         assert CHECKPOINT_KEY_NAMES[marker] in checkpoint
+
+
+# Tensor names (and shapes) of the original checkpoints (v1-5-pruned-emaonly, v2-1_768-ema-pruned,
+# sd_xl_base_1.0), as the original training code lays them out; other tools need exactly these.
+REAL_NAMES = {
+    "sd15": {
+        "model.diffusion_model.time_embed.0.weight": (1280, 320),
+        "model.diffusion_model.input_blocks.1.0.in_layers.0.weight": (320,),
+        "model.diffusion_model.input_blocks.1.1.proj_in.weight": (320, 320, 1, 1),
+        "model.diffusion_model.input_blocks.3.0.op.weight": (320, 320, 3, 3),
+        "model.diffusion_model.input_blocks.4.0.skip_connection.weight": (640, 320, 1, 1),
+        "model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_k.weight": (1280, 768),
+        "model.diffusion_model.middle_block.2.out_layers.3.weight": (1280, 1280, 3, 3),
+        "model.diffusion_model.output_blocks.2.1.conv.weight": (1280, 1280, 3, 3),
+        "model.diffusion_model.output_blocks.5.2.conv.weight": (1280, 1280, 3, 3),
+        "model.diffusion_model.output_blocks.8.2.conv.weight": (640, 640, 3, 3),
+        "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.ff.net.0.proj.weight": (2560, 320),
+        "model.diffusion_model.out.2.weight": (4, 320, 3, 3),
+        "first_stage_model.encoder.down.0.downsample.conv.weight": (128, 128, 3, 3),
+        "first_stage_model.encoder.down.1.block.0.nin_shortcut.weight": (256, 128, 1, 1),
+        "first_stage_model.encoder.mid.attn_1.q.weight": (512, 512, 1, 1),
+        "first_stage_model.encoder.norm_out.weight": (512,),
+        "first_stage_model.decoder.up.0.block.0.nin_shortcut.weight": (128, 256, 1, 1),
+        "first_stage_model.decoder.up.3.upsample.conv.weight": (512, 512, 3, 3),
+        "first_stage_model.decoder.mid.block_2.conv2.weight": (512, 512, 3, 3),
+        "first_stage_model.quant_conv.weight": (8, 8, 1, 1),
+        "cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.q_proj.weight": (768, 768),
+        "cond_stage_model.transformer.text_model.final_layer_norm.weight": (768,),
+    },
+    "sd21": {
+        "model.diffusion_model.input_blocks.1.1.proj_in.weight": (320, 320),
+        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024),
+        "cond_stage_model.model.positional_embedding": (77, 1024),
+        "cond_stage_model.model.transformer.resblocks.22.attn.in_proj_weight": (3072, 1024),
+        "cond_stage_model.model.transformer.resblocks.22.mlp.c_fc.weight": (4096, 1024),
+        "cond_stage_model.model.ln_final.weight": (1024,),
+    },
+    "sdxl": {
+        "model.diffusion_model.label_emb.0.0.weight": (1280, 2816),
+        "model.diffusion_model.input_blocks.3.0.op.weight": (320, 320, 3, 3),
+        "model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn1.to_q.weight": (640, 640),
+        "model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn2.to_k.weight": (1280, 2048),
+        "model.diffusion_model.middle_block.1.transformer_blocks.9.ff.net.2.weight": (1280, 5120),
+        "model.diffusion_model.output_blocks.2.2.conv.weight": (1280, 1280, 3, 3),
+        "model.diffusion_model.output_blocks.5.2.conv.weight": (640, 640, 3, 3),
+        "model.diffusion_model.output_blocks.8.0.skip_connection.weight": (320, 640, 1, 1),
+        "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight": (49408, 768),
+        "conditioner.embedders.1.model.text_projection": (1280, 1280),
+        "conditioner.embedders.1.model.transformer.resblocks.31.attn.in_proj_bias": (3840,),
+        "conditioner.embedders.1.model.transformer.resblocks.0.attn.out_proj.weight": (1280, 1280),
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(REAL_NAMES))
+def test_single_file_names_are_the_original_ones(name: str) -> None:
+    shapes = {k: tuple(v.shape) for k, v in to_ldm(SimpleNamespace(**build_models(get_preset(name), device="meta"))).items()}
+    assert {key: shapes.get(key) for key in REAL_NAMES[name]} == REAL_NAMES[name]
+    assert not any(".output_blocks.11.2." in k or "decoder.up.0.upsample" in k for k in shapes)  # no extra upsamplers
 
 
 # --- tiny built-in models -----------------------------------------------------------------------------
@@ -349,13 +408,27 @@ def test_materialize_never_overwrites(tmp_path) -> None:
 
 def test_local_folder_loads_and_counts_its_weight_files(tmp_path) -> None:
     out = materialize("tiny-sdxl", tmp_path / "xl", seed=2)
-    loaded = load_pipeline(str(out))
+    loaded = load_pipeline(out)  # a Path works as well as a str
     assert loaded.source == f"local:{out}" and loaded.family == "sdxl" and loaded.preset is None
     assert type(loaded.pipeline) is StableDiffusionXLPipeline
     expected = sorted(str(p) for p in out.glob("*/*.safetensors"))
     assert sorted(loaded.files) == expected and len(expected) == 4  # unet, vae, two text encoders
     assert loaded.bytes_read == sum(Path(f).stat().st_size for f in expected)
     assert np.array_equal(image(loaded.pipeline), image(build_tiny("tiny-sdxl", seed=2)))
+
+
+def test_a_builtin_preset_with_shipped_weights_is_one_entry(tmp_path, monkeypatch) -> None:
+    """How ``shapes-sd`` will plug in: a preset whose ``weights_dir`` holds a diffusers folder."""
+    weights = materialize("tiny-sd", tmp_path / "shipped", seed=11)
+    preset = ModelPreset(name="shipped-sd", family="sd", hub_id=None, native_size=64, inpaint=False,
+                         prediction_type="epsilon", description="test", builtin=True,
+                         config_dir=str(weights), weights_dir=str(weights))
+    monkeypatch.setitem(PRESETS, preset.name, preset)
+    loaded = load_pipeline("shipped-sd")
+    assert loaded.source == "builtin:shipped-sd" and loaded.preset is preset and loaded.bytes_read > 0
+    assert np.array_equal(image(loaded.pipeline), image(build_tiny("tiny-sd", seed=11)))
+    assert parameter_count(build_models(preset, device="meta")["unet"]) == parameter_count(loaded.pipeline.unet)
+    assert load_pipeline("shipped-sd", "synthetic").pipeline.tokenizer.pad_token == "<|endoftext|>"
 
 
 def test_folder_without_model_index_is_refused(tmp_path) -> None:

@@ -17,11 +17,10 @@ from safetensors.torch import save_file
 
 from diffprof.errors import InputError
 from diffprof.models.ldm import to_ldm
-from diffprof.models.presets import DEFAULT_MODEL
 
 
-def materialize(model: str = DEFAULT_MODEL, out_dir: str | os.PathLike[str] = "model", weights: str = "auto",
-                dtype: torch.dtype = torch.float32, seed: int = 0, *, inpaint: bool | None = None) -> Path:
+def materialize(model: str, out_dir: str | os.PathLike[str], weights: str = "auto", dtype: torch.dtype = torch.float32,
+                seed: int = 0, *, inpaint: bool | None = None) -> Path:
     """Write ``model`` as a diffusers folder (safetensors) at ``out_dir`` and return its path.
 
     ``DiffusionPipeline.from_pretrained(out_dir)`` loads it with no diffprof code; for built-in and

@@ -35,9 +35,9 @@ class ModelPreset:
         prediction_type: what the UNet predicts (``epsilon`` or ``v_prediction``), as its scheduler says.
         description: one line for listings.
         builtin: weights come with diffprof (no download, no hub id).
-        config_dir: package-relative folder of diffusers configs (``configs/<name>``).
+        config_dir: package-relative (or absolute) folder of diffusers configs (``configs/<name>``).
         inpaint_variant: the 9-channel sibling used when ``inpaint=True`` is asked of this preset.
-        weights_dir: package-relative diffusers folder holding shipped weights (built-in models that
+        weights_dir: package-relative (or absolute) diffusers folder of shipped weights (built-in models that
             are trained rather than random); ``None`` means built-in weights are random, from a seed.
     """
 
@@ -79,11 +79,19 @@ class ModelPreset:
 
     def pad_token(self, tokenizer: str = "tokenizer") -> str:
         """The pad token of ``tokenizer`` (SD 2.x and SDXL's ``tokenizer_2`` pad with ``"!"``)."""
-        pad = _read_json(self.config_path / tokenizer / "special_tokens_map.json")["pad_token"]
-        return pad["content"] if isinstance(pad, dict) else pad
+        folder = self.config_path / tokenizer
+        # Hub repositories keep it in special_tokens_map.json; transformers 5 writes tokenizer_config.json only.
+        for name in ("special_tokens_map.json", "tokenizer_config.json"):
+            if (folder / name).is_file():
+                pad = _read_json(folder / name)["pad_token"]
+                return str(pad["content"] if isinstance(pad, dict) else pad)
+        raise FileNotFoundError(f"{folder}: no special_tokens_map.json or tokenizer_config.json")
 
 
 def _package_path(relative: str) -> Path:
+    """A folder inside the package (absolute paths pass through, for presets registered at run time)."""
+    if Path(relative).is_absolute():
+        return Path(relative)
     return Path(str(resources.files("diffprof.models").joinpath(relative)))
 
 

@@ -85,7 +85,7 @@ class LoadedPipeline:
         return bool(unet.config.in_channels == 9)
 
 
-def load_pipeline(model: str = DEFAULT_MODEL, weights: str = "auto", *, dtype: torch.dtype = torch.float32,
+def load_pipeline(model: str | os.PathLike[str] = DEFAULT_MODEL, weights: str = "auto", *, dtype: torch.dtype = torch.float32,
                   device: str | torch.device = "cpu", seed: int = 0, allow_pickle: bool = False,
                   inpaint: bool | None = None) -> LoadedPipeline:
     """Load ``model`` with weights from ``weights`` onto ``device``.
@@ -106,6 +106,7 @@ def load_pipeline(model: str = DEFAULT_MODEL, weights: str = "auto", *, dtype: t
     """
     if weights not in WEIGHTS_SOURCES:
         raise unknown_choice("weights source", weights, WEIGHTS_SOURCES, ConfigError)
+    model = os.fspath(model)
     if model in PRESETS:
         preset = variant_for(PRESETS[model], inpaint)
         return _load_preset(preset, weights, dtype=dtype, device=device, seed=seed)
