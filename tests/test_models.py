@@ -299,6 +299,9 @@ def test_tiny_txt2img_is_fast_on_one_thread(name: str) -> None:
 def test_tiny_inpaint_has_a_9_channel_unet_and_runs(name: str, cls: type) -> None:
     pipeline = build_tiny(name, seed=0, inpaint=True)
     assert type(pipeline) is cls and pipeline.unet.config.in_channels == 9
+    # only the UNet differs from the text-to-image model of the same seed
+    txt2img = build_tiny(name, seed=0)
+    assert same_weights(pipeline.text_encoder, txt2img.text_encoder) and same_weights(pipeline.vae, txt2img.vae)
     out = image(pipeline, **inpaint_inputs())
     assert out.shape == (1, 64, 64, 3) and np.isfinite(out).all()
     loaded = load_pipeline(name, inpaint=True)
@@ -512,6 +515,11 @@ def test_corrupt_or_foreign_files_are_clear_errors(tmp_path, tiny_sd) -> None:
     save_file({"lora_unet_down.weight": torch.zeros(4, 4)}, str(foreign))
     with pytest.raises(ModelError, match="not a Stable Diffusion checkpoint"):
         load_pipeline(str(foreign))
+
+    bad_pickle = tmp_path / "bad.ckpt"
+    bad_pickle.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ModelError, match="could not be unpickled"):
+        load_pipeline(str(bad_pickle), allow_pickle=True)
 
     odd = tmp_path / "weights.onnx"
     odd.write_bytes(b"x")

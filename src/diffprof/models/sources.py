@@ -93,7 +93,8 @@ def load_pipeline(model: str | os.PathLike[str] = DEFAULT_MODEL, weights: str = 
     Args:
         model (`str`): a preset name (``sd15``, ``sdxl``, ``tiny-sd`` ...), a diffusers folder, a
             single-file checkpoint (``.safetensors``; pickles only with ``allow_pickle``), or, with
-            ``weights="hub"``, a Hub repository id.
+            ``weights="hub"``, a Hub repository id. Preset names win over same-named relative
+            paths (write ``./sd15`` for the folder).
         weights (`str`, defaults to ``"auto"``): ``auto`` (built-in presets: ``builtin``; others:
             ``hub``), ``hub``, ``synthetic`` (the real architecture, random weights) or ``builtin``.
             Paths always load their own weights (``auto``).
@@ -173,7 +174,8 @@ def _load_hub(repo_id: str, preset: ModelPreset | None, *, inpaint: bool | None,
             reason = "is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
         else:
             reason = f"could not be fetched from the Hugging Face Hub ({_first_line(error)})"
-        raise ModelError(f"{name} {reason}", _OFFER) from None
+        offer = _OFFER if preset else "run once with network access to cache it, or give a local diffusers folder or .safetensors file"
+        raise ModelError(f"{name} {reason}", offer) from None
     loaded = _load_folder(Path(folder), f"hub:{repo_id}", inpaint=inpaint, dtype=dtype, device=device)
     loaded.preset = preset
     return loaded
@@ -277,8 +279,12 @@ def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
 
 def _pickle_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of a pickled checkpoint (memory-mapped where the format allows)."""
     try:
-        state: Any = torch.load(str(path), map_location="cpu", weights_only=True)
+        try:
+            state: Any = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # legacy (pre-zip) format cannot be memory-mapped
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:
         raise ModelError(f"{path.name} could not be unpickled ({_first_line(error)})",
                          "the file is corrupt or not a PyTorch checkpoint") from None
