@@ -1,0 +1,103 @@
+"""Real architectures with random weights, built fast on any device.
+
+Speed, memory and FLOPs depend on the architecture, not on trained values, so a full-size model
+with random weights profiles like the real one, with nothing to download. Building is quick even for
+SDXL's 2.6B-parameter UNet: modules are constructed on the meta device (no memory, no init), each
+parameter is then allocated directly on the target device in the target dtype, and every module's own
+``reset_parameters()`` fills it there (PyTorch's default init, a sane range for fp16), from a seed.
+The same path builds the tiny built-in models on CPU.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, cast
+
+import torch
+from accelerate import init_empty_weights
+from torch import nn
+
+from diffprof.models.pipelines import (
+    MODEL_COMPONENTS,
+    assemble,
+    component_class,
+    init_kwargs,
+)
+from diffprof.models.presets import ModelPreset
+
+
+def build_models(preset: ModelPreset, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 seed: int = 0) -> dict[str, nn.Module]:
+    """The preset's weighted models (UNet, VAE, text encoders), random and seeded, on ``device``.
+
+    ``device="meta"`` returns them without allocating weights: enough to count parameters or FLOPs.
+    The same seed on the same device type gives identical weights; each component draws from its own
+    seed, so e.g. an inpainting UNet does not change the text encoder's weights.
+    """
+    models: dict[str, nn.Module] = {}
+    for name in MODEL_COMPONENTS[preset.family]:
+        with init_empty_weights():
+            model = _construct(preset, name)
+        if torch.device(device).type != "meta":
+            _materialize(model, torch.device(device), dtype, _component_seed(seed, name))
+        models[name] = model.eval()
+    return models
+
+
+def build_pipeline(preset: ModelPreset, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                   seed: int = 0, portable: bool = False) -> Any:
+    """A complete pipeline of the preset's architecture with random weights (see :func:`build_models`).
+
+    ``portable=True`` generates the weights on CPU in float32 and then moves and casts them, so a seed
+    gives the same weights on every device and dtype (the built-in tiny models); otherwise they are
+    generated directly on ``device`` in ``dtype``, which is what makes full-size models fast to build.
+    """
+    if not portable:
+        return assemble(preset, build_models(preset, device=device, dtype=dtype, seed=seed))
+    models = build_models(preset, device="cpu", dtype=torch.float32, seed=seed)
+    for model in models.values():
+        # nn.Module.to: diffusers' ModelMixin.to warns on every dtype cast (an empty fp32-module list)
+        nn.Module.to(model, device=torch.device(device), dtype=dtype)
+    return assemble(preset, models)
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of parameters (works on the meta device)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _construct(preset: ModelPreset, name: str) -> nn.Module:
+    cls: Any = component_class(preset, name)
+    config = preset.component_config(name)
+    if hasattr(cls, "from_config"):  # diffusers model
+        model: nn.Module = cls.from_config(init_kwargs(cls, config))
+        return model
+    # transformers model: config class from the same dict the real repository ships
+    model = cls(cls.config_class.from_dict(config))
+    return model
+
+
+def _component_seed(seed: int, name: str) -> int:
+    return zlib.crc32(f"{seed}:{name}".encode())
+
+
+def _materialize(model: nn.Module, device: torch.device, dtype: torch.dtype, seed: int) -> None:
+    """Allocate ``model``'s meta parameters on ``device`` and initialize them with their modules' own init."""
+    # Seed without disturbing the caller's global RNG streams (CPU, and the target accelerator's).
+    on_accelerator = device.type != "cpu"
+    index = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else 0)
+    with torch.random.fork_rng(devices=[index] if on_accelerator else [],
+                               device_type=device.type if on_accelerator else "cuda"):
+        torch.manual_seed(seed)
+        for module in model.modules():
+            own = {k: p for k, p in module._parameters.items() if p is not None}
+            if not own:
+                continue
+            if not hasattr(module, "reset_parameters"):
+                raise RuntimeError(f"{type(module).__name__} has parameters {sorted(own)} but no reset_parameters()")
+            for key, param in own.items():
+                module._parameters[key] = nn.Parameter(
+                    torch.empty(param.shape, device=device, dtype=dtype), requires_grad=param.requires_grad
+                )
+            cast(Any, module).reset_parameters()
+    model.to(device)  # buffers (e.g. CLIP's position ids) were built for real on CPU
