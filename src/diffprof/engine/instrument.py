@@ -38,8 +38,8 @@ class CallState:
         self.unet_calls = 0
         self.outer_record: OperationRecord | None = None
 
-    def push(self, name: str, **labels: Any) -> Operation:
-        op = self.profiler.profile_operation(name, CATEGORY, **labels).start()
+    def push(self, name: str, *, memory: bool = True, **labels: Any) -> Operation:
+        op = self.profiler.profile_operation(name, CATEGORY, memory=memory, **labels).start()
         self.open.append(op)
         return op
 
@@ -93,10 +93,10 @@ class PipelineInstrumentation:
             if state is None:
                 return
             if state.step_op is None:
-                state.step_op = state.push("denoising_step", step=state.step)
+                state.step_op = state.push("denoising_step", memory=False, step=state.step)
             state.unet_calls += 1
             if state.unet_spans:
-                state.push("unet")
+                state.push("unet", memory=False)
 
         def post(mod: Any, args: Any, output: Any) -> None:
             state = self._state()
@@ -142,7 +142,7 @@ class PipelineInstrumentation:
             state.pop(state.open[-1])
         state.pop(state.step_op)
         state.step += 1
-        state.step_op = None if last else state.push("denoising_step", step=state.step)
+        state.step_op = None if last else state.push("denoising_step", memory=False, step=state.step)
         return callback_kwargs
 
     # ------------------------------------------------------------------ call

@@ -10,7 +10,8 @@ from diffprof.profiler import OperationRecord
 
 @dataclass
 class CallTiming:
-    """Seconds per component of one pipeline call; GPU times where CUDA events were recorded.
+    """Seconds per component of one pipeline call: GPU time (CUDA events) where recorded, else
+    host wall time; ``total_s`` is always synchronized wall time.
 
     ``steps_s`` has one entry per loop iteration of the denoising loop (what ``callback_on_step_end``
     sees: ``steps`` for first-order solvers, PNDM one more, Heun/DPM2 about twice as many).
@@ -22,6 +23,7 @@ class CallTiming:
     vae_encode_s: float = 0.0
     vae_decode_s: float = 0.0
     steps_s: list[float] = field(default_factory=list)
+    steps_wall_s: list[float] = field(default_factory=list)
     unet_s: list[float] = field(default_factory=list)
     steps_gpu_s: list[float] = field(default_factory=list)
     total_gpu_s: float | None = None
@@ -67,7 +69,9 @@ def timing_from_records(outer: OperationRecord | None, records: list[OperationRe
         return timing
     mine = _descendants(outer, records)
     for r in mine:
-        s = r.wall_ns / 1e9
+        # On CUDA, host wall time of a component is only its launch time; the GPU's own time
+        # (CUDA events) is what the component costs.
+        s = (r.gpu_ns if r.gpu_ns is not None else r.wall_ns) / 1e9
         if r.name == "text_encoding":
             timing.text_encode_s += s
         elif r.name == "vae_encode":
@@ -76,6 +80,7 @@ def timing_from_records(outer: OperationRecord | None, records: list[OperationRe
             timing.vae_decode_s += s
         elif r.name == "denoising_step":
             timing.steps_s.append(s)
+            timing.steps_wall_s.append(r.wall_ns / 1e9)
             if r.gpu_ns is not None:
                 timing.steps_gpu_s.append(r.gpu_ns / 1e9)
         elif r.name == "unet":
@@ -84,11 +89,12 @@ def timing_from_records(outer: OperationRecord | None, records: list[OperationRe
         timing.total_gpu_s = outer.gpu_ns / 1e9
     timing.peak_allocated = outer.allocated_peak
     timing.peak_reserved = outer.reserved_peak
+    gpu = outer.gpu_start_ns is not None
     timing.timeline = [
         {
             "name": r.name,
-            "start_s": (r.start_ns - outer.start_ns) / 1e9,
-            "dur_s": r.wall_ns / 1e9,
+            "start_s": ((r.gpu_start_ns - outer.gpu_start_ns) if gpu and r.gpu_start_ns is not None else (r.start_ns - outer.start_ns)) / 1e9,
+            "dur_s": (r.gpu_ns if gpu and r.gpu_ns is not None else r.wall_ns) / 1e9,
             "step": r.labels.get("step"),
             "gpu_s": None if r.gpu_ns is None else r.gpu_ns / 1e9,
             "depth": r.depth - outer.depth,

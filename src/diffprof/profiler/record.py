@@ -41,6 +41,8 @@ class OperationRecord:
     start_ns: int
     wall_ns: int = 0
     gpu_ns: int | None = None
+    #: GPU start relative to the profiler's reference event (placing operations on a GPU timeline).
+    gpu_start_ns: int | None = None
     allocated_start: int | None = None
     allocated_end: int | None = None
     allocated_peak: int | None = None

@@ -88,10 +88,16 @@ class CudaEventTracker(Tracker):
     to a pool so steady-state profiling allocates no new events.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, clock: Any = None) -> None:
         self.device = device
         self._pool: list[Any] = []
         self._lock = threading.Lock()
+        # A reference event recorded right after a synchronize, with the host clock read beside
+        # it: GPU spans can then be placed on the host timeline (Chrome trace's GPU lane).
+        torch.cuda.synchronize(device)
+        self._reference = torch.cuda.Event(enable_timing=True)
+        self._reference.record()
+        self.reference_host_ns = (clock or __import__("time").perf_counter_ns)()
 
     def _event(self) -> Any:
         with self._lock:
@@ -115,6 +121,7 @@ class CudaEventTracker(Tracker):
                 continue
             start, end = r._events
             r.gpu_ns = round(start.elapsed_time(end) * 1e6)
+            r.gpu_start_ns = round(self._reference.elapsed_time(start) * 1e6)
             r._events = None
             freed += (start, end)
         with self._lock:

@@ -41,6 +41,25 @@ class ChromeTraceExporter(Exporter):
                     "args": args,
                 }
             )
+        reference = profile.metadata.get("gpu_reference_host_ns")
+        gpu_tid = 0  # one extra track: where each operation ran on the GPU (CUDA events)
+        if reference is not None:
+            for r in profile.records:
+                if r.gpu_ns is None or r.gpu_start_ns is None:
+                    continue
+                events.append(
+                    {
+                        "name": r.name,
+                        "cat": f"{r.category} (gpu)",
+                        "ph": "X",
+                        "ts": (reference + r.gpu_start_ns - origin) / 1e3,
+                        "dur": r.gpu_ns / 1e3,
+                        "pid": pid,
+                        "tid": gpu_tid,
+                        "args": {"host_thread": r.thread_name, **{k: v for k, v in r.labels.items()}},
+                    }
+                )
+            threads[gpu_tid] = f"GPU ({profile.device})"
         meta = [{"name": "process_name", "ph": "M", "pid": pid, "args": {"name": f"diffprof ({profile.device})"}}]
         meta += [
             {"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": name}} for tid, name in threads.items()

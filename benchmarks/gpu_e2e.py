@@ -1,0 +1,214 @@
+"""End-to-end generation on the GPU: plain diffusers against diffprof, same process, same GPU.
+
+    bash -c 'source benchmarks/gpu_env.sh && python3 benchmarks/gpu_e2e.py --model sd15 --variants eager,diffprof'
+
+Variants (comma-separated):
+  eager       plain diffusers fp16, SDPA, no diffprof code in the loop; latents out, VAE decode timed apart
+  compile     the plain recipe: fused QKV + channels_last + torch.compile of UNet and VAE decoder
+              (SD1.5 reduce-overhead, SDXL default), still plain diffusers
+  diffprof    diffprof's Engine at its defaults (standard profiler, per-component records)
+  levels      diffprof at each profiler level (off/minimal/standard/detailed): the profiler's cost
+  fast        diffprof's `fast` preset (when it exists)
+Each variant: warm-up calls, then --repeats timed calls (synchronized wall time); median reported.
+Also checks per-step CUDA-event times against synchronized wall time. Writes JSON to $OUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import time
+from typing import Any
+
+import torch
+
+SETTINGS = {"sd15": dict(size=512, steps=50), "sdxl": dict(size=1024, steps=30), "sd21": dict(size=768, steps=50)}
+PROMPT = "a photo of an astronaut riding a horse on mars"
+
+
+def sync() -> None:
+    torch.cuda.synchronize()
+
+
+def clean() -> None:
+    gc.collect()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+
+
+def plain_pipeline(model: str) -> Any:
+    """A plain diffusers pipeline of the real architecture with random weights (built by diffprof,
+    but what runs is diffusers alone)."""
+    from diffusers import EulerDiscreteScheduler
+
+    from diffprof.models.presets import get_preset
+    from diffprof.models.synthetic import build_pipeline
+
+    pipe = build_pipeline(get_preset(model), device="cuda", dtype=torch.float16, seed=0)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def time_plain(pipe: Any, size: int, steps: int, warmup: int, repeats: int) -> dict[str, Any]:
+    """Latents out; VAE decode timed apart (as diffusers' own benchmarks do)."""
+    def call() -> torch.Tensor:
+        g = torch.Generator("cpu").manual_seed(0)
+        return pipe(PROMPT, num_inference_steps=steps, guidance_scale=7.5, width=size, height=size, generator=g, output_type="latent").images
+
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        vae = pipe.vae
+        needs_upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+        z = latents / vae.config.scaling_factor
+        if needs_upcast:
+            return vae.to(torch.float32).decode(z.float(), return_dict=False)[0]
+        return vae.decode(z.to(vae.dtype), return_dict=False)[0]
+
+    with torch.inference_mode():
+        first = None
+        for i in range(warmup):
+            sync()
+            t0 = time.perf_counter()
+            latents = call()
+            decode(latents)
+            sync()
+            if i == 0:
+                first = time.perf_counter() - t0
+        clean()
+        loop, vae = [], []
+        for _ in range(repeats):
+            sync()
+            t0 = time.perf_counter()
+            latents = call()
+            sync()
+            t1 = time.perf_counter()
+            decode(latents)
+            sync()
+            loop.append(t1 - t0)
+            vae.append(time.perf_counter() - t1)
+        peak = torch.cuda.max_memory_allocated()
+    return {"loop_s": statistics.median(loop), "vae_s": statistics.median(vae), "total_s": statistics.median(loop) + statistics.median(vae),
+            "first_call_s": first, "peak_bytes": peak, "loop_samples": loop, "latents": latents.float().cpu()}
+
+
+def time_engine(model: str, size: int, steps: int, warmup: int, repeats: int, level: str = "standard", optimize: list[str] | None = None) -> dict[str, Any]:
+    from diffprof.engine import Engine
+    from diffprof.profiler import Profiler
+
+    profiler = Profiler(level, device="cuda", measure_overhead=False, trace_dir=os.path.join(os.environ.get("OUT", "/tmp"), f"traces-{model}"))
+    engine = Engine.load(model, "synthetic", device="cuda", precision="fp16", optimize=optimize or [], profiler=profiler)
+    kwargs = dict(prompt=PROMPT, steps=steps, width=size, height=size, scheduler="euler", guidance=7.5, seed=0)
+    first = None
+    for i in range(warmup):
+        t0 = time.perf_counter()
+        engine.generate(**kwargs)
+        if i == 0:
+            first = time.perf_counter() - t0
+    profiler.reset()
+    clean()
+    results = [engine.generate(**kwargs) for _ in range(repeats)]
+    t = [r.timing for r in results]
+    out = {
+        "total_s": statistics.median(x.total_s for x in t),
+        "loop_s": statistics.median(x.denoise_s for x in t),
+        "vae_s": statistics.median(x.vae_decode_s for x in t),
+        "text_s": statistics.median(x.text_encode_s for x in t),
+        "step_median_s": statistics.median(x.step_median_s for x in t),
+        "first_call_s": first,
+        "peak_bytes": max((x.peak_allocated or 0) for x in t) or torch.cuda.max_memory_allocated(),
+        "latents": results[-1].latents.float().cpu() if results[-1].latents is not None else None,
+        "records_per_call": len(results[-1].records),
+    }
+    engine.close()
+    del engine
+    clean()
+    return out
+
+
+def step_event_check(model: str, size: int, steps: int) -> dict[str, Any]:
+    """Per-step CUDA-event times against synchronized wall time: a callback synchronizes at every
+    step end and reads the host clock, so each step's wall span is exactly its GPU work plus
+    launch latency."""
+    from diffprof.engine import Engine
+    from diffprof.profiler import Profiler
+
+    engine = Engine.load(model, "synthetic", device="cuda", precision="fp16", profiler=Profiler("standard", device="cuda", measure_overhead=False))
+    engine.generate(prompt=PROMPT, steps=3, width=size, height=size, scheduler="euler")
+    wall: list[float] = []
+    inner = engine.instrumentation.step_callback
+
+    def synced(pipe: Any, i: int, t: Any, kw: dict[str, Any]) -> dict[str, Any]:
+        out = inner(pipe, i, t, kw)
+        torch.cuda.synchronize()
+        wall.append(time.perf_counter())
+        return out
+
+    engine.instrumentation.step_callback = synced  # type: ignore[method-assign]
+    result = engine.generate(prompt=PROMPT, steps=steps, width=size, height=size, scheduler="euler")
+    gpu = result.timing.steps_gpu_s[1:]
+    walls = [b - a for a, b in zip(wall, wall[1:])]
+    rel = [abs(g - w) / w for g, w in zip(gpu, walls)]
+    engine.close()
+    return {"median_rel_diff": statistics.median(rel), "max_rel_diff": max(rel), "gpu_step_ms": statistics.median(gpu) * 1e3, "wall_step_ms": statistics.median(walls) * 1e3}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="sd15", choices=sorted(SETTINGS))
+    parser.add_argument("--variants", default="eager,diffprof")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    size, steps = SETTINGS[args.model]["size"], SETTINGS[args.model]["steps"]
+    torch.backends.cuda.matmul.allow_tf32 = True
+    print(f"{torch.cuda.get_device_name()} · torch {torch.__version__} · {args.model} {size}x{size} {steps} steps, batch 1, CFG 7.5, Euler, fp16")
+    rows: dict[str, dict[str, Any]] = {}
+    variants = args.variants.split(",")
+    if "eager" in variants or "compile" in variants:
+        pipe = plain_pipeline(args.model)
+        unet = pipe.unet
+        print("attention processors:", sorted({type(p).__name__ for p in unet.attn_processors.values()}),
+              "· dtypes:", sorted({str(p.dtype) for p in unet.parameters()}), "· cudnn.benchmark:", torch.backends.cudnn.benchmark)
+        if "eager" in variants:
+            rows["diffusers eager fp16"] = time_plain(pipe, size, steps, args.warmup, args.repeats)
+        if "compile" in variants:
+            pipe.fuse_qkv_projections()
+            pipe.unet.to(memory_format=torch.channels_last)
+            pipe.vae.to(memory_format=torch.channels_last)
+            mode = "reduce-overhead" if args.model == "sd15" else "default"
+            pipe.unet = torch.compile(pipe.unet, mode=mode, fullgraph=True)
+            pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=mode, fullgraph=True)
+            rows[f"diffusers + compile ({mode})"] = time_plain(pipe, size, steps, args.warmup, args.repeats)
+        del pipe, unet
+        clean()
+    if "diffprof" in variants:
+        rows["diffprof default (standard)"] = time_engine(args.model, size, steps, args.warmup, args.repeats)
+    if "levels" in variants:
+        for level in ("off", "minimal", "standard", "detailed"):
+            rows[f"diffprof level={level}"] = time_engine(args.model, size, steps, 1 if level == "detailed" else args.warmup,
+                                                          1 if level == "detailed" else args.repeats, level=level)
+    if "fast" in variants:
+        rows["diffprof fast"] = time_engine(args.model, size, steps, args.warmup, args.repeats, optimize=["fast"])
+    base = rows.get("diffusers eager fp16")
+    print(f"\n{'variant':34s} {'total s':>8s} {'loop s':>8s} {'it/s':>7s} {'VAE ms':>7s} {'first s':>8s} {'peak GiB':>9s} {'speedup':>8s} {'latent err':>10s}")
+    for name, r in rows.items():
+        speed = base["total_s"] / r["total_s"] if base else float("nan")
+        err = float("nan")
+        if base is not None and r.get("latents") is not None:
+            a, b = r["latents"], base["latents"]
+            err = float((a - b).norm() / b.norm()) if a.shape == b.shape else float("nan")
+        print(f"{name:34s} {r['total_s']:8.3f} {r['loop_s']:8.3f} {steps / r['loop_s']:7.1f} {r['vae_s'] * 1e3:7.1f} "
+              f"{(r['first_call_s'] or 0):8.1f} {r['peak_bytes'] / 2**30:9.2f} {speed:8.2f}x {err:10.2e}")
+    if "check" in variants:
+        print("\nper-step CUDA events vs synchronized wall:", step_event_check(args.model, size, steps))
+    out = os.environ.get("OUT")
+    if out:
+        with open(os.path.join(out, f"e2e-{args.model}.json"), "w") as fh:
+            json.dump({k: {kk: vv for kk, vv in v.items() if kk != "latents"} for k, v in rows.items()}, fh, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()
