@@ -128,6 +128,38 @@ def time_engine(model: str, size: int, steps: int, warmup: int, repeats: int, le
     return out
 
 
+def time_hooked(pipe: Any, size: int, steps: int, warmup: int, repeats: int, level: str) -> dict[str, Any]:
+    """The plain pipeline with diffprof's instrumentation attached (``none``: no hooks at all),
+    latents out: isolates what the hooks and the profiler level cost per step."""
+    from diffprof.engine.instrument import PipelineInstrumentation
+    from diffprof.profiler import Profiler
+
+    inst = None if level == "none" else PipelineInstrumentation(pipe, Profiler(level, device="cuda", measure_overhead=False))
+
+    def call() -> None:
+        g = torch.Generator("cpu").manual_seed(0)
+        kw = dict(num_inference_steps=steps, guidance_scale=7.5, width=size, height=size, generator=g, output_type="latent")
+        if inst is None:
+            pipe(PROMPT, **kw)
+        else:
+            with inst.call():
+                pipe(PROMPT, callback_on_step_end=inst.step_callback, **kw)
+
+    with torch.inference_mode():
+        for _ in range(warmup):
+            call()
+        loop = []
+        for _ in range(repeats):
+            sync()
+            t0 = time.perf_counter()
+            call()
+            sync()
+            loop.append(time.perf_counter() - t0)
+    if inst is not None:
+        inst.remove()
+    return {"loop_s": statistics.median(loop), "vae_s": 0.0, "total_s": statistics.median(loop), "first_call_s": None, "peak_bytes": 0, "latents": None}
+
+
 def step_event_check(model: str, size: int, steps: int) -> dict[str, Any]:
     """Per-step CUDA-event times against synchronized wall time: a callback synchronizes at every
     step end and reads the host clock, so each step's wall span is exactly its GPU work plus
@@ -190,6 +222,12 @@ def main() -> None:
         for level in ("off", "minimal", "standard", "detailed"):
             rows[f"diffprof level={level}"] = time_engine(args.model, size, steps, 1 if level == "detailed" else args.warmup,
                                                           1 if level == "detailed" else args.repeats, level=level)
+    if "hooks" in variants:
+        pipe = plain_pipeline(args.model)
+        for level in ("none", "off", "minimal", "standard"):
+            rows[f"plain pipe + hooks level={level}"] = time_hooked(pipe, size, steps, args.warmup, args.repeats, level)
+        del pipe
+        clean()
     if "fast" in variants:
         rows["diffprof fast"] = time_engine(args.model, size, steps, args.warmup, args.repeats, optimize=["fast"])
     base = rows.get("diffusers eager fp16")
@@ -200,7 +238,7 @@ def main() -> None:
         if base is not None and r.get("latents") is not None:
             a, b = r["latents"], base["latents"]
             err = float((a - b).norm() / b.norm()) if a.shape == b.shape else float("nan")
-        print(f"{name:34s} {r['total_s']:8.3f} {r['loop_s']:8.3f} {steps / r['loop_s']:7.1f} {r['vae_s'] * 1e3:7.1f} "
+        print(f"{name:34s} {r['total_s']:8.3f} {r['loop_s']:8.3f} {steps / r['loop_s'] if r['loop_s'] else float('nan'):7.1f} {r['vae_s'] * 1e3:7.1f} "
               f"{(r['first_call_s'] or 0):8.1f} {r['peak_bytes'] / 2**30:9.2f} {speed:8.2f}x {err:10.2e}")
     if "check" in variants:
         print("\nper-step CUDA events vs synchronized wall:", step_event_check(args.model, size, steps))
