@@ -146,3 +146,21 @@ def test_precision_resolution():
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     assert resolve_precision("half", torch.device("cpu")) == "bf16"
     assert resolve_precision("auto", torch.device("cuda")) == "fp16"
+
+
+def test_fast_preset_expands_and_round_trips():
+    o = Optimizations.parse(["fast"])
+    assert o.cuda_graph and o.fast_loop and o.fuse_qkv and o.channels_last and o.cudnn_benchmark and o.vae_bf16
+    assert o.compile == ("unet", "vae")
+    assert o.label == "fast" and Optimizations.parse(o.switches()) == o
+    ablated = Optimizations.parse(["fast"]).switches()
+    assert "fast" in ablated
+    minus_graph = Optimizations.parse(["fuse_qkv", "channels_last", "compile=unet+vae", "cudnn_benchmark", "vae_bf16"])
+    assert not minus_graph.cuda_graph and minus_graph.label != "fast"
+
+
+def test_cuda_graph_conflicts_say_why():
+    import torch
+
+    with pytest.raises(ConfigError, match="nest graphs"):
+        Optimizations.parse(["cuda_graph", "compile_mode=reduce-overhead"]).validate(torch.device("cuda"), "fp16")

@@ -152,3 +152,22 @@ def test_request_object_and_overrides(sd):
 def test_load_info(sd):
     info = sd.load_info
     assert info.seconds > 0 and info.source.startswith("builtin") and info.family == "sd"
+
+
+@pytest.mark.parametrize("model", ["tiny-sd", "tiny-sdxl"])
+@pytest.mark.parametrize("scheduler", ["euler", "dpmpp_2m", "unipc"])
+def test_fast_loop_draws_what_the_pipeline_draws(model, scheduler):
+    """diffprof's own loop (the graphable path) must compute exactly what diffusers' __call__ does."""
+    plain = Engine.load(model, device="cpu")
+    fast = Engine.load(model, device="cpu", optimize=["fast_loop"])
+    kw = dict(scheduler=scheduler, steps=4, width=64, height=64, guidance=5.0, seed=11, prompt=["a red circle", "a blue square"], num_images=2)
+    a, b = plain.generate(**kw), fast.generate(**kw)
+    assert b.settings["fast_path"] == "eager_loop"
+    assert torch.equal(a.latents, b.latents)
+    assert all(np.array_equal(pixels(x), pixels(y)) for x, y in zip(a.images, b.images))
+    assert len(b.timing.steps_s) == 4 and b.timing.text_encode_s > 0 and b.timing.vae_decode_s > 0
+
+
+def test_fast_preset_needs_cuda():
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        Engine.load("tiny-sd", device="cpu", optimize=["fast"])

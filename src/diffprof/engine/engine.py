@@ -223,8 +223,12 @@ class Engine:
         _sync(self.device)
         t0 = time.perf_counter_ns()
         labels = {k: settings[k] for k in ("model", "task", "scheduler", "steps", "width", "height")}
+        fast = self._fast_path(request)
         with torch.inference_mode(), self.instrumentation.call(images=request.total_images, **labels) as state:
-            out = pipe(**kwargs, callback_on_step_end=self.instrumentation.step_callback)
+            if fast is None:
+                out = pipe(**kwargs, callback_on_step_end=self.instrumentation.step_callback)
+            else:
+                out = self._run_fast(fast, request, kwargs, settings, state)
             _sync(self.device)
         total_ns = time.perf_counter_ns() - t0
         # 3. Collect
@@ -236,6 +240,45 @@ class Engine:
         if not request.decode and latents is None:
             latents = out.images
         return GenerationResult(images=images, latents=latents, timing=timing, request=request, settings=settings, records=records)
+
+    def _fast_path(self, req: GenerationRequest) -> Any:
+        """The FastPath when the optimizations ask for it and the request is plain txt2img."""
+        if not self.optimizations.fast_loop or req.task != "txt2img" or self.family not in ("sd", "sdxl"):
+            return None
+        if getattr(self, "_fast", None) is None:
+            from diffprof.engine.fast import FastPath
+
+            self._fast = FastPath(
+                self.base, self.family, use_graph=self.optimizations.cuda_graph, vae_dtype=torch.bfloat16 if self.optimizations.vae_bf16 else None
+            )
+        return self._fast
+
+    def _run_fast(self, fast: Any, req: GenerationRequest, kwargs: dict[str, Any], settings: dict[str, Any], state: Any) -> Any:
+        from types import SimpleNamespace
+
+        inst = self.instrumentation
+        n = {"steps": None}
+
+        def step(i: int, t: Any, latents: torch.Tensor) -> None:
+            if n["steps"] is None:
+                n["steps"] = len(self.base.scheduler.timesteps)
+            inst.step_callback(SimpleNamespace(num_timesteps=n["steps"]), i, t, {"latents": latents})
+
+        def loop_span() -> Any:
+            return self.profiler.profile_operation("denoising_loop", "model_inference", steps=req.steps, graphed=True)
+
+        negative = kwargs["negative_prompt"]
+        result = fast.run(
+            prompts=kwargs["prompt"], negative=negative, num_images=req.num_images, steps=req.steps, guidance=req.guidance,
+            width=settings["width"], height=settings["height"], generator=kwargs["generator"], scheduler_name=req.scheduler,
+            decode=req.decode, step_callback=step, loop_span=loop_span, paused=inst.paused,
+        )
+        settings["fast_path"] = "cuda_graph" if result.graphed else "eager_loop"
+        if result.note:
+            settings["fast_path_note"] = result.note
+        if state.final_latents is None:
+            state.final_latents = result.latents
+        return SimpleNamespace(images=result.images if req.decode else result.latents)
 
     def _prepare(self, req: GenerationRequest) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         if req.task not in TASKS:

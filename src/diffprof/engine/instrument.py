@@ -145,6 +145,16 @@ class PipelineInstrumentation:
         state.step_op = None if last else state.push("denoising_step", memory=False, step=state.step)
         return callback_kwargs
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Suspend recording on this thread (warm-up and CUDA graph capture must not record)."""
+        saved = self._state()
+        self._local.state = None
+        try:
+            yield
+        finally:
+            self._local.state = saved
+
     # ------------------------------------------------------------------ call
     @contextmanager
     def call(self, name: str = "diffusion_image_generation", **labels: Any) -> Iterator[CallState]:

@@ -43,7 +43,16 @@ SWITCHES: dict[str, str] = {
     "channels_last": "NHWC memory format for UNet and VAE convolutions",
     "fuse_qkv": "fuse the Q, K, V projections into one matmul (SDPA attention only)",
     "compile": "torch.compile the UNet (compile=unet+vae to choose modules; compile_mode=... to choose the mode)",
+    "fast_loop": "run txt2img through diffprof's own copy of the pipeline's phases (same math, no per-step host work)",
+    "cuda_graph": "capture the whole denoising loop in one CUDA graph (implies fast_loop; deterministic schedulers)",
+    "cudnn_benchmark": "let cuDNN time its convolution algorithms once per shape and keep the fastest",
+    "vae_bf16": "decode latents in bf16 (SDXL otherwise upcasts its fp16 VAE to fp32)",
+    "fp8": "float8 dynamic quantization of the UNet's linear layers (torchao; Hopper/Ada GPUs)",
+    "fast": "the fastest known set for CUDA: fuse_qkv, channels_last, compile=unet+vae, cuda_graph, cudnn_benchmark, vae_bf16",
 }
+
+#: What `fast` expands to; each element stays switchable (the ablation suite removes one at a time).
+FAST_PRESET = ("fuse_qkv", "channels_last", "compile=unet+vae", "cuda_graph", "cudnn_benchmark", "vae_bf16")
 
 
 def resolve_precision(precision: str, device: torch.device) -> Precision:
@@ -73,6 +82,11 @@ class Optimizations:
     fuse_qkv: bool = False
     compile: tuple[str, ...] = ()
     compile_mode: str = "default"
+    fast_loop: bool = False
+    cuda_graph: bool = False
+    cudnn_benchmark: bool = False
+    vae_bf16: bool = False
+    fp8: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     # ------------------------------------------------------------------ parse
@@ -84,6 +98,10 @@ class Optimizations:
         if isinstance(switches, str):
             switches = [switches]
         tokens = [t.strip() for s in switches for t in s.replace(" ", ",").split(",") if t.strip()]
+        expanded: list[str] = []
+        for token in tokens:
+            expanded += list(FAST_PRESET) if token == "fast" else [token]
+        tokens = expanded
         opts = cls()
         seen_attention: list[str] = []
         seen_offload: list[str] = []
@@ -95,8 +113,10 @@ class Optimizations:
                 seen_attention.append(name)
                 attention = {"sdpa": "sdpa", "eager_attention": "eager", "xformers": "xformers", "attention_slicing": "slicing"}[name]
                 opts = replace(opts, attention=attention)  # type: ignore[arg-type]
-            elif name in ("vae_slicing", "vae_tiling", "channels_last", "fuse_qkv"):
+            elif name in ("vae_slicing", "vae_tiling", "channels_last", "fuse_qkv", "fast_loop", "cudnn_benchmark", "vae_bf16", "fp8"):
                 opts = replace(opts, **{name: True})
+            elif name == "cuda_graph":
+                opts = replace(opts, cuda_graph=True, fast_loop=True)
             elif name in ("model_cpu_offload", "sequential_cpu_offload"):
                 seen_offload.append(name)
                 opts = replace(opts, offload="model" if name == "model_cpu_offload" else "sequential")
@@ -135,6 +155,13 @@ class Optimizations:
             out.append("compile" if self.compile == ("unet",) else f"compile={'+'.join(self.compile)}")
             if self.compile_mode != "default":
                 out.append(f"compile_mode={self.compile_mode}")
+        if self.cuda_graph:
+            out.append("cuda_graph")
+        elif self.fast_loop:
+            out.append("fast_loop")
+        out += [n for n in ("cudnn_benchmark", "vae_bf16", "fp8") if getattr(self, n)]
+        if set(FAST_PRESET) <= set(out):
+            out = ["fast"] + [o for o in out if o not in FAST_PRESET]
         return out
 
     @property
@@ -171,6 +198,25 @@ class Optimizations:
             )
         if self.compile_mode in ("reduce-overhead",) and self.compile and not cuda:
             raise ConfigError("compile_mode=reduce-overhead uses CUDA graphs and needs a CUDA device", "use compile_mode=default on the CPU")
+        if self.cuda_graph and not cuda:
+            raise ConfigError(
+                "cuda_graph (and the fast preset) needs a CUDA device",
+                "on the CPU use fast_loop, fuse_qkv or channels_last",
+            )
+        if self.cuda_graph and self.offload != "none":
+            raise ConfigError("cuda_graph cannot be combined with CPU offload: a graph needs every weight resident on the GPU")
+        if self.cuda_graph and self.compile_mode == "reduce-overhead":
+            raise ConfigError(
+                "cuda_graph already graphs the whole loop; compile_mode=reduce-overhead would nest graphs",
+                "use compile_mode=default or max-autotune-no-cudagraphs with cuda_graph",
+            )
+        if self.fp8:
+            if not cuda:
+                raise ConfigError("fp8 needs a CUDA GPU with float8 tensor cores (Ada/Hopper)")
+            if importlib.util.find_spec("torchao") is None:
+                raise ConfigError("fp8 needs the torchao package, which is not installed", "pip install torchao")
+            if torch.cuda.get_device_capability(device) < (8, 9):
+                raise ConfigError("fp8 needs compute capability 8.9 or newer (Ada, Hopper)", "drop fp8 on this GPU")
 
 
 def apply_optimizations(pipe: Any, opts: Optimizations, device: torch.device) -> None:
@@ -179,6 +225,9 @@ def apply_optimizations(pipe: Any, opts: Optimizations, device: torch.device) ->
     Phases, in the order that works: attention processors, QKV fusion, memory format, VAE modes,
     placement (offload hooks or ``.to``), compile last so it sees the final modules.
     """
+    # 0. Global backend settings
+    if opts.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
     # 1. Attention implementation
     if opts.attention == "eager":
         from diffusers.models.attention_processor import AttnProcessor
@@ -212,7 +261,16 @@ def apply_optimizations(pipe: Any, opts: Optimizations, device: torch.device) ->
         pipe.enable_sequential_cpu_offload(device=device)
     else:
         pipe.to(device)
-    # 6. Compile (wrapping modules keeps diffusers' own module attributes intact)
+    # 6. fp8 weights/activations for the UNet's linear layers (before compile, which fuses the casts)
+    if opts.fp8:
+        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
+
+        quantize_(pipe.unet, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()), filter_fn=_fp8_worthy)
+    # 7. Compile (wrapping modules keeps diffusers' own module attributes intact)
+    if opts.compile:
+        import torch._inductor.config as inductor
+
+        inductor.conv_1x1_as_mm = True  # 1x1 convs as GEMMs: better kernels for the UNet's projections
     for name in opts.compile:
         if name == "vae":
             pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=opts.compile_mode)
@@ -221,3 +279,8 @@ def apply_optimizations(pipe: Any, opts: Optimizations, device: torch.device) ->
             if module is None:
                 raise ConfigError(f"this pipeline has no {name} to compile", f"compile one of: {', '.join(COMPILABLE)}")
             setattr(pipe, name, torch.compile(module, mode=opts.compile_mode))
+
+
+def _fp8_worthy(module: torch.nn.Module, name: str) -> bool:
+    """Quantize only linear layers large enough for float8 GEMMs to win over their scaling cost."""
+    return isinstance(module, torch.nn.Linear) and module.in_features >= 512 and module.out_features >= 512 and module.in_features % 16 == 0 and module.out_features % 16 == 0

@@ -27,17 +27,28 @@ class CallTiming:
     unet_s: list[float] = field(default_factory=list)
     steps_gpu_s: list[float] = field(default_factory=list)
     total_gpu_s: float | None = None
+    #: A graphed loop has no per-step records: its one span and step count stand in for them.
+    loop_s: float | None = None
+    loop_steps: int = 0
     peak_allocated: int | None = None
     peak_reserved: int | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def n_steps(self) -> int:
+        return len(self.steps_s) or self.loop_steps
+
+    @property
     def denoise_s(self) -> float:
+        if not self.steps_s and self.loop_s is not None:
+            return self.loop_s
         return sum(self.steps_s)
 
     @property
     def step_median_s(self) -> float:
         s = sorted(self.steps_s)
+        if not s and self.loop_s is not None and self.loop_steps:
+            return self.loop_s / self.loop_steps  # a mean: a graph replays all steps as one launch
         if not s:
             return float("nan")
         mid = len(s) // 2
@@ -54,11 +65,11 @@ class CallTiming:
 
     @property
     def steps_per_s(self) -> float:
-        return len(self.steps_s) / self.denoise_s if self.denoise_s > 0 else float("nan")
+        return self.n_steps / self.denoise_s if self.denoise_s > 0 else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data.update(denoise_s=self.denoise_s, step_median_s=self.step_median_s, other_s=self.other_s)
+        data.update(denoise_s=self.denoise_s, step_median_s=self.step_median_s, other_s=self.other_s, n_steps=self.n_steps)
         return data
 
 
@@ -85,6 +96,9 @@ def timing_from_records(outer: OperationRecord | None, records: list[OperationRe
                 timing.steps_gpu_s.append(r.gpu_ns / 1e9)
         elif r.name == "unet":
             timing.unet_s.append(s)
+        elif r.name == "denoising_loop":
+            timing.loop_s = (timing.loop_s or 0.0) + s
+            timing.loop_steps += int(r.labels.get("steps", 0))
     if outer.gpu_ns is not None:
         timing.total_gpu_s = outer.gpu_ns / 1e9
     timing.peak_allocated = outer.allocated_peak

@@ -1,0 +1,226 @@
+"""The fast text-to-image path: the pipeline's own phases, run so the denoising loop can be one
+CUDA graph.
+
+``diffusers``' ``__call__`` cannot be captured whole (host-side prompt handling, progress bars,
+first-step index lookups that synchronize, diffusers #9475/#9485). This module runs the same
+phases through the pipeline's public components — ``encode_prompt``, ``prepare_latents``, the
+scheduler's ``set_timesteps``/``set_begin_index``/``scale_model_input``/``step``, the UNet, the VAE and
+``image_processor.postprocess`` — in the same order with the same arithmetic, so the result
+matches the pipeline's (tested bit-for-bit on CPU without the graph). On CUDA the whole loop
+(every UNet call, the guidance combination and every scheduler step) is captured once per
+(steps, scheduler, size, batch, guidance) and replayed: one launch per call instead of thousands,
+and no host synchronization inside the loop.
+
+Graph capture bakes in the schedule, so only deterministic schedulers whose ``step`` does no
+host-side tensor lookups are graphed; others (or a capture that fails) run the same loop eagerly,
+and the reason is kept in the result's settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+StepCallback = Callable[[int, Any, torch.Tensor], None]
+
+#: Schedulers known to capture cleanly: host-side Python state only, no sync in ``step``.
+GRAPH_SAFE = {"euler", "euler_karras", "dpmpp_2m", "dpmpp_2m_karras", "unipc", "deis", "heun", "dpm_single", "lms"}
+
+
+@dataclass
+class LoopInputs:
+    """Everything the denoising loop reads: static buffers when graphed."""
+
+    latents: torch.Tensor
+    prompt_embeds: torch.Tensor
+    added_cond: dict[str, torch.Tensor] | None
+
+
+@dataclass
+class FastOutput:
+    latents: torch.Tensor
+    images: list[Any]
+    graphed: bool
+    note: str | None = None
+
+
+class GraphedLoop:
+    """One captured denoising loop for one key (steps, scheduler, size, batch, guidance)."""
+
+    def __init__(self, graph: torch.cuda.CUDAGraph, inputs: LoopInputs, output: torch.Tensor) -> None:
+        self.graph = graph
+        self.inputs = inputs
+        self.output = output
+
+    def __call__(self, inputs: LoopInputs) -> torch.Tensor:
+        self.inputs.latents.copy_(inputs.latents)
+        self.inputs.prompt_embeds.copy_(inputs.prompt_embeds)
+        if inputs.added_cond and self.inputs.added_cond:
+            for k, v in inputs.added_cond.items():
+                self.inputs.added_cond[k].copy_(v)
+        self.graph.replay()
+        return self.output.clone()
+
+
+class FastPath:
+    """Runs txt2img for an SD/SDXL pipeline with the loop optionally captured in a CUDA graph."""
+
+    def __init__(self, pipe: Any, family: str, *, use_graph: bool, vae_dtype: torch.dtype | None = None) -> None:
+        self.pipe = pipe
+        self.family = family
+        self.use_graph = use_graph
+        self.vae_dtype = vae_dtype
+        self._graphs: dict[tuple[Any, ...], GraphedLoop | str] = {}
+
+    # ------------------------------------------------------------- phases
+    def encode(self, prompts: list[str], negative: list[str] | None, num_images: int, cfg: bool, device: torch.device) -> tuple[Any, ...]:
+        """``encode_prompt`` of the family: (embeds, negative) for SD, plus pooled pairs for SDXL."""
+        pipe = self.pipe
+        if self.family == "sdxl":
+            return tuple(pipe.encode_prompt(prompt=prompts, device=device, num_images_per_prompt=num_images, do_classifier_free_guidance=cfg, negative_prompt=negative))
+        return tuple(pipe.encode_prompt(prompts, device, num_images, cfg, negative))
+
+    def _added_cond(self, pooled: torch.Tensor, npooled: torch.Tensor | None, height: int, width: int, total: int, cfg: bool, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+        # SDXL micro-conditioning: (original size, crop top-left, target size), as the pipeline
+        # builds it by default (original = target = the requested size, no crop).
+        time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=dtype)
+        text_embeds = pooled
+        if cfg:
+            text_embeds = torch.cat([npooled, pooled], dim=0)  # type: ignore[list-item]
+            time_ids = torch.cat([time_ids, time_ids], dim=0)
+        return {"text_embeds": text_embeds.to(device), "time_ids": time_ids.to(device).repeat(total, 1)}
+
+    def loop(self, inputs: LoopInputs, timesteps: torch.Tensor, guidance: float, cfg: bool, callback: StepCallback | None = None) -> torch.Tensor:
+        """The denoising loop, exactly as the pipeline runs it, with no host syncs; ``callback``
+        (eager runs only) sees each step end like ``callback_on_step_end``."""
+        pipe, scheduler = self.pipe, self.pipe.scheduler
+        latents = inputs.latents
+        for i, t in enumerate(timesteps):
+            model_input = torch.cat([latents] * 2) if cfg else latents
+            model_input = scheduler.scale_model_input(model_input, t)
+            kwargs: dict[str, Any] = {"encoder_hidden_states": inputs.prompt_embeds, "return_dict": False}
+            if inputs.added_cond is not None:
+                kwargs["added_cond_kwargs"] = inputs.added_cond
+            noise = pipe.unet(model_input, t, **kwargs)[0]
+            if cfg:
+                uncond, text = noise.chunk(2)
+                noise = uncond + guidance * (text - uncond)
+            latents = scheduler.step(noise, t, latents, return_dict=False)[0]
+            if callback is not None:
+                callback(i, t, latents)
+        return latents
+
+    def decode(self, latents: torch.Tensor) -> list[Any]:
+        pipe, vae = self.pipe, self.pipe.vae
+        dtype = self.vae_dtype or vae.dtype
+        if self.vae_dtype is None and vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+            dtype = torch.float32  # what the pipeline does for SDXL's fp16-overflowing VAE
+        if vae.dtype != dtype:
+            vae.to(dtype)
+        z = latents.to(dtype) / vae.config.scaling_factor
+        if getattr(vae.config, "shift_factor", None):
+            z = z + vae.config.shift_factor
+        image = vae.decode(z, return_dict=False)[0]
+        return pipe.image_processor.postprocess(image, output_type="pil")
+
+    # ---------------------------------------------------------------- run
+    def run(
+        self,
+        *,
+        prompts: list[str],
+        negative: list[str] | None,
+        num_images: int,
+        steps: int,
+        guidance: float,
+        width: int,
+        height: int,
+        generator: torch.Generator,
+        scheduler_name: str,
+        decode: bool = True,
+        step_callback: StepCallback | None = None,
+        loop_span: Callable[[], Any] | None = None,
+        paused: Callable[[], Any] | None = None,
+    ) -> FastOutput:
+        """One call. ``step_callback`` times eager steps; ``loop_span`` opens the operation around a
+        graph replay; ``paused`` suspends instrumentation while warming up and capturing."""
+        pipe = self.pipe
+        device = pipe.unet.device if hasattr(pipe.unet, "device") else torch.device("cpu")
+        cfg = guidance > 1 and pipe.unet.config.time_cond_proj_dim is None
+        total = len(prompts) * num_images
+        # 1. Text encoding
+        encoded = self.encode(prompts, negative, num_images, cfg, device)
+        if self.family == "sdxl":
+            pe, npe, pooled, npooled = encoded  # type: ignore[misc]
+            prompt_embeds = torch.cat([npe, pe]) if cfg else pe
+            added = self._added_cond(pooled, npooled, height, width, total, cfg, pe.dtype, device)
+        else:
+            pe, npe = encoded  # type: ignore[misc]
+            prompt_embeds = torch.cat([npe, pe]) if cfg else pe
+            added = None
+        # 2. Timesteps and latents (same generator use as the pipeline)
+        scheduler = pipe.scheduler
+        scheduler.set_timesteps(steps, device=device)
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(0)
+        timesteps = scheduler.timesteps
+        latents = pipe.prepare_latents(total, pipe.unet.config.in_channels, height, width, prompt_embeds.dtype, device, generator)
+        inputs = LoopInputs(latents, prompt_embeds.to(device), added)
+        # 3. Denoising loop: graphed when possible
+        note = None
+        graphed = False
+        if self.use_graph and device.type == "cuda":
+            key = (steps, scheduler_name, width, height, total, float(guidance), str(prompt_embeds.dtype), cfg)
+            entry = self._graphs.get(key)
+            if entry is None:
+                with paused() if paused else nullcontext():
+                    entry = self._capture(inputs, timesteps, guidance, cfg, scheduler_name)
+                self._graphs[key] = entry
+            if isinstance(entry, GraphedLoop):
+                with loop_span() if loop_span else nullcontext():
+                    latents = entry(inputs)
+                graphed = True
+            else:
+                note = entry
+        if not graphed:
+            scheduler.set_timesteps(steps, device=device)
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(0)
+            latents = self.loop(inputs, scheduler.timesteps, guidance, cfg, step_callback)
+        # 4. Decode
+        images = self.decode(latents) if decode else []
+        return FastOutput(latents=latents, images=images, graphed=graphed, note=note)
+
+    def _capture(self, inputs: LoopInputs, timesteps: torch.Tensor, guidance: float, cfg: bool, scheduler_name: str) -> GraphedLoop | str:
+        """Warm up on a side stream, then capture the whole loop; a reason string if it can't."""
+        if scheduler_name not in GRAPH_SAFE:
+            return f"scheduler {scheduler_name} is not graph-safe; ran the loop eagerly"
+        scheduler = self.pipe.scheduler
+        static = LoopInputs(
+            inputs.latents.clone(),
+            inputs.prompt_embeds.clone(),
+            {k: v.clone() for k, v in inputs.added_cond.items()} if inputs.added_cond else None,
+        )
+        steps = len(timesteps)
+        device = static.latents.device
+        try:
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                for _ in range(2):  # compile, cuDNN autotune and lazy init happen here, not in capture
+                    scheduler.set_timesteps(steps, device=device)
+                    scheduler.set_begin_index(0)
+                    self.loop(static, scheduler.timesteps, guidance, cfg)
+            torch.cuda.current_stream(device).wait_stream(side)
+            scheduler.set_timesteps(steps, device=device)
+            scheduler.set_begin_index(0)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                output = self.loop(static, scheduler.timesteps, guidance, cfg)
+            return GraphedLoop(graph, static, output)
+        except Exception as exc:  # noqa: BLE001 - capture limits are data: fall back and say why
+            torch.cuda.synchronize(device)
+            return f"CUDA graph capture failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); ran the loop eagerly"
