@@ -68,6 +68,10 @@ class LoadInfo:
     peak_allocated: int | None = None
     device: str = "cpu"
     precision: str = "fp32"
+    #: ``warm`` when saved compile artifacts were loaded, ``cold`` when compiling from scratch.
+    compile_cache: str | None = None
+    #: The first generate call: compile, autotune, graph capture and lazy init, reported apart.
+    first_call_s: float | None = None
 
     @property
     def gb_per_s(self) -> float | None:
@@ -158,6 +162,11 @@ class Engine:
         if rec is not None:
             rec.labels.update(bytes_read=loaded.bytes_read, source=loaded.source)
         engine = cls(loaded, model=model, device=dev, precision=prec, optimizations=opts, profiler=profiler, load_info=info)
+        if opts.compile:
+            from diffprof.engine import compile_cache
+
+            engine._compile_key = compile_cache.cache_key(loaded.pipeline, opts.label, prec)
+            info.compile_cache = "warm" if compile_cache.load(engine._compile_key) else "cold"
         if dev.type == "cuda":
             info.peak_allocated = torch.cuda.max_memory_allocated(dev)
         return engine
@@ -231,6 +240,9 @@ class Engine:
                 out = self._run_fast(fast, request, kwargs, settings, state)
             _sync(self.device)
         total_ns = time.perf_counter_ns() - t0
+        if self.load_info.first_call_s is None:
+            self.load_info.first_call_s = total_ns / 1e9
+            self._save_compile_cache()
         # 3. Collect
         self.profiler.resolve()
         records = self.profiler.records[before:]
@@ -353,6 +365,17 @@ class Engine:
         if req.task != "txt2img":
             settings["strength"] = req.strength
         return pipe, kwargs, settings
+
+    def _save_compile_cache(self) -> None:
+        key = getattr(self, "_compile_key", None)
+        if key is None or self.load_info.compile_cache == "warm":
+            return
+        from diffprof.engine import compile_cache
+
+        try:
+            compile_cache.save(key)
+        except Exception:  # a cache that cannot be written costs the next process time, nothing else
+            pass
 
     # -------------------------------------------------------------- lifecycle
     def close(self) -> None:

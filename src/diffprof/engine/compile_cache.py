@@ -1,0 +1,66 @@
+"""Warm starts: torch.compile artifacts saved per (model, shape, settings, torch version, GPU) so a
+second process does not pay the compile again.
+
+``torch.compiler.save_cache_artifacts()`` packs what inductor produced (FX graph cache, autotuning
+results, AOTAutograd cache) into one blob; ``load_cache_artifacts`` seeds the local caches with it
+before compiling, after which only Dynamo's tracing remains. The blob is a plain file under
+``$DIFFPROF_CACHE_DIR`` (default ``~/.cache/diffprof/compile``), so it can be copied to other machines
+with the same GPU and torch version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DIFFPROF_CACHE_DIR", Path.home() / ".cache" / "diffprof")) / "compile"
+
+
+def cache_key(pipe: Any, optimizations: str, precision: str, extra: dict[str, Any] | None = None) -> str:
+    """Identity of a compiled configuration: architecture, settings, torch and GPU."""
+    unet = getattr(pipe.unet, "_orig_mod", pipe.unet)
+    parts = {
+        "unet": dict(unet.config),
+        "vae": dict(pipe.vae.config),
+        "optimizations": optimizations,
+        "precision": precision,
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        **(extra or {}),
+    }
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def load(key: str) -> bool:
+    """Seed torch's compile caches from a saved blob; True when one was found and loaded."""
+    path = cache_dir() / f"{key}.bin"
+    if not path.is_file() or not hasattr(torch.compiler, "load_cache_artifacts"):
+        return False
+    try:
+        info = torch.compiler.load_cache_artifacts(path.read_bytes())
+    except Exception:  # a blob from another torch build: ignore it, compile cold
+        return False
+    return info is not None  # torch returns None (and logs why) for a blob it cannot read
+
+
+def save(key: str) -> Path | None:
+    """Write what torch compiled in this process so far; None when nothing is there to save."""
+    if not hasattr(torch.compiler, "save_cache_artifacts"):
+        return None
+    artifacts = torch.compiler.save_cache_artifacts()
+    if artifacts is None:
+        return None
+    blob = artifacts[0]
+    path = cache_dir() / f"{key}.bin"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(blob)
+    tmp.replace(path)
+    return path

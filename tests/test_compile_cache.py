@@ -1,0 +1,48 @@
+"""Warm starts: compile artifacts saved by one process seed a second process's compile."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time, torch
+    from diffprof.engine import compile_cache
+    torch.set_num_threads(1)
+    loaded = compile_cache.load("k")
+    f = torch.compile(lambda x: torch.nn.functional.gelu(x) * 2 + 1)
+    t0 = time.perf_counter(); f(torch.randn(64)); dt = time.perf_counter() - t0
+    saved = compile_cache.save("k") if not loaded else None
+    print(loaded, saved is not None, round(dt, 2))
+    """
+)
+
+
+def run(tmp_path, inductor_dir):
+    env = dict(os.environ, DIFFPROF_CACHE_DIR=str(tmp_path / "dp"), TORCHINDUCTOR_CACHE_DIR=str(inductor_dir))
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded, saved, seconds = out.stdout.split()
+    return loaded == "True", saved == "True", float(seconds)
+
+
+def test_second_process_loads_saved_artifacts(tmp_path):
+    loaded, saved, _ = run(tmp_path, tmp_path / "inductor-a")
+    assert not loaded and saved
+    assert list((tmp_path / "dp" / "compile").glob("k.bin"))
+    # a fresh inductor cache: only diffprof's saved blob can make this process warm
+    loaded, saved, _ = run(tmp_path, tmp_path / "inductor-b")
+    assert loaded and not saved
+
+
+def test_missing_or_corrupt_blob_means_cold(tmp_path, monkeypatch):
+    from diffprof.engine import compile_cache
+
+    monkeypatch.setenv("DIFFPROF_CACHE_DIR", str(tmp_path))
+    assert compile_cache.load("nothing") is False
+    (tmp_path / "compile").mkdir()
+    (tmp_path / "compile" / "bad.bin").write_bytes(b"not a cache")
+    assert compile_cache.load("bad") is False
