@@ -97,6 +97,9 @@ def timing_table(rows: list[tuple[str, Any]], load: Any) -> Table:
     for col in ("component", "time"):
         table.add_column(col, justify="left" if col == "component" else "right")
     table.add_row("pipeline load", fmt_seconds(load.seconds) + (f"  ({load.gb_per_s:.2f} GB/s)" if load.gb_per_s else ""))
+    if load.first_call_s is not None:
+        cache = f", compile cache {load.compile_cache}" if load.compile_cache else ""
+        table.add_row("first call (compile, capture, lazy init)", fmt_seconds(load.first_call_s) + cache)
     for name, value in rows:
         table.add_row(name, value)
     return table

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Warm starts (issue #8): the same `fast` generation in two fresh processes. The first compiles cold
+# and saves its compile artifacts to $DIFFPROF_CACHE_DIR; the second starts from a fresh inductor
+# cache, so only diffprof's saved artifacts can make it warm. Prints each process's first call.
+#   bash benchmarks/gpu_warm_start.sh sd15 512 50
+source benchmarks/gpu_env.sh
+MODEL=${1:-sd15}; SIZE=${2:-512}; STEPS=${3:-50}
+export DIFFPROF_CACHE_DIR=$(mktemp -d)
+for attempt in cold warm; do
+  export TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)
+  echo "== $attempt process ($MODEL ${SIZE}px, $STEPS steps, -O fast)"
+  /usr/bin/time -f "process wall %e s" python3 -m diffprof generate "a photo of an astronaut riding a horse" --model $MODEL --weights synthetic \
+    --steps $STEPS --width $SIZE --height $SIZE --precision fp16 --scheduler euler -O fast --out "$OUT/warm-$attempt" 2>&1 \
+    | grep -E "first call|whole call|denoising|pipeline load|process wall|error|Error"
+done
