@@ -46,3 +46,9 @@ def test_missing_or_corrupt_blob_means_cold(tmp_path, monkeypatch):
     (tmp_path / "compile").mkdir()
     (tmp_path / "compile" / "bad.bin").write_bytes(b"not a cache")
     assert compile_cache.load("bad") is False
+
+
+def test_cache_key_is_stable_across_processes():
+    code = "from diffprof.models.sources import load_pipeline; from diffprof.engine.compile_cache import cache_key; print(cache_key(load_pipeline('tiny-sd').pipeline, 'compile', 'fp32'))"
+    keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300).stdout.strip() for _ in range(2)}
+    assert len(keys) == 1 and len(next(iter(keys))) == 20

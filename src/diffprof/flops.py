@@ -71,6 +71,7 @@ def _config_key(module: Any) -> str:
     module = _unwrap(module)
     cfg = module.config
     data = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    data = {k: v for k, v in data.items() if not k.startswith("_")}  # bookkeeping, not architecture
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 

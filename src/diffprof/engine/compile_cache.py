@@ -27,8 +27,8 @@ def cache_key(pipe: Any, optimizations: str, precision: str, extra: dict[str, An
     """Identity of a compiled configuration: architecture, settings, torch and GPU."""
     unet = getattr(pipe.unet, "_orig_mod", pipe.unet)
     parts = {
-        "unet": dict(unet.config),
-        "vae": dict(pipe.vae.config),
+        "unet": _architecture(unet.config),
+        "vae": _architecture(pipe.vae.config),
         "optimizations": optimizations,
         "precision": precision,
         "torch": torch.__version__,
@@ -36,6 +36,12 @@ def cache_key(pipe: Any, optimizations: str, precision: str, extra: dict[str, An
         **(extra or {}),
     }
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _architecture(config: Any) -> dict[str, Any]:
+    """Config fields that define the architecture; diffusers' private ``_*`` entries are
+    bookkeeping (``_use_default_values`` is even built from a set, so its order changes per process)."""
+    return {k: v for k, v in dict(config).items() if not k.startswith("_")}
 
 
 def load(key: str) -> bool:

@@ -373,9 +373,10 @@ class Engine:
         from diffprof.engine import compile_cache
 
         try:
-            compile_cache.save(key)
-        except Exception:  # a cache that cannot be written costs the next process time, nothing else
-            pass
+            path = compile_cache.save(key)
+            self.load_info.compile_cache = f"cold (saved {path})" if path else "cold (nothing to save)"
+        except Exception as exc:  # a cache that cannot be written costs the next process time, nothing else
+            self.load_info.compile_cache = f"cold (not saved: {type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
 
     # -------------------------------------------------------------- lifecycle
     def close(self) -> None:
