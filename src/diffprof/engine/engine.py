@@ -366,6 +366,12 @@ class Engine:
             settings["strength"] = req.strength
         return pipe, kwargs, settings
 
+    def set_profiler(self, profiler: Profiler) -> None:
+        """Record into another profiler (e.g. another level) without reloading or recompiling."""
+        self.instrumentation.remove()
+        self.profiler = profiler
+        self.instrumentation = PipelineInstrumentation(self.base, profiler)
+
     def _save_compile_cache(self) -> None:
         key = getattr(self, "_compile_key", None)
         if key is None or self.load_info.compile_cache == "warm":
