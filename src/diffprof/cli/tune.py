@@ -64,7 +64,7 @@ def tune(
 
     from diffprof.engine.engine import resolve_engine_device
     from diffprof.errors import ConfigError
-    from diffprof.tune import NoConfigMeetsConstraints, SearchSpace
+    from diffprof.tune import NoConfigMeetsConstraints, SearchSpace, resolve_metric
     from diffprof.tune import tune as run_tune
     from diffprof.tune.result import fmt_quality
     from diffprof.units import fmt_seconds
@@ -86,13 +86,14 @@ def tune(
         dev, schedulers=_split(schedulers), steps=steps,
         precisions=_split(precisions), optimizations=_split(optimizations),
     )
+    metric_name = resolve_metric(metric, cfg.model).name
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
     def show(c: Any) -> None:
         quality = f"{fmt_quality(c.quality)} ({c.prompts} prompts)" if c.ok else "-"
         time = fmt_seconds(c.seconds_per_image) if c.ok else "-"
-        err_console.print(f"  {c.stage:8} {c.setting.label:44} {time:>9}/image  quality {quality:18} {c.verdict}", highlight=False)
+        err_console.print(f"  {c.stage:8} {c.setting.label}: {time}/image, {metric_name} {quality}: {c.verdict}", highlight=False)
 
     # 2. Search, printing candidates as they are measured.
     err_console.print(f"tuning {cfg.model} on {dev}: a search over up to {space.size} settings", highlight=False)

@@ -116,7 +116,8 @@ class TuneResult:
         """Two lines: the choice and its speedup, then the baseline and the floor."""
         b = self.baseline
         base = f"baseline {b.setting.label}: {fmt_seconds(b.seconds_per_image)}/image, {self.metric.name} {fmt_quality(b.quality)}"
-        searched = f"{len(self.candidates)} candidates measured of {self.space.size} in the space, {self.seconds:.0f} s"
+        settings = len({c.setting for c in self.candidates if c is not self.baseline})
+        searched = f"{settings} of {self.space.size} settings measured ({len(self.candidates)} measurements with the baseline and screens) in {self.seconds:.0f} s"
         if self.chosen is None:
             return f"no config meets {self.constraints.describe()}\n{base}; {searched}"
         c = self.chosen
@@ -145,18 +146,23 @@ class TuneResult:
         return out
 
     def table(self) -> Table:
-        """The evidence as a rich table (chosen row bold green, failures red)."""
+        """The evidence as a compact rich table: one row per measurement, the setting in one
+        column, marks for the baseline, the chosen row (bold green), the Pareto front (●) and
+        screens (dim, scored on fewer prompts); failures in red."""
         from rich.table import Table
 
-        rows = self.rows()
-        title = f"diffprof tune: {self.model} on {self.device}, {self.constraints.describe()}"
-        table = Table(title=title, title_justify="left")
-        numeric = {"#", "steps", "s/image", "speedup", self.metric.name, "prompts", "memory"}
-        for name in rows[0] if rows else []:
-            table.add_column(name, justify="right" if name in numeric else "left", overflow="fold")
-        for row, c in zip(rows, self.candidates):
+        title = f"diffprof tune: {self.model} on {self.device}; {self.constraints.describe()}"
+        table = Table(title=title, title_justify="left", caption=f"{self.metric.name} on {self.prompts} prompts; screens on fewer (in brackets); ● Pareto front", caption_justify="left")
+        for name, right in (("#", True), ("stage", False), ("setting", False), ("s/image", True), ("speedup", True),
+                            (self.metric.name, True), ("memory", True), ("verdict", False)):
+            table.add_column(name, justify="right" if right else "left", overflow="fold", no_wrap=right)
+        for row, c in zip(self.rows(), self.candidates):
+            setting = f"{c.setting.scheduler}/{c.setting.steps} {c.setting.precision}"
+            setting += f" {c.setting.optimization}" if c.setting.optimization != "none" else ""
+            quality = row[self.metric.name] + ("" if c.full else f" ({c.prompts})")
+            verdict = " ".join(v for v in (row["pareto"], row["verdict"], row["note"]) if v)
             style = "bold green" if c is self.chosen else ("red" if not c.ok else ("dim" if not c.full else None))
-            table.add_row(*row.values(), style=style)
+            table.add_row(row["#"], c.stage, setting, row["s/image"], row["speedup"], quality, row["memory"], verdict, style=style)
         return table
 
 

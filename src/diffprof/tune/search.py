@@ -79,12 +79,11 @@ class Candidate:
     def verdict(self) -> str:
         if not self.ok:
             return "failed"
-        if not self.full:
-            return "screened"
-        if self.feasible:
+        if self.full and self.feasible:
             return "meets"
         reasons = [r for r, ok in (("quality", self.meets_quality), ("memory", self.meets_memory)) if not ok]
-        return "misses " + " and ".join(reasons)
+        verdict = "meets" if not reasons else "misses " + " and ".join(reasons)
+        return verdict if self.full else f"screen {verdict}"
 
 
 @dataclass
