@@ -16,7 +16,7 @@ from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
 from diffprof.quality.pareto import pareto_front
 from diffprof.tune.constraints import Constraints, TuneMetric
-from diffprof.tune.search import Candidate, TuneError
+from diffprof.tune.search import Candidate, SearchOutcome, TuneError
 from diffprof.tune.space import SearchSpace
 from diffprof.units import fmt_bytes, fmt_seconds
 
@@ -57,6 +57,17 @@ class TuneResult:
     config_path: Path | None = None
     run_id: int | None = None
     seconds: float = 0.0
+
+    @classmethod
+    def from_outcome(
+        cls, outcome: SearchOutcome, *, model: str, device: str, space: SearchSpace, prompts: int,
+        run_id: int | None = None, seconds: float = 0.0,
+    ) -> TuneResult:
+        return cls(
+            model=model, device=device, metric=outcome.constraints.metric, constraints=outcome.constraints, space=space,
+            prompts=prompts, baseline=outcome.baseline, candidates=outcome.candidates, chosen=outcome.chosen,
+            run_id=run_id, seconds=seconds,
+        )
 
     @property
     def speedup(self) -> float | None:

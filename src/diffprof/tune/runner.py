@@ -168,10 +168,8 @@ def tune(
         if store is not None and run_id is not None:
             store.finish_run(run_id, status)
     # 4. The result, the written config, or the error naming the closest point.
-    result = TuneResult(
-        model=config.model, device=str(device), metric=tune_metric, constraints=outcome.constraints, space=space,
-        prompts=prompts, baseline=outcome.baseline, candidates=outcome.candidates, chosen=outcome.chosen,
-        run_id=run_id, seconds=time.perf_counter() - t0,
+    result = TuneResult.from_outcome(
+        outcome, model=config.model, device=str(device), space=space, prompts=prompts, run_id=run_id, seconds=time.perf_counter() - t0
     )
     if result.chosen is None:
         raise result.infeasible_error()
