@@ -20,7 +20,7 @@ import torch
 
 from diffprof.config import RunConfig
 from diffprof.models.presets import PRESETS
-from diffprof.tune import NoConfigMeetsConstraints, SearchSpace, Setting, tune
+from diffprof.tune import Candidate, NoConfigMeetsConstraints, SearchSpace, Setting, tune
 
 MODEL = "shapes-sd"
 SPEEDUP_TARGET = 3.0
@@ -47,7 +47,7 @@ def main() -> int:
     space = replace(space, baseline=Setting("pndm", 50, "fp32"))
     print(f"tuning {MODEL} on the CPU ({args.threads} thread(s)); searching up to {space.size} settings", flush=True)
 
-    def show(c) -> None:  # noqa: ANN001 - a Candidate
+    def show(c: Candidate) -> None:
         print(f"  {c.stage:8} {c.setting.label:42} {c.seconds_per_image * 1e3:8.1f} ms/image  adherence {c.quality:.3f} ({c.prompts})  {c.verdict}", flush=True)
 
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -38,11 +39,11 @@ class FakeModel:
     ``screen_bias`` is added to the quality of screens (scored on fewer prompts); ``fail`` names
     schedulers whose cells fail."""
 
-    CEIL = {"dpmpp_2m": 0.97, "unipc": 0.975, "euler": 0.93, "ddim": 0.95, "pndm": 0.95, "dpmpp_2m_karras": 0.98, "deis": 0.96, "default": 0.955}
-    RATE = {"dpmpp_2m": 0.20, "unipc": 0.16, "euler": 0.6, "ddim": 0.9, "pndm": 0.5, "dpmpp_2m_karras": 0.3, "deis": 0.25, "default": 0.5}
-    PER_STEP = {"fp32": 0.010, "bf16": 0.006}
-    LAYOUT = {"none": 1.0, "channels_last": 0.85}
-    MEMORY = {"fp32": 2 * GIB, "bf16": 1 * GIB}
+    CEIL: ClassVar[dict[str, float]] = {"dpmpp_2m": 0.97, "unipc": 0.975, "euler": 0.93, "ddim": 0.95, "pndm": 0.95, "dpmpp_2m_karras": 0.98, "deis": 0.96, "default": 0.955}
+    RATE: ClassVar[dict[str, float]] = {"dpmpp_2m": 0.20, "unipc": 0.16, "euler": 0.6, "ddim": 0.9, "pndm": 0.5, "dpmpp_2m_karras": 0.3, "deis": 0.25, "default": 0.5}
+    PER_STEP: ClassVar[dict[str, float]] = {"fp32": 0.010, "bf16": 0.006}
+    LAYOUT: ClassVar[dict[str, float]] = {"none": 1.0, "channels_last": 0.85}
+    MEMORY: ClassVar[dict[str, int]] = {"fp32": 2 * GIB, "bf16": 1 * GIB}
 
     def __init__(self, screen_bias: float = 0.0, fail: tuple[str, ...] = ()) -> None:
         self.screen_bias = screen_bias
@@ -165,7 +166,7 @@ def test_impossible_memory_names_the_smallest_point():
 
 
 def test_a_failed_baseline_needs_an_explicit_floor():
-    model, sp = FakeModel(fail=("default",)), space()
+    model = FakeModel(fail=("default",))
     with pytest.raises(TuneError) as err:
         search(model).run()
     assert "the baseline (default, 50 steps, fp32) failed" in err.value.message and "--min-quality" in err.value.hint
@@ -228,7 +229,7 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunConfig, TuneResu
 def test_tune_picks_the_fastest_feasible_and_stores_every_candidate(tuned):
     from diffprof.store import Store
 
-    cfg, result, out = tuned
+    cfg, result, _ = tuned
     feasible = [c for c in result.candidates if c.feasible]
     assert result.chosen is min(feasible, key=lambda c: (c.seconds_per_image, -c.quality))
     assert result.constraints.target == pytest.approx(result.baseline.quality - 2.0)  # within 2 dB of the baseline
@@ -240,7 +241,7 @@ def test_tune_picks_the_fastest_feasible_and_stores_every_candidate(tuned):
 
 
 def test_the_written_config_holds_the_choice(tuned):
-    cfg, result, out = tuned
+    _, result, out = tuned
     text = out.read_text()
     assert text.startswith("# Written by diffprof tune") and "faster than the baseline" in text
     tuned_cfg = RunConfig.load(out)

@@ -440,7 +440,8 @@ def quality_tradeoff(cells: Sequence[CellResult]) -> bytes | None:
     only cells scored on the same number of prompts are comparable, so the plot keeps those
     scored on the most (tune's screens drop out). Up is always better (latent error's axis is
     flipped)."""
-    from diffprof.quality.pareto import pareto_front as front_of, quality_direction, quality_metric_of, tradeoff_points
+    from diffprof.quality.pareto import pareto_front as front_of
+    from diffprof.quality.pareto import quality_direction, quality_metric_of, tradeoff_points
 
     metric = quality_metric_of(cells)
     if metric is None:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,10 +133,12 @@ def measure_cell(engine: Engine, cell: Cell, *, reused_engine: bool = False, qua
         metrics["vae_encode_s"] = statistics.median(samples["vae_encode_s"])
     peaks = [t.peak_allocated for t in timings if t.peak_allocated is not None]
     reserved = [t.peak_reserved for t in timings if t.peak_reserved is not None]
-    if peaks or cuda_peak is not None:
-        metrics["peak_allocated_bytes"] = float(max(peaks) if peaks else cuda_peak)  # type: ignore[type-var]
-    if reserved or cuda_peak_reserved is not None:
-        metrics["peak_reserved_bytes"] = float(max(reserved) if reserved else cuda_peak_reserved)  # type: ignore[type-var]
+    peak = max(peaks) if peaks else cuda_peak
+    if peak is not None:
+        metrics["peak_allocated_bytes"] = float(peak)
+    peak_reserved = max(reserved) if reserved else cuda_peak_reserved
+    if peak_reserved is not None:
+        metrics["peak_reserved_bytes"] = float(peak_reserved)
     if resources.nvml_peak_used is not None:
         metrics["nvml_used_bytes"] = float(resources.nvml_peak_used)
     if resources.energy_j is not None and resources.energy_j > 0:
@@ -384,7 +387,7 @@ def score_quality(engine: Engine, config: RunConfig, metrics: Sequence[str], cac
             ref = engine.generate(replace(base, prompt=prompt, seed=seed, scheduler=config.reference_scheduler, steps=config.reference_steps))
             return Reference(image=to_uint8_rgb(ref.images[0]), latents=_latents(ref))
 
-        refs = [cache.reference(reference_key(engine, config, p, s, width, height), lambda p=p, s=s: solve(p, s)) for p, s in pairs]
+        refs = [cache.reference(reference_key(engine, config, p, s, width, height), partial(solve, p, s)) for p, s in pairs]
         seeds = [s for _, s in pairs]
         with_latents = all(r.latents is not None for r in refs) and all(o.latents is not None for o in outputs)
         convergence = Convergence(

@@ -229,17 +229,17 @@ class Search:
     def _record(self, setting: Setting, stage: Stage, prompts: int, cell: CellResult) -> Candidate:
         if self.constraints is None:  # pragma: no cover - run() sets them from the baseline first
             raise RuntimeError("constraints are set from the baseline before any candidate is recorded")
-        time = cell.metrics.get("s_per_image", math.nan) if cell.ok else math.nan
-        quality = cell.metrics.get(self.metric.name, math.nan) if cell.ok else math.nan
+        time = float(cell.metrics.get("s_per_image", math.nan)) if cell.ok else math.nan
+        quality = float(cell.metrics.get(self.metric.name, math.nan)) if cell.ok else math.nan
         memory = cell.metrics.get(self.memory_metric) if cell.ok else None
         candidate = Candidate(
             setting=setting,
             stage=stage,
             prompts=prompts,
             cell=cell,
-            seconds_per_image=float(time),
-            quality=float(quality),
-            memory_bytes=float(memory) if _finite(memory) else None,
+            seconds_per_image=time,
+            quality=quality,
+            memory_bytes=float(memory) if memory is not None and _finite(memory) else None,
             meets_quality=self.constraints.meets_quality(quality),
             meets_memory=self.constraints.meets_memory(memory),
             full=prompts >= self.prompts,
