@@ -67,6 +67,18 @@ class RunConfig:
     precisions: list[str] = _f(["fp32", "fp16", "bf16"], "Precisions for the precision suite (each with and without compile).")
     tasks: list[str] = _f(list(TASKS), "Tasks for the tasks suite.")
     models: list[str] = _f(["sd15", "sd21", "sdxl"], "Models for the pipelines suite.")
+    # -------------------------------------------------------------- quality
+    quality: list[str] = _f(
+        ["auto"],
+        "Quality scored per cell, outside the timed region: adherence (shapes prompts, pixel detector), convergence "
+        "(PSNR/SSIM/latent error against a high-step reference solve), clip (needs clip_model) or none; auto = "
+        "adherence for shapes-sd and convergence otherwise, in the suites that ask about quality (quality, guidance, tune).",
+    )
+    quality_prompts: int = _f(4, "Prompts scored per cell when quality is on, each with its own held-out seed (the cost: this many extra images per cell).")
+    reference_steps: int = _f(100, "Steps of the reference solve that convergence compares against.")
+    reference_scheduler: str = _f("dpmpp_2m", "Scheduler of the reference solve (deterministic: a stochastic one never converges to one image).")
+    reference_cache: str | None = _f(None, "Folder keeping reference solves across runs and processes (default: in memory, for one run).")
+    clip_model: str | None = _f(None, "CLIP model for the clip metric: a local folder or a hub id such as openai/clip-vit-large-patch14.")
     repeats: int = _f(3, "Measured calls per cell (after warm-up); statistics come from these.")
     warmup: int = _f(1, "Unrecorded warm-up calls per cell.")
     isolate: bool = _f(False, "Run each cell in a fresh subprocess (clean load time and peak memory).")
@@ -184,11 +196,46 @@ class RunConfig:
         for n in self.batch_sizes:
             positive_int("batch size", n)
         check_level(self.profile_level)
+        self.validate_quality()
         if self.profile_level == "off":
             raise ConfigError("profile_level off records no timings, so there would be nothing to report", "use minimal, standard or detailed")
         from diffprof.suites import check_suites
 
         check_suites(self.suites)
+
+    def validate_quality(self) -> None:
+        """The quality fields: known metric names, a CLIP model when clip is asked, a deterministic reference."""
+        from diffprof.engine.schedulers import SCHEDULERS, check_scheduler
+
+        for name in self.quality:
+            if name not in QUALITY_CHOICES:
+                raise unknown_choice("quality metric", str(name), QUALITY_CHOICES)
+        alone = [n for n in ("auto", "none") if n in self.quality]
+        if alone and len(self.quality) > 1:
+            raise ConfigError(
+                f"quality {alone[0]!r} cannot be combined with other entries, got {self.quality}",
+                "list the metrics you want (e.g. adherence, convergence) or give auto or none alone",
+            )
+        if "clip" in self.quality and not self.clip_model:
+            raise ConfigError(
+                "quality metric clip needs a CLIP model",
+                "set clip_model (--clip-model) to a local CLIP folder or a hub id such as openai/clip-vit-large-patch14",
+            )
+        for name in ("quality_prompts", "reference_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+        check_scheduler(self.reference_scheduler)
+        spec = SCHEDULERS.get(self.reference_scheduler)
+        if spec is not None and spec.stochastic:
+            raise ConfigError(
+                f"reference_scheduler {self.reference_scheduler!r} is stochastic: its solves never converge to one image",
+                "use a deterministic solver such as dpmpp_2m, unipc or ddim",
+            )
+
+
+#: What ``quality`` may list (see the field's help).
+QUALITY_CHOICES = ("auto", "adherence", "convergence", "clip", "none")
 
 
 def check_size(name: str, value: int | None) -> None:

@@ -36,6 +36,12 @@ METRIC_UNITS: dict[str, str] = {
     "energy_j_per_image": "J",
     "images_per_kj": "1/kJ",
     "compile_s": "s",
+    # quality, scored outside the timed region (suites.measure): fractions and scores are unitless
+    "adherence": "",
+    "psnr_db": "dB",
+    "ssim": "",
+    "latent_rel_error": "",
+    "clip_score": "",
 }
 
 

@@ -107,7 +107,9 @@ def timing_table(rows: list[tuple[str, Any]], load: Any) -> Table:
 
 @app.command()
 def generate(
+    ctx: typer.Context,
     prompt: str = typer.Argument(None, help="Prompt (or use --prompts FILE)."),
+    config: Path = typer.Option(None, "--config", "-c", help="Config file (e.g. from `diffprof tune`): model, scheduler, steps, precision, optimizations...; flags given override it."),
     prompts: Path = typer.Option(None, "--prompts", help="Prompts file: .txt one per line, or .jsonl/.csv with per-row overrides (seed, steps, scheduler, ...)."),
     model: str = typer.Option(RunConfig.default_of("model"), help=H("model")),
     weights: str = typer.Option("auto", help=H("weights")),
@@ -144,15 +146,21 @@ def generate(
     from diffprof.profiler import Profiler, get_exporter
 
     # 1. Validate everything before loading anything.
-    if prompt is None and prompts is None:
+    if prompt is None and prompts is None and config is None:
         raise InputError("give a PROMPT or --prompts FILE", 'e.g. diffprof generate "a large red circle in the center on a blue background"')
-    jobs = read_prompts(prompts) if prompts else [Job(1, {"prompt": prompt})]
-    base = RunConfig.from_mapping(
-        dict(model=model, weights=weights, task=task, strength=strength, negative_prompt=negative_prompt, scheduler=scheduler,
-             steps=steps, guidance=guidance, width=width, height=height, batch=batch, seed=seed, precision=precision,
-             optimize=list(optimize), device=device, threads=threads, allow_pickle=allow_pickle, profile_level=profile_level,
-             image=str(image) if image else None, mask=str(mask) if mask else None)
-    )
+    jobs = read_prompts(prompts) if prompts else [Job(1, {"prompt": prompt} if prompt is not None else {})]
+    flags = dict(model=model, weights=weights, task=task, strength=strength, negative_prompt=negative_prompt, scheduler=scheduler,
+                 steps=steps, guidance=guidance, width=width, height=height, batch=batch, seed=seed, precision=precision,
+                 optimize=list(optimize), device=device, threads=threads, allow_pickle=allow_pickle, profile_level=profile_level,
+                 image=str(image) if image else None, mask=str(mask) if mask else None)
+    if config is not None:  # the file is the base; only flags given on the command line override it
+        sources = {k: ctx.get_parameter_source(k) for k in flags}  # by name: typer may carry its own click
+        given = {k: v for k, v in flags.items() if sources[k] is not None and sources[k].name not in ("DEFAULT", "DEFAULT_MAP")}
+        base = RunConfig.load(config, given)
+        model, weights, device, precision, optimize = base.model, base.weights, base.device, base.precision, base.optimize
+        seed, threads, allow_pickle, profile_level = base.seed, base.threads, base.allow_pickle, base.profile_level
+    else:
+        base = RunConfig.from_mapping(flags)
     job_configs = [RunConfig.from_mapping(job.overrides, base=base) for job in jobs]
     if threads:
         torch.set_num_threads(threads)

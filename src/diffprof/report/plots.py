@@ -23,7 +23,7 @@ import numpy as np
 
 from diffprof.report.artifacts import Span, cell_image, cell_timeline
 from diffprof.report.tables import MEMORY_METRICS, format_value, metric_header, seconds_per_image, time_stats
-from diffprof.results import CellResult
+from diffprof.results import METRIC_UNITS, CellResult
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 DPI = 100
 #: A batch reaching this fraction of the best throughput is "at the knee" (see :func:`find_knee`).
 KNEE_FRACTION = 0.9
+#: Largest scheduler x steps image grid drawn (beyond it, the generic capped grid is used).
+MAX_GRID_CELLS = 96
 _COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
 
 
@@ -424,6 +426,117 @@ def image_grid(cells: Sequence[CellResult], max_images: int = 24, thumb_px: int 
     return _png(fig, f"{len(images)} images: {names}")
 
 
+def _prompt_count(cell: CellResult) -> int:
+    about = cell.settings.get("quality")
+    prompts = about.get("prompts") if isinstance(about, dict) else None
+    return int(prompts) if isinstance(prompts, int) and not isinstance(prompts, bool) else 0
+
+
+def quality_tradeoff(cells: Sequence[CellResult]) -> bytes | None:
+    """Time per image against quality, one labelled point per cell, the Pareto front (nothing
+    both faster and better) filled and joined: the ``quality``, ``guidance`` and ``tune`` suites.
+
+    The metric is the first of adherence, CLIP score, PSNR, SSIM, latent error the cells carry;
+    only cells scored on the same number of prompts are comparable, so the plot keeps those
+    scored on the most (tune's screens drop out). Up is always better (latent error's axis is
+    flipped)."""
+    from diffprof.quality.pareto import pareto_front as front_of
+    from diffprof.quality.pareto import quality_direction, quality_metric_of, tradeoff_points
+
+    metric = quality_metric_of(cells)
+    if metric is None:
+        return None
+    points = tradeoff_points(cells, metric)
+    most = max((_prompt_count(p.cell) for p in points), default=0)
+    points = [p for p in points if _prompt_count(p.cell) == most]
+    if not points:
+        return None
+    direction = quality_direction(metric)
+    front = front_of([p.seconds_per_image for p in points], [p.quality for p in points], direction)
+    keys = _varying_labels([p.cell for p in points])
+    scale, unit = _time_unit([p.seconds_per_image for p in points])
+    finite = [p.quality for p in points if math.isfinite(p.quality)]
+    cap = max(finite) + 1.0 if finite else 1.0  # infinite PSNR (an exact match) is drawn at the top
+    y = [p.quality if math.isfinite(p.quality) else cap for p in points]
+    fig, (ax,) = _figure(7.0, 4.4)
+    on_front = set(front)
+    for i, (p, q) in enumerate(zip(points, y)):
+        filled = i in on_front
+        ax.scatter([p.seconds_per_image * scale], [q], s=40, color=_COLORS[0], facecolors=_COLORS[0] if filled else "none", zorder=3)
+        ax.annotate(_plain(_short_label(p.cell, keys)), (p.seconds_per_image * scale, q), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.step([points[i].seconds_per_image * scale for i in front], [y[i] for i in front], where="post", color=_COLORS[3], alpha=0.7, label="Pareto front")
+    unit_text = METRIC_UNITS.get(metric, "")
+    ax.set_xlabel(f"time per image ({unit})")
+    ax.set_ylabel(_plain(metric + (f" ({unit_text})" if unit_text else "") + (", lower is better" if direction == "lower" else "")))
+    if direction == "lower":
+        ax.invert_yaxis()
+    ax.set_xlim(left=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right" if direction == "higher" else "upper right")
+    prompts = f", {most} prompts" if most else ""
+    ax.set_title(_plain(f"Time vs {metric}{prompts} (filled: Pareto front)"))
+    best = "; ".join(
+        f"{_long_label(points[i].cell, keys)} ({points[i].seconds_per_image:.3g} s, {points[i].quality:.4g})" for i in front
+    )
+    return _png(fig, f"Pareto front of time vs {metric}: {best}")
+
+
+def _axis_value(cell: CellResult, key: str) -> Any:
+    return cell.labels.get(key, cell.settings.get(key))
+
+
+def scheduler_step_grid(cells: Sequence[CellResult], thumb_px: int = 128) -> bytes | None:
+    """Generated images laid out scheduler (rows) x steps (columns), each with its quality:
+    what fewer steps look like per scheduler, the ``quality`` suite's image grid."""
+    from diffprof.quality.pareto import quality_metric_of
+
+    images: dict[tuple[str, Any], tuple[CellResult, Any]] = {}
+    for cell in cells:
+        scheduler, steps = _axis_value(cell, "scheduler"), _axis_value(cell, "steps")
+        if scheduler is None or not _is_number(steps) or not cell.ok:
+            continue
+        image = cell_image(cell)
+        if image is not None and (str(scheduler), steps) not in images:
+            image.thumbnail((thumb_px, thumb_px))
+            images[(str(scheduler), steps)] = (cell, image)
+    if not images:
+        return None
+    schedulers = list(dict.fromkeys(s for s, _ in images))
+    steps = sorted({n for _, n in images})
+    if len(schedulers) * len(steps) > MAX_GRID_CELLS:
+        return None  # too big to read: the caller falls back to the capped image grid
+    metric = quality_metric_of([c for c, _ in images.values()])
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1.2 + 1.45 * len(steps), 0.5 + 1.6 * len(schedulers)), dpi=DPI, layout="constrained")
+    axes = fig.subplots(len(schedulers), len(steps), squeeze=False)
+    for r, scheduler in enumerate(schedulers):
+        for c, n in enumerate(steps):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if r == 0:
+                ax.set_title(f"{n:g} step" + ("" if n == 1 else "s"), fontsize=8)
+            if c == 0:
+                ax.set_ylabel(_plain(scheduler), fontsize=8)
+            entry = images.get((scheduler, n))
+            if entry is None:
+                ax.text(0.5, 0.5, "-", ha="center", va="center", fontsize=10, color="#999999", transform=ax.transAxes)
+                continue
+            cell, image = entry
+            ax.imshow(np.asarray(image))
+            value = cell.metrics.get(metric) if metric else None
+            if value is not None and not math.isnan(value):
+                ax.set_xlabel(f"{metric} {value:.3g}", fontsize=7)
+    return _png(
+        fig,
+        f"{len(images)} images: rows scheduler ({', '.join(schedulers)}), columns steps ({', '.join(f'{n:g}' for n in steps)})"
+        + (f", each with its {metric}" if metric else ""),
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Which plots a suite gets
 
@@ -435,7 +548,13 @@ SUITE_PLOTS: dict[str, tuple[PlotFunction, ...]] = {
     "resolutions": (resolution_scaling,),
     "memory": (memory_tradeoff,),
     "batch": (batch_throughput,),
+    "quality": (quality_tradeoff, time_by_label),
+    "guidance": (time_by_label, quality_tradeoff),
+    "tune": (quality_tradeoff,),
 }
+
+#: Image figures that replace the generic :func:`image_grid` for a suite.
+SUITE_IMAGE_PLOTS: dict[str, PlotFunction] = {"quality": scheduler_step_grid}
 
 
 @dataclass(frozen=True)
@@ -466,7 +585,12 @@ def suite_plots(suite: str, cells: Sequence[CellResult], artifacts: bool = True,
             if png is not None:
                 plots.append(Plot("step_timeline", png))
         if max_images > 0:
-            png = image_grid(cells, max_images=max_images)
-            if png is not None:
-                plots.append(Plot("image_grid", png))
+            special = SUITE_IMAGE_PLOTS.get(suite)
+            png = special(cells) if special is not None else None
+            if png is not None and special is not None:
+                plots.append(Plot(special.__name__, png))
+            else:
+                png = image_grid(cells, max_images=max_images)
+                if png is not None:
+                    plots.append(Plot("image_grid", png))
     return plots

@@ -273,6 +273,40 @@ def suite_table(suite: str, cells: Sequence[CellResult]) -> SuiteTable:
     return SuiteTable(suite, columns, rows, common_settings(cells))
 
 
+def _describe_quality(about: dict[str, Any]) -> str:
+    """One cell's ``settings["quality"]`` (written by suites.measure) as a phrase."""
+    metrics = about.get("metrics") or []
+    prompts = about.get("prompts")
+    seeds = about.get("seeds") or []
+    on = f"{prompts} {about.get('prompt_set', 'prompts')}" if prompts else "its prompts"
+    if len(seeds) == 2:
+        on += f" (seeds {seeds[0]}-{seeds[1]})" if seeds[0] != seeds[1] else f" (seed {seeds[0]})"
+    parts = []
+    if "adherence" in metrics:
+        parts.append("adherence (shapes detector)")
+    if "convergence" in metrics:
+        parts.append("PSNR, SSIM and latent error against " + str(about.get("reference", "a reference solve")))
+    if "clip" in metrics:
+        parts.append(f"CLIP score ({about.get('clip_model', 'CLIP')})")
+    return (", ".join(parts) or "quality") + f" on {on}"
+
+
+def quality_note(cells: Sequence[CellResult]) -> str | None:
+    """What the quality columns of these cells scored, in one sentence (``None`` when nothing was).
+
+    Cells scored differently (tune's screens use fewer prompts) give one phrase each, joined by
+    "or", so a reader never compares numbers without knowing what is behind them.
+    """
+    phrases: dict[str, None] = {}
+    for cell in cells:
+        about = cell.settings.get("quality")
+        if isinstance(about, dict):
+            phrases.setdefault(_describe_quality(about), None)
+    if not phrases:
+        return None
+    return "Quality, scored outside the timed region: " + "; or ".join(phrases) + "."
+
+
 def cells_by_suite(run: RunInfo) -> dict[str, list[CellResult]]:
     return {s: [c for c in run.cells if c.suite == s] for s in run.suites()}
 

@@ -70,7 +70,10 @@ DIRECTIONS: dict[str, Direction] = {
     "images_per_kj": "higher",
     "clip_score": "higher",
     "psnr": "higher",
+    "psnr_db": "higher",
     "ssim": "higher",
+    "adherence": "higher",
+    "latent_rel_error": "lower",
     "fid": "lower",
     "lpips": "lower",
 }

@@ -7,6 +7,7 @@ from diffprof.suites import (  # noqa: F401  (register)
     memory,
     pipelines,
     precision,
+    quality,
     resolutions,
     schedulers,
     steps,

@@ -1,0 +1,115 @@
+"""What a tuned config must satisfy: a quality floor on one metric and, optionally, a memory cap.
+
+"Within 2 points of the baseline" is the default floor: 0.02 of adherence (a fraction), 2 on the
+0-100 CLIP score, 2 dB of PSNR. Each metric says which way is better (the direction table of
+:mod:`diffprof.store.compare`), so a floor on latent error is a ceiling.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from diffprof.errors import ConfigError, unknown_choice
+from diffprof.quality.pareto import Direction, quality_direction
+from diffprof.units import fmt_bytes
+
+
+@dataclass(frozen=True)
+class TuneMetric:
+    """A quality metric tune can hold to.
+
+    Attributes:
+        name: the cell metric (``adherence``, ``psnr_db``, ...).
+        family: the ``RunConfig.quality`` entry that produces it.
+        tolerance: the default loss allowed against the baseline ("2 points").
+        slack: how far below the floor a screen on a subset of prompts may score and still be
+            confirmed on all of them (a subset's mean is noisier than the full one).
+    """
+
+    name: str
+    family: str
+    tolerance: float
+    slack: float
+
+    @property
+    def direction(self) -> Direction:
+        return quality_direction(self.name)
+
+
+TUNE_METRICS: dict[str, TuneMetric] = {
+    m.name: m
+    for m in (
+        TuneMetric("adherence", "adherence", 0.02, 0.05),
+        TuneMetric("psnr_db", "convergence", 2.0, 1.5),
+        TuneMetric("ssim", "convergence", 0.02, 0.03),
+        TuneMetric("latent_rel_error", "convergence", 0.02, 0.03),
+        TuneMetric("clip_score", "clip", 2.0, 1.5),
+    )
+}
+#: Family names accepted for ``--metric``, and the metric each stands for.
+METRIC_ALIASES = {"convergence": "psnr_db", "clip": "clip_score", "psnr": "psnr_db"}
+
+
+def resolve_metric(name: str, model: str) -> TuneMetric:
+    """``auto`` (adherence on shapes-sd, PSNR otherwise), a family name or a metric name."""
+    from diffprof.suites.measure import SHAPES_MODEL
+
+    if name == "auto":
+        name = "adherence" if model == SHAPES_MODEL else "psnr_db"
+    name = METRIC_ALIASES.get(name, name)
+    if name not in TUNE_METRICS:
+        raise unknown_choice("tune metric", name, ["auto", *METRIC_ALIASES, *TUNE_METRICS])
+    return TUNE_METRICS[name]
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """The floor (``target``) on ``metric`` and the cap on ``memory_metric`` (None: no cap)."""
+
+    metric: TuneMetric
+    target: float
+    max_memory_bytes: float | None = None
+    memory_metric: str = "host_peak_rss_bytes"
+
+    def meets_quality(self, value: float | None, slack: float = 0.0) -> bool:
+        if not _finite(value):
+            return False
+        if self.metric.direction == "higher":
+            return value >= self.target - slack  # type: ignore[operator]
+        return value <= self.target + slack  # type: ignore[operator]
+
+    def meets_memory(self, value: float | None) -> bool:
+        """No cap: always; a cap and no measurement: not shown to fit, so no."""
+        if self.max_memory_bytes is None:
+            return True
+        return _finite(value) and value <= self.max_memory_bytes  # type: ignore[operator]
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether quality ``a`` is strictly better than ``b``."""
+        return a > b if self.metric.direction == "higher" else a < b
+
+    def describe(self) -> str:
+        """``adherence >= 0.94, host peak RSS <= 2 GiB``."""
+        op = ">=" if self.metric.direction == "higher" else "<="
+        text = f"{self.metric.name} {op} {self.target:.4g}"
+        if self.max_memory_bytes is not None:
+            text += f", {self.memory_metric} <= {fmt_bytes(self.max_memory_bytes)}"
+        return text
+
+
+def default_target(metric: TuneMetric, baseline_quality: float, tolerance: float | None = None) -> float:
+    """The baseline's quality less the tolerance (plus, for lower-is-better metrics)."""
+    if not _finite(baseline_quality):
+        raise ConfigError(
+            f"the baseline has no {metric.name} score, so there is no default quality floor",
+            "pass --min-quality",
+        )
+    tol = metric.tolerance if tolerance is None else tolerance
+    if tol < 0:
+        raise ConfigError(f"tolerance must be >= 0, got {tol}")
+    return baseline_quality - tol if metric.direction == "higher" else baseline_quality + tol

@@ -1,0 +1,232 @@
+"""What tuning found: every candidate measured, the one chosen, and the evidence behind it.
+
+:class:`TuneResult` is plain data (candidates keep their cells); :meth:`TuneResult.table` renders
+the evidence for the terminal and :func:`write_config` writes the chosen setting as a config file
+that ``diffprof bench --config`` and ``diffprof generate --config`` run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from diffprof.config import RunConfig
+from diffprof.errors import ConfigError
+from diffprof.quality.pareto import pareto_front
+from diffprof.tune.constraints import Constraints, TuneMetric
+from diffprof.tune.search import Candidate, SearchOutcome, TuneError
+from diffprof.tune.space import SearchSpace
+from diffprof.units import fmt_bytes, fmt_seconds
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+def fmt_quality(value: float) -> str:
+    return "-" if not _finite(value) else ("inf" if math.isinf(value) else f"{value:.4g}")
+
+
+@dataclass
+class TuneResult:
+    """The outcome of :func:`diffprof.tune.tune`.
+
+    Attributes:
+        chosen: the fastest candidate meeting every constraint; ``None`` when none does (then
+            :func:`~diffprof.tune.tune` raises :class:`NoConfigMeetsConstraints` carrying this result).
+        config: the chosen setting as a full :class:`RunConfig` (``None`` with ``chosen``).
+        config_path: where that config was written, if it was.
+        run_id: the stored run (suite ``tune``) holding every candidate's cell.
+    """
+
+    model: str
+    device: str
+    metric: TuneMetric
+    constraints: Constraints
+    space: SearchSpace
+    prompts: int
+    baseline: Candidate
+    candidates: list[Candidate]
+    chosen: Candidate | None
+    config: RunConfig | None = None
+    config_path: Path | None = None
+    run_id: int | None = None
+    seconds: float = 0.0
+
+    @classmethod
+    def from_outcome(
+        cls, outcome: SearchOutcome, *, model: str, device: str, space: SearchSpace, prompts: int,
+        run_id: int | None = None, seconds: float = 0.0,
+    ) -> TuneResult:
+        return cls(
+            model=model, device=device, metric=outcome.constraints.metric, constraints=outcome.constraints, space=space,
+            prompts=prompts, baseline=outcome.baseline, candidates=outcome.candidates, chosen=outcome.chosen,
+            run_id=run_id, seconds=seconds,
+        )
+
+    @property
+    def speedup(self) -> float | None:
+        """Baseline time per image over the chosen one's."""
+        if self.chosen is None or not _finite(self.baseline.seconds_per_image) or not self.chosen.seconds_per_image:
+            return None
+        return self.baseline.seconds_per_image / self.chosen.seconds_per_image
+
+    @property
+    def scored(self) -> list[Candidate]:
+        """Candidates measured and scored on every prompt: the comparable ones."""
+        return [c for c in self.candidates if c.ok and c.full]
+
+    @property
+    def front(self) -> list[Candidate]:
+        """The Pareto front of time against quality over :attr:`scored`, fastest first."""
+        scored = self.scored
+        idx = pareto_front([c.seconds_per_image for c in scored], [c.quality for c in scored], self.metric.direction)
+        return [scored[i] for i in idx]
+
+    def closest(self) -> Candidate | None:
+        """The achievable point nearest the constraints: within memory, the best quality (ties:
+        the faster); when nothing fits in memory, the smallest."""
+        scored = self.scored
+        fitting = [c for c in scored if c.meets_memory and _finite(c.quality)]
+        sign = -1.0 if self.metric.direction == "higher" else 1.0
+        if fitting:
+            return min(fitting, key=lambda c: (sign * c.quality, c.seconds_per_image))
+        measured = [c for c in scored if c.memory_bytes is not None]
+        return min(measured, key=lambda c: c.memory_bytes or 0.0) if measured else None
+
+    def infeasible_error(self) -> NoConfigMeetsConstraints:
+        """The error naming the closest achievable point (raised when :attr:`chosen` is None)."""
+        k = self.constraints
+        metric = self.metric.name
+        op = ">=" if self.metric.direction == "higher" else "<="
+        best = self.closest()
+        widen = "or widen the search (--schedulers, --step-counts, --precisions, --optimizations)"
+        if best is None:
+            return NoConfigMeetsConstraints("no candidate could be measured; see the failures above", "fix the first failure and run again", self)
+        if not best.meets_memory:
+            return NoConfigMeetsConstraints(
+                f"no config fits {k.memory_metric} <= {fmt_bytes(k.max_memory_bytes)}; "
+                f"the smallest is {fmt_bytes(best.memory_bytes)} with {best.setting.label} ({fmt_seconds(best.seconds_per_image)}/image)",
+                f"raise --max-memory to at least {fmt_bytes(best.memory_bytes)}, {widen}",
+                self,
+            )
+        within = f" within {fmt_bytes(k.max_memory_bytes)}" if k.max_memory_bytes is not None else ""
+        return NoConfigMeetsConstraints(
+            f"no config{within} reaches {metric} {op} {k.target:.4g}; best is {fmt_quality(best.quality)} with "
+            f"{best.setting.label} ({fmt_seconds(best.seconds_per_image)}/image)",
+            f"ask for --min-quality {fmt_quality(best.quality)} or {'less' if op == '>=' else 'more'}, {widen}",
+            self,
+        )
+
+    def summary(self) -> str:
+        """Two lines: the choice and its speedup, then the baseline and the floor."""
+        b = self.baseline
+        base = f"baseline {b.setting.label}: {fmt_seconds(b.seconds_per_image)}/image, {self.metric.name} {fmt_quality(b.quality)}"
+        settings = len({c.setting for c in self.candidates if c is not self.baseline})
+        searched = f"{settings} of {self.space.size} settings measured ({len(self.candidates)} measurements with the baseline and screens) in {self.seconds:.0f} s"
+        if self.chosen is None:
+            return f"no config meets {self.constraints.describe()}\n{base}; {searched}"
+        c = self.chosen
+        speed = f" ({self.speedup:.2f}x faster than the baseline)" if self.speedup else ""
+        return (
+            f"chosen: {c.setting.label}: {fmt_seconds(c.seconds_per_image)}/image, {self.metric.name} {fmt_quality(c.quality)}{speed}\n"
+            f"{base}; constraints {self.constraints.describe()}; {searched}"
+        )
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The evidence, one dict per candidate in the order measured (formatted text)."""
+        out = []
+        front = {id(c) for c in self.front}
+        for i, c in enumerate(self.candidates, 1):
+            s = c.setting
+            speedup = self.baseline.seconds_per_image / c.seconds_per_image if c.ok and _finite(self.baseline.seconds_per_image) and c.seconds_per_image else None
+            note = "◀ chosen" if c is self.chosen else ("baseline" if c is self.baseline else "")
+            verdict = c.verdict + (f": {c.cell.error}" if not c.ok and c.cell.error else "")
+            out.append({
+                "#": str(i), "stage": c.stage, "scheduler": s.scheduler, "steps": str(s.steps), "precision": s.precision,
+                "optimizations": s.optimization, "s/image": fmt_seconds(c.seconds_per_image) if c.ok else "-",
+                "speedup": f"{speedup:.2f}x" if speedup else "-", self.metric.name: fmt_quality(c.quality),
+                "prompts": str(c.prompts), "memory": fmt_bytes(c.memory_bytes), "pareto": "●" if id(c) in front else "",
+                "verdict": verdict[:80], "note": note,
+            })
+        return out
+
+    def table(self) -> Table:
+        """The evidence as a compact rich table: one row per measurement, the setting in one
+        column, marks for the baseline, the chosen row (bold green), the Pareto front (●) and
+        screens (dim, scored on fewer prompts); failures in red."""
+        from rich.table import Table
+
+        title = f"diffprof tune: {self.model} on {self.device}; {self.constraints.describe()}"
+        table = Table(title=title, title_justify="left", caption=f"{self.metric.name} on {self.prompts} prompts; screens on fewer (in brackets); ● Pareto front", caption_justify="left")
+        for name, right in (("#", True), ("stage", False), ("setting", False), ("s/image", True), ("speedup", True),
+                            (self.metric.name, True), ("memory", True), ("verdict", False)):
+            table.add_column(name, justify="right" if right else "left", overflow="fold", no_wrap=right)
+        for row, c in zip(self.rows(), self.candidates):
+            setting = f"{c.setting.scheduler}/{c.setting.steps} {c.setting.precision}"
+            setting += f" {c.setting.optimization}" if c.setting.optimization != "none" else ""
+            quality = row[self.metric.name] + ("" if c.full else f" ({c.prompts})")
+            verdict = " ".join(v for v in (row["pareto"], row["verdict"], row["note"]) if v)
+            style = "bold green" if c is self.chosen else ("red" if not c.ok else ("dim" if not c.full else None))
+            table.add_row(row["#"], c.stage, setting, row["s/image"], row["speedup"], quality, row["memory"], verdict, style=style)
+        return table
+
+
+class NoConfigMeetsConstraints(TuneError):
+    """No measured setting meets the constraints; ``result`` holds the evidence."""
+
+    def __init__(self, message: str, hint: str | None, result: TuneResult) -> None:
+        super().__init__(message, hint)
+        self.result = result
+
+
+def tuned_config(base: RunConfig, result: TuneResult) -> RunConfig:
+    """The chosen setting on top of ``base``: a config that runs the tuned generation.
+
+    Device and precision are written resolved (they were chosen for this device), the suite is
+    ``generation`` so ``bench --config`` measures exactly this setting, and quality is scored
+    the way tune scored it, so the bench shows the number the choice was held to.
+    """
+    if result.chosen is None:
+        raise result.infeasible_error()
+    s = result.chosen.setting
+    values = replace(
+        base,
+        scheduler=s.scheduler,
+        steps=s.steps,
+        precision=s.precision,
+        optimize=s.switches,
+        device=result.device,
+        suites=["generation"],
+        quality=[result.metric.family],
+        quality_prompts=result.prompts,
+    ).to_dict()
+    return RunConfig.from_mapping(values)
+
+
+#: Extensions :meth:`RunConfig.save` writes.
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def check_config_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix not in CONFIG_SUFFIXES:
+        raise ConfigError(f"cannot write a config to {path.name!r}", "name a .yaml, .yml or .json file")
+    return path
+
+
+def write_config(config: RunConfig, path: str | Path, result: TuneResult) -> Path:
+    """Save ``config`` (YAML or JSON by extension); YAML gets the evidence summary as a header comment."""
+    path = check_config_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config.save(path)
+    if path.suffix in (".yaml", ".yml"):
+        header = ["# Written by diffprof tune. Run it: diffprof generate --config FILE \"prompt\" | diffprof bench --config FILE"]
+        header += [f"# {line}" for line in result.summary().splitlines()]
+        path.write_text("\n".join(header) + "\n" + path.read_text())
+    return path

@@ -1,0 +1,179 @@
+"""``tune()``: measure candidates as cells of a ``tune`` run and pick the fastest that holds quality.
+
+Each candidate is an ordinary cell (suite ``tune``, labels stage/scheduler/steps/precision/
+optimization) measured by :func:`~diffprof.suites.measure.measure_cell`, so it gets the same
+warm-up, repeats, memory cleaning and quality scoring as any benchmark, and is stored as it
+finishes: ``diffprof show``, ``report`` and ``compare`` work on a tune run like on any other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diffprof.config import RunConfig
+from diffprof.errors import ConfigError
+from diffprof.results import CellResult
+from diffprof.suites.base import Cell
+from diffprof.suites.measure import QualityCache, measure_cell, now
+from diffprof.tune.constraints import TuneMetric, resolve_metric
+from diffprof.tune.result import TuneResult, check_config_path, tuned_config, write_config
+from diffprof.tune.search import Candidate, Search, Stage
+from diffprof.tune.space import SearchSpace, Setting
+
+SUITE = "tune"
+#: Prompts a confirmed candidate is scored on, unless told otherwise.
+DEFAULT_PROMPTS = 8
+
+
+class CellEvaluator:
+    """Measures one setting as a ``tune`` cell on a shared engine and stores it."""
+
+    def __init__(self, config: RunConfig, metric: TuneMetric, store: Any = None, run_id: int | None = None) -> None:
+        from diffprof.suites.runner import EngineCache
+
+        self.config = config
+        self.metric = metric
+        self.store = store
+        self.run_id = run_id
+        self.engines = EngineCache(config.profile_level)
+        self.quality = QualityCache(config.reference_cache)
+
+    def cell(self, setting: Setting, stage: Stage, prompts: int) -> Cell:
+        """The cell for a setting: screens time one call with no warm-up (their time decides nothing)."""
+        screen = stage == "screen"
+        config = replace(
+            self.config,
+            scheduler=setting.scheduler,
+            steps=setting.steps,
+            precision=setting.precision,
+            optimize=setting.switches,
+            quality=[self.metric.family],
+            quality_prompts=prompts,
+            repeats=1 if screen else self.config.repeats,
+            warmup=0 if screen else self.config.warmup,
+        )
+        labels = {
+            "stage": stage, "scheduler": setting.scheduler, "steps": setting.steps,
+            "precision": setting.precision, "optimization": setting.optimization,
+        }
+        return Cell(SUITE, labels, config)
+
+    def __call__(self, setting: Setting, stage: Stage, prompts: int) -> CellResult:
+        from diffprof.suites.runner import error_text, failed_cell
+
+        cell = self.cell(setting, stage, prompts)
+        started = now()
+        try:
+            engine, reused = self.engines.get(cell)
+            result = measure_cell(engine, cell, reused_engine=reused, quality=self.quality)
+            engine.profiler.reset()
+        except Exception as exc:  # noqa: BLE001 - a candidate's failure is evidence, not a crash
+            if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+                self.engines.drop()
+            result = failed_cell(cell, error_text(exc), started)
+        if self.store is not None and self.run_id is not None:
+            result.id = self.store.add_cell(self.run_id, result)
+        return result
+
+    def close(self) -> None:
+        self.engines.drop()
+
+
+def tune(
+    config: RunConfig | None = None,
+    *,
+    metric: str = "auto",
+    min_quality: float | None = None,
+    tolerance: float | None = None,
+    max_memory_gib: float | None = None,
+    prompts: int = DEFAULT_PROMPTS,
+    screen_prompts: int | None = None,
+    space: SearchSpace | None = None,
+    store: Any = None,
+    output: str | Path | None = None,
+    command: str = "",
+    on_candidate: Callable[[Candidate], None] | None = None,
+) -> TuneResult:
+    """Find the fastest setting of ``config.model`` that holds quality, and write it as a config.
+
+    Args:
+        config (`RunConfig`, *optional*): model, weights, device, size, guidance, prompt, threads,
+            repeats, reference and CLIP settings; scheduler/steps/precision/optimize are searched.
+        metric (`str`, defaults to ``auto``): ``adherence``, ``convergence`` (PSNR), ``clip`` or a
+            metric name (``ssim``, ``latent_rel_error``); auto: adherence on shapes-sd, else PSNR.
+        min_quality (`float`, *optional*): the floor; default: the baseline's quality less
+            ``tolerance`` (2 points: 0.02 adherence, 2 dB PSNR, 2 CLIP score).
+        max_memory_gib (`float`, *optional*): cap on peak memory (CUDA allocator on GPU, host RSS on CPU).
+        prompts (`int`, defaults to 8): prompts each confirmed candidate is scored on; screens use a quarter.
+        space (`SearchSpace`, *optional*): default :meth:`SearchSpace.for_device`.
+        store: a :class:`~diffprof.store.Store` or a path; every candidate is stored as a ``tune`` run.
+        output: where to write the tuned config (.yaml/.json); None writes nothing.
+
+    Raises:
+        NoConfigMeetsConstraints: nothing measured meets the constraints; the message names the
+            closest achievable point and ``.result`` holds the evidence.
+    """
+    from diffprof.engine.engine import resolve_engine_device
+
+    # 1. Check everything before measuring anything.
+    config = config or RunConfig()
+    config.validate()
+    device = resolve_engine_device(config.device)
+    tune_metric = resolve_metric(metric, config.model)
+    if tune_metric.family == "clip" and not config.clip_model:
+        raise ConfigError("tuning for CLIP score needs a CLIP model", "pass --clip-model PATH (a local CLIP folder) or a hub id")
+    if not isinstance(prompts, int) or prompts < 1:
+        raise ConfigError(f"prompts must be a whole number >= 1, got {prompts!r}")
+    screen = screen_prompts if screen_prompts is not None else max(2, prompts // 4)
+    if screen < 1:
+        raise ConfigError(f"screen prompts must be >= 1, got {screen}")
+    if max_memory_gib is not None and max_memory_gib <= 0:
+        raise ConfigError(f"--max-memory must be a positive number of GiB, got {max_memory_gib}")
+    if output is not None:
+        check_config_path(output)
+    space = space or SearchSpace.for_device(device)
+    memory_metric = "peak_allocated_bytes" if device.type == "cuda" else "host_peak_rss_bytes"
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    # 2. A stored run holds every candidate as it is measured.
+    if isinstance(store, (str, Path)):
+        from diffprof.store import Store
+
+        store = Store(str(store))
+    run_id = None
+    if store is not None:
+        from diffprof.environment import capture_environment
+
+        run_id = store.create_run(command or f"diffprof tune --model {config.model}", config.to_dict(), capture_environment())
+    # 3. Search.
+    evaluator = CellEvaluator(config, tune_metric, store, run_id)
+    search = Search(
+        evaluator, space, tune_metric, prompts=prompts, screen_prompts=screen, min_quality=min_quality, tolerance=tolerance,
+        max_memory_bytes=max_memory_gib * 2**30 if max_memory_gib is not None else None, memory_metric=memory_metric,
+        on_candidate=on_candidate,
+    )
+    t0 = time.perf_counter()
+    status = "interrupted"
+    try:
+        outcome = search.run()
+        status = "finished"
+    finally:
+        evaluator.close()
+        if store is not None and run_id is not None:
+            store.finish_run(run_id, status)
+    # 4. The result, the written config, or the error naming the closest point.
+    result = TuneResult.from_outcome(
+        outcome, model=config.model, device=str(device), space=space, prompts=prompts, run_id=run_id, seconds=time.perf_counter() - t0
+    )
+    if result.chosen is None:
+        raise result.infeasible_error()
+    result.config = tuned_config(config, result)
+    if output is not None:
+        result.config_path = write_config(result.config, output, result)
+    return result

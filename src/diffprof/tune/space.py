@@ -1,0 +1,114 @@
+"""What ``diffprof tune`` searches: scheduler x steps x precision x optimizations, and the baseline.
+
+The baseline is the default diffusers setup a user starts from: the model's own scheduler at 50
+steps, fp32 on a CPU and fp16 on CUDA, no optimizations. Speedups are quoted against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from diffprof.engine.optimizations import Optimizations, check_precision
+from diffprof.engine.schedulers import DEFAULT, SCHEDULERS, check_scheduler
+from diffprof.errors import ConfigError
+
+#: One UNet call per step each, so steps are a fair proxy for cost when pruning (see :func:`unet_calls`).
+DEFAULT_SCHEDULERS: tuple[str, ...] = ("dpmpp_2m", "unipc", "euler", "ddim", "pndm", "dpmpp_2m_karras", "deis")
+DEFAULT_STEPS: tuple[int, ...] = (6, 8, 10, 12, 15, 20, 25, 30, 50)
+#: Optimization sets per device type; ``+`` joins switches. compile's first call is paid in warm-up.
+DEFAULT_OPTIMIZATIONS: dict[str, tuple[str, ...]] = {
+    "cpu": ("none", "channels_last"),
+    "cuda": ("none", "channels_last", "channels_last+fuse_qkv", "channels_last+fuse_qkv+compile"),
+}
+#: Precisions worth trying per device type (fp16 has no fast CPU kernels; fp32 on CUDA is never faster).
+DEFAULT_PRECISIONS: dict[str, tuple[str, ...]] = {"cpu": ("fp32", "bf16"), "cuda": ("fp16", "bf16")}
+BASELINE_STEPS = 50
+
+
+@dataclass(frozen=True, order=True)
+class Setting:
+    """One point of the search space."""
+
+    scheduler: str
+    steps: int
+    precision: str
+    optimization: str = "none"
+
+    @property
+    def switches(self) -> list[str]:
+        """``optimization`` as RunConfig.optimize switch names."""
+        return [] if self.optimization == "none" else self.optimization.split("+")
+
+    @property
+    def label(self) -> str:
+        """``unipc, 10 steps, bf16, channels_last``: how tables and messages name it."""
+        text = f"{self.scheduler}, {self.steps} steps, {self.precision}"
+        return text + (f", {self.optimization}" if self.optimization != "none" else "")
+
+
+def unet_calls(setting: Setting) -> int:
+    """UNet calls of one image (second-order schedulers make two per step): the pruning cost."""
+    spec = SCHEDULERS.get(setting.scheduler)
+    return setting.steps * (spec.evals_per_step if spec is not None else 1)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The axes searched and the baseline; build with :meth:`for_device` (it checks every value)."""
+
+    schedulers: tuple[str, ...]
+    steps: tuple[int, ...]
+    precisions: tuple[str, ...]
+    optimizations: tuple[str, ...]
+    baseline: Setting
+
+    @classmethod
+    def for_device(
+        cls,
+        device: torch.device,
+        *,
+        schedulers: Sequence[str] | None = None,
+        steps: Sequence[int] | None = None,
+        precisions: Sequence[str] | None = None,
+        optimizations: Sequence[str] | None = None,
+        baseline_steps: int = BASELINE_STEPS,
+    ) -> SearchSpace:
+        """The default space for ``device``, with any axis replaced; invalid values raise ConfigError."""
+        kind = "cuda" if device.type == "cuda" else "cpu"
+        scheds = tuple(dict.fromkeys(schedulers or DEFAULT_SCHEDULERS))
+        for s in scheds:
+            check_scheduler(s)
+        counts = tuple(sorted(set(steps or DEFAULT_STEPS)))
+        for n in counts:
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ConfigError(f"step counts must be whole numbers >= 1, got {n!r}")
+        precs = tuple(dict.fromkeys(check_precision(p) for p in (precisions or DEFAULT_PRECISIONS[kind])))
+        opts = tuple(dict.fromkeys(optimizations or DEFAULT_OPTIMIZATIONS[kind]))
+        for p in precs:
+            for o in opts:
+                Optimizations.parse([] if o == "none" else o.split("+")).validate(device, p)
+        if not (scheds and counts and precs and opts):
+            raise ConfigError("the search space is empty", "give at least one scheduler, step count, precision and optimization")
+        baseline = Setting(DEFAULT, baseline_steps, "fp16" if kind == "cuda" else "fp32")
+        return cls(scheds, counts, precs, opts, baseline)
+
+    @property
+    def first_precision(self) -> str:
+        """The precision the scheduler x steps grid is searched at: the baseline's when searched."""
+        return self.baseline.precision if self.baseline.precision in self.precisions else self.precisions[0]
+
+    @property
+    def first_optimization(self) -> str:
+        return "none" if "none" in self.optimizations else self.optimizations[0]
+
+    def grid_setting(self, scheduler: str, steps: int) -> Setting:
+        """A scheduler x steps point at the grid's precision and optimization."""
+        return Setting(scheduler, steps, self.first_precision, self.first_optimization)
+
+    @property
+    def size(self) -> int:
+        """How many settings the full grid holds (what the search avoids measuring)."""
+        return len(self.schedulers) * len(self.steps) * len(self.precisions) * len(self.optimizations)
