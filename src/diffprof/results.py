@@ -76,10 +76,13 @@ class CellResult:
     started_at: str = ""
     finished_at: str = ""
     id: int | None = None
+    #: Identity of the *requested* cell (what resume matches); the measured ``settings`` carry more
+    #: (source, engine reuse, quality notes), so the key cannot be derived from them.
+    cell_key: str | None = None
 
     @property
     def key(self) -> str:
-        return cell_key(self.suite, self.labels, self.settings)
+        return self.cell_key or cell_key(self.suite, self.labels, self.settings)
 
     @property
     def ok(self) -> bool:

@@ -242,8 +242,8 @@ class Store:
         row = self._conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (rid,)).fetchone()
         run = self._run_from_row(row)
         cells: dict[int, CellResult] = {}
-        for cid, suite, labels, settings, status, error, started, finished in self._conn.execute(
-            "SELECT id, suite, labels, settings, status, error, started_at, finished_at FROM cells "
+        for cid, suite, labels, settings, status, error, started, finished, key in self._conn.execute(
+            "SELECT id, suite, labels, settings, status, error, started_at, finished_at, cell_key FROM cells "
             "WHERE run_id = ? ORDER BY id",
             (rid,),
         ):
@@ -256,6 +256,7 @@ class Store:
                 started_at=started or "",
                 finished_at=finished or "",
                 id=cid,
+                cell_key=key,
             )
             run.counts[status] = run.counts.get(status, 0) + 1
         for cid, name, value in self._conn.execute(

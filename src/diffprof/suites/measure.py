@@ -107,7 +107,8 @@ def measure_cell(engine: Engine, cell: Cell, *, reused_engine: bool = False, qua
         "text_encode_s": [t.text_encode_s for t in timings],
         "vae_decode_s": [t.vae_decode_s for t in timings],
         "denoise_s": [t.denoise_s for t in timings],
-        "step_s": [s for t in timings for s in t.steps_s],
+        # a graphed loop has no per-step records: its mean step stands in, one per call
+        "step_s": [s for t in timings for s in (t.steps_s or [t.step_median_s])],
     }
     if any(t.vae_encode_s for t in timings):
         samples["vae_encode_s"] = [t.vae_encode_s for t in timings]
@@ -116,7 +117,7 @@ def measure_cell(engine: Engine, cell: Cell, *, reused_engine: bool = False, qua
     if all(t.total_gpu_s is not None for t in timings):
         samples["call_gpu_s"] = [t.total_gpu_s for t in timings]  # type: ignore[misc]
     call_s = statistics.median(samples["call_s"])
-    n_steps = len(timings[0].steps_s)
+    n_steps = timings[0].n_steps
     metrics: dict[str, float] = {
         "s_per_call": call_s,
         "s_per_image": call_s / images,
@@ -148,10 +149,16 @@ def measure_cell(engine: Engine, cell: Cell, *, reused_engine: bool = False, qua
         metrics["first_call_s"] = first_call_s
         if engine.optimizations.compile:
             metrics["compile_s"] = max(0.0, first_call_s - call_s)
-    flops = _flops_per_call(engine, results[0], n_steps)
+    flops, unet_flops = _flops_per_call(engine, results[0], n_steps)
     if flops:
         metrics["flops_per_image"] = flops / images
         metrics["achieved_tflops"] = flops / call_s / 1e12
+    if unet_flops and engine.device.type == "cuda":
+        from diffprof.device import device_peaks, mfu
+
+        value = mfu(unet_flops, metrics["step_median_s"], device_peaks(engine.device), engine.precision)
+        if value is not None:
+            metrics["mfu"] = value  # of the denoising step (UNet + guidance + scheduler) vs measured matmul peak
     # 4. Artifacts: first image (thumbnail) and one call's timeline.
     artifacts: dict[str, bytes] = {"timeline.json": json.dumps(timings[-1].timeline).encode()}
     if results[0].images:
@@ -180,8 +187,9 @@ def measure_cell(engine: Engine, cell: Cell, *, reused_engine: bool = False, qua
     )
 
 
-def _flops_per_call(engine: Engine, result: GenerationResult, unet_evals: int) -> float | None:
-    """FLOPs of one call from the meta-device count (None when the architecture can't be counted)."""
+def _flops_per_call(engine: Engine, result: GenerationResult, unet_evals: int) -> tuple[float | None, float | None]:
+    """FLOPs of one call and of one UNet evaluation, from the meta-device count (None when the
+    architecture can't be counted)."""
     from diffprof.flops import pipeline_flops
 
     s = result.settings
@@ -195,8 +203,8 @@ def _flops_per_call(engine: Engine, result: GenerationResult, unet_evals: int) -
             encode=s["task"] != "txt2img",
         )
     except Exception:  # counting is a bonus; never fail a measured cell over it
-        return None
-    return float(breakdown.per_call(unet_evals, decode=bool(result.images), encode=s["task"] != "txt2img"))
+        return None, None
+    return float(breakdown.per_call(unet_evals, decode=bool(result.images), encode=s["task"] != "txt2img")), float(breakdown.unet_per_eval)
 
 
 # ---------------------------------------------------------------------------------------------
