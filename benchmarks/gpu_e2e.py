@@ -8,7 +8,8 @@ Variants (comma-separated):
               (SD1.5 reduce-overhead, SDXL default), still plain diffusers
   diffprof    diffprof's Engine at its defaults (standard profiler, per-component records)
   levels      diffprof at each profiler level (off/minimal/standard/detailed): the profiler's cost
-  fast        diffprof's `fast` preset (when it exists)
+  fast        diffprof's `fast` preset (whole-loop CUDA graph, compile, fused QKV, channels_last, bf16 VAE)
+  fast_fp8    `fast` plus float8 linear layers (torchao)
 Each variant: warm-up calls, then --repeats timed calls (synchronized wall time); median reported.
 Also checks per-step CUDA-event times against synchronized wall time. Writes JSON to $OUT.
 """
@@ -230,6 +231,8 @@ def main() -> None:
         clean()
     if "fast" in variants:
         rows["diffprof fast"] = time_engine(args.model, size, steps, args.warmup, args.repeats, optimize=["fast"])
+    if "fast_fp8" in variants:
+        rows["diffprof fast + fp8"] = time_engine(args.model, size, steps, args.warmup, args.repeats, optimize=["fast", "fp8"])
     base = rows.get("diffusers eager fp16")
     print(f"\n{'variant':34s} {'total s':>8s} {'loop s':>8s} {'it/s':>7s} {'VAE ms':>7s} {'first s':>8s} {'peak GiB':>9s} {'speedup':>8s} {'latent err':>10s}")
     for name, r in rows.items():
