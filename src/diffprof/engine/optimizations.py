@@ -48,11 +48,13 @@ SWITCHES: dict[str, str] = {
     "cudnn_benchmark": "let cuDNN time its convolution algorithms once per shape and keep the fastest",
     "vae_bf16": "decode latents in bf16 (SDXL otherwise upcasts its fp16 VAE to fp32)",
     "fp8": "float8 dynamic quantization of the UNet's linear layers (torchao; Hopper/Ada GPUs)",
-    "fast": "the fastest known set for CUDA: fuse_qkv, channels_last, compile=unet+vae, cuda_graph, cudnn_benchmark, vae_bf16",
+    "fast": "the fastest known set for CUDA: fuse_qkv, channels_last, compile=unet+vae, cuda_graph, vae_bf16",
 }
 
 #: What `fast` expands to; each element stays switchable (the ablation suite removes one at a time).
-FAST_PRESET = ("fuse_qkv", "channels_last", "compile=unet+vae", "cuda_graph", "cudnn_benchmark", "vae_bf16")
+#: cudnn_benchmark is left out: on SDXL (H200) its algorithm choice moved final latents 8e-2 from
+#: eager, past the 2e-2 tolerance, for no measurable gain once the loop is graphed.
+FAST_PRESET = ("fuse_qkv", "channels_last", "compile=unet+vae", "cuda_graph", "vae_bf16")
 
 
 def resolve_precision(precision: str, device: torch.device) -> Precision:
