@@ -101,7 +101,6 @@ def bench(
     --weights synthetic`; `diffprof bench --config seed.yaml`; `diffprof bench --resume latest`.
     """
     from diffprof.store import Store
-    from diffprof.store.tables import cells_table
     from diffprof.suites.runner import Runner
 
     overrides: dict[str, Any] = {
@@ -130,8 +129,11 @@ def bench(
     runner = Runner(cfg, store, command=command, console=err_console, progress=progress)
     summary = runner.run(resume=resume)
     # 3. Report.
+    from diffprof.report import ReportOptions
+    from diffprof.report.console import console_renderables
+
     run = store.get_run(summary.run_id)
-    console.print(cells_table(run))
+    console.print(console_renderables(run, ReportOptions(compact=True)))
     done = f"run {summary.run_id}: {summary.ok} ok, {summary.failed} failed"
     if summary.skipped:
         done += f", {summary.skipped} already done"
@@ -203,6 +205,7 @@ def report_cmd(
     format: str = typer.Option("html", "--format", "-f", help="console, markdown, csv, json or html."),
     out: Path = typer.Option(None, "--out", "-o", help="Output file (default: diffprof-report-RUN.EXT; console prints)."),
     db: str = typer.Option("diffprof.db", help=H("db")),
+    full: bool = typer.Option(False, "--full", help="Console: every metric and the whole environment, not just the key ones."),
 ) -> None:
     """Render a stored run as a report (html: one self-contained file with plots and images)."""
     from diffprof.report import ReportOptions, get_renderer
@@ -212,8 +215,9 @@ def report_cmd(
     renderer = get_renderer(format)
     rid = store.resolve(run)
     if format == "console" and out is None:
-        content = renderer.render(store.get_run(rid, artifacts=False), ReportOptions())
-        console.print(content if isinstance(content, str) else content.decode(), highlight=False, markup=False)
+        from diffprof.report.console import console_renderables
+
+        console.print(console_renderables(store.get_run(rid, artifacts=False), ReportOptions(compact=not full)))
         return
     path = write_report(store, rid, str(out or f"diffprof-report-{rid}.{renderer.file_extension}"), format)
     console.print(f"report: [bold]{path.resolve()}[/]", highlight=False)

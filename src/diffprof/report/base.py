@@ -29,6 +29,8 @@ class ReportOptions:
         width (`int`, defaults to 160): console width in characters.
         max_images (`int`, defaults to 24): images per suite in the html image grid; a sweep of
             hundreds of cells would otherwise make a report of hundreds of MB.
+        compact (`bool`, defaults to False): console only: a one-line environment and the key
+            metrics (tables.KEY_METRICS), so a run fits a terminal; every other format keeps all.
     """
 
     title: str | None = None
@@ -37,6 +39,7 @@ class ReportOptions:
     color: bool = False
     width: int = 160
     max_images: int = 24
+    compact: bool = False
 
     def __post_init__(self) -> None:
         if self.width < 40:

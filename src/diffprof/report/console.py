@@ -14,7 +14,7 @@ from rich.text import Text
 
 from diffprof.report.base import Renderer, ReportOptions, register
 from diffprof.report.environment import header_items
-from diffprof.report.tables import SuiteTable, format_settings, suite_tables
+from diffprof.report.tables import KEY_METRICS, SuiteTable, format_settings, suite_tables
 from diffprof.results import RunInfo
 
 
@@ -54,8 +54,14 @@ def suite_rich_table(table: SuiteTable) -> Table:
 def console_renderables(run: RunInfo, options: ReportOptions | None = None) -> RenderableType:
     """What the console report prints, for a caller that has its own (colour) console."""
     options = options or ReportOptions()
-    parts: list[RenderableType] = [Text(options.title_for(run), style="bold underline"), environment_table(run), Text("")]
-    for table in suite_tables(run):
+    if options.compact:
+        from diffprof.environment import describe_environment
+
+        about = Text(f"{run.status} · {run.created_at} · {describe_environment(run.environment)}", style="dim")
+        parts: list[RenderableType] = [Text(options.title_for(run), style="bold underline"), about, Text("")]
+    else:
+        parts = [Text(options.title_for(run), style="bold underline"), environment_table(run), Text("")]
+    for table in suite_tables(run, KEY_METRICS if options.compact else None):
         parts += [suite_rich_table(table), Text("")]
     if not run.cells:
         parts.append(Text("no cells in this run", style="yellow"))

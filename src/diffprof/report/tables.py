@@ -245,10 +245,22 @@ def _label_keys(cells: Iterable[CellResult]) -> list[str]:
     return list(seen)
 
 
-def suite_table(suite: str, cells: Sequence[CellResult]) -> SuiteTable:
-    """Build the table of one suite (the cells in the order they were measured)."""
+#: The metrics a terminal has room for: time, throughput, components, memory, MFU, quality.
+KEY_METRICS: tuple[str, ...] = (
+    "s_per_image", "images_per_s", "steps_per_s", "step_median_s", "text_encode_s", "vae_decode_s",
+    "peak_allocated_bytes", "mfu", "adherence", "psnr_db", "ssim", "clip_score",
+)
+
+
+def suite_table(suite: str, cells: Sequence[CellResult], only: Sequence[str] | None = None) -> SuiteTable:
+    """Build the table of one suite (the cells in the order they were measured); ``only`` keeps
+    just those metrics (host RSS stands in for GPU memory when no GPU peak was measured)."""
     labels = _label_keys(cells)
-    metrics = ordered_metrics({m for c in cells for m, v in c.metrics.items() if not _missing(v)})
+    present = {m for c in cells for m, v in c.metrics.items() if not _missing(v)}
+    if only is not None:
+        keep = set(only) | ({"host_peak_rss_bytes"} if "peak_allocated_bytes" not in present else set())
+        present &= keep
+    metrics = ordered_metrics(present)
     stats = [time_stats(c) for c in cells]
     noisy = [bool(s is not None and s.noisy) for s in stats]
 
@@ -311,9 +323,9 @@ def cells_by_suite(run: RunInfo) -> dict[str, list[CellResult]]:
     return {s: [c for c in run.cells if c.suite == s] for s in run.suites()}
 
 
-def suite_tables(run: RunInfo) -> list[SuiteTable]:
+def suite_tables(run: RunInfo, only: Sequence[str] | None = None) -> list[SuiteTable]:
     """One table per suite, suites in the order the run measured them."""
-    return [suite_table(s, cells) for s, cells in cells_by_suite(run).items()]
+    return [suite_table(s, cells, only) for s, cells in cells_by_suite(run).items()]
 
 
 # ---------------------------------------------------------------------------------------------
