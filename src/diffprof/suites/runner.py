@@ -122,7 +122,8 @@ class Runner:
             from diffprof.errors import ConfigError
 
             raise ConfigError("use_diffusion is false: there is nothing to benchmark", "set use_diffusion: true (or remove it)")
-        executor = self.executor or get_executor(self.config)  # before the store: a bad setup stores nothing
+        executor = self.executor or get_executor(self.config)
+        executor.check()  # before the store: a setup that cannot run stores nothing
         if resume is not None:
             run_id = self.store.resume_run(resume)
             done = self.store.finished_keys(run_id)

@@ -243,6 +243,18 @@ def serve(name: str | None = None) -> int:
     return 0
 
 
+def _serve_and_exit(name: str | None) -> None:
+    """Serve, then leave without interpreter teardown: a worker holds nothing to clean up (the
+    parent writes the store), and unloading torch and diffusers takes 1-2 s per worker."""
+    try:
+        code = serve(name)
+    except BaseException:  # noqa: BLE001 - report it (the parent shows the last line), then leave
+        traceback.print_exc()
+        code = 1
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main() -> int:
     """Isolated mode: one cell as JSON on stdin, its CellResult as one JSON line on stdout."""
     from diffprof.profiler.samplers import process_peak_rss
@@ -250,7 +262,7 @@ def main() -> int:
     if "--serve" in sys.argv[1:]:
         args = sys.argv[1:]
         name = args[args.index("--name") + 1] if "--name" in args else None
-        return serve(name)
+        _serve_and_exit(name)
     cell = cell_from_message(json.loads(sys.stdin.read()))
     die_if_test_asks(cell)
     if cell.config.threads:

@@ -65,6 +65,10 @@ class Executor(ABC):
     def __init__(self, config: RunConfig) -> None:
         self.config = config
 
+    def check(self) -> None:
+        """Raise a :class:`~diffprof.errors.DiffprofError` now if this executor cannot run (no GPUs,
+        no cluster); the runner calls it before it records the run, so bad input stores nothing."""
+
     @abstractmethod
     def execute(self, cells: Sequence[Cell], listener: Listener) -> Iterator[tuple[Cell, CellResult]]:
         """Yield ``(cell, result)`` for every cell exactly once, as each finishes.

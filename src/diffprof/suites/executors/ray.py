@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -52,7 +53,8 @@ class CellActor:
         node = ray.util.get_node_ip_address()
         self.worker = CellWorker(f"ray{index}@{node}" + (f"/gpu{gpus}" if gpus else ""), disposable=True)
 
-    def name(self) -> str:
+    def ready(self) -> str:
+        """Answers once the actor has started (imports done): where it runs."""
         return str(self.worker.name)
 
     def run(self, cell: Cell) -> tuple[str, Any]:
@@ -66,12 +68,19 @@ class CellActor:
 
 
 class _Actor(Worker):
-    """A started actor and the reference of the cell it is running."""
+    """An actor, whether it has started yet, and the reference of the cell it is running."""
 
-    def __init__(self, handle: Any, name: str) -> None:
-        super().__init__(name)
-        self.handle = handle
+    def __init__(self, remote: Any, index: int) -> None:
+        super().__init__(f"ray{index}")
+        self.index = index
+        self.handle = remote.remote(index)
+        self.starting: Any = self.handle.ready.remote()  # the reference that resolves once it has started
+        self.born = time.monotonic()
         self.ref: Any = None
+
+    @property
+    def available(self) -> bool:
+        return self.starting is None and self.cell is None
 
     def submit(self, cell: Cell) -> None:
         self.ref = self.handle.run.remote(cell)
@@ -91,10 +100,33 @@ class RayExecutor(Executor):
         self.workers = workers if workers is not None else config.workers
         self.address = address if address is not None else config.ray_address
         self.actor_names: list[str] = []
+        self._plan: tuple[int, dict[str, Any]] | None = None
+        self._started_here = False
+
+    def check(self) -> None:
+        """Connect to the cluster and size the actors, so a mismatch fails before the run starts."""
+        if self._plan is None:
+            ray = import_ray()
+            self._started_here = self._connect(ray) or self._started_here
+            try:
+                self._plan = self._actor_options(ray)
+            except BaseException:
+                self._shutdown(ray)
+                raise
+
+    def _shutdown(self, ray: Any) -> None:
+        """Stop the Ray session if this executor started it."""
+        if self._started_here:
+            ray.shutdown()
+        self._started_here, self._plan = False, None
 
     def describe(self) -> str:
-        where = self.address or "a local Ray cluster"
-        return f"ray: {len(self.actor_names) or '?'} actors on {where}"
+        where = f"the Ray cluster at {self.address}" if self.address else "a local Ray cluster"
+        if self._plan is None:
+            return f"ray: actors on {where}"
+        n, options = self._plan
+        each = f"{options['num_gpus']} GPU" if "num_gpus" in options else f"{options['num_cpus']} CPU"
+        return f"ray: {n} actor{'s' if n != 1 else ''} ({each} each) on {where}"
 
     # ------------------------------------------------------------------ cluster
     def _connect(self, ray: Any) -> bool:
@@ -111,7 +143,7 @@ class RayExecutor(Executor):
             ) from exc
         return True
 
-    def _actor_options(self, ray: Any, cells: int) -> tuple[int, dict[str, Any]]:
+    def _actor_options(self, ray: Any) -> tuple[int, dict[str, Any]]:
         """How many actors, and the resources each asks for."""
         resources = ray.cluster_resources()
         c = self.config
@@ -137,49 +169,56 @@ class RayExecutor(Executor):
         if env:
             options["runtime_env"] = {"env_vars": env}
         options["max_restarts"] = 0  # a lost actor is replaced by the executor, which knows its cell
-        return min(n, cells), options
-
-    def _start(self, ray: Any, remote: Any, indices: Sequence[int]) -> list[_Actor]:
-        """Start actors and wait until each has imported diffprof (startup errors surface here)."""
-        handles = [remote.remote(i) for i in indices]
-        try:
-            names = ray.get([h.name.remote() for h in handles], timeout=START_TIMEOUT_S)
-        except ray.exceptions.GetTimeoutError as exc:
-            raise DiffprofError(
-                f"Ray actors did not start within {START_TIMEOUT_S:.0f} s",
-                "the cluster may have no free GPUs/CPUs for them (`ray status`); pass fewer --workers",
-            ) from exc
-        except ray.exceptions.RayError as exc:
-            raise DiffprofError(
-                f"a Ray actor could not start: {_last_line(exc)}",
-                "every node needs diffprof installed (pip install 'diffprof[ray]'); DIFFPROF_DEBUG=1 shows the actor logs",
-            ) from exc
-        return [_Actor(handle, name) for handle, name in zip(handles, names)]
+        return n, options
 
     # ------------------------------------------------------------------ running
+    @staticmethod
+    def _started(ray: Any, actor: _Actor) -> None:
+        """An actor answered its start-up call: it is ready, or it could not start (an error)."""
+        ref, actor.starting = actor.starting, None
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            raise DiffprofError(
+                f"Ray actor {actor.name} could not start: {_last_line(exc)}",
+                "every node needs diffprof installed (pip install 'diffprof[ray]'); DIFFPROF_DEBUG=1 shows the actor logs",
+            ) from exc
+
+    @staticmethod
+    def _check_start_times(actors: Sequence[_Actor]) -> None:
+        late = [a.name for a in actors if a.starting is not None and time.monotonic() - a.born > START_TIMEOUT_S]
+        if late:
+            raise DiffprofError(
+                f"Ray actor{'s' if len(late) > 1 else ''} {', '.join(late)} did not start within {START_TIMEOUT_S:.0f} s",
+                "the cluster may have no free GPUs/CPUs for them (`ray status`); pass fewer --workers",
+            )
+
     def execute(self, cells: Sequence[Cell], listener: Listener) -> Iterator[tuple[Cell, CellResult]]:
-        if not cells:
-            return
         ray = import_ray()
-        started_here = self._connect(ray)
         actors: list[_Actor] = []
         try:
-            n, options = self._actor_options(ray, len(cells))
+            if not cells:
+                return
+            self.check()
+            assert self._plan is not None
+            n, options = min(self._plan[0], len(cells)), self._plan[1]
             remote = ray.remote(**options)(CellActor)
-            actors = self._start(ray, remote, range(n))
+            actors = [_Actor(remote, i) for i in range(n)]  # they start side by side
             self.actor_names = [a.name for a in actors]
             listener.workers(self.actor_names)
             pending = CellQueue(cells)
             deaths = Deaths()
-            next_index = n
             remaining = len(cells)
-            dispatch(actors, pending, listener)
             while remaining:
-                by_ref = {a.ref: a for a in actors if a.ref is not None}
-                ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=0.5)
+                waiting = {a.starting: a for a in actors if a.starting is not None}
+                running = {a.ref: a for a in actors if a.ref is not None}
+                ready, _ = ray.wait([*waiting, *running], num_returns=1, timeout=0.5)
                 done: list[tuple[Cell, CellResult]] = []
                 for ref in ready:
-                    actor = by_ref[ref]
+                    if ref in waiting:
+                        self._started(ray, waiting[ref])
+                        continue
+                    actor = running[ref]
                     cell, actor.ref = actor.take(), None
                     failed: CellResult | None = None
                     try:
@@ -192,14 +231,14 @@ class RayExecutor(Executor):
                         actors.remove(actor)
                         if (failed := lose(actor, cell, f"{actor.name} was lost: {_first_line(exc)}", pending, deaths, listener)) is not None:
                             done.append((cell, failed))
-                        if len(pending):
-                            actors += self._start(ray, remote, [next_index])
-                            next_index += 1
+                        if len(pending):  # a fresh actor takes its place (and its name)
+                            actors.append(_Actor(remote, actor.index))
                         continue
                     if kind == "result":
                         done.append((cell, payload))
                     elif (failed := lose(actor, cell, str(payload), pending, deaths, listener)) is not None:
                         done.append((cell, failed))
+                self._check_start_times(actors)
                 dispatch(actors, pending, listener)
                 for pair in done:
                     remaining -= 1
@@ -207,8 +246,7 @@ class RayExecutor(Executor):
         finally:
             for actor in actors:
                 ray.kill(actor.handle, no_restart=True)
-            if started_here:
-                ray.shutdown()
+            self._shutdown(ray)
 
 
 def _first_line(exc: BaseException) -> str:
