@@ -38,10 +38,10 @@ from diffprof.suites.runner import KeyedResult, Runner
 from diffprof.suites.worker import TEST_KILL_ENV, WorkerDied, run_cell_isolated, worker_env
 
 #: A small sweep: two schedulers and two memory settings; model_cpu_offload fails on the CPU.
-SWEEP: dict[str, Any] = dict(
-    suites=["schedulers", "memory"], schedulers=["ddim", "euler"], memory_optimizations=["none", "model_cpu_offload"],
-    width=32, height=32, steps=1, repeats=1, warmup=0, threads=1, device="cpu", report=None,
-)  # fmt: skip
+SWEEP: dict[str, Any] = {
+    "suites": ["schedulers", "memory"], "schedulers": ["ddim", "euler"], "memory_optimizations": ["none", "model_cpu_offload"],
+    "width": 32, "height": 32, "steps": 1, "repeats": 1, "warmup": 0, "threads": 1, "device": "cpu", "report": None,
+}  # fmt: skip
 
 
 def sweep(**changes: Any) -> RunConfig:

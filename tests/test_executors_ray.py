@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from test_executors import expected, run_sweep, stored, sweep
 
 from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
@@ -17,8 +18,6 @@ from diffprof.suites import expand
 from diffprof.suites.executors.base import DEATHS_PER_CELL, DIED
 from diffprof.suites.runner import Runner
 from diffprof.suites.worker import TEST_KILL_ENV
-
-from test_executors import expected, run_sweep, stored, sweep
 
 ray = pytest.importorskip("ray", reason="the ray executor's tests need Ray: pip install 'diffprof[ray]'")
 
@@ -35,7 +34,7 @@ def cluster() -> Any:
 
 def test_ray_gives_the_same_cells_as_serial(cluster: Any, tmp_path: Path) -> None:
     config = sweep(executor="ray")
-    run_id, out = run_sweep(tmp_path / "ray.db", config)
+    run_id, _ = run_sweep(tmp_path / "ray.db", config)
     assert stored(tmp_path / "ray.db", run_id) == expected(config)
     with Store(tmp_path / "ray.db") as store:
         run = store.get_run(run_id)

@@ -138,20 +138,20 @@ class Runner:
         t0 = time.perf_counter()
         status = "interrupted"
         try:
-            with ProgressBoard(self.console, len(todo), enabled=self.show_progress, per_worker=executor.parallel) as board:
-                with closing(executor.execute(todo, board)) as results:
-                    for cell, result in results:
-                        stored = KeyedResult.of(result, cell)
-                        stored.id = self.store.add_cell(run_id, stored)
-                        board.finished(cell, stored)
-                        summary.cells.append(stored)
-                        if stored.ok:
-                            summary.ok += 1
-                        else:
-                            summary.failed += 1
-                            self.console.print(f"[red]✗ {cell.label}[/]: {stored.error}", highlight=False)
-                        if self.on_cell:
-                            self.on_cell(stored)
+            board = ProgressBoard(self.console, len(todo), enabled=self.show_progress, per_worker=executor.parallel)
+            with board, closing(executor.execute(todo, board)) as results:  # closing it stops the workers
+                for cell, result in results:
+                    stored = KeyedResult.of(result, cell)
+                    stored.id = self.store.add_cell(run_id, stored)
+                    board.finished(cell, stored)
+                    summary.cells.append(stored)
+                    if stored.ok:
+                        summary.ok += 1
+                    else:
+                        summary.failed += 1
+                        self.console.print(f"[red]✗ {cell.label}[/]: {stored.error}", highlight=False)
+                    if self.on_cell:
+                        self.on_cell(stored)
             status = "finished"
         finally:
             summary.seconds = time.perf_counter() - t0

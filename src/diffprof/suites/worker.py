@@ -128,7 +128,7 @@ def run_cell_isolated_once(cell: Cell, timeout_s: float | None = None) -> CellRe
     """One attempt in a fresh process; raises :class:`WorkerDied` when that process dies."""
     proc = subprocess.run(
         [sys.executable, "-m", "diffprof.suites.worker"],
-        input=json.dumps(cell_message(cell)), capture_output=True, text=True, timeout=timeout_s, env=worker_env(),
+        input=json.dumps(cell_message(cell)), capture_output=True, text=True, timeout=timeout_s, env=worker_env(), check=False,
     )
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or [""])[-1][:400]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Generator, Sequence
 from typing import Any, ClassVar
 
 from diffprof.config import RunConfig
@@ -37,6 +37,8 @@ DEATHS_PER_CELL = 2
 DIED = "worker died while running this cell"
 
 EngineKey = tuple[Any, ...]
+#: What :meth:`Executor.execute` returns: a generator, so the runner can close it (stopping workers).
+Results = Generator[tuple[Cell, CellResult], None, None]
 
 
 class Listener:
@@ -70,7 +72,7 @@ class Executor(ABC):
         no cluster); the runner calls it before it records the run, so bad input stores nothing."""
 
     @abstractmethod
-    def execute(self, cells: Sequence[Cell], listener: Listener) -> Iterator[tuple[Cell, CellResult]]:
+    def execute(self, cells: Sequence[Cell], listener: Listener) -> Results:
         """Yield ``(cell, result)`` for every cell exactly once, as each finishes.
 
         A generator: closing it early (the caller stopped, Ctrl-C) must stop the workers.

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -33,7 +33,7 @@ from diffprof.config import RunConfig
 from diffprof.errors import ConfigError, DiffprofError
 from diffprof.results import CellResult
 from diffprof.suites.base import Cell, cuda_expected
-from diffprof.suites.executors.base import CellQueue, Deaths, Executor, Listener, Worker, default_threads, dispatch, lose
+from diffprof.suites.executors.base import CellQueue, Deaths, Executor, Listener, Results, Worker, default_threads, dispatch, lose
 from diffprof.suites.worker import cell_from_json, cell_message, worker_env
 
 #: Seconds a stopping worker gets to finish before it is terminated (then killed).
@@ -102,9 +102,7 @@ class _Process(Worker):
             stderr = self.log.open("w")
         cmd = [sys.executable, "-m", "diffprof.suites.worker", "--serve", "--name", slot.name]
         try:
-            self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1, env=worker_env(slot.env)
-            )
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1, env=worker_env(slot.env))
         finally:
             if stderr is not None:
                 stderr.close()
@@ -177,7 +175,7 @@ class LocalExecutor(Executor):
         n = len(self.slots)
         return f"local: {n} worker{'s' if n != 1 else ''} ({', '.join(s.name for s in self.slots)})"
 
-    def execute(self, cells: Sequence[Cell], listener: Listener) -> Iterator[tuple[Cell, CellResult]]:
+    def execute(self, cells: Sequence[Cell], listener: Listener) -> Results:
         if not cells:
             return
         slots = self.slots[: len(cells)]  # no more workers than cells

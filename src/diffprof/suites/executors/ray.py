@@ -19,14 +19,14 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from diffprof.config import RunConfig
 from diffprof.errors import ConfigError, DiffprofError
 from diffprof.results import CellResult
 from diffprof.suites.base import Cell
-from diffprof.suites.executors.base import CellQueue, Deaths, Executor, Listener, Worker, dispatch, lose
+from diffprof.suites.executors.base import CellQueue, Deaths, Executor, Listener, Results, Worker, dispatch, lose
 from diffprof.suites.worker import failed_cell
 
 #: Seconds actors get to start (import torch and diffusers on their node) before the run gives up.
@@ -193,7 +193,7 @@ class RayExecutor(Executor):
                 "the cluster may have no free GPUs/CPUs for them (`ray status`); pass fewer --workers",
             )
 
-    def execute(self, cells: Sequence[Cell], listener: Listener) -> Iterator[tuple[Cell, CellResult]]:
+    def execute(self, cells: Sequence[Cell], listener: Listener) -> Results:
         ray = import_ray()
         actors: list[_Actor] = []
         try:
@@ -212,6 +212,8 @@ class RayExecutor(Executor):
             while remaining:
                 waiting = {a.starting: a for a in actors if a.starting is not None}
                 running = {a.ref: a for a in actors if a.ref is not None}
+                if not waiting and not running:  # every loss with cells left starts a fresh actor
+                    raise RuntimeError(f"no Ray actor is running or starting, yet {remaining} cells are unfinished")
                 ready, _ = ray.wait([*waiting, *running], num_returns=1, timeout=0.5)
                 done: list[tuple[Cell, CellResult]] = []
                 for ref in ready:

@@ -7,11 +7,11 @@ config). With ``isolate`` every cell runs in a fresh subprocess instead; a subpr
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from diffprof.results import CellResult
 from diffprof.suites.base import Cell
-from diffprof.suites.executors.base import Deaths, Executor, Listener
+from diffprof.suites.executors.base import Deaths, Executor, Listener, Results
 from diffprof.suites.measure import now
 from diffprof.suites.worker import CellWorker, WorkerDied
 
@@ -22,7 +22,7 @@ class SerialExecutor(Executor):
     name = "serial"
     parallel = False
 
-    def execute(self, cells: Sequence[Cell], listener: Listener) -> Iterator[tuple[Cell, CellResult]]:
+    def execute(self, cells: Sequence[Cell], listener: Listener) -> Results:
         listener.workers([WORKER])
         worker = CellWorker()
         deaths = Deaths()
