@@ -4,11 +4,14 @@ ratio (target <= 0.6x on 2 GPUs) and a markdown line for docs/benchmarks.md.
 
     bash -c 'source benchmarks/gpu_env.sh && python3 benchmarks/gpu_scale.py'     # lent 2-GPU machine
 
-The sweep: synthetic SD1.5 (full-size, random weights), fp16, 512 px, 8 schedulers at 30 steps plus
-8 step counts (15-50), 1 warm-up + 3 repeats per cell: about 3-4 s a cell on an H100, about 1 min
-serially. Every cell shares one engine key, so serial loads the model once and each local worker
-once. Both runs start in this already-imported process, so the local run's extra cost is what a
-user pays: worker processes importing torch and diffusers and building the model on their card.
+The sweep: synthetic SD1.5 (full-size, random weights), fp16, 512 px, 8 schedulers at 40 steps plus
+8 step counts (20-55), 1 warm-up + 3 repeats per cell: about 4-5 s a cell on an H100 (~26 ms a
+step with guidance), about 80 s serially, about 2.5 min for the whole script. Cells must be this
+long for the ratio to mean something: each local worker first pays ~5-8 s of start-up (imports,
+CUDA context, model build), which on 2 GPUs alone costs ~0.1 of the ratio at this size. Every cell
+shares one engine key, so serial loads the model once and each local worker once. Both runs start
+in this already-imported process, so the local run's extra cost is what a user pays: worker
+processes importing torch and diffusers and building the model on their card.
 
 Checks printed beside the times: both runs hold the same cells, all ok; per-cell s/call of the local
 run against the serial one (cards measured side by side must not slow each other, or the sweep's
@@ -33,6 +36,7 @@ from typing import Any
 import torch
 
 from diffprof.config import RunConfig
+from diffprof.errors import DiffprofError
 from diffprof.store import Store
 from diffprof.suites.base import Cell
 from diffprof.suites.executors.base import Listener, Results
@@ -40,7 +44,7 @@ from diffprof.suites.executors.local import LocalExecutor
 from diffprof.suites.runner import Runner, RunSummary
 
 SCHEDULERS = ["ddim", "pndm", "euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "unipc", "deis"]  # one UNet call per step
-STEP_COUNTS = [15, 20, 25, 30, 35, 40, 45, 50]
+STEP_COUNTS = [20, 25, 30, 35, 40, 45, 50, 55]
 
 
 class StartTimes(Listener):
@@ -78,7 +82,7 @@ def sweep_config(args: argparse.Namespace, db: str, executor: str) -> RunConfig:
             "model": args.model, "weights": args.weights, "device": args.device, "precision": args.precision,
             "suites": ["schedulers", "steps"], "schedulers": SCHEDULERS, "step_counts": STEP_COUNTS, "steps": args.steps,
             "width": args.size, "height": args.size, "repeats": args.repeats, "warmup": args.warmup,
-            "db": db, "report": None, "threads": args.threads, "executor": executor, "workers": args.workers if executor == "local" else None,
+            "db": db, "report": None, "threads": args.threads, "executor": executor, "workers": args.workers if executor != "serial" else None,
         }
     )  # fmt: skip
 
@@ -96,11 +100,12 @@ def main() -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--precision", default="fp16")
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=30, help="steps of the schedulers cells")
+    parser.add_argument("--steps", type=int, default=40, help="steps of the schedulers cells")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--workers", type=int, default=None, help="local workers (default: one per visible GPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (1 for the CPU smoke test)")
+    parser.add_argument("--ray", action="store_true", help="also run the sweep with --executor ray (a local Ray cluster), if Ray is installed")
     parser.add_argument("--db", default=None, help="results store (default: a temporary file; $OUT/gpu_scale.db when $OUT is set)")
     args = parser.parse_args()
     out = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
@@ -126,8 +131,16 @@ def main() -> int:
         print(f"local ({n} workers: {', '.join(s.name for s in executor.slots)}): {local.ok} ok, {local.failed} failed in {local_s:.1f} s", flush=True)
         starts = ", ".join(f"{w} {t:.1f} s" for w, t in sorted(executor.times.first.items()))
         print(f"first cell began after: {starts}", flush=True)
+        # 3. Optionally Ray, one actor per GPU (it starts and stops a local cluster).
+        ray_s = None
+        if args.ray:
+            try:
+                ray_run, ray_s = run(sweep_config(args, db, "ray"), store)
+                print(f"ray: {ray_run.ok} ok, {ray_run.failed} failed in {ray_s:.1f} s ({ray_s / serial_s:.2f}x serial)", flush=True)
+            except DiffprofError as exc:  # Ray not installed, or no cluster
+                print(f"ray: skipped ({exc})", flush=True)
 
-    # 3. Checks: same cells, all ok; per-cell times side by side against serial.
+    # 4. Checks: same cells, all ok; per-cell times side by side against serial.
     by_key = {c.key: c for c in serial.cells}
     same = sorted(by_key) == sorted(c.key for c in local.cells)
     ratios = [c.metrics["s_per_call"] / by_key[c.key].metrics["s_per_call"] for c in local.cells if c.ok and c.key in by_key and by_key[c.key].ok]
@@ -152,7 +165,8 @@ def main() -> int:
     if out is not None:
         result: dict[str, Any] = {
             "hardware": hardware, "serial_s": serial_s, "local_s": local_s, "ratio": ratio, "workers": n, "same_cells": same,
-            "failed": serial.failed + local.failed, "per_cell_ratio": ratios, "first_cell_after_s": executor.times.first, "markdown": line,
+            "failed": serial.failed + local.failed, "per_cell_ratio": ratios, "first_cell_after_s": executor.times.first, "ray_s": ray_s,
+            "markdown": line,
         }  # fmt: skip
         (out / "gpu_scale.json").write_text(json.dumps(result, indent=2))
     return 0 if same and serial.failed == 0 and local.failed == 0 else 1
