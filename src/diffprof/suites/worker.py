@@ -256,7 +256,8 @@ def _serve_and_exit(name: str | None) -> None:
 
 
 def main() -> int:
-    """Isolated mode: one cell as JSON on stdin, its CellResult as one JSON line on stdout."""
+    """``--serve [--name NAME]``: the local executor's worker loop (:func:`serve`). Otherwise
+    isolated mode: one cell as JSON on stdin, its CellResult as one JSON line on stdout."""
     from diffprof.profiler.samplers import process_peak_rss
 
     if "--serve" in sys.argv[1:]:
