@@ -82,6 +82,13 @@ class RunConfig:
     repeats: int = _f(3, "Measured calls per cell (after warm-up); statistics come from these.")
     warmup: int = _f(1, "Unrecorded warm-up calls per cell.")
     isolate: bool = _f(False, "Run each cell in a fresh subprocess (clean load time and peak memory).")
+    executor: str = _f(
+        "serial",
+        "Where cells run: serial (one by one in this process), local (one worker process per visible GPU, "
+        "or --workers CPU workers) or ray (a Ray cluster; pip install 'diffprof[ray]').",
+    )
+    workers: int | None = _f(None, "Workers of the local or ray executor; default: one per GPU (on CPU: the cores divided by threads).")
+    ray_address: str | None = _f(None, "Ray cluster for --executor ray: auto, HOST:6379 or ray://HOST:10001; default: start a local one.")
     profile_level: str = _f("standard", "Profiler level: minimal, standard or detailed (kernel traces).")
     db: str = _f("diffprof.db", "SQLite results store.")
     report: str | None = _f("diffprof-report.html", "Where `bench` writes its HTML report (empty: none).")
@@ -202,6 +209,20 @@ class RunConfig:
         from diffprof.suites import check_suites
 
         check_suites(self.suites)
+        self._validate_execution()
+
+    def _validate_execution(self) -> None:
+        from diffprof.suites.executors import check_executor
+
+        check_executor(self.executor)
+        if self.workers is not None and (not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1):
+            raise ConfigError(f"workers must be a whole number >= 1, got {self.workers!r}")
+        if self.executor == "serial" and self.workers not in (None, 1):
+            raise ConfigError(
+                f"workers {self.workers} needs a parallel executor; serial runs one cell at a time", "add --executor local (this host) or --executor ray"
+            )
+        if self.ray_address and self.executor != "ray":
+            raise ConfigError(f"ray_address is set but the executor is {self.executor}", "add --executor ray, or drop --ray-address")
 
     def validate_quality(self) -> None:
         """The quality fields: known metric names, a CLIP model when clip is asked, a deterministic reference."""

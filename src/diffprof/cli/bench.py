@@ -19,6 +19,8 @@ from diffprof.config import RunConfig
 
 H = RunConfig.help_for
 CELLS_FAILED = 3
+#: Config keys that say where cells run, not what they measure: a resume may change them.
+EXECUTION = ("executor", "workers", "ray_address")
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -85,6 +87,9 @@ def bench(
     repeats: int = typer.Option(None, help=H("repeats")),
     warmup: int = typer.Option(None, help=H("warmup")),
     isolate: bool = typer.Option(None, "--isolate/--no-isolate", help=H("isolate")),
+    executor: str = typer.Option(None, help=H("executor")),
+    workers: int = typer.Option(None, help=H("workers")),
+    ray_address: str = typer.Option(None, "--ray-address", help=H("ray_address")),
     threads: int = typer.Option(None, help=H("threads")),
     profile_level: str = typer.Option(None, "--profile-level", help=H("profile_level")),
     db: str = typer.Option(None, help=H("db")),
@@ -98,7 +103,9 @@ def bench(
 
     With no arguments: the `quick` group on the built-in model, results in ./diffprof.db and an HTML
     report in ./diffprof-report.html. Examples: `diffprof bench -s schedulers,resolutions --model sd15
-    --weights synthetic`; `diffprof bench --config seed.yaml`; `diffprof bench --resume latest`.
+    --weights synthetic`; `diffprof bench --config seed.yaml`; `diffprof bench --resume latest`;
+    `diffprof bench --executor local` (every GPU of this host); `diffprof bench --executor ray
+    --ray-address auto` (a Ray cluster).
     """
     from diffprof.store import Store
     from diffprof.suites.runner import Runner
@@ -112,6 +119,7 @@ def bench(
         "batch_sizes": _numbers(batch_sizes, int), "precisions": _split(precisions), "tasks": _split(tasks),
         "models": _split(models), "repeats": repeats, "warmup": warmup, "isolate": isolate, "threads": threads,
         "profile_level": profile_level, "db": db, "report": report,
+        "executor": executor, "workers": workers, "ray_address": ray_address,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if no_report:
@@ -122,7 +130,11 @@ def bench(
     if resume is not None:
         stored = store.get_run(resume)
         keep = {k: v for k, v in overrides.items() if k in ("db", "report", "threads")}
-        cfg = RunConfig.from_mapping(stored.config | keep)
+        base = dict(stored.config)
+        if any(k in overrides for k in EXECUTION):  # where to run is this command's choice, as a whole
+            base = {k: v for k, v in base.items() if k not in EXECUTION}
+            keep |= {k: v for k, v in overrides.items() if k in EXECUTION}
+        cfg = RunConfig.from_mapping(base | keep)
         err_console.print(f"resuming run {stored.id} with its stored config", highlight=False)
     # 2. Run.
     command = "diffprof " + shlex.join(sys.argv[1:])

@@ -1,36 +1,43 @@
-"""Run cells, keep going on failure, store each cell the moment it finishes.
+"""Run a sweep: expand cells, hand them to an executor, store each cell the moment it finishes.
 
-Cells that share an engine key (model, weights, device, precision, optimizations) reuse one
-loaded pipeline; ``isolate=True`` runs every cell in a fresh subprocess instead, so load time and
-peak memory are the cell's own. A failing cell (out of memory, invalid combination) is stored as
-``failed`` with its reason and the run goes on; ``--resume RUN`` skips cells already ``ok``.
+The runner owns the run's bookkeeping (the store, ``--resume``, the summary, the progress display);
+an executor (:mod:`diffprof.suites.executors`) owns where cells run: ``serial`` in this process
+(cells sharing an engine key reuse one loaded pipeline; ``isolate=True`` runs each cell in a fresh
+subprocess), ``local`` on every GPU of this host, ``ray`` on a cluster. Whatever the executor, a
+failing cell (out of memory, invalid combination) is stored as ``failed`` with its reason and the run
+goes on; ``--resume RUN`` skips cells already ``ok``, whichever executor ran them. Only this process
+writes the store.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import os
-import subprocess
-import sys
 import time
-import traceback
-from contextlib import contextmanager
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from diffprof.config import RunConfig
-from diffprof.engine import Engine
-from diffprof.errors import DiffprofError
-from diffprof.profiler import Profiler
-from diffprof.results import CellResult
+from diffprof.results import CellResult, cell_key
 from diffprof.suites.base import Cell, expand
-from diffprof.suites.measure import measure_cell, now
+from diffprof.suites.executors import get_executor
+from diffprof.suites.executors.base import Executor, Listener
+
+# Re-exported: the cell-running primitives lived here before executors existed.
+from diffprof.suites.worker import (  # noqa: F401
+    EngineCache,
+    cell_from_json,
+    cell_to_json,
+    error_text,
+    failed_cell,
+    run_cell_inline,
+    run_cell_isolated,
+)
 
 
 @dataclass
@@ -49,94 +56,39 @@ class RunSummary:
         return 3 if self.failed else 0
 
 
-def error_text(exc: BaseException) -> str:
-    if isinstance(exc, DiffprofError):
-        return str(exc)
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__
+@dataclass
+class KeyedResult(CellResult):
+    """A result stored under the key of the cell that asked for it.
 
+    A measured result's settings are the *effective* ones (resolved precision and weight source,
+    whether the engine was reused, which worker ran it): they differ from the cell's requested
+    settings, and between executors. The stored key must not, or ``--resume`` would rerun finished
+    cells and a retried failure would be stored beside its success.
+    """
 
-def failed_cell(cell: Cell, exc_text: str, started: str) -> CellResult:
-    return CellResult(cell.suite, cell.labels, cell.settings, status="failed", error=exc_text, started_at=started, finished_at=now())
+    cell_key: str = ""
 
+    @property
+    def key(self) -> str:
+        return self.cell_key or cell_key(self.suite, self.labels, self.settings)
 
-class EngineCache:
-    """Holds the one loaded engine; loads another only when the engine key changes."""
-
-    def __init__(self, profile_level: str) -> None:
-        self.profile_level = profile_level
-        self.key: tuple[Any, ...] | None = None
-        self.engine: Engine | None = None
-
-    def get(self, cell: Cell) -> tuple[Engine, bool]:
-        if self.engine is not None and self.key == cell.engine_key:
-            return self.engine, True
-        self.drop()
-        c = cell.config
-        profiler = Profiler(c.profile_level, device=_device_for(c), measure_overhead=False)
-        self.engine = Engine.load(
-            c.model, c.weights, device=c.device, precision=c.precision, optimize=c.optimize, profiler=profiler, seed=c.seed, allow_pickle=c.allow_pickle
-        )
-        self.key = cell.engine_key
-        return self.engine, False
-
-    def drop(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
-        self.engine = None
-        self.key = None
-
-
-def _device_for(config: RunConfig) -> torch.device:
-    from diffprof.engine.engine import resolve_engine_device
-
-    return resolve_engine_device(config.device)
-
-
-def run_cell_inline(cell: Cell, cache: EngineCache) -> CellResult:
-    """Measure one cell in this process; any exception becomes a failed cell."""
-    started = now()
-    try:
-        engine, reused = cache.get(cell)
-        result = measure_cell(engine, cell, reused_engine=reused)
-        engine.profiler.reset()  # records are summarized into the cell; don't grow without bound
-        return result
-    except Exception as exc:  # noqa: BLE001 - a cell's failure is data, not a crash
-        if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
-            cache.drop()  # the engine may hold fragments; start the next cell clean
-        if os.environ.get("DIFFPROF_DEBUG"):
-            traceback.print_exc()
-        return failed_cell(cell, error_text(exc), started)
-
-
-def run_cell_isolated(cell: Cell, timeout_s: float | None = None) -> CellResult:
-    """Measure one cell in a fresh Python process (``python -m diffprof.suites.worker``)."""
-    started = now()
-    payload = json.dumps({"suite": cell.suite, "labels": cell.labels, "config": asdict(cell.config)})
-    proc = subprocess.run(
-        [sys.executable, "-m", "diffprof.suites.worker"], input=payload, capture_output=True, text=True, timeout=timeout_s
-    )
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or [""])[-1][:400]
-        return failed_cell(cell, f"isolated worker exited with code {proc.returncode}: {tail}", started)
-    return cell_from_json(json.loads(proc.stdout.strip().splitlines()[-1]))
-
-
-def cell_to_json(cell: CellResult) -> dict[str, Any]:
-    return cell.to_dict(with_artifacts=True)
-
-
-def cell_from_json(data: dict[str, Any]) -> CellResult:
-    artifacts = {k: base64.b64decode(v) for k, v in data.get("artifacts", {}).items()}
-    return CellResult(
-        suite=data["suite"], labels=data["labels"], settings=data["settings"], status=data["status"], error=data.get("error"),
-        metrics=data.get("metrics", {}), samples=data.get("samples", {}), artifacts=artifacts,
-        started_at=data.get("started_at", ""), finished_at=data.get("finished_at", ""),
-    )
+    @classmethod
+    def of(cls, result: CellResult, cell: Cell) -> KeyedResult:
+        return cls(**{f.name: getattr(result, f.name) for f in fields(CellResult)}, cell_key=cell.key)
 
 
 class Runner:
-    """Expand the config into cells, run them (serially, or isolated), store each as it ends."""
+    """Expand the config into cells, run them on the configured executor, store each as it ends.
+
+    Args:
+        config: the run's configuration (``config.executor`` picks where cells run).
+        store: a :class:`~diffprof.store.Store`.
+        command: the command line, stored with the run.
+        console: where progress and failures are printed (default: stderr).
+        progress: show the live progress display.
+        on_cell: called with each stored result, as it is stored.
+        executor: run cells on this executor instead of the one ``config.executor`` names.
+    """
 
     def __init__(
         self,
@@ -147,6 +99,7 @@ class Runner:
         console: Console | None = None,
         progress: bool = True,
         on_cell: Callable[[CellResult], None] | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -154,6 +107,7 @@ class Runner:
         self.console = console or Console(stderr=True)
         self.show_progress = progress
         self.on_cell = on_cell
+        self.executor = executor
 
     def cells(self) -> list[Cell]:
         return expand(self.config)
@@ -168,6 +122,8 @@ class Runner:
             from diffprof.errors import ConfigError
 
             raise ConfigError("use_diffusion is false: there is nothing to benchmark", "set use_diffusion: true (or remove it)")
+        executor = self.executor or get_executor(self.config)
+        executor.check()  # before the store: a setup that cannot run stores nothing
         if resume is not None:
             run_id = self.store.resume_run(resume)
             done = self.store.finished_keys(run_id)
@@ -177,41 +133,86 @@ class Runner:
         summary = RunSummary(run_id=run_id)
         todo = [c for c in cells if c.key not in done]
         summary.skipped = len(cells) - len(todo)
+        if todo and executor.parallel:
+            self.console.print(f"executor {executor.describe()}", highlight=False)
         t0 = time.perf_counter()
         status = "interrupted"
-        cache = EngineCache(self.config.profile_level)
         try:
-            for cell, result in self._execute(todo, cache):
-                result.id = self.store.add_cell(run_id, result)
-                summary.cells.append(result)
-                if result.ok:
-                    summary.ok += 1
-                else:
-                    summary.failed += 1
-                    self.console.print(f"[red]✗ {cell.label}[/]: {result.error}", highlight=False)
-                if self.on_cell:
-                    self.on_cell(result)
+            board = ProgressBoard(self.console, len(todo), enabled=self.show_progress, per_worker=executor.parallel)
+            with board, closing(executor.execute(todo, board)) as results:  # closing it stops the workers
+                for cell, result in results:
+                    stored = KeyedResult.of(result, cell)
+                    stored.id = self.store.add_cell(run_id, stored)
+                    board.finished(cell, stored)
+                    summary.cells.append(stored)
+                    if stored.ok:
+                        summary.ok += 1
+                    else:
+                        summary.failed += 1
+                        self.console.print(f"[red]✗ {cell.label}[/]: {stored.error}", highlight=False)
+                    if self.on_cell:
+                        self.on_cell(stored)
             status = "finished"
         finally:
-            cache.drop()
             summary.seconds = time.perf_counter() - t0
             self.store.finish_run(run_id, status)
         return summary
 
-    def _execute(self, cells: list[Cell], cache: EngineCache) -> Iterator[tuple[Cell, CellResult]]:
-        with self._progress(len(cells)) as advance:
-            for cell in cells:
-                advance(cell.label, 0)
-                if self.config.isolate:
-                    result = run_cell_isolated(cell)
-                else:
-                    result = run_cell_inline(cell, cache)
-                advance(cell.label, 1)
-                yield cell, result
 
-    @contextmanager
-    def _progress(self, total: int) -> Iterator[Callable[[str, int], None]]:
+class ProgressBoard(Listener):
+    """One live display: the sweep's bar and, for parallel executors, a line per worker with the
+    cell it is running and for how long. Lost workers are printed whether or not it is shown."""
+
+    def __init__(self, console: Console, total: int, *, enabled: bool = True, per_worker: bool = False) -> None:
+        self.console = console
+        self.enabled = enabled
+        self.per_worker = per_worker
         columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=self.console, disable=not self.show_progress) as progress:
-            task = progress.add_task("cells", total=total)
-            yield lambda label, n: progress.update(task, description=label, advance=n)
+        self.overall = Progress(*columns, console=console)
+        self.bar = self.overall.add_task("cells", total=total)
+        self.lines = Progress(TextColumn("  [dim]{task.fields[worker]:>10}[/]"), TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
+        self.rows: dict[str, TaskID] = {}
+        self.live: Live | None = None
+
+    def __enter__(self) -> ProgressBoard:
+        if self.enabled:
+            self.live = Live(Group(self.overall, self.lines), console=self.console, refresh_per_second=8)
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+    def _row(self, worker: str) -> TaskID:
+        if worker not in self.rows:
+            self.rows[worker] = self.lines.add_task("starting", total=None, worker=worker)
+        return self.rows[worker]
+
+    # ------------------------------------------------------------------ Listener
+    def workers(self, names: Sequence[str]) -> None:
+        if self.per_worker:
+            for name in names:
+                self._row(name)
+
+    def started(self, worker: str, cell: Cell) -> None:
+        if self.per_worker:
+            self.lines.reset(self._row(worker), description=cell.label)
+        else:
+            self.overall.update(self.bar, description=cell.label)
+
+    def idle(self, worker: str) -> None:
+        if self.per_worker:
+            task = self._row(worker)
+            self.lines.update(task, description="[dim]idle[/]")
+            self.lines.stop_task(task)
+
+    def lost(self, worker: str, cell: Cell | None, reason: str, retry: bool) -> None:
+        if cell is None:
+            what = "no cell was lost"
+        else:
+            what = f"{cell.label} runs again" if retry else f"{cell.label} is failed (its workers keep dying)"
+        self.console.print(f"[yellow]! {reason}[/]: {what}", highlight=False)
+
+    def finished(self, cell: Cell, result: CellResult) -> None:
+        self.overall.advance(self.bar, 1)

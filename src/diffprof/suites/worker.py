@@ -1,26 +1,271 @@
-"""Isolated cell worker: ``python -m diffprof.suites.worker`` reads one cell as JSON on stdin,
-measures it in this fresh process and prints the CellResult as one JSON line on stdout.
+"""Running cells in one process: the engine cache, inline and isolated cells, and the worker loop.
 
-A fresh process per cell is what makes ``--isolate`` honest: load time includes cold imports and
-disk reads, and peak memory cannot include an earlier cell's leftovers.
+Every executor ends up here. A cell runs *inline* (in this process, reusing the loaded engine while
+the engine key stays the same), *isolated* (a fresh ``python -m diffprof.suites.worker`` per cell:
+load time includes cold imports and disk reads, and peak memory cannot include an earlier cell's
+leftovers), or *served*: ``python -m diffprof.suites.worker --serve`` is a long-lived worker of the
+``local`` executor that reads cells and writes results as JSON lines (see :func:`serve`).
+
+Any exception inside a cell becomes a failed :class:`CellResult`; only a dying process loses a cell,
+and the executors notice that and run the cell again.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import signal
+import subprocess
 import sys
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import IO, Any
 
 import torch
 
+from diffprof.config import RunConfig
+from diffprof.engine import Engine
+from diffprof.errors import DiffprofError
+from diffprof.profiler import Profiler
+from diffprof.results import CellResult
+from diffprof.suites.base import Cell
+from diffprof.suites.measure import measure_cell, now
+
+#: Test-only hook: a worker handed a cell whose label contains TEXT kills itself with SIGKILL, as
+#: the out-of-memory killer or a driver crash would. The value is ``;``-separated entries: ``TEXT``
+#: dies every time; ``TEXT@PATH`` only the first time (the worker that creates PATH). Serial inline
+#: runs ignore it (they would kill the caller).
+TEST_KILL_ENV = "DIFFPROF_TEST_KILL_CELL"
+
+
+class WorkerDied(Exception):
+    """The process running a cell vanished (killed, crashed); the cell itself did not report."""
+
+
+def error_text(exc: BaseException) -> str:
+    if isinstance(exc, DiffprofError):
+        return str(exc)
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
+
+
+def failed_cell(cell: Cell, exc_text: str, started: str) -> CellResult:
+    return CellResult(cell.suite, cell.labels, cell.settings, status="failed", error=exc_text, started_at=started, finished_at=now())
+
+
+class EngineCache:
+    """Holds the one loaded engine; loads another only when the engine key changes."""
+
+    def __init__(self, profile_level: str = "standard") -> None:
+        self.profile_level = profile_level
+        self.key: tuple[Any, ...] | None = None
+        self.engine: Engine | None = None
+
+    def get(self, cell: Cell) -> tuple[Engine, bool]:
+        if self.engine is not None and self.key == cell.engine_key:
+            return self.engine, True
+        self.drop()
+        c = cell.config
+        profiler = Profiler(c.profile_level, device=_device_for(c), measure_overhead=False)
+        self.engine = Engine.load(
+            c.model, c.weights, device=c.device, precision=c.precision, optimize=c.optimize, profiler=profiler, seed=c.seed, allow_pickle=c.allow_pickle
+        )
+        self.key = cell.engine_key
+        return self.engine, False
+
+    def drop(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+        self.engine = None
+        self.key = None
+
+
+def _device_for(config: RunConfig) -> torch.device:
+    from diffprof.engine.engine import resolve_engine_device
+
+    return resolve_engine_device(config.device)
+
+
+def run_cell_inline(cell: Cell, cache: EngineCache) -> CellResult:
+    """Measure one cell in this process; any exception becomes a failed cell."""
+    started = now()
+    try:
+        engine, reused = cache.get(cell)
+        result = measure_cell(engine, cell, reused_engine=reused)
+        engine.profiler.reset()  # records are summarized into the cell; don't grow without bound
+        return result
+    except Exception as exc:  # noqa: BLE001 - a cell's failure is data, not a crash
+        if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+            cache.drop()  # the engine may hold fragments; start the next cell clean
+        if os.environ.get("DIFFPROF_DEBUG"):
+            traceback.print_exc()
+        return failed_cell(cell, error_text(exc), started)
+
+
+def cell_message(cell: Cell) -> dict[str, Any]:
+    """A cell as plain JSON data (what crosses a process boundary)."""
+    return {"suite": cell.suite, "labels": cell.labels, "config": asdict(cell.config)}
+
+
+def cell_from_message(data: dict[str, Any]) -> Cell:
+    return Cell(data["suite"], data["labels"], RunConfig(**data["config"]))
+
+
+def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a worker process: ours, plus this diffprof first on the import path
+    (a worker must run the same code as its parent, even when that code is not installed)."""
+    import diffprof
+
+    root = str(Path(diffprof.__file__).resolve().parents[1])
+    env = dict(os.environ, **(extra or {}))
+    env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]])
+    return env
+
+
+def run_cell_isolated_once(cell: Cell, timeout_s: float | None = None) -> CellResult:
+    """One attempt in a fresh process; raises :class:`WorkerDied` when that process dies."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffprof.suites.worker"],
+        input=json.dumps(cell_message(cell)), capture_output=True, text=True, timeout=timeout_s, env=worker_env(), check=False,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or [""])[-1][:400]
+        raise WorkerDied(f"isolated worker exited with code {proc.returncode}" + (f": {tail}" if tail else ""))
+    return cell_from_json(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def run_cell_isolated(cell: Cell, timeout_s: float | None = None) -> CellResult:
+    """Measure one cell in a fresh Python process (``python -m diffprof.suites.worker``)."""
+    started = now()
+    try:
+        return run_cell_isolated_once(cell, timeout_s)
+    except WorkerDied as exc:
+        return failed_cell(cell, str(exc), started)
+
+
+def cell_to_json(cell: CellResult) -> dict[str, Any]:
+    return cell.to_dict(with_artifacts=True)
+
+
+def cell_from_json(data: dict[str, Any]) -> CellResult:
+    artifacts = {k: base64.b64decode(v) for k, v in data.get("artifacts", {}).items()}
+    return CellResult(
+        suite=data["suite"], labels=data["labels"], settings=data["settings"], status=data["status"], error=data.get("error"),
+        metrics=data.get("metrics", {}), samples=data.get("samples", {}), artifacts=artifacts,
+        started_at=data.get("started_at", ""), finished_at=data.get("finished_at", ""),
+    )
+
+
+def die_if_test_asks(cell: Cell) -> None:
+    """Honour :data:`TEST_KILL_ENV` (tests of lost workers); a no-op unless that variable is set."""
+    for entry in filter(None, os.environ.get(TEST_KILL_ENV, "").split(";")):
+        text, _, marker = entry.partition("@")
+        if text not in cell.label:
+            continue
+        if marker:
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue  # a worker already died for this cell once
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CellWorker:
+    """Runs cells one after another in this process, keeping the engine between same-key cells.
+
+    The serial executor holds one in the caller's process; the ``local`` worker processes and the
+    ``ray`` actors hold one each (``disposable``: the process exists only to run cells, so the
+    test hook :data:`TEST_KILL_ENV` may kill it). ``name`` (e.g. ``gpu1``) is stored in each
+    result's settings as ``worker``, so a cell can be traced to the card that ran it.
+    """
+
+    def __init__(self, name: str | None = None, *, disposable: bool = False) -> None:
+        self.name = name
+        self.disposable = disposable
+        self.cache = EngineCache()
+
+    def run(self, cell: Cell) -> CellResult:
+        """Measure ``cell``; raises :class:`WorkerDied` only when an isolated cell's process died."""
+        if cell.config.threads:
+            torch.set_num_threads(cell.config.threads)
+        if cell.config.isolate:
+            result = run_cell_isolated_once(cell)  # the child honours the test hook itself
+        else:
+            if self.disposable:
+                die_if_test_asks(cell)
+            result = run_cell_inline(cell, self.cache)
+        if self.name:
+            result.settings["worker"] = self.name
+        return result
+
+    def close(self) -> None:
+        self.cache.drop()
+
+
+# ---------------------------------------------------------------- worker processes
+def _protocol_stdout() -> IO[str]:
+    """Keep the real stdout for protocol lines and point fd 1 at stderr, so a library's print
+    cannot corrupt the channel."""
+    sys.stdout.flush()
+    channel = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    return channel
+
+
+def serve(name: str | None = None) -> int:
+    """The ``local`` executor's worker loop.
+
+    Protocol, one JSON object per line: the worker writes ``{"ready": PID}`` once imports are done,
+    then for every ``{"cell": CELL}`` it reads on stdin it writes ``{"result": CELLRESULT}`` (or
+    ``{"died": REASON}`` when an isolated cell's own process died). ``{"stop": true}`` or the end of
+    stdin ends the loop.
+    """
+    channel = _protocol_stdout()
+    worker = CellWorker(name, disposable=True)
+    channel.write(json.dumps({"ready": os.getpid()}) + "\n")
+    try:
+        for line in sys.stdin:
+            message = json.loads(line)
+            if message.get("stop"):
+                break
+            cell = cell_from_message(message["cell"])
+            try:
+                reply: dict[str, Any] = {"result": cell_to_json(worker.run(cell))}
+            except WorkerDied as exc:
+                reply = {"died": str(exc)}
+            channel.write(json.dumps(reply) + "\n")
+    except BrokenPipeError:  # the parent is gone; nothing left to report to
+        pass
+    finally:
+        worker.close()
+    return 0
+
+
+def _serve_and_exit(name: str | None) -> None:
+    """Serve, then leave without interpreter teardown: a worker holds nothing to clean up (the
+    parent writes the store), and unloading torch and diffusers takes 1-2 s per worker."""
+    try:
+        code = serve(name)
+    except BaseException:  # noqa: BLE001 - report it (the parent shows the last line), then leave
+        traceback.print_exc()
+        code = 1
+    sys.stderr.flush()
+    os._exit(code)
+
 
 def main() -> int:
-    from diffprof.config import RunConfig
+    """``--serve [--name NAME]``: the local executor's worker loop (:func:`serve`). Otherwise
+    isolated mode: one cell as JSON on stdin, its CellResult as one JSON line on stdout."""
     from diffprof.profiler.samplers import process_peak_rss
-    from diffprof.suites.base import Cell
-    from diffprof.suites.runner import EngineCache, cell_to_json, run_cell_inline
 
-    data = json.loads(sys.stdin.read())
-    cell = Cell(data["suite"], data["labels"], RunConfig(**data["config"]))
+    if "--serve" in sys.argv[1:]:
+        args = sys.argv[1:]
+        name = args[args.index("--name") + 1] if "--name" in args else None
+        _serve_and_exit(name)
+    cell = cell_from_message(json.loads(sys.stdin.read()))
+    die_if_test_asks(cell)
     if cell.config.threads:
         torch.set_num_threads(cell.config.threads)
     result = run_cell_inline(cell, EngineCache(cell.config.profile_level))
