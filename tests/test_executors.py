@@ -34,7 +34,7 @@ from diffprof.suites.executors import get_executor
 from diffprof.suites.executors.base import DEATHS_PER_CELL, DIED, CellQueue, Deaths, Listener
 from diffprof.suites.executors.local import LocalExecutor, local_slots
 from diffprof.suites.executors.serial import SerialExecutor
-from diffprof.suites.runner import KeyedResult, Runner
+from diffprof.suites.runner import Runner
 from diffprof.suites.worker import TEST_KILL_ENV, WorkerDied, run_cell_isolated, worker_env
 
 #: A small sweep: two schedulers and two memory settings; model_cpu_offload fails on the CPU.
@@ -231,7 +231,7 @@ def test_resume_skips_finished_cells_and_retries_failed_ones(serial_run: tuple[P
         summary = Runner(sweep(), store, console=Console(file=StringIO()), progress=False).run(resume=serial_run[1])
     assert summary.skipped == 3  # the ok cells, whatever settings their results carry
     assert [c.labels for c in summary.cells] == [{"optimization": "model_cpu_offload"}]
-    assert isinstance(summary.cells[0], KeyedResult)
+    assert summary.cells[0].key == summary.cells[0].cell_key  # stored under the requested cell's key
     assert stored(db, serial_run[1]) == expected(sweep())  # the retry replaced the failure
 
 

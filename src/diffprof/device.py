@@ -82,7 +82,7 @@ def measure_peaks(device: torch.device, quick: bool = False) -> DevicePeaks:
     for name, dtype in dtypes.items():
         a = torch.randn(n, n, device=device, dtype=dtype)  # random data: zeros run faster than real work
         b = torch.randn(n, n, device=device, dtype=dtype)
-        seconds = _time(lambda: a @ b, device, 10 if cuda else 3)
+        seconds = _time(lambda a=a, b=b: a @ b, device, 10 if cuda else 3)
         flops[name] = 2 * n**3 / seconds
         del a, b
     size = (1 << 30 if not quick else 1 << 28) if cuda else 1 << 26

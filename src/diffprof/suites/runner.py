@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,7 +23,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from diffprof.config import RunConfig
-from diffprof.results import CellResult, cell_key
+from diffprof.results import CellResult
 from diffprof.suites.base import Cell, expand
 from diffprof.suites.executors import get_executor
 from diffprof.suites.executors.base import Executor, Listener
@@ -57,26 +57,6 @@ class RunSummary:
 
 
 @dataclass
-class KeyedResult(CellResult):
-    """A result stored under the key of the cell that asked for it.
-
-    A measured result's settings are the *effective* ones (resolved precision and weight source,
-    whether the engine was reused, which worker ran it): they differ from the cell's requested
-    settings, and between executors. The stored key must not, or ``--resume`` would rerun finished
-    cells and a retried failure would be stored beside its success.
-    """
-
-    cell_key: str = ""
-
-    @property
-    def key(self) -> str:
-        return self.cell_key or cell_key(self.suite, self.labels, self.settings)
-
-    @classmethod
-    def of(cls, result: CellResult, cell: Cell) -> KeyedResult:
-        return cls(**{f.name: getattr(result, f.name) for f in fields(CellResult)}, cell_key=cell.key)
-
-
 class Runner:
     """Expand the config into cells, run them on the configured executor, store each as it ends.
 
@@ -141,7 +121,10 @@ class Runner:
             board = ProgressBoard(self.console, len(todo), enabled=self.show_progress, per_worker=executor.parallel)
             with board, closing(executor.execute(todo, board)) as results:  # closing it stops the workers
                 for cell, result in results:
-                    stored = KeyedResult.of(result, cell)
+                    # Stored under the *requested* cell's key: measured settings differ from it (and
+                    # between executors), and resume must match what was asked for.
+                    stored = result
+                    stored.cell_key = cell.key
                     stored.id = self.store.add_cell(run_id, stored)
                     board.finished(cell, stored)
                     summary.cells.append(stored)

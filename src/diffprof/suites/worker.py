@@ -62,6 +62,17 @@ class EngineCache:
         self.profile_level = profile_level
         self.key: tuple[Any, ...] | None = None
         self.engine: Engine | None = None
+        self._quality: dict[str | None, Any] = {}
+
+    def quality(self, config: RunConfig) -> Any:
+        """One QualityCache per reference folder for this worker's life: reference solves and
+        CLIP models are shared by every cell that needs them, not recomputed per cell."""
+        from diffprof.suites.measure import QualityCache
+
+        folder = config.reference_cache
+        if folder not in self._quality:
+            self._quality[folder] = QualityCache(folder)
+        return self._quality[folder]
 
     def get(self, cell: Cell) -> tuple[Engine, bool]:
         if self.engine is not None and self.key == cell.engine_key:
@@ -93,7 +104,7 @@ def run_cell_inline(cell: Cell, cache: EngineCache) -> CellResult:
     started = now()
     try:
         engine, reused = cache.get(cell)
-        result = measure_cell(engine, cell, reused_engine=reused)
+        result = measure_cell(engine, cell, reused_engine=reused, quality=cache.quality(cell.config))
         engine.profiler.reset()  # records are summarized into the cell; don't grow without bound
         return result
     except Exception as exc:  # noqa: BLE001 - a cell's failure is data, not a crash
