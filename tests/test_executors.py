@@ -314,3 +314,15 @@ def test_resume_a_killed_local_run_with_serial_runs_every_cell_exactly_once(tmp_
     assert all(after[k] == "ok" for k, status in before.items() if status == "ok")
     with Store(db) as store:
         assert store.get_run(run.id).status == "finished"
+
+
+def test_queue_hands_out_longest_cells_first_within_a_key() -> None:
+    from diffprof.suites.executors.base import CellQueue
+
+    base = RunConfig(model="tiny-sd", width=32, height=32, suites=["steps"], step_counts=[2, 8, 4])
+    cells = expand(base)
+    queue = CellQueue(cells)
+    order = []
+    while (cell := queue.next_for(None)) is not None:
+        order.append(cell.config.steps)
+    assert order == [8, 4, 2]

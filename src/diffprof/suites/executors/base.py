@@ -83,18 +83,27 @@ class Executor(ABC):
         return self.name
 
 
+def estimated_cost(cell: Cell) -> float:
+    """Relative work of a cell: UNet evaluations x latent pixels x images x calls. Only the order
+    matters (for scheduling), so unknown sizes count as 1."""
+    c = cell.config
+    pixels = (c.width or 1) * (c.height or 1)
+    return float(c.steps * pixels * c.batch * (c.repeats + c.warmup))
+
+
 class CellQueue:
     """The cells still to run, handed out so each worker keeps its loaded pipeline.
 
     A worker asking for work gets the next cell of its own engine key when there is one (no
     reload); otherwise the first pending key no other worker holds (spreading model loads); and
     only when every pending key is busy, the key with the most cells left (helping out costs a
-    load but shortens the sweep). Cells of one key keep their sweep order.
+    load but shortens the sweep). Within a key the longest cells go first (longest-processing-time
+    order), so the sweep does not end with one card busy on a long cell while the others idle.
     """
 
     def __init__(self, cells: Sequence[Cell]) -> None:
         self._groups: dict[EngineKey, list[Cell]] = {}
-        for cell in cells:
+        for cell in sorted(cells, key=estimated_cost, reverse=True):  # stable: ties keep sweep order
             self._groups.setdefault(cell.engine_key, []).append(cell)
 
     def __len__(self) -> int:
