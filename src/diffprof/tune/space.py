@@ -21,7 +21,7 @@ DEFAULT_STEPS: tuple[int, ...] = (6, 8, 10, 12, 15, 20, 25, 30, 50)
 #: Optimization sets per device type; ``+`` joins switches. compile's first call is paid in warm-up.
 DEFAULT_OPTIMIZATIONS: dict[str, tuple[str, ...]] = {
     "cpu": ("none", "channels_last"),
-    "cuda": ("none", "channels_last", "channels_last+fuse_qkv", "channels_last+fuse_qkv+compile"),
+    "cuda": ("none", "channels_last+fuse_qkv", "fast"),
 }
 #: Precisions worth trying per device type (fp16 has no fast CPU kernels; fp32 on CUDA is never faster).
 DEFAULT_PRECISIONS: dict[str, tuple[str, ...]] = {"cpu": ("fp32", "bf16"), "cuda": ("fp16", "bf16")}
