@@ -294,10 +294,10 @@ def _cells(cal: Calibration, device: str = "cpu") -> list[CellResult]:
     return cells
 
 
-def store_with(tmp_path, *cals: Calibration, failed: bool = False) -> Store:
+def store_with(tmp_path, *cals: Calibration, failed: bool = False, weights: str = "auto") -> Store:
     store = Store(tmp_path / "cal.db")
     for cal in cals:
-        run = store.create_run("diffprof calibrate", {"suites": ["calibration"], "weights": "auto"}, {})
+        run = store.create_run("diffprof calibrate", {"suites": ["calibration"], "weights": weights}, {})
         for cell in _cells(cal, cal.key.device):
             store.add_cell(run, cell)
         if failed:
@@ -328,6 +328,15 @@ def test_an_uncalibrated_optimization_set_lists_what_is_calibrated(tmp_path, fak
         Estimator.from_store(store, model="tiny-sd", optimize=["vae_slicing"])
     assert "calibrates: tiny-sd on cpu (fp32, optimizations: none)" in err.value.message
     assert "--optimize vae_slicing" in str(err.value.hint)
+
+
+def test_the_command_reuses_the_weights_and_offers_to_derive(tmp_path, fake_arch):
+    store = store_with(tmp_path, make_calibration(CalibrationKey("sd15", "cuda", "fp16")), weights="synthetic")
+    with pytest.raises(StoreError) as err:
+        Estimator.from_store(store, model="sd15", device="cuda", optimize="vae_tiling")
+    assert str(err.value.hint).startswith(f"run: diffprof calibrate --model sd15 --device cuda --precision fp16 --weights synthetic "
+                                          f"--optimize vae_tiling --db {tmp_path / 'cal.db'}")
+    assert "--derive" in str(err.value.hint)
 
 
 def test_from_store_picks_the_calibrated_device_and_precision_and_the_newest_run(tmp_path, fake_arch):

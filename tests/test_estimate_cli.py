@@ -74,3 +74,16 @@ def test_estimate_without_calibration_names_the_command(tmp_path, calibrated, ca
     err = " ".join(capsys.readouterr().err.split())
     assert "no calibration for tiny-sd on cpu (bf16, optimizations: none)" in err
     assert f"diffprof calibrate --model tiny-sd --device cpu --precision bf16 --db {calibrated} --threads 1" in err
+
+
+def test_an_uncalibrated_optimization_is_derived_only_when_asked(calibrated, capsys):
+    args = ["estimate", "--model", "tiny-sd", "--width", "48", "--height", "48", "--batch", "2", "--optimize", "vae_slicing", "--db", calibrated]
+    assert main(args) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--optimize vae_slicing" in err and "--derive" in err
+    assert main([*args, "--derive", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["optimizations"] == "vae_slicing" and data["measured"] is False
+    vae = next(c for c in data["components"] if c["name"] == "vae_decode")
+    assert vae["source"].startswith("modelled") and "2 decoder call(s)" in vae["detail"]
+    assert any("derived from the none calibration" in n for n in data["notes"])

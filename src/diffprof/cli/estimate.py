@@ -112,6 +112,8 @@ def estimate(
     device: str = typer.Option(None, help="cpu or cuda; default: the device the store calibrates this model on."),
     precision: str = typer.Option(None, help="fp32, fp16 or bf16; default: the precision the store calibrates."),
     optimize: list[str] = typer.Option([], "--optimize", "-O", help="Optimization switches, as calibrated (default: none)."),
+    derive: bool = typer.Option(False, "--derive", help="If --optimize was not calibrated, derive it from the calibration without "
+                                "optimizations (activations traced, time per FLOP as calibrated); the output says which parts are modelled."),
     max_memory: float = typer.Option(None, "--max-memory", help="Memory budget in GiB (a '24 GB' GPU has 24 GiB): pick the fastest memory optimizations that fit."),
     headroom: float = typer.Option(0.0, help="GiB the budget must leave free (e.g. ~0.5-1 for the CUDA context, which peak allocated bytes do not count)."),
     run: str = typer.Option(None, help="Fit on this run's cells (id, latest, name) instead of the newest calibration."),
@@ -134,11 +136,19 @@ def estimate(
         raise StoreError(f"results store {db} does not exist, so nothing is calibrated yet",
                          f"run: diffprof calibrate --model {shlex.quote(model)}" + (f" --db {shlex.quote(db)}" if db != RunConfig.default_of("db") else ""))
     store = Store(db)
-    est = Estimator.from_store(store, model=model, device=device, precision=precision, optimize=_split(optimize), run=run)
+    switches = _split(optimize)
+    target: list[str] | None = None
+    try:
+        est = Estimator.from_store(store, model=model, device=device, precision=precision, optimize=switches, run=run)
+    except StoreError:
+        if not (derive and switches):
+            raise
+        est = Estimator.from_store(store, model=model, device=device, precision=precision, optimize=[], run=run)
+        target = switches
     native = est.model.architecture.native_size
     w, h = width or native, height or native
     if max_memory is None:
-        result = est.predict(w, h, steps, batch, guidance)
+        result = est.predict(w, h, steps, batch, guidance, optimize=target)
         if format == "json":
             console.print_json(json.dumps(result.to_dict(), default=str))
         else:

@@ -163,11 +163,16 @@ def _from_run(run: RunInfo, environment: str, any_suite: bool) -> dict[Calibrati
     return out
 
 
-def missing_calibration(key: CalibrationKey, db: str, available: list[CalibrationKey], weights: str | None = None) -> StoreError:
-    """The error for an estimate nothing calibrates: names the exact command that fixes it."""
+def missing_calibration(key: CalibrationKey, db: str, available: dict[CalibrationKey, Calibration], weights: str | None = None) -> StoreError:
+    """The error for an estimate nothing calibrates: names the exact command that fixes it.
+
+    The command reuses the weights of the model's other calibrations (``synthetic`` for a full-size
+    model offline), and says when a calibration of the same device and precision could derive it.
+    """
     near = [k for k in available if k.model == key.model]
     have = f"; {db} calibrates: " + "; ".join(k.describe() for k in near) if near else ""
-    return StoreError(
-        f"no calibration for {key.describe()} in {db}{have}",
-        f"run: {key.command(db, weights)}",
-    )
+    if weights is None and near:
+        weights = available[near[0]].weights
+    base = [k for k in near if (k.device, k.precision) == (key.device, key.precision) and k.optimizations == "none"]
+    derive = " (or add --derive to derive it from the none calibration)" if base and key.optimizations != "none" else ""
+    return StoreError(f"no calibration for {key.describe()} in {db}{have}", f"run: {key.command(db, weights)}{derive}")

@@ -74,7 +74,7 @@ class Estimator:
         prec = _pick_precision(precision, dev, [k for k in mine if k.device == dev])
         key = CalibrationKey(model, dev, prec, label)
         if key not in found:
-            raise missing_calibration(key, getattr(store, "path", "diffprof.db"), list(found), weights)
+            raise missing_calibration(key, getattr(store, "path", "diffprof.db"), found, weights)
         fitted = CostModel.fit(found[key])
         others = {k.optimizations: c for k, c in found.items() if (k.model, k.device, k.precision) == (model, dev, prec)}
         return cls(fitted, others)
