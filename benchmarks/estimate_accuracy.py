@@ -21,11 +21,12 @@ the workload is judged. On a CPU every cell runs in a fresh process (`--isolate`
 no cell's peak carries an earlier, larger cell's memory; on CUDA the allocator's peak is reset per call.
 
 glibc and RSS: by default glibc raises its mmap threshold each time a large block is freed, so later
-blocks come from the heap and stay resident after they are freed; RSS then follows the history of
-allocations more than the live bytes (tiny-sd at 192 px, batch 1: +39 MiB of RSS for 7 MiB of
-activations). With the threshold fixed (``MALLOC_MMAP_THRESHOLD_=65536``, set for the cell processes
-by default here; ``--mmap-threshold default`` leaves glibc alone) freed blocks go back to the system
-and RSS growth follows the live activation bytes the model traces (within a few percent).
+blocks come from the heap and stay resident after they are freed; RSS growth then follows the history
+of allocations more than the live bytes (tiny-sd at 192 px, batch 1: +24 MiB of RSS for 7 MiB of
+activations, at 128 px batch 4 +30 MiB for 12 MiB). ``--mmap-threshold 65536`` fixes the threshold
+for the cell processes: freed blocks go back to the system and RSS growth follows the live tensor
+bytes the model traces, at the price of a fresh, zero-filled mapping per large tensor (calls run
+about 2x slower, so time is best judged without it).
 
 Exit code 1 when a median absolute error exceeds --target (default 25%).
 """
@@ -118,9 +119,9 @@ def main() -> int:
                              "whose activations at 32-96 px (1-4 MiB) are below what RSS resolves")
     parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                         help="a fresh process per cell (default: on for CPU, off for CUDA)")
-    parser.add_argument("--mmap-threshold", default="65536",
-                        help="CPU: glibc MALLOC_MMAP_THRESHOLD_ for the measured processes (default 65536; 'default' leaves glibc's "
-                             "dynamic threshold, under which RSS keeps freed blocks and depends on allocation history)")
+    parser.add_argument("--mmap-threshold", default="default",
+                        help="CPU: glibc MALLOC_MMAP_THRESHOLD_ for the measured processes, e.g. 65536 (RSS then follows live "
+                             "tensor bytes, but every large tensor is a fresh mmap: ~2x slower calls); default: glibc's own")
     parser.add_argument("--db", default=None, help="results store (default: a temporary file)")
     parser.add_argument("--target", type=float, default=0.25, help="largest acceptable median absolute error")
     args = parser.parse_args()
