@@ -189,7 +189,7 @@ def main() -> int:
     load1 = os.getloadavg()[0]
     print_report(args, estimator, rows, cuda, isolate, threads, load0, load1, time.perf_counter() - t0, summary.run_id, held.run_id)
     time_mae = statistics.median(abs(r.time_error) for r in rows)
-    memory_errors = [abs(r.peak_error) for r in rows] if cuda else [abs(e) for r in rows if (e := r.growth_error) is not None]
+    memory_errors = [abs(r.peak_error) for r in rows] if cuda else [abs(g) for r in rows if (g := r.growth_error) is not None]
     return 0 if rows and time_mae <= args.target and memory_errors and statistics.median(memory_errors) <= args.target else 1
 
 
@@ -207,10 +207,13 @@ def print_report(args: argparse.Namespace, est: Estimator, rows: list[Row], cuda
     print(f"- calibration (run {cal_run}): {points}{scaled}, {args.steps} steps, {args.repeats} repeats; held-out cells: run {held_run}; "
           f"{seconds:.0f} s in all")
     s = est.model.summary()
-    print(f"- fitted: step = {fmt_seconds(s['step']['per_step_s'])} + FLOPs at "
-          f"{(s['step']['tflops'] or 0) * 1e3:.3g} GFLOP/s (residual {s['step']['residual']:.1%}); "
-          f"VAE = {fmt_seconds(s['vae_decode']['per_decoder_call_s'])} per decoder call + FLOPs at "
-          f"{(s['vae_decode']['tflops'] or 0) * 1e3:.3g} GFLOP/s (residual {s['vae_decode']['residual']:.1%})"
+    def part(name: str, overhead: str) -> str:
+        d = s[name]
+        combine = "+" if d["overlap"] == 1 else f"(+, overlap k={d['overlap']:g})"
+        return (f"{fmt_seconds(d[overhead])} {combine} FLOPs at {(d['tflops'] or 0) * 1e3:.3g} GFLOP/s "
+                f"(residual {d['residual']:.1%})")
+
+    print(f"- fitted: step = {part('step', 'per_step_s')}; VAE = {part('vae_decode', 'per_decoder_call_s')} (per decoder call)"
           + (f"; peak = {fmt_bytes(s['memory']['baseline_bytes'])} + weights + {s['memory']['activation_factor']:.2f} x traced "
              f"activations (residual {s['memory']['residual']:.1%})" if "memory" in s else ""))
     print()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffprof.estimate.regression import SIGMA_FLOOR, LinearFit, fit_relative, t_quantile
+from diffprof.estimate.regression import SIGMA_FLOOR, LinearFit, OverheadFit, fit_overhead, fit_relative, t_quantile
 
 
 def _design(n: int = 6) -> np.ndarray:
@@ -101,3 +101,49 @@ def test_round_trip_and_t_quantiles():
     assert LinearFit.from_dict(fit.to_dict()) == fit
     assert t_quantile(4) == pytest.approx(2.776, abs=1e-3)
     assert t_quantile(1000) == pytest.approx(1.962, abs=1e-3)
+
+
+# ---------------------------------------------------------------------- overhead (+) throughput
+def _launch_bound(k: float, flops: np.ndarray, overhead: float = 0.025, s_per_flop: float = 5e-14) -> np.ndarray:
+    """A GPU step: launches cost ``overhead``, compute ``s_per_flop``; they overlap as a k-norm."""
+    return (overhead**k + (s_per_flop * flops) ** k) ** (1 / k)
+
+
+def test_additive_costs_keep_the_linear_model():
+    X = _design()
+    y = X @ np.array([0.004, 1 / 8e10])
+    fit = fit_overhead(X, y, ("per_step", "flops"))
+    assert fit.k == 1.0 and fit.coef == pytest.approx((0.004, 1 / 8e10), rel=1e-6)
+    assert fit.loo < 1e-6
+
+
+@pytest.mark.parametrize("k", [2.0, 4.0, 8.0])
+def test_overlapping_costs_are_recognised_and_predicted(k):
+    flops = np.array([1.0, 4.0, 4.0, 9.0, 16.0, 36.0]) * 1e11  # launch-bound at the small end, compute-bound at the large
+    X = np.column_stack([np.ones(6), flops])
+    rng = np.random.default_rng(int(k))
+    y = _launch_bound(k, flops) * (1 + 0.01 * rng.standard_normal(6))
+    fit = fit_overhead(X, y, ("per_step", "flops"))
+    linear = fit_relative(X, y, ("per_step", "flops"))
+    held_out = np.array([2.5e11, 6e11, 12e11, 25e11])
+    truth = _launch_bound(k, held_out)
+    errors = [fit.mean([1.0, f]) / t - 1 for f, t in zip(held_out, truth)]
+    linear_errors = [linear.mean([1.0, f]) / t - 1 for f, t in zip(held_out, truth)]
+    assert fit.k > 1
+    assert max(abs(e) for e in errors) < 0.03
+    assert max(abs(e) for e in linear_errors) > 0.05  # what an additive model would get wrong
+    assert OverheadFit.from_dict(fit.to_dict()) == fit
+
+
+def test_overlap_model_intervals_roughly_cover():
+    flops = np.array([1.0, 4.0, 4.0, 9.0, 16.0, 36.0]) * 1e11
+    X = np.column_stack([np.ones(6), flops])
+    rng = np.random.default_rng(7)
+    hits, trials = 0, 120
+    for _ in range(trials):
+        fit = fit_overhead(X, _launch_bound(4.0, flops) * (1 + 0.03 * rng.standard_normal(6)), ("a", "b"))
+        f0 = rng.uniform(1e11, 36e11)
+        new = float(_launch_bound(4.0, np.array([f0]))[0]) * (1 + 0.03 * rng.standard_normal())
+        low, high = fit.interval([1.0, f0])
+        hits += low <= new <= high
+    assert 0.82 <= hits / trials <= 0.99  # a little under 95%: k is chosen on the same 6 points

@@ -3,14 +3,17 @@
 Time of one call (each part a relative least-squares fit on the calibration points, see
 :mod:`diffprof.estimate.regression`; FLOPs and decoder calls from :mod:`diffprof.estimate.architecture`)::
 
-    text_encode = a_t + FLOPs_text / throughput_t
-    step        = a_s + FLOPs_unet_eval / throughput_s      (x denoising loop iterations)
-    vae_decode  = a_v * decoder_calls + FLOPs_decode / throughput_v
+    text_encode = a_t (+) FLOPs_text / throughput_t
+    step        = a_s (+) FLOPs_unet_eval / throughput_s    (x denoising loop iterations)
+    vae_decode  = a_v * decoder_calls (+) FLOPs_decode / throughput_v
     other       = a_o + b_o * pixels * batch                (set-up, scheduler, post-processing)
     time        = load + text_encode + iterations * step + vae_decode + other
 
 The overheads ``a`` are what makes small workloads launch- or interpreter-bound; ``throughput`` is
-the achieved FLOP/s once they are not. Load time is measured, not modelled.
+the achieved FLOP/s once they are not. ``(+)`` is ``(x^k + y^k)^(1/k)`` with ``k`` chosen per part by
+leave-one-out error: 1 where overhead and compute add up (a CPU), larger where they overlap (a GPU
+computes while the host launches: a small step costs its launches, a large one its FLOPs). Load time
+is measured, not modelled.
 
 Peak memory: a call runs three phases (text encoders, UNet steps, VAE decode); the peak is reached in
 one of them::
@@ -47,7 +50,7 @@ from diffprof.engine.optimizations import Optimizations
 from diffprof.errors import ConfigError
 from diffprof.estimate.architecture import PHASES, Architecture, Features
 from diffprof.estimate.calibration import MEMORY_METRICS, Calibration, CalibrationPoint
-from diffprof.estimate.regression import LinearFit, fit_relative, t_quantile
+from diffprof.estimate.regression import LinearFit, OverheadFit, fit_overhead, fit_relative, t_quantile
 from diffprof.estimate.result import MEASURED, Basis, Component, Estimate, Interval, MemoryPart
 from diffprof.estimate.workload import Workload
 
@@ -101,9 +104,9 @@ class CostModel:
     calibration: Calibration
     architecture: Architecture
     calibrated: Optimizations
-    text: LinearFit
-    step: LinearFit
-    vae: LinearFit
+    text: OverheadFit
+    step: OverheadFit
+    vae: OverheadFit
     other: LinearFit
     memory: LinearFit | None
     load_s: tuple[float, ...]
@@ -135,9 +138,9 @@ class CostModel:
         arch = architecture or Architecture.for_model(key.model)
         opts = Optimizations.parse(key.switches)
         feats = [arch.features(p.workload, key.precision, opts) for p in points]
-        text = fit_relative([_text_row(f) for f in feats], [p.text_s for p in points], ("per_call", "flops"))
-        step = fit_relative([_step_row(f) for f in feats], [p.step_s for p in points], ("per_step", "flops"))
-        vae = fit_relative([_vae_row(f) for f in feats], [p.vae_s for p in points], ("per_decoder_call", "flops"))
+        text = fit_overhead([_text_row(f) for f in feats], [p.text_s for p in points], ("per_call", "flops"))
+        step = fit_overhead([_step_row(f) for f in feats], [p.step_s for p in points], ("per_step", "flops"))
+        vae = fit_overhead([_vae_row(f) for f in feats], [p.vae_s for p in points], ("per_decoder_call", "flops"))
         other = fit_relative([_other_row(f) for f in feats], [max(p.other_s, 1e-6) for p in points], ("per_call", "pixels_x_batch"))
         memory = _fit_memory(points, feats, opts)
         pixels = [p.workload.pixels for p in points]
@@ -203,7 +206,8 @@ class CostModel:
         warnings = self._range_warnings(workload)
         if workload.guided != self.guided:
             notes.append("guidance differs from the calibration's: UNet and text FLOPs and activations account for it")
-        for fit_name, fit in (("step time", self.step), ("VAE time", self.vae), ("peak memory", self.memory)):
+        fits: tuple[tuple[str, LinearFit | OverheadFit | None], ...] = (("step time", self.step), ("VAE time", self.vae), ("peak memory", self.memory))
+        for fit_name, fit in fits:
             if fit is not None and fit.sigma > POOR_FIT:
                 warnings.append(f"the {fit_name} fit is loose (residuals {fit.sigma:.0%}); recalibrate with more repeats")
         if self.calibration.failed:
@@ -300,7 +304,7 @@ class CostModel:
     # ------------------------------------------------------------------ describing
     def summary(self) -> dict[str, Any]:
         """The fitted coefficients in readable units (what ``diffprof calibrate`` prints and saves)."""
-        def throughput(fit: LinearFit) -> float | None:
+        def throughput(fit: OverheadFit) -> float | None:
             c = fit.coef[1]
             return 1 / c / 1e12 if c > 0 else None
 
@@ -309,9 +313,9 @@ class CostModel:
             "run_id": self.calibration.run_id,
             "points": [p.label for p in self.points],
             "load_s": statistics.median(self.load_s),
-            "text_encode": {"per_call_s": self.text.coef[0], "tflops": throughput(self.text), "residual": self.text.sigma},
-            "step": {"per_step_s": self.step.coef[0], "tflops": throughput(self.step), "residual": self.step.sigma},
-            "vae_decode": {"per_decoder_call_s": self.vae.coef[0], "tflops": throughput(self.vae), "residual": self.vae.sigma},
+            "text_encode": {"per_call_s": self.text.coef[0], "tflops": throughput(self.text), "overlap": self.text.k, "residual": self.text.sigma},
+            "step": {"per_step_s": self.step.coef[0], "tflops": throughput(self.step), "overlap": self.step.k, "residual": self.step.sigma},
+            "vae_decode": {"per_decoder_call_s": self.vae.coef[0], "tflops": throughput(self.vae), "overlap": self.vae.k, "residual": self.vae.sigma},
             "other": {"per_call_s": self.other.coef[0], "s_per_megapixel": self.other.coef[1] * 1e6, "residual": self.other.sigma},
             "fits": {name: fit.to_dict() for name, fit in (("text", self.text), ("step", self.step), ("vae", self.vae), ("other", self.other))},
         }

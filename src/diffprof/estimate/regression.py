@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 #: Smallest relative residual spread assumed (1%): the noise of a median of a few timed calls.
@@ -95,10 +96,10 @@ def t_quantile(dof: int, level: float = LEVEL) -> float:
 
 
 def fit_relative(
-    x: Sequence[Sequence[float]],
-    y: Sequence[float],
+    x: ArrayLike,
+    y: ArrayLike,
     names: Sequence[str],
-    offset: Sequence[float] | None = None,
+    offset: ArrayLike | None = None,
     iterations: int = 5,
 ) -> LinearFit:
     """Fit ``y = offset + x @ coef`` minimising relative errors, every coefficient >= 0.
@@ -165,3 +166,143 @@ def _irls(X: np.ndarray, target: np.ndarray, y: np.ndarray, off: np.ndarray, ite
         beta, *_ = np.linalg.lstsq(X * sw[:, None], target * sw, rcond=None)
         mean = np.maximum(np.abs(off + X @ beta), floor)
     return beta
+
+
+# ---------------------------------------------------------------------- overhead and throughput
+#: How overhead and compute combine, tried in turn: 1 = they add (a CPU runs the interpreter, then
+#: the kernels), larger = they overlap (a GPU computes while the host launches the next kernels, so a
+#: small step costs its launches and a large one its FLOPs; 8 is nearly ``max``).
+OVERLAPS = (1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass(frozen=True)
+class OverheadFit:
+    """``y = ((a * m)^k + (c * F)^k)^(1/k)``: overhead ``a`` per call ``m``, ``c`` seconds per FLOP ``F``.
+
+    ``k`` is chosen among :data:`OVERLAPS` by leave-one-out error on the calibration points. For
+    ``k = 1`` this is the linear ``a*m + c*F`` of :func:`fit_relative`; otherwise a nonlinear
+    relative least-squares fit whose interval uses the Jacobian in place of the design matrix
+    (the delta method), with the same Student-t quantile and sigma floor.
+
+    Attributes:
+        names: the two features (``per_step``/``flops``, ``per_decoder_call``/``flops`` ...).
+        k: the overlap exponent.
+        coef: ``(a, c)``.
+        cov: covariance of ``coef``.
+        loo: leave-one-out relative RMS error of the chosen ``k`` (how well it predicts unseen points).
+    """
+
+    names: tuple[str, ...]
+    k: float
+    coef: tuple[float, ...]
+    cov: tuple[tuple[float, ...], ...]
+    sigma: float
+    dof: int
+    n: int
+    max_rel_residual: float = 0.0
+    loo: float = 0.0
+
+    def mean(self, x: Sequence[float], offset: float = 0.0) -> float:
+        return offset + _power_sum(self.coef, x, self.k)
+
+    def gradient(self, x: Sequence[float]) -> np.ndarray:
+        return _power_sum_gradient(self.coef, x, self.k)
+
+    def variance(self, x: Sequence[float], offset: float = 0.0) -> float:
+        g = self.gradient(x)
+        mean = self.mean(x, offset)
+        return float(self.sigma**2 * mean**2 + g @ np.asarray(self.cov) @ g)
+
+    @property
+    def t(self) -> float:
+        return t_quantile(self.dof)
+
+    def interval(self, x: Sequence[float], offset: float = 0.0) -> tuple[float, float]:
+        mean = self.mean(x, offset)
+        half = self.t * math.sqrt(self.variance(x, offset))
+        return max(0.0, mean - half), mean + half
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"names": list(self.names), "k": self.k, "coef": list(self.coef), "cov": [list(r) for r in self.cov], "sigma": self.sigma,
+                "dof": self.dof, "n": self.n, "max_rel_residual": self.max_rel_residual, "loo": self.loo}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OverheadFit:
+        return cls(tuple(data["names"]), data["k"], tuple(data["coef"]), tuple(tuple(r) for r in data["cov"]), data["sigma"],
+                   data["dof"], data["n"], data.get("max_rel_residual", 0.0), data.get("loo", 0.0))
+
+
+def fit_overhead(x: ArrayLike, y: ArrayLike, names: Sequence[str], overlaps: Sequence[float] = OVERLAPS) -> OverheadFit:
+    """Fit ``((a*m)^k + (c*F)^k)^(1/k)`` on rows ``[m, F]`` for each ``k``; keep the best by leave-one-out."""
+    X = np.asarray(x, dtype=float)
+    Y = np.asarray(y, dtype=float)
+    candidates = []
+    for k in overlaps:
+        fit = _fit_power_sum(X, Y, names, k)
+        if fit is None:
+            continue
+        candidates.append((_loo_error(X, Y, names, k), k, fit))
+    if not candidates:
+        raise ValueError("no overhead model could be fitted")
+    loo, _, best = min(candidates, key=lambda c: (round(c[0], 6), c[1]))
+    return OverheadFit(best.names, best.k, best.coef, best.cov, best.sigma, best.dof, best.n, best.max_rel_residual, loo)
+
+
+def _fit_power_sum(X: np.ndarray, Y: np.ndarray, names: Sequence[str], k: float) -> OverheadFit | None:
+    linear = fit_relative(X, Y, names)
+    if k == 1.0:
+        return OverheadFit(tuple(names), 1.0, linear.coef, linear.cov, linear.sigma, linear.dof, linear.n, linear.max_rel_residual)
+    if len(Y) < 3 or min(linear.coef) <= 0:
+        return None  # one of overhead or throughput is not supported by the data: nothing to combine
+    from scipy.optimize import least_squares
+
+    start = np.asarray(linear.coef)
+
+    def residuals(theta: np.ndarray) -> np.ndarray:  # coefficients as log-factors of the linear fit's: positive, well scaled
+        coef = start * np.exp(theta)
+        return np.array([_power_sum(coef, row, k) for row in X]) / Y - 1
+
+    solution = least_squares(residuals, np.zeros(2), bounds=(-5.0, 5.0), method="trf")
+    coef = start * np.exp(solution.x)
+    pred = np.array([_power_sum(coef, row, k) for row in X])
+    rel = (Y - pred) / pred
+    n = len(Y)
+    dof = n - 2
+    sigma = max(math.sqrt(float(rel @ rel) / dof) if dof > 0 else 0.0, SIGMA_FLOOR)
+    J = np.array([_power_sum_gradient(coef, row, k) / p for row, p in zip(X, pred)])
+    cov = sigma**2 * np.linalg.pinv(J.T @ J)
+    return OverheadFit(tuple(names), float(k), tuple(float(c) for c in coef), tuple(tuple(float(v) for v in r) for r in cov),
+                       sigma, dof, n, float(np.max(np.abs(rel))))
+
+
+def _loo_error(X: np.ndarray, Y: np.ndarray, names: Sequence[str], k: float) -> float:
+    errors = []
+    for i in range(len(Y)):
+        keep = np.arange(len(Y)) != i
+        fit = _fit_power_sum(X[keep], Y[keep], names, k)
+        if fit is None:
+            return math.inf
+        errors.append(fit.mean(X[i]) / Y[i] - 1)
+    return float(np.sqrt(np.mean(np.square(errors))))
+
+
+def _power_sum(coef: Sequence[float], x: Sequence[float], k: float) -> float:
+    u, v = coef[0] * x[0], coef[1] * x[1]
+    if k == 1.0:
+        return float(u + v)
+    top = max(u, v)
+    if top <= 0:
+        return 0.0
+    return float(top * ((u / top) ** k + (v / top) ** k) ** (1 / k))
+
+
+def _power_sum_gradient(coef: Sequence[float], x: Sequence[float], k: float) -> np.ndarray:
+    """d/d(a, c) of the power sum (for k = 1 simply the features)."""
+    if k == 1.0:
+        return np.asarray(x, dtype=float)
+    f = _power_sum(coef, x, k)
+    if f <= 0:
+        return np.zeros(2)
+    u, v = coef[0] * x[0], coef[1] * x[1]
+    # d f / d u = (u / f)^(k-1); d u / d a = m
+    return np.array([(u / f) ** (k - 1) * x[0] if u > 0 else 0.0, (v / f) ** (k - 1) * x[1] if v > 0 else 0.0])

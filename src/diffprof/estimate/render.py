@@ -102,11 +102,15 @@ def calibration_view(model: CostModel) -> Group:
     def tf(v: float | None) -> str:
         return f"{v * 1e3:.3g} GFLOP/s" if v is not None else "-"
 
-    lines.append(Text(
-        f"step = {fmt_seconds(s['step']['per_step_s'])} + FLOPs at {tf(s['step']['tflops'])} (residual {s['step']['residual']:.1%}); "
-        f"VAE = {fmt_seconds(s['vae_decode']['per_decoder_call_s'])} per decoder call + FLOPs at {tf(s['vae_decode']['tflops'])} "
-        f"(residual {s['vae_decode']['residual']:.1%}); text = {fmt_seconds(s['text_encode']['per_call_s'])} + FLOPs at "
-        f"{tf(s['text_encode']['tflops'])}; load {fmt_seconds(s['load_s'])}"))
+    def part(name: str, overhead: str, unit: str) -> str:
+        d = s[name]
+        combine = "+" if d["overlap"] == 1 else f"(+)k={d['overlap']:g}"
+        return f"{fmt_seconds(d[overhead])}{unit} {combine} FLOPs at {tf(d['tflops'])} (residual {d['residual']:.1%})"
+
+    lines.append(Text(f"step = {part('step', 'per_step_s', '')}; VAE = {part('vae_decode', 'per_decoder_call_s', ' per decoder call')}; "
+                      f"text = {part('text_encode', 'per_call_s', '')}; load {fmt_seconds(s['load_s'])}"))
+    if any(s[n]["overlap"] != 1 for n in ("step", "vae_decode", "text_encode")):
+        lines.append(Text("(+)k: overhead and compute overlap, (a^k + b^k)^(1/k), as on a GPU that computes while the host launches", style="dim"))
     if "memory" in s:
         m = s["memory"]
         lines.append(Text(f"peak {MEMORY_METRICS.get(key.device)} = baseline {fmt_bytes(m['baseline_bytes'])} + weights + "
