@@ -2,6 +2,7 @@
 
 from diffprof.suites import (  # noqa: F401  (register)
     batch,
+    calibration,
     generation,
     guidance,
     memory,

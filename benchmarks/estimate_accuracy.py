@@ -1,0 +1,259 @@
+"""Accuracy of `diffprof estimate`: calibrate on <= 6 points, predict held-out workloads, measure them.
+
+    python benchmarks/estimate_accuracy.py                                  # tiny-sd, CPU, 1 thread
+    python benchmarks/estimate_accuracy.py --model sd15 --weights synthetic --device cuda --precision fp16
+    python benchmarks/estimate_accuracy.py --model sdxl --weights synthetic --device cuda --precision fp16
+
+1. Calibrate: the `calibration` suite (3 sizes x 2 batches, 4 steps), stored as a normal run, exactly
+   what `diffprof calibrate` records.
+2. Predict 8 held-out workloads (other sizes, aspect ratios, batches and step counts; inside the
+   calibrated size and batch range) with `Estimator.from_store`.
+3. Measure them (stored as a `generation` run) and print a markdown table of predicted vs measured.
+
+Time is one call on a loaded pipeline (`s_per_call`, median of the repeats); load time is measured by
+the calibration, not modelled, so it is left out of the comparison. Peak memory is
+`peak_allocated_bytes` on CUDA. On a CPU it is the process's peak resident set (`host_peak_rss_bytes`):
+the Python/torch runtime, the weights and the activations. The runtime is most of it for a tiny
+model, so the CPU table also compares the *growth* of the peak over the smallest calibration point
+(its 0.5x native size, batch 1 measured again beside the held-out cells): both sides are differences
+of like measurements, so the constant runtime and weights cancel and only the part that depends on
+the workload is judged. On a CPU every cell runs in a fresh process (`--isolate`, default there), so
+no cell's peak carries an earlier, larger cell's memory; on CUDA the allocator's peak is reset per call.
+
+glibc and RSS: by default glibc raises its mmap threshold each time a large block is freed, so later
+blocks come from the heap and stay resident after they are freed; RSS growth then follows the history
+of allocations more than the live bytes (tiny-sd at 192 px, batch 1: +24 MiB of RSS for 7 MiB of
+activations, at 128 px batch 4 +30 MiB for 12 MiB). ``--mmap-threshold 65536`` fixes the threshold
+for the cell processes: freed blocks go back to the system and RSS growth follows the live tensor
+bytes the model traces, at the price of a fresh, zero-filled mapping per large tensor (calls run
+about 2x slower, so time is best judged without it).
+
+Exit code 1 when a median absolute error exceeds --target (default 25%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from diffprof.config import RunConfig
+from diffprof.estimate import Estimate, Estimator
+from diffprof.results import CellResult
+from diffprof.store import Store
+from diffprof.suites.base import Cell
+from diffprof.suites.calibration import plan
+from diffprof.suites.runner import Runner
+from diffprof.units import fmt_bytes, fmt_seconds
+
+#: Held-out workloads: (width, height) as fractions of the native size, batch, steps.
+HELD_OUT: tuple[tuple[float, float, int, int], ...] = (
+    (0.75, 0.75, 2, 10),
+    (1.25, 1.25, 1, 8),
+    (1.0, 1.0, 3, 12),
+    (1.5, 1.0, 2, 6),
+    (0.625, 0.625, 4, 20),
+    (1.375, 1.375, 3, 5),
+    (1.125, 1.125, 2, 15),
+    (0.875, 1.5, 1, 25),
+)
+
+
+@dataclass
+class Row:
+    label: str
+    predicted: Estimate
+    measured_s: float
+    measured_peak: float
+    growth_measured: float | None = None
+    growth_predicted: float | None = None
+
+    @property
+    def time_error(self) -> float:
+        return self.predicted.call_s / self.measured_s - 1
+
+    @property
+    def peak_error(self) -> float:
+        return self.predicted.peak_bytes / self.measured_peak - 1
+
+    @property
+    def growth_error(self) -> float | None:
+        if self.growth_measured is None or self.growth_predicted is None or self.growth_measured <= 0:
+            return None
+        return self.growth_predicted / self.growth_measured - 1
+
+
+class CellsRunner(Runner):
+    """A Runner over a fixed list of cells (the held-out workloads) instead of the config's suites."""
+
+    def __init__(self, cells: list[Cell], *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._cells = cells
+
+    def cells(self) -> list[Cell]:
+        return self._cells
+
+
+def snap(value: float) -> int:
+    return max(16, round(value / 8) * 8)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny-sd")
+    parser.add_argument("--weights", default="auto")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 on CPU)")
+    parser.add_argument("--steps", type=int, default=4, help="denoising steps of the calibration calls")
+    parser.add_argument("--repeats", type=int, default=3, help="measured calls per cell")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiply the calibration plan's sizes (and the held-out sizes) by this; e.g. 2 for tiny-sd on a CPU, "
+                             "whose activations at 32-96 px (1-4 MiB) are below what RSS resolves")
+    parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
+                        help="a fresh process per cell (default: on for CPU, off for CUDA)")
+    parser.add_argument("--mmap-threshold", default="default",
+                        help="CPU: glibc MALLOC_MMAP_THRESHOLD_ for the measured processes, e.g. 65536 (RSS then follows live "
+                             "tensor bytes, but every large tensor is a fresh mmap: ~2x slower calls); default: glibc's own")
+    parser.add_argument("--db", default=None, help="results store (default: a temporary file)")
+    parser.add_argument("--target", type=float, default=0.25, help="largest acceptable median absolute error")
+    args = parser.parse_args()
+    cuda = args.device.startswith("cuda")
+    threads = args.threads if args.threads is not None else (None if cuda else 1)
+    if threads:
+        torch.set_num_threads(threads)
+    isolate = (not cuda) if args.isolate is None else args.isolate
+    if not cuda and args.mmap_threshold != "default":
+        if not isolate:
+            parser.error("--mmap-threshold needs --isolate: glibc reads it when a process starts")
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = str(int(args.mmap_threshold))  # read by each fresh cell process
+    db = args.db or str(Path(tempfile.mkdtemp(prefix="diffprof-estimate-")) / "estimate.db")
+    base = {"model": args.model, "weights": args.weights, "device": args.device, "precision": args.precision, "threads": threads,
+            "repeats": args.repeats, "warmup": 1, "isolate": isolate, "db": db, "report": None}
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+
+    # 1. Calibrate (what `diffprof calibrate` does).
+    store = Store(db)
+    calibration = RunConfig.from_mapping({**base, "suites": ["calibration"], "steps": args.steps})
+    if args.scale != 1.0:
+        sizes = sorted({(w, h) for w, h, _ in plan(calibration)})
+        resolutions = [f"{snap(w * args.scale)}x{snap(h * args.scale)}" for w, h in sizes]
+        calibration = RunConfig.from_mapping({"resolutions": resolutions}, base=calibration)
+    summary = Runner(calibration, store, command="benchmarks/estimate_accuracy.py (calibration)", progress=False).run()
+    if summary.ok < 3:
+        print(f"calibration failed: {summary.ok} cell(s) ok", file=sys.stderr)
+        return 2
+    estimator = Estimator.from_store(store, model=args.model, device=args.device, precision=None if args.precision == "auto" else args.precision,
+                                     run=summary.run_id)
+    native = estimator.model.architecture.native_size
+    smallest = min(estimator.model.points, key=lambda p: (p.workload.pixels * p.workload.batch))
+    # HELD_OUT is written for a plan of 0.5x-1.5x native, batches 1-4; scale it into the plan actually run.
+    scale = max(max(p.workload.width, p.workload.height) for p in estimator.model.points) / (1.5 * native)
+    max_batch = estimator.model.batch_range[1]
+
+    # 2. Held-out workloads (and the smallest calibration point again, as the CPU growth reference).
+    workloads = [(snap(fw * native * scale), snap(fh * native * scale), min(b, max_batch), s) for fw, fh, b, s in HELD_OUT]
+    reference = (smallest.workload.width, smallest.workload.height, smallest.workload.batch, args.steps)
+    cells = []
+    for w, h, b, s in [*workloads, reference]:
+        config = RunConfig.from_mapping({**base, "suites": ["generation"], "width": w, "height": h, "batch": b, "steps": s})
+        cells.append(Cell("generation", {"width": w, "height": h, "batch": b, "steps": s}, config))
+    held = CellsRunner(cells, RunConfig.from_mapping({**base, "suites": ["generation"]}), store,
+                       command="benchmarks/estimate_accuracy.py (held-out)", progress=False).run()
+    measured = {(c.labels["width"], c.labels["height"], c.labels["batch"], c.labels["steps"]): c for c in held.cells}
+    metric = "peak_allocated_bytes" if cuda else "host_peak_rss_bytes"
+
+    # 3. Compare.
+    ref_cell = measured.get(reference)
+    ref_pred = estimator.predict(reference[0], reference[1], reference[3], reference[2])
+    rows: list[Row] = []
+    for w, h, b, s in workloads:
+        cell: CellResult | None = measured.get((w, h, b, s))
+        if cell is None or not cell.ok:
+            print(f"held-out {w}x{h} b{b} {s} steps failed: {cell.error if cell else 'missing'}", file=sys.stderr)
+            continue
+        e = estimator.predict(w, h, s, b)
+        row = Row(f"{w}x{h}, batch {b}, {s} steps", e, cell.metrics["s_per_call"], cell.metrics[metric])
+        if not cuda and ref_cell is not None and ref_cell.ok:
+            row.growth_measured = cell.metrics[metric] - ref_cell.metrics[metric]
+            row.growth_predicted = e.peak_bytes - ref_pred.peak_bytes
+        rows.append(row)
+    load1 = os.getloadavg()[0]
+    print_report(args, estimator, rows, cuda, isolate, threads, load0, load1, time.perf_counter() - t0, summary.run_id, held.run_id)
+    time_mae = statistics.median(abs(r.time_error) for r in rows)
+    memory_errors = [abs(r.peak_error) for r in rows] if cuda else [abs(g) for r in rows if (g := r.growth_error) is not None]
+    return 0 if rows and time_mae <= args.target and memory_errors and statistics.median(memory_errors) <= args.target else 1
+
+
+def print_report(args: argparse.Namespace, est: Estimator, rows: list[Row], cuda: bool, isolate: bool, threads: int | None,
+                 load0: float, load1: float, seconds: float, cal_run: int, held_run: int) -> None:
+    key = est.key
+    env = est.model.calibration.environment
+    points = ", ".join(p.label for p in est.model.points)
+    print(f"### {key.model} ({args.weights} weights) on {key.device}, {key.precision}: calibrated on {len(est.model.points)} points\n")
+    malloc = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    allocator = "" if cuda else (f"; glibc MALLOC_MMAP_THRESHOLD_={malloc}" if malloc else "; glibc's default (dynamic) mmap threshold")
+    print(f"- machine: {env}; torch threads {threads or torch.get_num_threads()}; "
+          f"load average {load0:.1f} at start, {load1:.1f} at end; {'a fresh process per cell' if isolate else 'one process'}{allocator}")
+    scaled = f" (the default plan's sizes x {args.scale:g})" if args.scale != 1.0 else ""
+    print(f"- calibration (run {cal_run}): {points}{scaled}, {args.steps} steps, {args.repeats} repeats; held-out cells: run {held_run}; "
+          f"{seconds:.0f} s in all")
+    s = est.model.summary()
+    def part(name: str, overhead: str) -> str:
+        d = s[name]
+        combine = "+" if d["overlap"] == 1 else f"(+, overlap k={d['overlap']:g})"
+        return (f"{fmt_seconds(d[overhead])} {combine} FLOPs at {(d['tflops'] or 0) * 1e3:.3g} GFLOP/s "
+                f"(residual {d['residual']:.1%})")
+
+    print(f"- fitted: step = {part('step', 'per_step_s')}; VAE = {part('vae_decode', 'per_decoder_call_s')} (per decoder call)"
+          + (f"; peak = {fmt_bytes(s['memory']['baseline_bytes'])} + weights + {s['memory']['activation_factor']:.2f} x traced "
+             f"activations (residual {s['memory']['residual']:.1%})" if "memory" in s else ""))
+    print()
+    peak_name = "peak allocated" if cuda else "peak RSS"
+    header = ["held-out workload", "time measured", "time predicted (95% interval)", "error",
+              f"{peak_name} measured", f"{peak_name} predicted (95% interval)", "error"]
+    if not cuda:
+        header += ["RSS growth measured", "growth predicted", "error"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+    for r in rows:
+        e = r.predicted
+        cells = [
+            r.label,
+            fmt_seconds(r.measured_s),
+            f"{fmt_seconds(e.call_s)} ({fmt_seconds(e.call_interval.low)}–{fmt_seconds(e.call_interval.high)})",
+            f"{r.time_error:+.1%}" + ("" if e.call_interval.contains(r.measured_s) else " *"),
+            fmt_bytes(r.measured_peak),
+            f"{fmt_bytes(e.peak_bytes)} ({fmt_bytes(e.peak_interval.low)}–{fmt_bytes(e.peak_interval.high)})",
+            f"{r.peak_error:+.1%}" + ("" if e.peak_interval.contains(r.measured_peak) else " *"),
+        ]
+        if not cuda:
+            ge = r.growth_error
+            cells += [fmt_bytes(r.growth_measured), fmt_bytes(r.growth_predicted), "-" if ge is None else f"{ge:+.1%}"]
+        print("| " + " | ".join(cells) + " |")
+    print()
+    times = [abs(r.time_error) for r in rows]
+    peaks = [abs(r.peak_error) for r in rows]
+    time_in = sum(r.predicted.call_interval.contains(r.measured_s) for r in rows)
+    peak_in = sum(r.predicted.peak_interval.contains(r.measured_peak) for r in rows)
+    print(f"- time: median absolute error {statistics.median(times):.1%}, max {max(times):.1%}; "
+          f"{time_in}/{len(rows)} measurements inside the 95% interval")
+    print(f"- {peak_name}: median absolute error {statistics.median(peaks):.1%}, max {max(peaks):.1%}; "
+          f"{peak_in}/{len(rows)} inside the 95% interval")
+    growth = [abs(g) for r in rows if (g := r.growth_error) is not None]
+    if growth:
+        print(f"- RSS growth over the smallest calibration point: median absolute error {statistics.median(growth):.1%}, "
+              f"max {max(growth):.1%}")
+    print("- `*`: the measurement fell outside the prediction interval")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""`diffprof calibrate` and `diffprof estimate`: plan hardware before running (issue #6).
+
+`calibrate` measures the `calibration` suite (3 sizes x 2 batches, few steps) into the store as an
+ordinary run and prints the fitted cost model; `estimate` predicts time and peak memory of any size,
+batch and step count from it, and with `--max-memory` picks the fastest memory optimizations that fit.
+
+Exit codes: 0 ok; 1 `estimate --max-memory` found nothing that fits; 2 bad input or no calibration
+(the hint is the `diffprof calibrate` command to run); 3 some calibration cells failed.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from diffprof.cli.app import app, console, err_console
+from diffprof.config import RunConfig
+
+H = RunConfig.help_for
+GIB = 2**30
+CELLS_FAILED = 3
+NOTHING_FITS = 1
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+@app.command()
+def calibrate(
+    model: str = typer.Option(RunConfig.default_of("model"), help=H("model")),
+    weights: str = typer.Option("auto", help=H("weights")),
+    device: str = typer.Option("auto", help=H("device")),
+    precision: str = typer.Option("auto", help=H("precision")),
+    optimize: list[str] = typer.Option([], "--optimize", "-O", help=H("optimize") + " Repeat or comma-separate."),
+    steps: int = typer.Option(4, help="Denoising steps per calibration call (step time is per step, so few suffice)."),
+    repeats: int = typer.Option(3, help=H("repeats")),
+    warmup: int = typer.Option(1, help=H("warmup")),
+    resolutions: list[str] = typer.Option(None, help="Sizes to calibrate, WxH, comma-separated (default: 0.5x, 1x, 1.5x native; tiny models 32-96 px)."),
+    batch_sizes: list[str] = typer.Option(None, "--batch-sizes", help="Batches to calibrate (default: 1 and 4; 1 and 2 for a full-size model on a CPU)."),
+    isolate: bool = typer.Option(False, "--isolate/--no-isolate", help=H("isolate")),
+    threads: int = typer.Option(None, help=H("threads")),
+    db: str = typer.Option(RunConfig.default_of("db"), help=H("db")),
+    out: Path = typer.Option(None, "--out", help="Also write the fitted model (coefficients, residuals) as JSON here."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Measure the few points a cost model needs and store them; print the fitted model.
+
+    Then `diffprof estimate --model M --width W --height H --steps N --batch B` predicts any workload.
+    Example: `diffprof calibrate --model sdxl --weights synthetic --device cuda --precision fp16`.
+    """
+    from diffprof.errors import ConfigError
+    from diffprof.estimate.calibration import calibrations
+    from diffprof.estimate.model import CostModel
+    from diffprof.estimate.render import calibration_view
+    from diffprof.store import Store
+    from diffprof.suites.runner import Runner
+
+    overrides: dict[str, Any] = {
+        "model": model, "weights": weights, "device": device, "precision": precision, "optimize": _split(optimize),
+        "suites": ["calibration"], "steps": steps, "repeats": repeats, "warmup": warmup, "isolate": isolate,
+        "threads": threads, "db": db, "report": None,
+    }
+    if resolutions:
+        overrides["resolutions"] = _split(resolutions)
+    if batch_sizes:
+        try:
+            overrides["batch_sizes"] = [int(b) for b in _split(batch_sizes)]
+        except ValueError as exc:
+            raise ConfigError(f"--batch-sizes takes whole numbers, got {', '.join(_split(batch_sizes))}") from exc
+    cfg = RunConfig.from_mapping({k: v for k, v in overrides.items() if v is not None})
+    store = Store(cfg.db)
+    # Cells call gc.collect() before measuring; with torch and diffusers loaded that walks ~10^6
+    # long-lived objects (~0.5 s each time). Freezing them keeps the collections and the results.
+    gc.freeze()
+    command = "diffprof " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["calibrate"] else "diffprof calibrate"
+    summary = Runner(cfg, store, command=command, console=err_console, progress=progress).run()
+    err_console.print(f"calibration run {summary.run_id}: {summary.ok} cell(s) ok, {summary.failed} failed, {summary.seconds:.1f} s", highlight=False)
+    found = calibrations(store, run=summary.run_id)
+    if not found:
+        raise ConfigError(f"calibration run {summary.run_id} measured nothing usable: every cell failed",
+                          "see the errors above; `diffprof show` lists them")
+    for key, cal in found.items():
+        fitted = CostModel.fit(cal)
+        console.print(calibration_view(fitted))
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(fitted.summary(), indent=2, default=str))
+            console.print(f"wrote the fitted model to {out}", highlight=False)
+        console.print(f"next: diffprof estimate --model {shlex.quote(key.model)} --device {key.device} --precision {key.precision}"
+                      + (f" --optimize {','.join(key.switches)}" if key.switches else "")
+                      + (f" --db {shlex.quote(cfg.db)}" if cfg.db != RunConfig.default_of("db") else "")
+                      + " --width W --height H --steps N --batch B", highlight=False)
+    if summary.failed:
+        raise typer.Exit(CELLS_FAILED)
+
+
+@app.command()
+def estimate(
+    model: str = typer.Option(RunConfig.default_of("model"), help=H("model")),
+    width: int = typer.Option(None, help="Image width in pixels; default: the model's native size."),
+    height: int = typer.Option(None, help="Image height in pixels; default: the model's native size."),
+    steps: int = typer.Option(20, help=H("steps")),
+    batch: int = typer.Option(1, help=H("batch")),
+    guidance: float = typer.Option(None, help="Guidance scale (<= 1: no classifier-free guidance); default: as calibrated."),
+    device: str = typer.Option(None, help="cpu or cuda; default: the device the store calibrates this model on."),
+    precision: str = typer.Option(None, help="fp32, fp16 or bf16; default: the precision the store calibrates."),
+    optimize: list[str] = typer.Option([], "--optimize", "-O", help="Optimization switches, as calibrated (default: none)."),
+    derive: bool = typer.Option(False, "--derive", help="If --optimize was not calibrated, derive it from the calibration without "
+                                "optimizations (activations traced, time per FLOP as calibrated); the output says which parts are modelled."),
+    max_memory: float = typer.Option(None, "--max-memory", help="Memory budget in GiB (a '24 GB' GPU has 24 GiB): pick the fastest memory optimizations that fit."),
+    headroom: float = typer.Option(0.0, help="GiB the budget must leave free (e.g. ~0.5-1 for the CUDA context, which peak allocated bytes do not count)."),
+    run: str = typer.Option(None, help="Fit on this run's cells (id, latest, name) instead of the newest calibration."),
+    db: str = typer.Option(RunConfig.default_of("db"), help=H("db")),
+    format: str = typer.Option("console", "--format", help="console or json."),
+) -> None:
+    """Predict time and peak memory of a generation from a calibration, with 95% intervals.
+
+    Examples: `diffprof estimate --model sdxl --width 1536 --height 1536 --batch 4 --steps 30`;
+    `diffprof estimate --model sdxl --width 1536 --height 1536 --batch 4 --max-memory 24`.
+    """
+    from diffprof.errors import ConfigError, StoreError
+    from diffprof.estimate import Estimator
+    from diffprof.estimate.render import budget_view, estimate_view
+    from diffprof.store import Store
+
+    if format not in ("console", "json"):
+        raise ConfigError(f"unknown format {format!r}", "use console or json")
+    if not Path(db).is_file():
+        raise StoreError(f"results store {db} does not exist, so nothing is calibrated yet",
+                         f"run: diffprof calibrate --model {shlex.quote(model)}" + (f" --db {shlex.quote(db)}" if db != RunConfig.default_of("db") else ""))
+    store = Store(db)
+    switches = _split(optimize)
+    target: list[str] | None = None
+    try:
+        est = Estimator.from_store(store, model=model, device=device, precision=precision, optimize=switches, run=run)
+    except StoreError:
+        if not (derive and switches):
+            raise
+        est = Estimator.from_store(store, model=model, device=device, precision=precision, optimize=[], run=run)
+        target = switches
+    native = est.model.architecture.native_size
+    w, h = width or native, height or native
+    if max_memory is None:
+        result = est.predict(w, h, steps, batch, guidance, optimize=target)
+        if format == "json":
+            console.print_json(json.dumps(result.to_dict(), default=str))
+        else:
+            console.print(estimate_view(result))
+        return
+    if max_memory <= 0:
+        raise ConfigError(f"--max-memory must be positive, got {max_memory}", "give the budget in GiB, e.g. --max-memory 24")
+    answer = est.fit_budget(max_memory * GIB, w, h, steps, batch, guidance, headroom_bytes=headroom * GIB)
+    if format == "json":
+        console.print_json(json.dumps(answer.to_dict(), default=str))
+    else:
+        console.print(budget_view(answer))
+    if not answer.fits:
+        raise typer.Exit(NOTHING_FITS)

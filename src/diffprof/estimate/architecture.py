@@ -1,0 +1,282 @@
+"""A model's architecture on the meta device: what a workload costs it, before anything runs.
+
+The cost model is fitted on a handful of measured points, but it predicts through quantities that
+follow from the architecture alone, for any size, batch and optimization set:
+
+- FLOPs per phase (text encoding, one UNet evaluation, VAE decode), counted by
+  :mod:`diffprof.flops`; step time is fitted as overhead + FLOPs / throughput.
+- activation bytes per phase, traced by :mod:`diffprof.estimate.activations` with the memory
+  switches applied to the meta modules (VAE slicing and tiling, attention slicing, eager attention);
+- weight bytes per component and the largest single layer (what offload modes keep resident);
+- how many times the VAE decoder runs (tiles x slices), a per-call overhead that tiling multiplies.
+
+Everything is cached per (size, batch, guidance, switches): tracing SDXL takes about a second.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from torch import nn
+
+from diffprof.engine.optimizations import DTYPES, Optimizations
+from diffprof.errors import ModelError
+from diffprof.estimate.activations import trace_memory
+from diffprof.estimate.workload import Workload
+
+_META = torch.device("meta")
+#: Phases of a txt2img call, in the order they run.
+PHASES = ("text", "unet", "vae")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What one phase of a call costs, independent of the machine.
+
+    Attributes:
+        flops: floating-point operations of one run of the phase (one UNet evaluation for ``unet``).
+        activation_bytes: largest number of activation bytes alive at once (traced on meta).
+        weight_bytes: bytes of the weights this phase uses.
+        calls: forward calls of the phase's module per run (VAE decoder: one per tile and slice).
+    """
+
+    flops: float
+    activation_bytes: float
+    weight_bytes: float
+    calls: int = 1
+
+
+@dataclass(frozen=True)
+class Features:
+    """Machine-independent cost of one workload under one optimization set."""
+
+    text: Phase
+    unet: Phase
+    vae: Phase
+    pixels: int
+    batch: int
+    largest_layer_bytes: float
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.text.weight_bytes + self.unet.weight_bytes + self.vae.weight_bytes
+
+    def phase(self, name: str) -> Phase:
+        return {"text": self.text, "unet": self.unet, "vae": self.vae}[name]
+
+
+class Architecture:
+    """The weighted modules of a model (UNet, VAE, text encoders) on the meta device."""
+
+    def __init__(self, name: str, modules: dict[str, Any], native_size: int) -> None:
+        self.name = name
+        self.native_size = native_size
+        self._fp32 = modules
+        self._by_dtype: dict[torch.dtype, dict[str, Any]] = {torch.float32: modules}
+        self._phase_cache: dict[tuple[Any, ...], Any] = {}
+        self._bytes: dict[str, dict[str, float]] = {}
+        self._largest: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def for_model(cls, model: str) -> Architecture:
+        """The architecture of a preset (``sd15``, ``tiny-sd``) or of a local diffusers folder."""
+        return _architecture(model)
+
+    def modules(self, precision: str) -> dict[str, Any]:
+        dtype = DTYPES[precision]
+        if dtype not in self._by_dtype:
+            self._by_dtype[dtype] = {name: _meta_cast(m, dtype) for name, m in self._fp32.items()}
+        return self._by_dtype[dtype]
+
+    @property
+    def text_encoders(self) -> list[str]:
+        return [n for n in ("text_encoder", "text_encoder_2") if n in self._fp32]
+
+    def vae_precision(self, precision: str) -> str:
+        """SDXL pipelines decode in fp32 when the VAE is fp16 and its config says ``force_upcast``."""
+        vae = self._fp32["vae"]
+        if precision == "fp16" and "text_encoder_2" in self._fp32 and getattr(vae.config, "force_upcast", False):
+            return "fp32"
+        return precision
+
+    @property
+    def vae_scale(self) -> int:
+        return 2 ** (len(self._fp32["vae"].config.block_out_channels) - 1)
+
+    # ------------------------------------------------------------------ weights
+    def component_bytes(self, precision: str) -> dict[str, float]:
+        """Bytes of each component's parameters and buffers in ``precision``."""
+        if precision not in self._bytes:
+            self._bytes[precision] = {name: float(_module_bytes(m)) for name, m in self.modules(precision).items()}
+        return self._bytes[precision]
+
+    def largest_layer_bytes(self, precision: str) -> float:
+        """The largest single module's own weights: what sequential offload keeps on the device."""
+        if precision not in self._largest:
+            best = 0
+            for module in self.modules(precision).values():
+                for sub in module.modules():
+                    best = max(best, sum(p.numel() * p.element_size() for p in sub.parameters(recurse=False)))
+            self._largest[precision] = float(best)
+        return self._largest[precision]
+
+    # ------------------------------------------------------------------ features
+    def features(self, workload: Workload, precision: str, optimizations: Optimizations) -> Features:
+        """FLOPs, activation bytes and weight bytes per phase for ``workload`` (each phase cached
+        on what it depends on, so the candidates of a budget question share traces)."""
+        from diffprof.flops import pipeline_flops
+
+        w = workload
+        n = w.batch * (2 if w.guided else 1)
+        h, wd = w.height // self.vae_scale, w.width // self.vae_scale
+        weights = self.component_bytes(precision)
+        # FLOPs of text encoding and one UNet evaluation: the shared counter (cached there).
+        flops = pipeline_flops(SimpleNamespace(**self._fp32), width=w.width, height=w.height, batch=w.batch, guidance=w.guided)
+        text_act = self._cached(("text", n, precision), lambda: self._text_activation(n, precision))
+        unet_act = self._cached(("unet", h, wd, n, precision, optimizations.attention),
+                                lambda: self._unet_activation(h, wd, n, precision, optimizations))
+        vae_precision = self.vae_precision(precision)
+        vae_flops, vae_act, vae_calls = self._cached(
+            ("vae", h, wd, w.batch, vae_precision, optimizations.vae_slicing, optimizations.vae_tiling),
+            lambda: self._vae_decode(h, wd, w.batch, vae_precision, optimizations),
+        )
+        return Features(
+            text=Phase(float(flops.text_encoder), float(text_act), sum(weights[name] for name in self.text_encoders)),
+            unet=Phase(float(flops.unet_per_eval), float(unet_act), weights["unet"]),
+            vae=Phase(float(vae_flops), float(vae_act), self.component_bytes(vae_precision)["vae"], calls=vae_calls),
+            pixels=w.pixels,
+            batch=w.batch,
+            largest_layer_bytes=self.largest_layer_bytes(precision),
+        )
+
+    def _cached(self, key: tuple[Any, ...], compute: Any) -> Any:
+        if key not in self._phase_cache:
+            self._phase_cache[key] = compute()
+        return self._phase_cache[key]
+
+    def _text_activation(self, n: int, precision: str) -> int:
+        """Text encoders run one after the other; the larger activation peak counts."""
+        modules = self.modules(precision)
+        ids = torch.zeros(n, 77, dtype=torch.long, device=_META)
+        return max(trace_memory(modules[name], ids).peak_bytes for name in self.text_encoders)
+
+    def _unet_activation(self, h: int, w: int, n: int, precision: str, opts: Optimizations) -> int:
+        """One UNet evaluation (both guidance halves in one batch), with the attention switch applied."""
+        modules = self.modules(precision)
+        dtype = DTYPES[precision]
+        unet = modules["unet"]
+        cfg = unet.config
+        pooled = int(getattr(modules["text_encoder_2"].config, "projection_dim", 0)) if "text_encoder_2" in modules else 0
+        sample = torch.zeros(n, cfg.in_channels, h, w, device=_META, dtype=dtype)
+        context = torch.zeros(n, 77, cfg.cross_attention_dim, device=_META, dtype=dtype)
+        kwargs: dict[str, Any] = {}
+        if getattr(cfg, "addition_embed_type", None) == "text_time":
+            time_dims = (cfg.projection_class_embeddings_input_dim - pooled) // cfg.addition_time_embed_dim
+            kwargs["added_cond_kwargs"] = {
+                "text_embeds": torch.zeros(n, pooled, device=_META, dtype=dtype),
+                "time_ids": torch.zeros(n, time_dims, device=_META, dtype=dtype),
+            }
+        t = torch.zeros(n, device=_META)
+        with _attention(unet, opts):
+            return trace_memory(unet, sample, t, encoder_hidden_states=context, return_dict=False, **kwargs).peak_bytes
+
+    def _vae_decode(self, h: int, w: int, batch: int, precision: str, opts: Optimizations) -> tuple[int, int, int]:
+        """FLOPs, activation peak and decoder calls of VAE decode with slicing / tiling as switched."""
+        from diffprof.flops import count_flops
+
+        vae = self.modules(precision)["vae"]
+        latents = torch.zeros(batch, vae.config.latent_channels, h, w, device=_META, dtype=DTYPES[precision])
+
+        def decode(z: torch.Tensor) -> Any:
+            return vae.decode(z, return_dict=False)
+
+        with _vae_modes(vae, opts):
+            traced = trace_memory(decode, latents, calls_of=vae.decoder)
+            flops = count_flops(decode, latents)
+        return flops, traced.peak_bytes, traced.calls
+
+
+# ---------------------------------------------------------------------- helpers
+def _memory_switches(opts: Optimizations) -> tuple[Any, ...]:
+    """The switches that change FLOPs or activation memory (compile, channels_last do not, to first order)."""
+    return (opts.attention, opts.vae_slicing, opts.vae_tiling)
+
+
+class _attention:
+    """Apply an attention switch to a meta UNet for one trace, then put its own processors back."""
+
+    def __init__(self, unet: Any, opts: Optimizations) -> None:
+        self.unet = unet
+        self.opts = opts
+        self.saved: dict[str, Any] | None = None
+
+    def __enter__(self) -> None:
+        if self.opts.attention not in ("slicing", "eager"):
+            return
+        self.saved = dict(self.unet.attn_processors)  # type: ignore[arg-type]
+        if self.opts.attention == "slicing":
+            self.unet.set_attention_slice("auto")  # type: ignore[operator]
+        else:
+            from diffusers.models.attention_processor import AttnProcessor
+
+            self.unet.set_attn_processor(AttnProcessor())  # type: ignore[operator]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            self.unet.set_attn_processor(self.saved)  # type: ignore[operator]
+
+
+class _vae_modes:
+    def __init__(self, vae: Any, opts: Optimizations) -> None:
+        self.vae = vae
+        self.opts = opts
+
+    def __enter__(self) -> None:
+        self.vae.use_slicing = self.opts.vae_slicing
+        self.vae.use_tiling = self.opts.vae_tiling
+
+    def __exit__(self, *exc: object) -> None:
+        self.vae.use_slicing = False
+        self.vae.use_tiling = False
+
+
+def _module_bytes(module: nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters()) + sum(b.numel() * b.element_size() for b in module.buffers())
+
+
+def _meta_cast(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    import copy
+
+    clone = copy.deepcopy(module)
+    return nn.Module.to(clone, dtype=dtype)
+
+
+@lru_cache(maxsize=8)
+def _architecture(model: str) -> Architecture:
+    from diffprof.models.presets import PRESETS, ModelPreset
+    from diffprof.models.synthetic import build_models
+
+    preset = PRESETS.get(model)
+    if preset is None:
+        folder = Path(model)
+        if not (folder / "model_index.json").is_file():
+            raise ModelError(
+                f"cannot read the architecture of {model!r}: estimates need a preset or a diffusers folder",
+                "use a preset name (see `diffprof models`) or the folder the model was loaded from",
+            )
+        index = json.loads((folder / "model_index.json").read_text())
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        preset = ModelPreset(
+            name=model, family="sdxl" if "text_encoder_2" in index else "sd", hub_id=None,
+            native_size=int(unet.get("sample_size", 64)) * 8, inpaint=int(unet.get("in_channels", 4)) == 9,
+            prediction_type="epsilon", description="", builtin=False, config_dir=str(folder.resolve()),
+        )
+    modules = build_models(preset, device="meta")
+    return Architecture(model, dict(modules), preset.native_size)

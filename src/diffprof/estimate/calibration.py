@@ -1,0 +1,178 @@
+"""Calibration data: which stored run calibrates what, and the points a cost model is fitted on.
+
+A calibration is an ordinary run in the store whose cells belong to the ``calibration`` suite
+(``diffprof calibrate`` records one). It calibrates one :class:`CalibrationKey`: model, device type,
+precision and optimization set, read from the cells' effective settings (so ``--device auto`` and
+``--precision auto`` resolve to what actually ran). The newest matching run wins.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from diffprof.errors import StoreError
+from diffprof.estimate.workload import Workload
+from diffprof.results import CellResult, RunInfo
+
+SUITE = "calibration"
+#: The stored metric that is "peak memory", per device type (see :class:`~diffprof.estimate.result.Estimate`).
+MEMORY_METRICS = {"cuda": "peak_allocated_bytes", "cpu": "host_peak_rss_bytes"}
+
+
+@dataclass(frozen=True)
+class CalibrationKey:
+    """What one calibration is valid for. ``optimizations`` is the canonical label (``none``, ``vae_slicing``)."""
+
+    model: str
+    device: str
+    precision: str
+    optimizations: str = "none"
+
+    @property
+    def switches(self) -> list[str]:
+        return [] if self.optimizations == "none" else self.optimizations.split("+")
+
+    def describe(self) -> str:
+        return f"{self.model} on {self.device} ({self.precision}, optimizations: {self.optimizations})"
+
+    def command(self, db: str | None = None, weights: str | None = None) -> str:
+        """The exact ``diffprof calibrate`` command that records this calibration."""
+        args = ["diffprof", "calibrate", "--model", self.model, "--device", self.device, "--precision", self.precision]
+        if weights and weights not in ("auto", "builtin"):
+            args += ["--weights", weights]
+        if self.switches:
+            args += ["--optimize", ",".join(self.switches)]
+        if db and db != "diffprof.db":
+            args += ["--db", db]
+        if self.device == "cpu":
+            args += ["--threads", "1"]
+        return shlex.join(args)
+
+
+@dataclass(frozen=True)
+class CalibrationPoint:
+    """One measured cell, reduced to what the cost model fits.
+
+    Times are medians over the cell's repeats: ``step_s`` per denoising step (steady state), and
+    ``other_s`` whatever a call spends outside text encoding, the steps and VAE decode (latents set
+    up, scheduler, post-processing, a slower first step), so the parts add up to ``call_s``.
+    """
+
+    cell_id: int | None
+    workload: Workload
+    unet_evals: int
+    call_s: float
+    text_s: float
+    step_s: float
+    vae_s: float
+    other_s: float
+    load_s: float
+    peak_bytes: float | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.workload.width}x{self.workload.height} b{self.workload.batch}"
+
+
+@dataclass
+class Calibration:
+    """The points of one calibration run, with where they came from."""
+
+    key: CalibrationKey
+    run_id: int
+    created_at: str
+    environment: str
+    points: list[CalibrationPoint]
+    weights: str = "auto"
+    failed: list[str] = field(default_factory=list)
+
+
+def point_from_cell(cell: CellResult, device_type: str) -> CalibrationPoint:
+    """Reduce a measured cell to a :class:`CalibrationPoint` (its raw samples, not just medians)."""
+    s, m = cell.settings, cell.metrics
+    evals = int(m.get("unet_evals") or s["steps"])
+    med = statistics.median
+    step = med(cell.samples["step_s"]) if cell.samples.get("step_s") else float(m["step_median_s"])
+    calls = cell.samples.get("call_s") or [float(m["s_per_call"])]
+    texts = cell.samples.get("text_encode_s") or [float(m.get("text_encode_s", 0.0))] * len(calls)
+    vaes = cell.samples.get("vae_decode_s") or [float(m.get("vae_decode_s", 0.0))] * len(calls)
+    other = med([c - t - v - evals * step for c, t, v in zip(calls, texts, vaes)])
+    peak = m.get(MEMORY_METRICS.get(device_type, "peak_allocated_bytes"))
+    return CalibrationPoint(
+        cell_id=cell.id,
+        workload=Workload(int(s["width"]), int(s["height"]), int(s["steps"]), int(s["batch"]), float(s.get("guidance", 7.5))),
+        unet_evals=evals,
+        call_s=med(calls),
+        text_s=med(texts),
+        step_s=step,
+        vae_s=med(vaes),
+        other_s=other,
+        load_s=float(m.get("load_s", 0.0)),
+        peak_bytes=None if peak is None or math.isnan(peak) else float(peak),
+    )
+
+
+def cell_key(cell: CellResult) -> CalibrationKey | None:
+    """The key a measured cell calibrates (None for failed cells, which lack effective settings)."""
+    s = cell.settings
+    if not cell.ok or "optimizations" not in s:
+        return None
+    return CalibrationKey(str(s["model"]), device_type(str(s["device"])), str(s["precision"]), str(s["optimizations"]))
+
+
+def device_type(device: str) -> str:
+    return device.split(":")[0]
+
+
+def calibrations(store: Any, run: int | str | None = None) -> dict[CalibrationKey, Calibration]:
+    """Every calibration in ``store`` (the newest run per key), or the ones in run ``run``.
+
+    With ``run`` given, any suite's cells count (e.g. a ``resolutions`` + ``batch`` bench run).
+    """
+    from diffprof.environment import describe_environment
+
+    if run is not None:
+        runs = [store.get_run(run)]
+    else:
+        runs = [store.get_run(r.id) for r in store.list_runs(limit=None) if SUITE in (r.config.get("suites") or [])]
+    found: dict[CalibrationKey, Calibration] = {}
+    for info in runs:  # newest first
+        for key, cal in _from_run(info, describe_environment(info.environment), any_suite=run is not None).items():
+            found.setdefault(key, cal)
+    return found
+
+
+def _from_run(run: RunInfo, environment: str, any_suite: bool) -> dict[CalibrationKey, Calibration]:
+    out: dict[CalibrationKey, Calibration] = {}
+    weights = str(run.config.get("weights", "auto"))
+    for cell in run.cells:
+        if not any_suite and cell.suite != SUITE:
+            continue
+        key = cell_key(cell)
+        if key is None:
+            continue
+        cal = out.setdefault(key, Calibration(key, run.id, run.created_at, environment, [], weights))
+        cal.points.append(point_from_cell(cell, key.device))
+    failed = [f"{c.label}: {c.error}" for c in run.cells if not c.ok and (any_suite or c.suite == SUITE)]
+    for cal in out.values():
+        cal.failed = failed
+    return out
+
+
+def missing_calibration(key: CalibrationKey, db: str, available: dict[CalibrationKey, Calibration], weights: str | None = None) -> StoreError:
+    """The error for an estimate nothing calibrates: names the exact command that fixes it.
+
+    The command reuses the weights of the model's other calibrations (``synthetic`` for a full-size
+    model offline), and says when a calibration of the same device and precision could derive it.
+    """
+    near = [k for k in available if k.model == key.model]
+    have = f"; {db} calibrates: " + "; ".join(k.describe() for k in near) if near else ""
+    if weights is None and near:
+        weights = available[near[0]].weights
+    base = [k for k in near if (k.device, k.precision) == (key.device, key.precision) and k.optimizations == "none"]
+    derive = " (or add --derive to derive it from the none calibration)" if base and key.optimizations != "none" else ""
+    return StoreError(f"no calibration for {key.describe()} in {db}{have}", f"run: {key.command(db, weights)}{derive}")

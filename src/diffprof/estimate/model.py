@@ -1,0 +1,359 @@
+"""The cost model: per-phase time and peak memory, fitted on a calibration, predicted for any workload.
+
+Time of one call (each part a relative least-squares fit on the calibration points, see
+:mod:`diffprof.estimate.regression`; FLOPs and decoder calls from :mod:`diffprof.estimate.architecture`)::
+
+    text_encode = a_t (+) FLOPs_text / throughput_t
+    step        = a_s (+) FLOPs_unet_eval / throughput_s    (x denoising loop iterations)
+    vae_decode  = a_v * decoder_calls (+) FLOPs_decode / throughput_v
+    other       = a_o + b_o * pixels * batch                (set-up, scheduler, post-processing)
+    time        = load + text_encode + iterations * step + vae_decode + other
+
+The overheads ``a`` are what makes small workloads launch- or interpreter-bound; ``throughput`` is
+the achieved FLOP/s once they are not. ``(+)`` is ``(x^k + y^k)^(1/k)`` with ``k`` chosen per part by
+leave-one-out error: 1 where overhead and compute add up (a CPU), larger where they overlap (a GPU
+computes while the host launches: a small step costs its launches, a large one its FLOPs). Load time
+is measured, not modelled.
+
+Peak memory: a call runs three phases (text encoders, UNet steps, VAE decode); the peak is reached in
+one of them::
+
+    peak = baseline + max over phases (resident weights + k * traced activation bytes)
+
+``k`` (allocator overhead, workspaces, kernels' temporaries relative to the meta-device trace) and
+``baseline`` (CPU: the Python/torch runtime; CUDA: small buffers, latents) are fitted; weights and
+activations are exact for the architecture.
+
+Optimizations the calibration did not run are derived, never silently (each derived part says so):
+
+- ``vae_slicing`` / ``vae_tiling`` / ``attention_slicing`` / ``eager_attention``: activation bytes
+  traced with the switch applied (tiling caps the VAE term at one tile; slicing at one image);
+  VAE time from the calibrated per-call overhead x decoder calls + FLOPs (tile overlaps included);
+  UNet time unchanged per FLOP (sliced attention is often slower in practice, diffusers #4518).
+- ``model_cpu_offload``: each phase holds only its own component's weights; every component is
+  moved to the GPU and back once per call, at :data:`H2D_BYTES_PER_S`.
+- ``sequential_cpu_offload``: only the largest single layer is resident; every forward streams its
+  component's weights once (the UNet once per step, the VAE decoder once per tile).
+
+A calibration that itself used an offload mode is used only for that mode (its fitted overheads
+already contain the transfers).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, replace
+from typing import Any
+
+from diffprof.engine.optimizations import Optimizations
+from diffprof.errors import ConfigError
+from diffprof.estimate.architecture import PHASES, Architecture, Features
+from diffprof.estimate.calibration import MEMORY_METRICS, Calibration, CalibrationPoint
+from diffprof.estimate.regression import LinearFit, OverheadFit, fit_overhead, fit_relative, t_quantile
+from diffprof.estimate.result import MEASURED, Basis, Component, Estimate, Interval, MemoryPart
+from diffprof.estimate.workload import Workload
+
+#: Host-to-device copy speed assumed for offload modes that were not calibrated (pageable memory
+#: over PCIe 4/5 x16 reaches 10-25 GB/s; 12 GB/s errs on the slow side).
+H2D_BYTES_PER_S = 12e9
+#: A workload this far outside the calibrated range (relative) counts as extrapolated.
+RANGE_TOLERANCE = 0.02
+#: Fits whose relative residual spread exceeds this get a warning.
+POOR_FIT = 0.15
+#: Fewest successful calibration cells a fit is attempted on.
+MIN_POINTS = 3
+
+
+def _text_row(f: Features) -> list[float]:
+    return [1.0, f.text.flops]
+
+
+def _step_row(f: Features) -> list[float]:
+    return [1.0, f.unet.flops]
+
+
+def _vae_row(f: Features) -> list[float]:
+    return [float(f.vae.calls), f.vae.flops]
+
+
+def _other_row(f: Features) -> list[float]:
+    return [1.0, float(f.pixels * f.batch)]
+
+
+def phases(f: Features, opts: Optimizations) -> dict[str, tuple[float, float]]:
+    """(resident weight bytes, activation bytes) per phase under ``opts``' placement."""
+    if opts.offload == "model":
+        resident = {"text": f.text.weight_bytes, "unet": f.unet.weight_bytes, "vae": f.vae.weight_bytes}
+    elif opts.offload == "sequential":
+        resident = dict.fromkeys(PHASES, f.largest_layer_bytes)
+    else:
+        resident = dict.fromkeys(PHASES, f.weight_bytes)
+    return {p: (resident[p], f.phase(p).activation_bytes) for p in PHASES}
+
+
+def peak_phase(f: Features, opts: Optimizations, k: float) -> str:
+    parts = phases(f, opts)
+    return max(PHASES, key=lambda p: parts[p][0] + k * parts[p][1])
+
+
+@dataclass
+class CostModel:
+    """Fitted time and memory model of one calibration (see the module docstring for the maths)."""
+
+    calibration: Calibration
+    architecture: Architecture
+    calibrated: Optimizations
+    text: OverheadFit
+    step: OverheadFit
+    vae: OverheadFit
+    other: LinearFit
+    memory: LinearFit | None
+    load_s: tuple[float, ...]
+    eval_offset: int
+    pixel_range: tuple[int, int]
+    batch_range: tuple[int, int]
+    guided: bool
+
+    @property
+    def key(self) -> Any:
+        return self.calibration.key
+
+    @property
+    def points(self) -> list[CalibrationPoint]:
+        return self.calibration.points
+
+    # ------------------------------------------------------------------ fitting
+    @classmethod
+    def fit(cls, calibration: Calibration, architecture: Architecture | None = None) -> CostModel:
+        """Fit every part on ``calibration``'s points (at least :data:`MIN_POINTS` of them)."""
+        key = calibration.key
+        points = calibration.points
+        if len(points) < MIN_POINTS or len({p.workload.pixels * p.workload.batch for p in points}) < 2:
+            raise ConfigError(
+                f"calibration run {calibration.run_id} has {len(points)} usable cell(s) for {key.describe()}; "
+                f"a fit needs at least {MIN_POINTS} of different sizes or batches",
+                f"re-run: {key.command()}" + (f" (failed cells: {'; '.join(calibration.failed)})" if calibration.failed else ""),
+            )
+        arch = architecture or Architecture.for_model(key.model)
+        opts = Optimizations.parse(key.switches)
+        feats = [arch.features(p.workload, key.precision, opts) for p in points]
+        text = fit_overhead([_text_row(f) for f in feats], [p.text_s for p in points], ("per_call", "flops"))
+        step = fit_overhead([_step_row(f) for f in feats], [p.step_s for p in points], ("per_step", "flops"))
+        vae = fit_overhead([_vae_row(f) for f in feats], [p.vae_s for p in points], ("per_decoder_call", "flops"))
+        other = fit_relative([_other_row(f) for f in feats], [max(p.other_s, 1e-6) for p in points], ("per_call", "pixels_x_batch"))
+        memory = _fit_memory(points, feats, opts)
+        pixels = [p.workload.pixels for p in points]
+        batches = [p.workload.batch for p in points]
+        offsets = [p.unet_evals - p.workload.steps for p in points]
+        return cls(
+            calibration=calibration,
+            architecture=arch,
+            calibrated=opts,
+            text=text,
+            step=step,
+            vae=vae,
+            other=other,
+            memory=memory,
+            load_s=tuple(p.load_s for p in points),
+            eval_offset=int(statistics.median(offsets)),
+            pixel_range=(min(pixels), max(pixels)),
+            batch_range=(min(batches), max(batches)),
+            guided=all(p.workload.guided for p in points),
+        )
+
+    # ------------------------------------------------------------------ predicting
+    def predict(self, workload: Workload, optimizations: Optimizations | None = None) -> Estimate:
+        """Time and peak memory of ``workload`` under ``optimizations`` (default: the calibrated set)."""
+        target = optimizations if optimizations is not None else self.calibrated
+        self._check_derivable(target)
+        key = self.key
+        f = self.architecture.features(workload, key.precision, target)
+        notes: list[str] = []
+        same_vae = (target.vae_slicing, target.vae_tiling) == (self.calibrated.vae_slicing, self.calibrated.vae_tiling)
+        same_attention = target.attention == self.calibrated.attention
+        same_offload = target.offload == self.calibrated.offload
+        # 1. Time, part by part (mean and variance of a new observation).
+        iterations = workload.steps + self.eval_offset
+        parts: list[tuple[str, float, float, str, str]] = []
+        m, v = self.text.mean(_text_row(f)), self.text.variance(_text_row(f))
+        parts.append(("text_encode", m, v, MEASURED, ""))
+        m, v = self.step.mean(_step_row(f)), self.step.variance(_step_row(f))
+        step_source = MEASURED if same_attention else f"modelled: {target.attention} attention, same FLOPs as {self.calibrated.attention}"
+        parts.append(("denoise", iterations * m, iterations**2 * v, step_source, f"{iterations} steps x {_ms(m)}"))
+        m, v = self.vae.mean(_vae_row(f)), self.vae.variance(_vae_row(f))
+        vae_source = MEASURED if same_vae else "modelled: calibrated decoder overhead x decoder calls + FLOP throughput"
+        parts.append(("vae_decode", m, v, vae_source, f"{f.vae.calls} decoder call(s)"))
+        m, v = self.other.mean(_other_row(f)), self.other.variance(_other_row(f))
+        parts.append(("other", m, v, MEASURED, "set-up, scheduler, post-processing"))
+        if not same_offload:
+            moved = self._transfer_bytes(f, target, iterations)
+            parts.append(("offload_transfer", moved / H2D_BYTES_PER_S, 0.0,
+                          f"modelled: {moved / 1e9:.2f} GB host-to-device at {H2D_BYTES_PER_S / 1e9:.0f} GB/s", ""))
+        dof = min(fit.dof for fit in (self.text, self.step, self.vae, self.other))
+        t = t_quantile(dof)
+        call = sum(p[1] for p in parts)
+        half = t * math.sqrt(sum(p[2] for p in parts))
+        components = [Component(name, mean, Interval(max(0.0, mean - t * math.sqrt(var)), mean + t * math.sqrt(var)), source, detail)
+                      for name, mean, var, source, detail in parts]
+        load = statistics.median(self.load_s)
+        components.insert(0, Component("load", load, Interval(min(self.load_s), max(self.load_s)), MEASURED, "median of the calibration's loads"))
+        call_interval = Interval(max(0.0, call - half), call + half)
+        total_interval = Interval(call_interval.low + min(self.load_s), call_interval.high + max(self.load_s))
+        # 2. Peak memory.
+        peak, peak_interval, memory_parts, phase = self._memory(f, target, same_vae and same_attention and same_offload)
+        # 3. Range checks and provenance.
+        warnings = self._range_warnings(workload)
+        if workload.guided != self.guided:
+            notes.append("guidance differs from the calibration's: UNet and text FLOPs and activations account for it")
+        fits: tuple[tuple[str, LinearFit | OverheadFit | None], ...] = (("step time", self.step), ("VAE time", self.vae), ("peak memory", self.memory))
+        for fit_name, fit in fits:
+            if fit is not None and fit.sigma > POOR_FIT:
+                warnings.append(f"the {fit_name} fit is loose (residuals {fit.sigma:.0%}); recalibrate with more repeats")
+        if self.calibration.failed:
+            warnings.append(f"{len(self.calibration.failed)} calibration cell(s) failed and are left out: {'; '.join(self.calibration.failed)}")
+        derived = [c for c in components if c.source != MEASURED] + [p for p in memory_parts if p.source != MEASURED]
+        if derived:
+            notes.append(f"{target.label} was not calibrated; derived from the {self.calibrated.label} calibration: "
+                         + "; ".join(f"{d.name} {d.source}" for d in derived))
+        else:
+            notes.append(f"every part is fitted on measurements of {target.label}")
+        return Estimate(
+            model=key.model,
+            device=key.device,
+            precision=key.precision,
+            optimizations=target.label,
+            workload=workload,
+            time_s=load + call,
+            interval=total_interval,
+            call_s=call,
+            call_interval=call_interval,
+            components=components,
+            peak_bytes=peak,
+            peak_interval=peak_interval,
+            memory_parts=memory_parts,
+            memory_metric=MEMORY_METRICS.get(key.device, "peak_allocated_bytes"),
+            peak_phase=phase,
+            extrapolated=bool([w for w in warnings if "beyond the calibrated" in w]),
+            warnings=warnings,
+            notes=notes,
+            basis=self.basis,
+        )
+
+    @property
+    def basis(self) -> Basis:
+        cal = self.calibration
+        return Basis(
+            run_id=cal.run_id,
+            created_at=cal.created_at,
+            environment=cal.environment,
+            cell_ids=tuple(p.cell_id for p in cal.points if p.cell_id is not None),
+            points=tuple(p.label for p in cal.points),
+            optimizations=self.calibrated.label,
+            failed=tuple(cal.failed),
+        )
+
+    def _check_derivable(self, target: Optimizations) -> None:
+        if self.calibrated.offload != "none" and target.offload != self.calibrated.offload:
+            raise ConfigError(
+                f"the calibration of {self.calibrated.label} cannot predict {target.label}: its times include offload transfers",
+                f"calibrate without offload: {replace(self.key, optimizations='none').command()}",
+            )
+        if target.offload != "none" and self.key.device == "cpu":
+            raise ConfigError(f"{target.offload}_cpu_offload needs a CUDA device", "drop the offload switch on the CPU")
+
+    def _transfer_bytes(self, f: Features, target: Optimizations, iterations: int) -> float:
+        if target.offload == "model":  # every component on and off the device once per call
+            return 2 * f.weight_bytes
+        # sequential: each forward streams its component's weights (the decoder once per tile)
+        return f.text.weight_bytes + iterations * f.unet.weight_bytes + f.vae.calls * f.vae.weight_bytes
+
+    def _memory(self, f: Features, target: Optimizations, measured: bool) -> tuple[float, Interval, list[MemoryPart], str]:
+        if self.memory is None:
+            nan = float("nan")
+            return nan, Interval(nan, nan), [], ""
+        baseline, k = self.memory.coef
+        parts = phases(f, target)
+        phase = max(PHASES, key=lambda p: parts[p][0] + k * parts[p][1])
+        resident, activation = parts[phase]
+        row = [1.0, activation]
+        peak = self.memory.mean(row, offset=resident)
+        low, high = self.memory.interval(row, offset=resident)
+        source = MEASURED if measured else f"modelled: {target.label} traced on the meta device, k and baseline from {self.calibrated.label}"
+        weight_source = MEASURED if target.offload == self.calibrated.offload else f"modelled: {target.offload} offload keeps this resident"
+        memory_parts = [
+            MemoryPart("weights", resident, weight_source, f"resident during {phase}"),
+            MemoryPart("activations", k * activation, source, f"{k:.2f} x {activation / 2**20:.1f} MiB traced in {phase}"),
+            MemoryPart("baseline", baseline, MEASURED, "runtime and buffers outside the phases" if self.key.device == "cpu" else "buffers outside the phases"),
+        ]
+        return peak, Interval(low, high), memory_parts, phase
+
+    def _range_warnings(self, w: Workload) -> list[str]:
+        out = []
+        lo, hi = self.pixel_range
+        if w.pixels < lo * (1 - RANGE_TOLERANCE) or w.pixels > hi * (1 + RANGE_TOLERANCE):
+            side_lo, side_hi = _side(lo), _side(hi)
+            out.append(f"{w.width}x{w.height} is beyond the calibrated range ({side_lo}x{side_lo} to {side_hi}x{side_hi} pixels): "
+                       "extrapolated; calibrate with --resolutions covering it for a measured answer")
+        blo, bhi = self.batch_range
+        if w.batch < blo or w.batch > bhi:
+            out.append(f"batch {w.batch} is beyond the calibrated batches ({blo} to {bhi}): extrapolated; "
+                       "calibrate with --batch-sizes covering it for a measured answer")
+        return out
+
+    # ------------------------------------------------------------------ describing
+    def summary(self) -> dict[str, Any]:
+        """The fitted coefficients in readable units (what ``diffprof calibrate`` prints and saves)."""
+        def throughput(fit: OverheadFit) -> float | None:
+            c = fit.coef[1]
+            return 1 / c / 1e12 if c > 0 else None
+
+        out: dict[str, Any] = {
+            "key": self.key.__dict__,
+            "run_id": self.calibration.run_id,
+            "points": [p.label for p in self.points],
+            "load_s": statistics.median(self.load_s),
+            "text_encode": {"per_call_s": self.text.coef[0], "tflops": throughput(self.text), "overlap": self.text.k, "residual": self.text.sigma},
+            "step": {"per_step_s": self.step.coef[0], "tflops": throughput(self.step), "overlap": self.step.k, "residual": self.step.sigma},
+            "vae_decode": {"per_decoder_call_s": self.vae.coef[0], "tflops": throughput(self.vae), "overlap": self.vae.k, "residual": self.vae.sigma},
+            "other": {"per_call_s": self.other.coef[0], "s_per_megapixel": self.other.coef[1] * 1e6, "residual": self.other.sigma},
+            "fits": {name: fit.to_dict() for name, fit in (("text", self.text), ("step", self.step), ("vae", self.vae), ("other", self.other))},
+        }
+        if self.memory is not None:
+            out["memory"] = {"baseline_bytes": self.memory.coef[0], "activation_factor": self.memory.coef[1], "residual": self.memory.sigma,
+                             "metric": MEMORY_METRICS.get(self.key.device)}
+            out["fits"]["memory"] = self.memory.to_dict()
+        return out
+
+
+def _fit_memory(points: list[CalibrationPoint], feats: list[Features], opts: Optimizations) -> LinearFit | None:
+    """peak - resident = baseline + k * activations, with each point's peak phase found for the fitted k."""
+    usable = [(p, f) for p, f in zip(points, feats) if p.peak_bytes is not None and p.peak_bytes > 0]
+    if len(usable) < 2:
+        return None
+    k = 1.0
+    assignment: list[str] = []
+    fit: LinearFit | None = None
+    for _ in range(6):
+        now = [peak_phase(f, opts, k) for _, f in usable]
+        if now == assignment and fit is not None:
+            break
+        assignment = now
+        rows, offsets = [], []
+        for (_, f), phase in zip(usable, assignment):
+            resident, activation = phases(f, opts)[phase]
+            rows.append([1.0, activation])
+            offsets.append(resident)
+        fit = fit_relative(rows, [float(p.peak_bytes) for p, _ in usable], ("baseline", "activation_factor"), offset=offsets)  # type: ignore[arg-type]
+        k = fit.coef[1]
+    return fit
+
+
+def _side(pixels: int) -> int:
+    return round(math.sqrt(pixels))
+
+
+def _ms(seconds: float) -> str:
+    from diffprof.units import fmt_seconds
+
+    return fmt_seconds(seconds)

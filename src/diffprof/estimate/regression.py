@@ -1,0 +1,308 @@
+"""Least squares for cost models: relative errors, non-negative coefficients, prediction intervals.
+
+Why relative: calibration points span an order of magnitude (a 32 px call and a 96 px batch of 4),
+and timing noise is multiplicative, so an absolute fit would let the largest point decide everything.
+The model is ``y = offset + X @ beta`` with ``y_i = mean_i * (1 + e_i)``, ``e_i ~ N(0, sigma^2)``,
+fitted by weighted least squares with weights ``1 / mean_i^2`` (iterated, since the weights depend on
+the fit).
+
+Why non-negative: every coefficient is a physical cost (seconds per call, seconds per FLOP, bytes per
+activation byte). A noisy fit that makes one negative extrapolates nonsense (negative times at small
+sizes), so such a feature is dropped and the rest refitted (an active-set NNLS for a few features).
+
+Prediction interval of a new observation at ``x0`` (Student t with ``n - p`` degrees of freedom)::
+
+    var = sigma^2 * yhat0^2            # the new observation's own noise
+        + x0' Cov(beta) x0             # uncertainty of the fitted line, Cov = sigma^2 (X'WX)^-1
+
+``sigma`` is floored at :data:`SIGMA_FLOOR`: with 6 points a near-perfect fit says more about luck
+than about the next measurement.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats
+
+#: Smallest relative residual spread assumed (1%): the noise of a median of a few timed calls.
+SIGMA_FLOOR = 0.01
+#: Coverage of the prediction intervals reported everywhere.
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """A fitted ``y = offset + x @ coef`` with what it needs to predict with an interval.
+
+    Attributes:
+        names: feature names (``"per_call"``, ``"flops"`` ...), one per coefficient.
+        coef: coefficients; a feature the fit dropped (it came out negative) has 0.
+        cov: covariance of ``coef`` (zeros for dropped features).
+        sigma: relative residual standard deviation (floored at :data:`SIGMA_FLOOR`).
+        dof: degrees of freedom of the residuals (points minus active features).
+        n: points fitted.
+        max_rel_residual: the largest relative residual on the calibration points.
+    """
+
+    names: tuple[str, ...]
+    coef: tuple[float, ...]
+    cov: tuple[tuple[float, ...], ...]
+    sigma: float
+    dof: int
+    n: int
+    max_rel_residual: float = 0.0
+
+    def mean(self, x: Sequence[float], offset: float = 0.0) -> float:
+        return float(offset + np.dot(np.asarray(x, dtype=float), np.asarray(self.coef)))
+
+    def variance(self, x: Sequence[float], offset: float = 0.0) -> float:
+        """Variance of a new observation at ``x`` (its noise plus the fit's uncertainty)."""
+        xv = np.asarray(x, dtype=float)
+        mean = self.mean(x, offset)
+        return float(self.sigma**2 * mean**2 + xv @ np.asarray(self.cov) @ xv)
+
+    @property
+    def t(self) -> float:
+        """Student-t quantile for :data:`LEVEL` at this fit's degrees of freedom."""
+        return t_quantile(self.dof)
+
+    def interval(self, x: Sequence[float], offset: float = 0.0) -> tuple[float, float]:
+        mean = self.mean(x, offset)
+        half = self.t * math.sqrt(self.variance(x, offset))
+        return max(0.0, mean - half), mean + half
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "names": list(self.names), "coef": list(self.coef), "cov": [list(r) for r in self.cov], "sigma": self.sigma,
+            "dof": self.dof, "n": self.n, "max_rel_residual": self.max_rel_residual,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LinearFit:
+        return cls(
+            tuple(data["names"]), tuple(data["coef"]), tuple(tuple(r) for r in data["cov"]), data["sigma"],
+            data["dof"], data["n"], data.get("max_rel_residual", 0.0),
+        )
+
+
+def t_quantile(dof: int, level: float = LEVEL) -> float:
+    return float(stats.t.ppf(0.5 + level / 2, max(1, dof)))
+
+
+def fit_relative(
+    x: ArrayLike,
+    y: ArrayLike,
+    names: Sequence[str],
+    offset: ArrayLike | None = None,
+    iterations: int = 5,
+) -> LinearFit:
+    """Fit ``y = offset + x @ coef`` minimising relative errors, every coefficient >= 0.
+
+    Args:
+        x: one row of features per point.
+        y: measured values (positive).
+        names: a name per feature column.
+        offset: a known part of each ``y`` (e.g. resident weight bytes), not fitted.
+    """
+    X = np.asarray(x, dtype=float)
+    Y = np.asarray(y, dtype=float)
+    n, p = X.shape
+    off = np.zeros(n) if offset is None else np.asarray(offset, dtype=float)
+    if n == 0:
+        raise ValueError("no points to fit")
+    # Column scaling keeps X'WX well conditioned (FLOPs ~1e12 beside a column of ones).
+    scale = np.where(np.abs(X).max(axis=0) > 0, np.abs(X).max(axis=0), 1.0)
+    Xs = X / scale
+    active = [j for j in range(p) if np.any(Xs[:, j] != 0)]
+    while True:
+        beta = _irls(Xs[:, active], Y - off, Y, off, iterations)
+        negative = [active[i] for i, b in enumerate(beta) if b < 0]
+        if not negative or len(active) == 1:
+            break
+        # drop the most negative feature (relative to its scale) and refit
+        worst = min(range(len(beta)), key=lambda i: beta[i])
+        active.pop(worst)
+    beta = np.maximum(beta, 0.0)
+    coef = np.zeros(p)
+    coef[active] = beta / scale[active]
+    pred = off + X @ coef
+    rel = (Y - pred) / np.where(pred != 0, pred, 1.0)
+    dof = n - len(active)
+    sigma = math.sqrt(float(rel @ rel) / dof) if dof > 0 else 0.0
+    sigma = max(sigma, SIGMA_FLOOR)
+    Xa = Xs[:, active]
+    w = 1.0 / np.maximum(pred, 1e-30) ** 2
+    xtwx = Xa.T @ (Xa * w[:, None])
+    cov_s = sigma**2 * np.linalg.pinv(xtwx)
+    cov = np.zeros((p, p))
+    for a, i in enumerate(active):
+        for b, j in enumerate(active):
+            cov[i, j] = cov_s[a, b] / (scale[i] * scale[j])
+    return LinearFit(
+        names=tuple(names),
+        coef=tuple(float(c) for c in coef),
+        cov=tuple(tuple(float(v) for v in row) for row in cov),
+        sigma=sigma,
+        dof=dof,
+        n=n,
+        max_rel_residual=float(np.max(np.abs(rel))) if n else 0.0,
+    )
+
+
+def _irls(X: np.ndarray, target: np.ndarray, y: np.ndarray, off: np.ndarray, iterations: int) -> np.ndarray:
+    """Weighted least squares with weights 1/mean^2, starting from 1/y^2 (iteratively reweighted)."""
+    floor = 1e-3 * float(np.max(np.abs(y))) if y.size else 1.0
+    mean = np.maximum(np.abs(y), floor)
+    beta = np.zeros(X.shape[1])
+    for _ in range(iterations):
+        w = 1.0 / mean**2
+        sw = np.sqrt(w)
+        beta, *_ = np.linalg.lstsq(X * sw[:, None], target * sw, rcond=None)
+        mean = np.maximum(np.abs(off + X @ beta), floor)
+    return beta
+
+
+# ---------------------------------------------------------------------- overhead and throughput
+#: How overhead and compute combine, tried in turn: 1 = they add (a CPU runs the interpreter, then
+#: the kernels), larger = they overlap (a GPU computes while the host launches the next kernels, so a
+#: small step costs its launches and a large one its FLOPs; 8 is nearly ``max``).
+OVERLAPS = (1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass(frozen=True)
+class OverheadFit:
+    """``y = ((a * m)^k + (c * F)^k)^(1/k)``: overhead ``a`` per call ``m``, ``c`` seconds per FLOP ``F``.
+
+    ``k`` is chosen among :data:`OVERLAPS` by leave-one-out error on the calibration points. For
+    ``k = 1`` this is the linear ``a*m + c*F`` of :func:`fit_relative`; otherwise a nonlinear
+    relative least-squares fit whose interval uses the Jacobian in place of the design matrix
+    (the delta method), with the same Student-t quantile and sigma floor.
+
+    Attributes:
+        names: the two features (``per_step``/``flops``, ``per_decoder_call``/``flops`` ...).
+        k: the overlap exponent.
+        coef: ``(a, c)``.
+        cov: covariance of ``coef``.
+        loo: leave-one-out relative RMS error of the chosen ``k`` (how well it predicts unseen points).
+    """
+
+    names: tuple[str, ...]
+    k: float
+    coef: tuple[float, ...]
+    cov: tuple[tuple[float, ...], ...]
+    sigma: float
+    dof: int
+    n: int
+    max_rel_residual: float = 0.0
+    loo: float = 0.0
+
+    def mean(self, x: Sequence[float], offset: float = 0.0) -> float:
+        return offset + _power_sum(self.coef, x, self.k)
+
+    def gradient(self, x: Sequence[float]) -> np.ndarray:
+        return _power_sum_gradient(self.coef, x, self.k)
+
+    def variance(self, x: Sequence[float], offset: float = 0.0) -> float:
+        g = self.gradient(x)
+        mean = self.mean(x, offset)
+        return float(self.sigma**2 * mean**2 + g @ np.asarray(self.cov) @ g)
+
+    @property
+    def t(self) -> float:
+        return t_quantile(self.dof)
+
+    def interval(self, x: Sequence[float], offset: float = 0.0) -> tuple[float, float]:
+        mean = self.mean(x, offset)
+        half = self.t * math.sqrt(self.variance(x, offset))
+        return max(0.0, mean - half), mean + half
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"names": list(self.names), "k": self.k, "coef": list(self.coef), "cov": [list(r) for r in self.cov], "sigma": self.sigma,
+                "dof": self.dof, "n": self.n, "max_rel_residual": self.max_rel_residual, "loo": self.loo}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OverheadFit:
+        return cls(tuple(data["names"]), data["k"], tuple(data["coef"]), tuple(tuple(r) for r in data["cov"]), data["sigma"],
+                   data["dof"], data["n"], data.get("max_rel_residual", 0.0), data.get("loo", 0.0))
+
+
+def fit_overhead(x: ArrayLike, y: ArrayLike, names: Sequence[str], overlaps: Sequence[float] = OVERLAPS) -> OverheadFit:
+    """Fit ``((a*m)^k + (c*F)^k)^(1/k)`` on rows ``[m, F]`` for each ``k``; keep the best by leave-one-out."""
+    X = np.asarray(x, dtype=float)
+    Y = np.asarray(y, dtype=float)
+    candidates = []
+    for k in overlaps:
+        fit = _fit_power_sum(X, Y, names, k)
+        if fit is None:
+            continue
+        candidates.append((_loo_error(X, Y, names, k), k, fit))
+    if not candidates:
+        raise ValueError("no overhead model could be fitted")
+    loo, _, best = min(candidates, key=lambda c: (round(c[0], 6), c[1]))
+    return OverheadFit(best.names, best.k, best.coef, best.cov, best.sigma, best.dof, best.n, best.max_rel_residual, loo)
+
+
+def _fit_power_sum(X: np.ndarray, Y: np.ndarray, names: Sequence[str], k: float) -> OverheadFit | None:
+    linear = fit_relative(X, Y, names)
+    if k == 1.0:
+        return OverheadFit(tuple(names), 1.0, linear.coef, linear.cov, linear.sigma, linear.dof, linear.n, linear.max_rel_residual)
+    if len(Y) < 3 or min(linear.coef) <= 0:
+        return None  # one of overhead or throughput is not supported by the data: nothing to combine
+    from scipy.optimize import least_squares
+
+    start = np.asarray(linear.coef)
+
+    def residuals(theta: np.ndarray) -> np.ndarray:  # coefficients as log-factors of the linear fit's: positive, well scaled
+        coef = start * np.exp(theta)
+        return np.array([_power_sum(coef, row, k) for row in X]) / Y - 1
+
+    solution = least_squares(residuals, np.zeros(2), bounds=(-5.0, 5.0), method="trf")
+    coef = start * np.exp(solution.x)
+    pred = np.array([_power_sum(coef, row, k) for row in X])
+    rel = (Y - pred) / pred
+    n = len(Y)
+    dof = n - 2
+    sigma = max(math.sqrt(float(rel @ rel) / dof) if dof > 0 else 0.0, SIGMA_FLOOR)
+    J = np.array([_power_sum_gradient(coef, row, k) / p for row, p in zip(X, pred)])
+    cov = sigma**2 * np.linalg.pinv(J.T @ J)
+    return OverheadFit(tuple(names), float(k), tuple(float(c) for c in coef), tuple(tuple(float(v) for v in r) for r in cov),
+                       sigma, dof, n, float(np.max(np.abs(rel))))
+
+
+def _loo_error(X: np.ndarray, Y: np.ndarray, names: Sequence[str], k: float) -> float:
+    errors = []
+    for i in range(len(Y)):
+        keep = np.arange(len(Y)) != i
+        fit = _fit_power_sum(X[keep], Y[keep], names, k)
+        if fit is None:
+            return math.inf
+        errors.append(fit.mean(X[i]) / Y[i] - 1)
+    return float(np.sqrt(np.mean(np.square(errors))))
+
+
+def _power_sum(coef: Sequence[float], x: Sequence[float], k: float) -> float:
+    u, v = coef[0] * x[0], coef[1] * x[1]
+    if k == 1.0:
+        return float(u + v)
+    top = max(u, v)
+    if top <= 0:
+        return 0.0
+    return float(top * ((u / top) ** k + (v / top) ** k) ** (1 / k))
+
+
+def _power_sum_gradient(coef: Sequence[float], x: Sequence[float], k: float) -> np.ndarray:
+    """d/d(a, c) of the power sum (for k = 1 simply the features)."""
+    if k == 1.0:
+        return np.asarray(x, dtype=float)
+    f = _power_sum(coef, x, k)
+    if f <= 0:
+        return np.zeros(2)
+    u, v = coef[0] * x[0], coef[1] * x[1]
+    # d f / d u = (u / f)^(k-1); d u / d a = m
+    return np.array([(u / f) ** (k - 1) * x[0] if u > 0 else 0.0, (v / f) ** (k - 1) * x[1] if v > 0 else 0.0])
