@@ -51,7 +51,7 @@ def test_seo_flags_switch_things_on():
     )
     assert "sequential_cpu_offload" in c.optimize
     assert c.precision == "half" and c.profile_level == "detailed"
-    assert c.suites == ["memory", "precision", "pipelines"]
+    assert c.suites == ["pipelines", "memory", "precision"]  # canonical order, not key order
     c = RunConfig.from_mapping({"enable_memory_efficient_attention": False})
     assert "eager_attention" in c.optimize
 

@@ -134,7 +134,9 @@ class RunConfig:
         for key, value in seo.items():
             SEO_ALIASES[key](values, value, suite_flags)
         if suite_flags and "suites" not in native:
-            values["suites"] = list(dict.fromkeys(suite_flags))
+            # canonical order, whatever order the file's keys came in (YAML dumps sort them)
+            order = ["generation", "pipelines", "schedulers", "resolutions", "memory", "precision"]
+            values["suites"] = sorted(dict.fromkeys(suite_flags), key=lambda s: order.index(s) if s in order else len(order))
         config = cls(**values)
         config.validate()
         return config

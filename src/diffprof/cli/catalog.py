@@ -22,7 +22,7 @@ def models(ctx: typer.Context) -> None:
 
     table = Table(title="model presets (`--model NAME`; a folder or .safetensors path also works)", title_justify="left")
     for col in ("name", "family", "native", "hub id", "weights", "description"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "name")
     for p in PRESETS.values():
         name = f"{p.name} (default)" if p.name == DEFAULT_MODEL else p.name
         table.add_row(name, p.family, f"{p.native_size}px", p.hub_id or "-", "builtin" if p.builtin else "hub | synthetic", p.description)
@@ -54,7 +54,7 @@ def schedulers() -> None:
 
     table = Table(title="schedulers (`--scheduler NAME`; `default` keeps the model's own)", title_justify="left")
     for col in ("name", "diffusers class", "UNet calls/step", "stochastic", "what it is"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "name")
     for s in SCHEDULERS.values():
         table.add_row(s.name, s.class_name, str(s.evals_per_step), "yes" if s.stochastic else "", s.description)
     console.print(table)
@@ -66,7 +66,7 @@ def optimizations() -> None:
     from diffprof.engine.optimizations import COMPILE_MODES, SWITCHES
 
     table = Table(title="optimization switches (combine: -O vae_slicing,compile=unet+vae)", title_justify="left")
-    table.add_column("switch")
+    table.add_column("switch", no_wrap=True)
     table.add_column("effect")
     for name, text in SWITCHES.items():
         table.add_row(name, text)
@@ -82,7 +82,7 @@ def suites() -> None:
 
     table = Table(title="suites (`diffprof bench --suite a,b`)", title_justify="left")
     for col in ("suite", "sweeps", "what it measures"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "suite")
     for s in SUITES.values():
         table.add_row(s.name, s.axis, s.description)
     for g, names in GROUPS.items():

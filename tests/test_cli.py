@@ -1,0 +1,221 @@
+"""The command line: generate, bench, runs/show/compare/report, and bad input (exit 2, one line)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from diffprof.cli import main
+from diffprof.results import CellResult
+from diffprof.store import Store
+
+GEN = ["generate", "a large red circle in the center on a blue background", "--scheduler", "euler", "--steps", "2", "--width", "32", "--height", "32", "--threads", "1"]
+BENCH_FAST = ["--repeats", "1", "--warmup", "0", "--threads", "1", "--steps", "2", "--width", "32", "--height", "32", "--no-progress"]
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ------------------------------------------------------------------------- generate
+def test_generate_writes_pngs_with_parameters_and_sidecars(tmp_path, capsys):
+    code, out, _ = run_cli([*GEN, "--batch", "2", "--seed", "5", "--out", str(tmp_path / "img"), "--profile-out", str(tmp_path / "prof")], capsys)
+    assert code == 0
+    pngs = sorted((tmp_path / "img").glob("*.png"))
+    assert len(pngs) == 2
+    with Image.open(pngs[0]) as img:
+        meta = json.loads(img.text["diffprof"])
+        assert "Steps: 2" in img.text["parameters"] and "Seed: 5" in img.text["parameters"]
+    assert meta["seed"] == 5 and meta["prompt"].startswith("a large red circle")
+    sidecar = json.loads(pngs[0].with_suffix(".json").read_text())
+    assert sidecar["timing"]["text_encode_s"] > 0 and len(sidecar["timing"]["steps_s"]) == 2
+    trace = json.loads((tmp_path / "prof" / "profile.trace.json").read_text())
+    assert any(e["name"] == "denoising_step" for e in trace["traceEvents"])
+    assert "per-component timing" in out and "VAE decode" in out
+
+
+def test_generate_prompts_file_with_per_row_overrides(tmp_path, capsys):
+    rows = [{"prompt": "a red circle", "seed": 1}, {"prompt": "a blue square", "seed": 2, "steps": 1, "scheduler": "euler"}]
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    code, _, _ = run_cli([*GEN[:1], "--prompts", str(path), "--steps", "2", "--width", "32", "--height", "32", "--threads", "1", "--out", str(tmp_path / "o")], capsys)
+    assert code == 0
+    metas = [json.loads(p.read_text()) for p in sorted((tmp_path / "o").glob("*.json"))]
+    assert [(m["prompt"], m["seed"], m["steps"]) for m in metas] == [("a red circle", 1, 2), ("a blue square", 2, 1)]
+    assert metas[1]["scheduler"] == "euler"
+    (tmp_path / "p.txt").write_text("a red circle\n# a comment\na green triangle\n")
+    assert main([*GEN[:1], "--prompts", str(tmp_path / "p.txt"), "--steps", "1", "--width", "32", "--height", "32", "--out", str(tmp_path / "t")]) == 0
+    assert len(list((tmp_path / "t").glob("*.png"))) == 2
+
+
+@pytest.fixture
+def images(tmp_path):
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "init.png")
+    Image.new("L", (16, 16), 255).save(tmp_path / "small_mask.png")
+    (tmp_path / "notimage.png").write_text("not an image")
+    (tmp_path / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    (tmp_path / "rows.jsonl").write_text('{"prompt": "x", "sead": 3}\n')
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--model", "sd16"], "unknown model 'sd16'"),
+        (["--scheduler", "eulr"], "did you mean 'euler'"),
+        (["--width", "60"], "multiple of 8"),
+        (["--task", "inpaint", "--image", "{d}/init.png", "--mask", "{d}/small_mask.png"], "mask is 16x16 but the image is 32x32"),
+        (["--task", "img2img", "--image", "{d}/missing.png"], "does not exist"),
+        (["--task", "img2img", "--image", "{d}/notimage.png"], "not an image"),
+        (["--model", "{d}/broken.safetensors"], "safetensors"),
+        (["--optimize", "model_cpu_offload", "--device", "cpu"], "needs a CUDA device"),
+        (["--precision", "fp16", "--device", "cpu"], "fp16 on cpu"),
+        (["--prompts", "{d}/rows.jsonl"], "did you mean 'seed'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(images, capsys, args, fragment):
+    args = [a.format(d=images) for a in args]
+    code, out, err = run_cli([*GEN, "--out", str(images / "out"), *args], capsys)
+    assert code == 2
+    assert fragment in err, err
+    assert "Traceback" not in err and "Traceback" not in out
+    assert err.startswith("error:") and len(err.strip().splitlines()) <= 2  # error line + hint line
+
+
+def test_debug_shows_the_traceback(capsys):
+    with pytest.raises(Exception, match="unknown model"):
+        main(["--debug", *GEN, "--model", "sd16"])
+
+
+def test_hub_unreachable_offline_offers_the_alternatives(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffprof", "generate", "x", "--model", "sd15", "--weights", "hub", "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "--weights synthetic" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------- bench
+def test_bench_yaml_with_every_seed_field_drives_a_run(tmp_path, capsys):
+    seed = {
+        "use_diffusion": True, "diffusion_model_name": "tiny-sd", "diffusion_steps": 2, "diffusion_guidance_scale": 5.0,
+        "diffusion_height": 32, "diffusion_width": 32, "enable_code_profiling": False, "profile_diffusion_generation": True,
+        "profile_scheduler_performance": True, "profile_resolution_scaling": False, "enable_memory_efficient_attention": True,
+        "enable_sequential_cpu_offload": False, "use_diffusion_mixed_precision": False, "profile_pipeline_variants": False,
+        "benchmark_schedulers": ["euler", "ddim"], "profile_advanced_features": False,
+    }
+    path = tmp_path / "seed.yaml"
+    path.write_text(yaml.safe_dump({"seo": seed}))
+    db = tmp_path / "r.db"
+    code, out, _ = run_cli(["bench", "--config", str(path), "--db", str(db), "--no-report", "--repeats", "1", "--warmup", "0", "--threads", "1", "--no-progress"], capsys)
+    assert code == 0, out
+    with Store(db) as store:
+        run = store.get_run("latest")
+    assert [(c.suite, c.labels) for c in run.cells] == [("generation", {"model": "tiny-sd"}), ("schedulers", {"scheduler": "euler"}), ("schedulers", {"scheduler": "ddim"})]
+    assert all(c.settings["steps"] == 2 and c.settings["width"] == 32 for c in run.cells)
+
+
+def test_bench_writes_report_and_failed_cells_exit_3(tmp_path, capsys):
+    db, report = tmp_path / "r.db", tmp_path / "r.html"
+    code, out, err = run_cli(["bench", "-s", "memory", "--memory-optimizations", "none,model_cpu_offload", "--db", str(db), "--report", str(report), *BENCH_FAST], capsys)
+    assert code == 3  # the offload cell failed (no CUDA) and says why; the other cell is stored
+    assert "needs a CUDA device" in err
+    with Store(db) as store:
+        run = store.get_run("latest")
+    assert [c.status for c in run.cells] == ["ok", "failed"]
+    assert report.is_file() and "<html" in report.read_text()[:200].lower()
+
+
+def test_bad_config_stores_nothing_and_loses_nothing(tmp_path, capsys):
+    db = tmp_path / "r.db"
+    assert main(["bench", "-s", "steps", "--step-counts", "1", "--db", str(db), "--no-report", *BENCH_FAST[:-5], "--no-progress"]) == 0
+    before = db.read_bytes()
+    (tmp_path / "bad.yaml").write_text("stpes: 3\n")
+    for args in (["-s", "schedulrs"], ["--config", str(tmp_path / "bad.yaml")], ["--width", "33"], ["--resume", "99"]):
+        code, _, err = run_cli(["bench", "--db", str(db), "--no-report", *args], capsys)
+        assert code == 2 and err.startswith("error:"), (args, err)
+    with Store(db) as store:
+        assert len(store.list_runs()) == 1 and len(store.get_run(1).cells) == 1
+    assert len(db.read_bytes()) >= len(before)
+
+
+def test_runs_show_compare_report(tmp_path, capsys):
+    db = tmp_path / "c.db"
+    with Store(db) as store:
+        a = store.create_run("a", {}, {})
+        b = store.create_run("b", {}, {})
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        base = list(1.0 + 0.01 * rng.standard_normal(5))
+        for rid, factor in ((a, 1.0), (b, 1.3)):  # an injected 30% slowdown
+            store.add_cell(rid, CellResult("schedulers", {"scheduler": "euler"}, {}, metrics={"s_per_image": float(np.median(base)) * factor}, samples={"call_s": [x * factor for x in base]}))
+            store.finish_run(rid)
+    code, out, _ = run_cli(["runs", "--db", str(db)], capsys)
+    assert code == 0 and "a" in out
+    code, out, _ = run_cli(["show", "1", "--db", str(db)], capsys)
+    assert code == 0 and "euler" in out
+    assert run_cli(["compare", "1", "2", "--db", str(db)], capsys)[0] == 1
+    assert run_cli(["compare", "1", "1", "--db", str(db)], capsys)[0] == 0
+    assert run_cli(["compare", "latest~1", "latest", "--db", str(db), "--threshold", "50%"], capsys)[0] == 0
+    for fmt, ext in (("markdown", "md"), ("csv", "csv"), ("json", "json"), ("html", "html")):
+        code, out, _ = run_cli(["report", "2", "--format", fmt, "--out", str(tmp_path / f"r.{ext}"), "--db", str(db)], capsys)
+        assert code == 0 and (tmp_path / f"r.{ext}").stat().st_size > 0
+    code, out, _ = run_cli(["report", "2", "--format", "console", "--db", str(db)], capsys)
+    assert code == 0 and "schedulers" in out
+    code, _, err = run_cli(["show", "7", "--db", str(db)], capsys)
+    assert code == 2 and "run 7" in err
+    code, _, err = run_cli(["runs", "--db", str(tmp_path / "none.db")], capsys)
+    assert code == 2 and "diffprof bench" in err
+
+
+@pytest.mark.slow
+def test_four_concurrent_bench_processes_lose_no_rows(tmp_path):
+    db = tmp_path / "shared.db"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "diffprof", "bench", "-s", "steps", "--step-counts", "1,2", "--db", str(db), "--no-report", *BENCH_FAST]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err.decode()[-2000:]
+    with Store(db) as store:
+        runs = store.list_runs()
+        assert len(runs) == 4
+        assert all(len(store.get_run(r.id).cells) == 2 for r in runs)
+
+
+def test_help_everywhere(capsys):
+    for cmd in ([], ["generate"], ["bench"], ["models"], ["schedulers"], ["optimizations"], ["suites"], ["runs"], ["show"], ["compare"], ["report"], ["tune"], ["calibrate"], ["estimate"], ["device"]):
+        with pytest.raises(SystemExit) as info:
+            from diffprof.cli.app import app
+            from diffprof.cli import commands  # noqa: F401
+
+            app([*cmd, "--help"], prog_name="diffprof")
+        assert info.value.code == 0
+        assert "Usage" in capsys.readouterr().out
+
+
+def test_listing_commands(capsys):
+    for cmd, word in ((["models"], "sdxl"), (["schedulers"], "dpmpp_2m_karras"), (["optimizations"], "sequential_cpu_offload"), (["suites"], "resolutions")):
+        code, out, _ = run_cli(cmd, capsys)
+        assert code == 0 and word in out
+
+
+def test_materialize_then_generate_from_the_folder(tmp_path, capsys):
+    out = tmp_path / "tiny"
+    assert run_cli(["models", "materialize", "tiny-sd", "--out", str(out)], capsys)[0] == 0
+    assert (out / "model_index.json").is_file()
+    code, stdout, _ = run_cli([*GEN, "--model", str(out), "--out", str(tmp_path / "img")], capsys)
+    assert code == 0 and "local" in stdout
+    assert len(list(Path(tmp_path / "img").glob("*.png"))) == 1
