@@ -1,0 +1,85 @@
+"""Every suite on the built-in tiny models: its cells, their labels, statuses and metrics."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+import torch
+from rich.console import Console
+
+from diffprof.config import RunConfig
+from diffprof.store import Store
+from diffprof.suites import SUITES, expand
+from diffprof.suites.runner import Runner
+
+BASE = dict(model="tiny-sd", steps=2, width=32, height=32, repeats=2, warmup=1, threads=1, report=None, scheduler="euler")
+
+#: suite -> (extra config, expected labels in order, statuses)
+CASES = {
+    "generation": ({}, [{"model": "tiny-sd"}], ["ok"]),
+    "schedulers": ({"schedulers": ["euler", "ddim", "unipc"]}, [{"scheduler": s} for s in ("euler", "ddim", "unipc")], ["ok"] * 3),
+    "resolutions": ({"resolutions": ["32x32", "64x48"]}, [{"width": 32, "height": 32}, {"width": 64, "height": 48}], ["ok"] * 2),
+    "memory": (
+        {"memory_optimizations": ["none", "vae_slicing+vae_tiling", "attention_slicing", "sequential_cpu_offload"]},
+        [{"optimization": o} for o in ("none", "vae_slicing+vae_tiling", "attention_slicing", "sequential_cpu_offload")],
+        ["ok", "ok", "ok", "failed"],  # offload needs CUDA: a failed cell with the reason, the suite goes on
+    ),
+    "steps": ({"step_counts": [1, 3]}, [{"steps": 1}, {"steps": 3}], ["ok"] * 2),
+    "guidance": ({"guidance_scales": [1.0, 7.5], "quality": ["none"]}, [{"guidance": 1.0}, {"guidance": 7.5}], ["ok"] * 2),
+    "batch": ({"batch_sizes": [1, 3]}, [{"batch": 1}, {"batch": 3}], ["ok"] * 2),
+    "precision": (
+        {"precisions": ["fp32", "fp16"]},
+        [{"precision": "fp32", "compile": False}, {"precision": "fp32", "compile": True}, {"precision": "fp16", "compile": False}, {"precision": "fp16", "compile": True}],
+        ["ok", "ok", "failed", "failed"],
+    ),
+    "tasks": ({}, [{"task": t} for t in ("txt2img", "img2img", "inpaint")], ["ok"] * 3),
+    "pipelines": ({"models": ["tiny-sd", "tiny-sdxl", "tiny-sd-inpaint"]}, [{"model": m} for m in ("tiny-sd", "tiny-sdxl", "tiny-sd-inpaint")], ["ok"] * 3),
+    "quality": ({"schedulers": ["euler"], "step_counts": [2], "quality": ["convergence"], "quality_prompts": 1, "reference_steps": 4}, [{"scheduler": "euler", "steps": 2}], ["ok"]),
+}
+
+
+def test_every_registered_suite_is_covered():
+    assert set(SUITES) - {"calibration"} == set(CASES)
+
+
+@pytest.mark.parametrize("suite", sorted(CASES))
+def test_suite(suite, tmp_path, monkeypatch):
+    extra, labels, statuses = CASES[suite]
+    if suite == "precision":
+        # compiling the tiny UNet on 2 CPU cores takes minutes; the suite's job is the sweep
+        monkeypatch.setattr(torch, "compile", lambda module, **kw: module)
+    config = RunConfig.from_mapping({**BASE, **extra, "suites": [suite], "db": str(tmp_path / "s.db")})
+    assert [c.labels for c in expand(config)] == labels
+    with Store(config.db) as store:
+        summary = Runner(config, store, console=Console(file=StringIO()), progress=False).run()
+        run = store.get_run(summary.run_id, artifacts=True)
+    assert [c.labels for c in run.cells] == labels
+    assert [c.status for c in run.cells] == statuses, [c.error for c in run.cells]
+    for cell in run.cells:
+        if cell.ok:
+            assert cell.metrics["s_per_image"] > 0 and len(cell.samples["call_s"]) == 2
+            assert cell.metrics["text_encode_s"] > 0 and cell.metrics["host_peak_rss_bytes"] > 0
+            assert "image.png" in cell.artifacts and "timeline.json" in cell.artifacts
+        else:
+            assert cell.error
+    if suite == "batch":
+        assert run.cells[1].metrics["images_per_s"] > 0 and run.cells[1].settings["batch"] == 3
+    if suite == "tasks":
+        assert run.cells[1].metrics["vae_encode_s"] > 0
+    if suite == "quality":
+        assert run.cells[0].metrics["psnr_db"] > 0 and 0 <= run.cells[0].metrics["ssim"] <= 1
+    if suite == "pipelines":
+        assert run.cells[2].settings["task"] == "inpaint"
+    if suite == "schedulers":
+        assert len({c.settings["engine_reused"] for c in run.cells}) == 2  # loaded once, reused after
+
+
+def test_isolate_runs_each_cell_in_its_own_process(tmp_path):
+    config = RunConfig.from_mapping({**BASE, "suites": ["steps"], "step_counts": [1, 2], "isolate": True, "db": str(tmp_path / "i.db")})
+    with Store(config.db) as store:
+        summary = Runner(config, store, console=Console(file=StringIO()), progress=False).run()
+        run = store.get_run(summary.run_id)
+    assert [c.status for c in run.cells] == ["ok", "ok"]
+    assert all(c.settings.get("isolated") for c in run.cells)
+    assert all(c.metrics["load_s"] > 0 for c in run.cells)
