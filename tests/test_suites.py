@@ -40,7 +40,19 @@ CASES = {
 
 
 def test_every_registered_suite_is_covered():
-    assert set(SUITES) - {"calibration"} == set(CASES)
+    assert set(SUITES) - {"calibration", "ablation"} == set(CASES)
+
+
+def test_ablation_removes_one_fast_element_at_a_time():
+    from diffprof.engine.optimizations import FAST_PRESET, Optimizations
+
+    cells = expand(RunConfig.from_mapping({**BASE, "suites": ["ablation"]}))
+    variants = [c.labels["variant"] for c in cells]
+    assert variants[:2] == ["none", "fast"] and len(variants) == 2 + len(FAST_PRESET)
+    fast = Optimizations.parse(cells[1].config.optimize)
+    for cell in cells[2:]:
+        opts = Optimizations.parse(cell.config.optimize)
+        assert opts != fast and opts.fast_loop  # one element gone, diffprof's loop kept
 
 
 @pytest.mark.parametrize("suite", sorted(CASES))

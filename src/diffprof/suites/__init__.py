@@ -1,6 +1,7 @@
 """Benchmark suites: each sweeps one axis with everything else from the config."""
 
 from diffprof.suites import (  # noqa: F401  (register)
+    ablation,
     batch,
     calibration,
     generation,
