@@ -6,22 +6,30 @@ TORCH_SPEC ?= torch==2.13.0
 # One torch thread keeps CPU timings stable on small machines (2-thread timings spike 10-100x).
 DEMO_ARGS ?= --threads 1
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.diffprof-installed
+BASE := $(VENV)/.diffprof-base
+DEV := $(VENV)/.diffprof-dev
 
-.PHONY: install demo test clean
+.PHONY: install install-dev demo test clean
 
-$(STAMP): pyproject.toml
+# torch first, from TORCH_SPEC, so GPU users choose the build; then diffprof (editable).
+$(BASE): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e '.[dev]'
-	@touch $(STAMP)
+	$(PY) -m pip install --quiet -e .
+	@touch $(BASE)
 
-install: $(STAMP)
+# the test tools and optional backends the tests exercise (pytest, pandas, scikit-image, ray)
+$(DEV): $(BASE)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(DEV)
+
+install: $(BASE)
+install-dev: $(DEV)
 
 demo: install
 	$(VENV)/bin/diffprof bench $(DEMO_ARGS)
 
-test: install
+test: install-dev
 	$(PY) -m pytest
 
 clean:

@@ -213,6 +213,9 @@ def _flops_per_call(engine: Engine, result: GenerationResult, unet_evals: int) -
 #: Suites whose question is about quality: ``quality: [auto]`` scores their cells and no others
 #: (a resolutions or batch sweep should not pay for images it does not need).
 AUTO_QUALITY_SUITES = frozenset({"quality", "guidance", "tune"})
+#: On shapes-sd adherence needs no reference solve, so ``auto`` also scores the suites whose axis
+#: changes what is drawn (the quick suite then shows real quality beside speed).
+AUTO_ADHERENCE_SUITES = AUTO_QUALITY_SUITES | {"schedulers", "steps", "precision", "generation", "pipelines"}
 #: The built-in model trained on shapes scenes; ``auto`` scores it by prompt adherence.
 SHAPES_MODEL = "shapes-sd"
 #: Quality seeds are ``QUALITY_SEED + i``: apart from the timing seed (default 0) and fixed, so
@@ -228,6 +231,8 @@ def quality_metrics(config: RunConfig, suite: str) -> tuple[str, ...]:
     if not names or names == ["none"]:
         return ()
     if names == ["auto"]:
+        if config.model == SHAPES_MODEL and suite in AUTO_ADHERENCE_SUITES:
+            return ("adherence",)  # cheap (a few calls, no reference solve): worth it wherever it means something
         if suite not in AUTO_QUALITY_SUITES:
             return ()
         return ("adherence",) if config.model == SHAPES_MODEL else ("convergence",)
