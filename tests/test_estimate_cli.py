@@ -15,7 +15,7 @@ def calibrated(tmp_path_factory) -> str:
     """A tmp store holding one small calibration of tiny-sd on the CPU (4 cells, 2 steps, 1 repeat)."""
     db = str(tmp_path_factory.mktemp("cal") / "cal.db")
     code = main(["calibrate", "--model", "tiny-sd", "--device", "cpu", "--threads", "1", "--resolutions", "32,48",
-                 "--batch-sizes", "1,2", "--steps", "2", "--repeats", "2", "--warmup", "0", "--no-progress", "--db", db])
+                 "--batch-sizes", "1,2", "--steps", "2", "--repeats", "2", "--warmup", "0", "--no-isolate", "--no-progress", "--db", db])
     assert code == 0
     return db
 

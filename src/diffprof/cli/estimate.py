@@ -44,7 +44,8 @@ def calibrate(
     warmup: int = typer.Option(1, help=H("warmup")),
     resolutions: list[str] = typer.Option(None, help="Sizes to calibrate, WxH, comma-separated (default: 0.5x, 1x, 1.5x native; tiny models 32-96 px)."),
     batch_sizes: list[str] = typer.Option(None, "--batch-sizes", help="Batches to calibrate (default: 1 and 4; 1 and 2 for a full-size model on a CPU)."),
-    isolate: bool = typer.Option(False, "--isolate/--no-isolate", help=H("isolate")),
+    isolate: bool = typer.Option(None, "--isolate/--no-isolate", help="Run each cell in a fresh process; default: on for a CPU, "
+                                 "where peak memory is the process's resident set, a high-water mark an earlier cell would leave behind."),
     threads: int = typer.Option(None, help=H("threads")),
     db: str = typer.Option(RunConfig.default_of("db"), help=H("db")),
     out: Path = typer.Option(None, "--out", help="Also write the fitted model (coefficients, residuals) as JSON here."),
@@ -74,6 +75,10 @@ def calibrate(
             overrides["batch_sizes"] = [int(b) for b in _split(batch_sizes)]
         except ValueError as exc:
             raise ConfigError(f"--batch-sizes takes whole numbers, got {', '.join(_split(batch_sizes))}") from exc
+    if isolate is None:
+        import torch
+
+        overrides["isolate"] = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     cfg = RunConfig.from_mapping({k: v for k, v in overrides.items() if v is not None})
     store = Store(cfg.db)
     # Cells call gc.collect() before measuring; with torch and diffusers loaded that walks ~10^6

@@ -67,7 +67,8 @@ class BudgetAnswer:
 
     @property
     def fitting(self) -> list[BudgetOption]:
-        return sorted((o for o in self.options if o.fits), key=lambda o: o.estimate.call_s)
+        """Options that fit, fastest first; on a tie (derived times can be equal), fewer switches first."""
+        return sorted((o for o in self.options if o.fits), key=_speed)
 
     @property
     def best(self) -> BudgetOption | None:
@@ -112,9 +113,13 @@ class BudgetAnswer:
             "message": self.message,
             "options": [
                 {"optimizations": o.optimizations, "fits": o.fits, "needed_bytes": o.needed_bytes, "estimate": o.estimate.to_dict()}
-                for o in sorted(self.options, key=lambda o: o.estimate.call_s)
+                for o in sorted(self.options, key=_speed)
             ],
         }
+
+
+def _speed(option: BudgetOption) -> tuple[float, int]:
+    return option.estimate.call_s, len(option.optimizations.split("+"))
 
 
 def fit_budget(

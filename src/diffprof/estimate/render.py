@@ -68,7 +68,7 @@ def budget_view(answer: BudgetAnswer) -> Group:
     for col in ("optimizations", "fits", "peak", "up to", "time per call", "source"):
         table.add_column(col, justify="right" if col in ("peak", "up to", "time per call") else "left")
     best = answer.best
-    for o in sorted(answer.options, key=lambda o: o.estimate.call_s):
+    for o in sorted(answer.options, key=lambda o: (o.estimate.call_s, len(o.optimizations.split("+")))):
         e = o.estimate
         mark = "[green]yes[/]" if o.fits else "[red]no[/]"
         name = f"[bold]{o.optimizations}[/]" if best is not None and o is best else o.optimizations
