@@ -123,7 +123,7 @@ def test_held_out_workloads_are_predicted_exactly_from_exact_data(size, steps, b
 
 def test_noisy_calibration_gives_intervals_around_the_truth():
     inside = 0
-    trials = 40
+    trials = 25
     w = Workload(80, 80, 20, 2)
     for seed in range(trials):
         e = fitted(noise=0.03, seed=seed).predict(w)
