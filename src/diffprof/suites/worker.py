@@ -12,7 +12,6 @@ and the executors notice that and run the cell again.
 
 from __future__ import annotations
 
-
 import base64
 import gc
 import json
