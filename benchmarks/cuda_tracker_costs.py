@@ -32,7 +32,7 @@ def main() -> None:
         "torch.cuda.memory_allocated()": lambda: torch.cuda.memory_allocated(0),
         "torch.cuda.reset_peak_memory_stats()": lambda: torch.cuda.reset_peak_memory_stats(0),
         "torch.cuda.nvtx.range_push/pop": lambda: (torch.cuda.nvtx.range_push("x"), torch.cuda.nvtx.range_pop()),
-        "small kernel launch (x.add_(1))": lambda: x.add_(1),
+        "small kernel launch (x.add_(1))": lambda x=x: x.add_(1),
     }
     for name, fn in rows.items():
         if fn is not None:
