@@ -42,6 +42,9 @@ METRIC_HEADERS: dict[str, str] = {
     "mfu": "MFU",
     "energy_j_per_image": "J/image",
     "images_per_kj": "images/kJ",
+    "first_call_s": "first call",
+    "unet_evals": "UNet evals",
+    "vae_encode_s": "VAE encode",
 }
 
 #: Metrics whose header already names the unit, so the cell shows a bare number.
