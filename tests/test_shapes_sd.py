@@ -10,6 +10,7 @@ import torch
 from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, StableDiffusionPipeline
 from PIL import Image
 
+from diffprof.engine import Engine
 from diffprof.engine.schedulers import make_scheduler
 from diffprof.models.presets import PRESETS, get_preset
 from diffprof.models.sources import load_pipeline
@@ -29,9 +30,9 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def pipe() -> StableDiffusionPipeline:
+    """The shipped pipeline as it loads: its own scheduler (DDIM), fp32."""
     pipeline = load_pipeline("shapes-sd").pipeline
     pipeline.set_progress_bar_config(disable=True)
-    pipeline.scheduler = make_scheduler("dpmpp_2m", pipeline.scheduler.config)
     return pipeline
 
 
@@ -48,11 +49,15 @@ def test_preset_is_listed_and_builtin() -> None:
     assert preset.builtin and preset.hub_id is None and preset.family == "sd" and not preset.inpaint
     assert preset.native_size == 64 and preset.weights_path is not None and preset.weights_path.is_dir()
     index = preset.model_index()
-    assert index["_class_name"] == "StableDiffusionPipeline" and index["scheduler"] == ["diffusers", "PNDMScheduler"]
+    assert index["_class_name"] == "StableDiffusionPipeline" and index["scheduler"] == ["diffusers", "DDIMScheduler"]
     vae = preset.component_config("vae")
     assert preset.component_config("unet")["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1) == 64
     assert preset.component_config("text_encoder")["vocab_size"] == 49_408
     assert preset.pad_token() == "<|endoftext|>"
+    # SD 1.5's noise schedule, so every scheduler swapped in with from_config samples what was trained
+    scheduler = preset.component_config("scheduler")
+    assert (scheduler["beta_start"], scheduler["beta_end"], scheduler["beta_schedule"]) == (0.00085, 0.012, "scaled_linear")
+    assert scheduler["num_train_timesteps"] == 1000 and scheduler["prediction_type"] == "epsilon"
 
 
 def test_shipped_weights_fit_the_size_limit() -> None:
@@ -95,6 +100,26 @@ def test_simple_prompts_are_followed(pipe) -> None:
     # and the guidance is what does it: without the prompt the same seeds do not match it
     unguided = txt2img(pipe, [""] * len(PROMPTS), [100, 101, 102, 103])
     assert np.mean([adherence(i, p) for i, p in zip(unguided, PROMPTS)]) < np.mean(scores)
+
+
+def test_engine_defaults_follow_the_prompt() -> None:
+    """diffprof's defaults (shipped scheduler, 20 steps, guidance 7.5, native size) through the Engine."""
+    engine = Engine.load("shapes-sd", device="cpu")
+    assert engine.load_info.source == "builtin:shapes-sd" and engine.native_size == 64
+    result = engine.generate(prompt=PROMPTS[2], seed=7)
+    assert result.images[0].size == (64, 64) and len(result.timing.steps_s) == 20 and result.settings["steps"] == 20
+    assert adherence(result.images[0], PROMPTS[2]) >= 0.8
+
+
+def test_another_scheduler_swaps_in(pipe) -> None:
+    """A multistep solver from the shipped config (what ``tune`` explores) still follows the prompt."""
+    shipped = pipe.scheduler
+    try:
+        pipe.scheduler = make_scheduler("dpmpp_2m", shipped.config)
+        images = txt2img(pipe, PROMPTS[:2], [110, 111])
+    finally:
+        pipe.scheduler = shipped
+    assert min(adherence(image, prompt) for image, prompt in zip(images, PROMPTS[:2])) >= 0.8
 
 
 def test_img2img_keeps_the_scene_and_follows_the_prompt(pipe) -> None:
