@@ -1,6 +1,7 @@
 """Prompt adherence of ``shapes-sd``, and how fast its solvers converge.
 
-    python benchmarks/shapes_adherence.py                                  # the model card's number
+    python benchmarks/shapes_adherence.py                                  # the model card's number (DDIM, 20, 7.5)
+    python benchmarks/shapes_adherence.py --samples docs/shapes-sd/samples.png
     python benchmarks/shapes_adherence.py --scheduler pndm --steps 50      # the "default diffusers setup"
     python benchmarks/shapes_adherence.py --grid pndm:50,dpmpp_2m:20,dpmpp_2m:10,unipc:10
     python benchmarks/shapes_adherence.py --convergence --n 24             # PSNR vs steps per solver
@@ -22,18 +23,20 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
+from typing import Any
 
+import diffusers
 import numpy as np
 import torch
 
-from diffprof.engine.schedulers import make_scheduler, model_evals
+from diffprof.engine.schedulers import DEFAULT, make_scheduler, model_evals
 from diffprof.models.sources import load_pipeline
 from diffprof.quality.detector import attribute_accuracy
 from diffprof.quality.metrics import psnr
 from diffprof.quality.shapes import ATTRIBUTES, prompt_for, random_scene
 
-#: The settings the model card recommends and the adherence claim is made at.
-DEFAULT_SCHEDULER = "dpmpp_2m"
+#: The settings the adherence claim is made at: diffprof's defaults (the model's own scheduler, DDIM).
+DEFAULT_SCHEDULER = DEFAULT
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 7.5
 DEFAULT_N = 200
@@ -54,56 +57,95 @@ class Setting:
         return f"{self.scheduler}:{self.steps} g{self.guidance:g}"
 
 
+@dataclass
+class Model:
+    """A loaded pipeline and the scheduler config it shipped with (every scheduler is built from it)."""
+
+    pipe: Any
+    scheduler_config: dict[str, Any]
+    batch: int = 25
+
+    @classmethod
+    def load(cls, name: str, batch: int) -> Model:
+        pipe = load_pipeline(name).pipeline
+        pipe.set_progress_bar_config(disable=True)
+        return cls(pipe, dict(pipe.scheduler.config), batch)
+
+    def scheduler(self, name: str) -> Any:
+        """``name`` from the shipped config; ``default`` is the shipped scheduler itself."""
+        if name == DEFAULT:
+            return getattr(diffusers, self.scheduler_config["_class_name"]).from_config(self.scheduler_config)
+        return make_scheduler(name, self.scheduler_config)
+
+    def generate(self, prompts: list[str], seeds: list[int], setting: Setting) -> tuple[np.ndarray, float]:
+        """uint8 NHWC images, one per (prompt, seed), and the wall seconds they took."""
+        self.pipe.scheduler = self.scheduler(setting.scheduler)
+        out = []
+        start = time.perf_counter()
+        for i in range(0, len(prompts), self.batch):
+            generators = [torch.Generator().manual_seed(s) for s in seeds[i : i + self.batch]]
+            with torch.inference_mode():
+                images = self.pipe(prompt=prompts[i : i + self.batch], num_inference_steps=setting.steps,
+                                   guidance_scale=setting.guidance, generator=generators, height=SIZE, width=SIZE,
+                                   output_type="np").images
+            out.append(np.clip(np.rint(images * 255), 0, 255).astype(np.uint8))
+        return np.concatenate(out), time.perf_counter() - start
+
+
 def eval_prompts(n: int, prompt_seed: int = PROMPT_SEED) -> list[str]:
     rng = np.random.default_rng(prompt_seed)
     return [prompt_for(random_scene(rng)) for _ in range(n)]
 
 
-def generate(pipe, prompts: list[str], seeds: list[int], setting: Setting, batch: int) -> tuple[np.ndarray, float]:
-    """uint8 NHWC images, one per (prompt, seed), and the wall seconds they took."""
-    pipe.scheduler = make_scheduler(setting.scheduler, pipe.scheduler.config)
-    out = []
-    start = time.perf_counter()
-    for i in range(0, len(prompts), batch):
-        generators = [torch.Generator().manual_seed(s) for s in seeds[i : i + batch]]
-        with torch.inference_mode():
-            images = pipe(prompt=prompts[i : i + batch], num_inference_steps=setting.steps, guidance_scale=setting.guidance,
-                          generator=generators, height=SIZE, width=SIZE, output_type="np").images
-        out.append(np.clip(np.rint(images * 255), 0, 255).astype(np.uint8))
-    return np.concatenate(out), time.perf_counter() - start
+def save_grid(images: np.ndarray, path: str, columns: int = 8, scale: int = 2) -> None:
+    """The first rows of ``images`` as one PNG (nearest-neighbour upscaled, so pixels stay visible)."""
+    from PIL import Image
+
+    rows = max(1, min(4, len(images) // columns))
+    grid = np.concatenate([np.concatenate(list(images[r * columns : (r + 1) * columns]), axis=1) for r in range(rows)])
+    Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)
 
 
-def adherence_table(pipe, settings: list[Setting], n: int, seed: int, prompt_seed: int, batch: int) -> None:
+def adherence_table(model: Model, settings: list[Setting], n: int, seed: int, prompt_seed: int,
+                    samples: str | None = None) -> None:
     prompts = eval_prompts(n, prompt_seed)
     seeds = list(range(seed, seed + n))
     columns = [*ATTRIBUTES, "all", "adherence"]
-    print(f"shapes-sd adherence: {n} prompts (prompt seed {prompt_seed}), noise seeds {seed}..{seed + n - 1}, {SIZE} px, fp32")
+    shipped = model.scheduler_config["_class_name"]
+    print(f"shapes-sd adherence: {n} prompts (prompt seed {prompt_seed}), noise seeds {seed}..{seed + n - 1}, {SIZE} px, "
+          f"fp32; default = shipped {shipped}")
     print(f"{'setting':<20}" + "".join(f"{c:>11}" for c in columns) + f"{'UNet evals':>11}{'s/image':>9}")
     for setting in settings:
-        images, seconds = generate(pipe, prompts, seeds, setting, batch)
+        images, seconds = model.generate(prompts, seeds, setting)
         acc = attribute_accuracy(images, prompts)
-        evals = model_evals(setting.scheduler, setting.steps, pipe.scheduler.config)
+        if samples and setting is settings[0]:
+            save_grid(images, samples)
+        evals = model_evals(setting.scheduler, setting.steps, model.scheduler_config)
         print(f"{setting.label:<20}" + "".join(f"{acc[c]:>11.1%}" for c in columns) + f"{evals:>11}{seconds / n:>9.3f}",
               flush=True)
 
 
-def convergence_table(pipe, n: int, seed: int, prompt_seed: int, batch: int, guidance: float, reference_steps: int,
+def convergence_table(model: Model, n: int, seed: int, prompt_seed: int, guidance: float, reference_steps: int,
                       target: float) -> None:
+    """PSNR vs steps per scheduler against one reference; ``limit`` is each scheduler's own
+    ``reference_steps`` solve against it (high: the solvers converge to the same image)."""
     prompts = eval_prompts(n, prompt_seed)
     seeds = list(range(seed, seed + n))
-    reference, _ = generate(pipe, prompts, seeds, Setting("dpmpp_2m", reference_steps, guidance), batch)
+
+    def mean_psnr(setting: Setting) -> float:
+        images, _ = model.generate(prompts, seeds, setting)
+        return float(np.mean([min(psnr(a, b), 100.0) for a, b in zip(images, reference)]))
+
+    reference, _ = model.generate(prompts, seeds, Setting("dpmpp_2m", reference_steps, guidance))
     print(f"convergence: mean PSNR (dB) vs a {reference_steps}-step dpmpp_2m solve, {n} prompts, guidance {guidance:g}")
-    print(f"{'scheduler':<12}" + "".join(f"{s:>8}" for s in CONVERGENCE_STEPS) + f"{'steps to ' + format(target, 'g') + ' dB':>16}")
+    print(f"{'scheduler':<12}" + "".join(f"{s:>7}" for s in CONVERGENCE_STEPS) + f"{'limit':>7}"
+          + f"{'steps to ' + format(target, 'g') + ' dB':>16}")
     for name in CONVERGENCE_SCHEDULERS:
-        row, reached = [], None
-        for steps in CONVERGENCE_STEPS:
-            images, _ = generate(pipe, prompts, seeds, Setting(name, steps, guidance), batch)
-            value = float(np.mean([min(psnr(a, b), 100.0) for a, b in zip(images, reference)]))
-            row.append(value)
-            if reached is None and value >= target:
-                reached = steps
-        print(f"{name:<12}" + "".join(f"{v:>8.1f}" for v in row) + f"{reached if reached else '>' + str(CONVERGENCE_STEPS[-1]):>16}",
-              flush=True)
+        row = [mean_psnr(Setting(name, steps, guidance)) for steps in CONVERGENCE_STEPS]
+        limit = mean_psnr(Setting(name, reference_steps, guidance)) if name != "dpmpp_2m" else 100.0
+        reached = next((steps for steps, value in zip(CONVERGENCE_STEPS, row) if value >= target), None)
+        print(f"{name:<12}" + "".join(f"{v:>7.1f}" for v in row) + f"{limit:>7.1f}"
+              + f"{reached if reached else '>' + str(CONVERGENCE_STEPS[-1]):>16}", flush=True)
 
 
 def parse_grid(text: str, guidance: float) -> list[Setting]:
@@ -129,16 +171,15 @@ def main() -> None:
     parser.add_argument("--reference-steps", type=int, default=200)
     parser.add_argument("--psnr-target", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--samples", help="write the first 32 images of the first setting to this PNG")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    pipe = load_pipeline(args.model).pipeline
-    pipe.set_progress_bar_config(disable=True)
+    model = Model.load(args.model, args.batch)
     if args.convergence:
-        convergence_table(pipe, args.n, args.seed, args.prompt_seed, args.batch, args.guidance, args.reference_steps,
-                          args.psnr_target)
+        convergence_table(model, args.n, args.seed, args.prompt_seed, args.guidance, args.reference_steps, args.psnr_target)
         return
     settings = parse_grid(args.grid, args.guidance) if args.grid else [Setting(args.scheduler, args.steps, args.guidance)]
-    adherence_table(pipe, settings, args.n, args.seed, args.prompt_seed, args.batch)
+    adherence_table(model, settings, args.n, args.seed, args.prompt_seed, args.samples)
 
 
 if __name__ == "__main__":
