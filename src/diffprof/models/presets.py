@@ -140,7 +140,7 @@ PRESETS: dict[str, ModelPreset] = {
     )
 }
 
-DEFAULT_MODEL = "tiny-sd"
+DEFAULT_MODEL = "shapes-sd"
 
 
 def get_preset(name: str) -> ModelPreset:
