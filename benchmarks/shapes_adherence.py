@@ -112,7 +112,8 @@ def adherence_table(model: Model, settings: list[Setting], n: int, seed: int, pr
     seeds = list(range(seed, seed + n))
     columns = [*ATTRIBUTES, "all", "adherence"]
     shipped = model.scheduler_config["_class_name"]
-    print(f"shapes-sd adherence: {n} prompts (prompt seed {prompt_seed}), noise seeds {seed}..{seed + n - 1}, {SIZE} px, "
+    print(f"shapes-sd adherence: {n} prompts (prompt seed {prompt_seed}), noise seeds {seed}..{seed + n - 1}, "
+          f"{SIZE} px, "
           f"fp32; default = shipped {shipped}")
     print(f"{'setting':<20}" + "".join(f"{c:>11}" for c in columns) + f"{'UNet evals':>11}{'s/image':>9}")
     for setting in settings:
@@ -176,9 +177,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = Model.load(args.model, args.batch)
     if args.convergence:
-        convergence_table(model, args.n, args.seed, args.prompt_seed, args.guidance, args.reference_steps, args.psnr_target)
+        convergence_table(model, args.n, args.seed, args.prompt_seed, args.guidance, args.reference_steps,
+                          args.psnr_target)
         return
-    settings = parse_grid(args.grid, args.guidance) if args.grid else [Setting(args.scheduler, args.steps, args.guidance)]
+    if args.grid:
+        settings = parse_grid(args.grid, args.guidance)
+    else:
+        settings = [Setting(args.scheduler, args.steps, args.guidance)]
     adherence_table(model, settings, args.n, args.seed, args.prompt_seed, args.samples)
 
 

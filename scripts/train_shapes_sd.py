@@ -184,8 +184,8 @@ def save_checkpoint(path: Path, **state: Any) -> None:
     tmp.replace(path)  # never a half-written checkpoint
 
 
-def update_summary(stage: str, info: dict[str, Any]) -> None:
-    path = DOCS / "training.json"
+def update_summary(docs: Path, stage: str, info: dict[str, Any]) -> None:
+    path = docs / "training.json"
     summary = json.loads(path.read_text()) if path.is_file() else {}
     summary[stage] = info
     path.write_text(json.dumps(summary, indent=2) + "\n")
@@ -201,7 +201,7 @@ def train_vae(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     vae = AutoencoderKL(**VAE_CONFIG)
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
-    ckpt_path = WORKDIR / "vae.pt"
+    ckpt_path = args.workdir / "vae.pt"
     start, elapsed = 0, 0.0
     if args.resume and ckpt_path.is_file():
         state = torch.load(ckpt_path, weights_only=False)
@@ -209,7 +209,7 @@ def train_vae(args: argparse.Namespace) -> None:
         opt.load_state_dict(state["opt"])
         torch.set_rng_state(state["rng"])
         start, elapsed = state["step"], state["seconds"]
-    log = Log(DOCS / "train_vae.csv", ["loss", "l1", "mse", "kl"], resume=args.resume and start > 0)
+    log = Log(args.docs / "train_vae.csv", ["loss", "l1", "mse", "kl"], resume=args.resume and start > 0)
     vae.train()
     t0 = time.perf_counter() - elapsed
     window: dict[str, list[float]] = {k: [] for k in ("loss", "l1", "mse", "kl")}
@@ -240,14 +240,17 @@ def train_vae(args: argparse.Namespace) -> None:
                             step=step + 1, seconds=time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
     final = log.rows()[-1]
-    update_summary("vae", {"steps": args.vae_steps, "batch": args.vae_batch, "lr": args.vae_lr, "kl_weight": args.kl_weight, "object_boost": args.object_boost,
-                           "seconds": round(seconds, 1), "final": {k: final[k] for k in ("loss", "l1", "mse", "kl")}})
-    plot_losses()
+    update_summary(args.docs, "vae", {
+        "steps": args.vae_steps, "batch": args.vae_batch, "lr": args.vae_lr, "kl_weight": args.kl_weight,
+        "object_boost": args.object_boost, "seconds": round(seconds, 1),
+        "final": {k: final[k] for k in ("loss", "l1", "mse", "kl")},
+    })
+    plot_losses(args.docs)
 
 
-def load_vae() -> AutoencoderKL:
+def load_vae(workdir: Path = WORKDIR) -> AutoencoderKL:
     vae = AutoencoderKL(**VAE_CONFIG)
-    vae.load_state_dict(torch.load(WORKDIR / "vae.pt", weights_only=False)["model"])
+    vae.load_state_dict(torch.load(workdir / "vae.pt", weights_only=False)["model"])
     return vae.eval().requires_grad_(False)
 
 
@@ -330,7 +333,7 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 
 def train_unet(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed + 1)
-    vae = load_vae()
+    vae = load_vae(args.workdir)
     scale = measure_scaling_factor(vae)
     print(f"VAE scaling_factor {scale:.5f}", flush=True)
     unet = UNet2DConditionModel(**UNET_CONFIG)
@@ -345,7 +348,7 @@ def train_unet(args: argparse.Namespace) -> None:
     ids_of = PromptIds()
     empty_ids = ids_of([""])
     generator = torch.Generator().manual_seed(args.seed + 2)
-    ckpt_path = WORKDIR / "unet.pt"
+    ckpt_path = args.workdir / "unet.pt"
     start, elapsed = 0, 0.0
     state: dict[str, Any] | None = None
     if args.resume and ckpt_path.is_file():
@@ -359,8 +362,9 @@ def train_unet(args: argparse.Namespace) -> None:
         start, elapsed = state["step"], state["seconds"]
     pool = LatentPool(vae, args.pool, scale)
     if state is not None:  # the pool's contents at the checkpoint
-        pool.mean, pool.std, pool.prompts, pool.cursor = state["pool_mean"], state["pool_std"], state["pool_prompts"], state["pool_cursor"]
-    log = Log(DOCS / "train_unet.csv", ["loss", "mse"], resume=args.resume and start > 0)
+        pool.mean, pool.std = state["pool_mean"], state["pool_std"]
+        pool.prompts, pool.cursor = state["pool_prompts"], state["pool_cursor"]
+    log = Log(args.docs / "train_unet.csv", ["loss", "mse"], resume=args.resume and start > 0)
     unet.train()
     text_encoder.train()
     t0 = time.perf_counter() - elapsed
@@ -408,18 +412,21 @@ def train_unet(args: argparse.Namespace) -> None:
                             pool_cursor=pool.cursor)
     seconds = time.perf_counter() - t0
     final = log.rows()[-1]
-    update_summary("unet", {"steps": args.unet_steps, "batch": args.batch, "fresh_per_step": fresh, "lr": args.unet_lr,
-                            "warmup": args.warmup, "ema": args.ema, "cfg_drop": args.cfg_drop, "min_snr": args.min_snr,
-                            "noise_offset": args.noise_offset, "pool": args.pool, "scaling_factor": round(scale, 5),
-                            "seconds": round(seconds, 1), "final": {k: final[k] for k in ("loss", "mse")}})
-    plot_losses()
+    update_summary(args.docs, "unet", {
+        "steps": args.unet_steps, "batch": args.batch, "fresh_per_step": fresh, "lr": args.unet_lr,
+        "warmup": args.warmup, "ema": args.ema, "cfg_drop": args.cfg_drop, "min_snr": args.min_snr,
+        "noise_offset": args.noise_offset, "pool": args.pool, "scaling_factor": round(scale, 5),
+        "seconds": round(seconds, 1), "final": {k: final[k] for k in ("loss", "mse")},
+    })
+    plot_losses(args.docs)
 
 
 # --------------------------------------------------------------------------- stage 3: export
-def export(args: argparse.Namespace, out: Path = PACKAGE_DIR) -> None:
+def export(args: argparse.Namespace) -> None:
     """EMA weights in fp16 as a diffusers folder (``save_pretrained``), loadable in fp32."""
-    vae = load_vae()
-    state = torch.load(WORKDIR / "unet.pt", weights_only=False)
+    out = args.out
+    vae = load_vae(args.workdir)
+    state = torch.load(args.workdir / "unet.pt", weights_only=False)
     vae.register_to_config(scaling_factor=round(float(state["scale"]), 5))
     unet = UNet2DConditionModel(**UNET_CONFIG)
     unet.load_state_dict(state["ema_unet"])
@@ -439,8 +446,9 @@ def export(args: argparse.Namespace, out: Path = PACKAGE_DIR) -> None:
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     sizes = {p.relative_to(out).as_posix(): p.stat().st_size for p in sorted(out.rglob("*.safetensors"))}
     print("exported", out, sizes, f"total {sum(sizes.values()) / 1e6:.2f} MB", flush=True)
-    update_summary("export", {"weights_bytes": sizes, "total_bytes": sum(sizes.values()),
-                              "parameters": {"unet": count(unet), "vae": count(vae), "text_encoder": count(text_encoder)}})
+    update_summary(args.docs, "export", {"weights_bytes": sizes, "total_bytes": sum(sizes.values()),
+                              "parameters": {"unet": count(unet), "vae": count(vae),
+                                             "text_encoder": count(text_encoder)}})
 
 
 def count(model: torch.nn.Module) -> int:
@@ -448,14 +456,14 @@ def count(model: torch.nn.Module) -> int:
 
 
 # --------------------------------------------------------------------------- plot
-def plot_losses() -> None:
-    """``docs/shapes-sd/loss.png``: one panel per trained stage (log scale)."""
+def plot_losses(docs: Path) -> None:
+    """``loss.png`` beside the logs: one panel per trained stage (log scale)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stages = [(s, DOCS / f"train_{s}.csv") for s in ("vae", "unet")]
+    stages = [(s, docs / f"train_{s}.csv") for s in ("vae", "unet")]
     stages = [(s, p) for s, p in stages if p.is_file()]
     if not stages:
         return
@@ -475,7 +483,7 @@ def plot_losses() -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(DOCS / "loss.png", dpi=110)
+    fig.savefig(docs / "loss.png", dpi=110)
     plt.close(fig)
 
 
@@ -484,6 +492,10 @@ def main() -> None:
     parser.add_argument("--stage", choices=["vae", "unet", "export", "all"], default="all")
     parser.add_argument("--resume", action="store_true", help="continue a stage from its checkpoint in build/")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workdir", type=Path, default=WORKDIR, help="checkpoints (default build/shapes-sd-train)")
+    parser.add_argument("--docs", type=Path, default=DOCS, help="logs and loss curve (default docs/shapes-sd)")
+    parser.add_argument("--out", type=Path, default=PACKAGE_DIR,
+                        help="exported diffusers folder (default: the package's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=25)
     parser.add_argument("--save-every", type=int, default=250)
@@ -494,7 +506,8 @@ def main() -> None:
     parser.add_argument("--object-boost", type=float, default=4.0, help="extra loss weight on and around the shape")
     parser.add_argument("--unet-steps", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--fresh", type=int, default=16, help="newly generated scenes per batch; the rest replay the pool")
+    parser.add_argument("--fresh", type=int, default=16,
+                        help="newly generated scenes per batch; the rest replay the pool")
     parser.add_argument("--pool", type=int, default=8192)
     parser.add_argument("--unet-lr", type=float, default=8e-4)
     parser.add_argument("--warmup", type=int, default=250)
@@ -504,8 +517,8 @@ def main() -> None:
     parser.add_argument("--noise-offset", type=float, default=0.1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    WORKDIR.mkdir(parents=True, exist_ok=True)
-    DOCS.mkdir(parents=True, exist_ok=True)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    args.docs.mkdir(parents=True, exist_ok=True)
     if args.stage in ("vae", "all"):
         train_vae(args)
     if args.stage in ("unet", "all"):

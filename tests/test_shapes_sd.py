@@ -56,7 +56,8 @@ def test_preset_is_listed_and_builtin() -> None:
     assert preset.pad_token() == "<|endoftext|>"
     # SD 1.5's noise schedule, so every scheduler swapped in with from_config samples what was trained
     scheduler = preset.component_config("scheduler")
-    assert (scheduler["beta_start"], scheduler["beta_end"], scheduler["beta_schedule"]) == (0.00085, 0.012, "scaled_linear")
+    betas = (scheduler["beta_start"], scheduler["beta_end"], scheduler["beta_schedule"])
+    assert betas == (0.00085, 0.012, "scaled_linear")
     assert scheduler["num_train_timesteps"] == 1000 and scheduler["prediction_type"] == "epsilon"
 
 
@@ -71,7 +72,8 @@ def test_loads_as_an_sd_pipeline_in_fp32(pipe) -> None:
     loaded = load_pipeline("shapes-sd")
     assert loaded.source == "builtin:shapes-sd" and loaded.preset is get_preset("shapes-sd")
     assert type(loaded.pipeline) is StableDiffusionPipeline and loaded.bytes_read > 0
-    assert loaded.bytes_read == sum(p.stat().st_size for p in get_preset("shapes-sd").weights_path.rglob("*.safetensors"))
+    shipped = get_preset("shapes-sd").weights_path.rglob("*.safetensors")
+    assert loaded.bytes_read == sum(p.stat().st_size for p in shipped)
     for part in ("unet", "vae", "text_encoder"):
         assert {p.dtype for p in getattr(loaded.pipeline, part).parameters()} == {torch.float32}, part
     assert loaded.pipeline.vae_scale_factor == 4 and len(loaded.pipeline.tokenizer) == 49_408
