@@ -5,7 +5,8 @@ Hub repository, the pipeline family, the native resolution and a folder of diffu
 in the package (``configs/<name>/``). Those configs are copies of the real repositories' files, so a
 ``synthetic`` model has exactly the real architecture, and single-file checkpoints load with no
 download. Adding a model is one :class:`ModelPreset` entry plus its config folder; a built-in model
-whose weights ship in the package (``shapes-sd``, planned) also sets ``weights_dir``.
+whose weights ship in the package (``shapes-sd``, trained by ``scripts/train_shapes_sd.py``) also sets
+``weights_dir``; its config folder is the shipped diffusers folder itself.
 """
 
 from __future__ import annotations
@@ -119,6 +120,10 @@ PRESETS: dict[str, ModelPreset] = {
                 builtin=True, inpaint_variant="tiny-sdxl-inpaint"),
         _preset("tiny-sdxl-inpaint", "sdxl", None, 64, "built-in tiny SDXL inpainting pipeline (9-channel UNet)",
                 builtin=True, inpaint=True),
+        ModelPreset(name="shapes-sd", family="sd", hub_id=None, native_size=64, inpaint=False,
+                    prediction_type="epsilon", builtin=True, config_dir="data/shapes-sd", weights_dir="data/shapes-sd",
+                    description="built-in trained SD 1.x-family model of shapes scenes (64 px, 4x VAE, 4M UNet; "
+                                "docs/shapes-sd)"),
         _preset("sd15", "sd", "stable-diffusion-v1-5/stable-diffusion-v1-5", 512,
                 "Stable Diffusion 1.5 (860M UNet, CLIP ViT-L text)", inpaint_variant="sd15-inpaint"),
         _preset("sd15-inpaint", "sd", "stable-diffusion-v1-5/stable-diffusion-inpainting", 512,
@@ -135,7 +140,7 @@ PRESETS: dict[str, ModelPreset] = {
     )
 }
 
-DEFAULT_MODEL = "tiny-sd"
+DEFAULT_MODEL = "shapes-sd"
 
 
 def get_preset(name: str) -> ModelPreset:
