@@ -33,7 +33,7 @@ SEO = {
 def test_defaults_validate():
     c = RunConfig()
     c.validate()
-    assert c.model == "tiny-sd" and c.repeats == 3 and c.suites == ["quick"]
+    assert c.model == "shapes-sd" and c.repeats == 3 and c.suites == ["quick"]
 
 
 def test_seo_fields_map_to_what_they_say():

@@ -95,7 +95,7 @@ def tiny_sdxl():
 
 def test_presets_cover_the_models_and_default() -> None:
     assert {"sd15", "sd21", "sdxl", "sd15-inpaint", "sd2-inpaint", "sdxl-inpaint", "tiny-sd", "tiny-sdxl"} <= set(PRESETS)
-    assert DEFAULT_MODEL == "tiny-sd" and PRESETS[DEFAULT_MODEL].builtin
+    assert DEFAULT_MODEL == "shapes-sd" and PRESETS[DEFAULT_MODEL].builtin
     assert get_preset("sd21").hub_id == "stabilityai/stable-diffusion-2-1"
     assert get_preset("sdxl").native_size == 1024 and get_preset("sd21").prediction_type == "v_prediction"
 
@@ -116,7 +116,8 @@ def test_preset_fields_agree_with_its_configs(name: str) -> None:
     assert ("XL" in index["_class_name"]) == (preset.family == "sdxl")
     assert ("Inpaint" in index["_class_name"]) == preset.inpaint == (unet["in_channels"] == 9)
     vae_scale = 2 ** (len(vae["block_out_channels"]) - 1)
-    assert vae_scale == 8 and unet["sample_size"] * vae_scale == preset.native_size
+    # SD's VAEs downsample 8x; shapes-sd's 3-level VAE 4x (64 px <-> 16x16 latents)
+    assert vae_scale == (4 if name == "shapes-sd" else 8) and unet["sample_size"] * vae_scale == preset.native_size
     assert scheduler.get("prediction_type", "epsilon") == preset.prediction_type
     assert (preset.hub_id is None) == preset.builtin
     for encoder in preset.text_encoders:
@@ -326,10 +327,15 @@ def test_img2img_and_inpaint_pipelines_derive_from_what_we_build(name: str, tiny
 
 
 def test_default_load_is_the_builtin_tiny_model(tiny_sd) -> None:
-    loaded = load_pipeline()
+    loaded = load_pipeline("tiny-sd")
     assert loaded.source == "builtin:tiny-sd" and loaded.family == "sd" and loaded.preset is get_preset("tiny-sd")
     assert loaded.bytes_read == 0 and loaded.files == []
     assert same_weights(loaded.pipeline.unet, tiny_sd.unet)
+
+
+def test_default_model_is_the_shipped_shapes_sd() -> None:
+    loaded = load_pipeline()
+    assert loaded.preset is get_preset("shapes-sd") and loaded.family == "sd"
 
 
 def test_synthetic_builds_the_preset_architecture() -> None:

@@ -84,10 +84,12 @@ def test_metric_units_and_directions():
 
 
 def test_auto_scores_quality_suites_only_with_the_model_s_metric():
-    tiny, shapes = RunConfig(), replace(RunConfig(), model="shapes-sd")
+    tiny, shapes = replace(RunConfig(), model="tiny-sd"), replace(RunConfig(), model="shapes-sd")
     for suite in ("quality", "guidance", "tune"):
         assert quality_metrics(tiny, suite) == ("convergence",)
         assert quality_metrics(shapes, suite) == ("adherence",)
+    # adherence needs no reference solve, so shapes-sd also scores the suites that change the drawing
+    assert quality_metrics(shapes, "schedulers") == ("adherence",) and quality_metrics(shapes, "steps") == ("adherence",)
     assert quality_metrics(tiny, "schedulers") == () and quality_metrics(shapes, "batch") == ()
     explicit = replace(RunConfig(), quality=["clip", "adherence"])
     assert quality_metrics(explicit, "resolutions") == ("adherence", "clip")  # explicit: every suite, fixed order

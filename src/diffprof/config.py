@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from diffprof.errors import ConfigError, closest, unknown_choice
+from diffprof.models.presets import DEFAULT_MODEL
 
 DEFAULT_PROMPT = "a large red circle in the center on a blue background"
 TASKS = ("txt2img", "img2img", "inpaint")
@@ -32,7 +33,7 @@ class RunConfig:
     """Everything a generation or a benchmark run needs; every field has a default."""
 
     # ---------------------------------------------------------------- model
-    model: str = _f("tiny-sd", "Model preset (see `diffprof models`), a local diffusers folder, or a .safetensors file.")
+    model: str = _f(DEFAULT_MODEL, "Model preset (see `diffprof models`), a local diffusers folder, or a .safetensors file.")
     weights: str = _f("auto", "Weight source: auto, hub, synthetic (full-size architecture, random weights) or builtin.")
     device: str = _f("auto", "auto (CUDA when available), cpu, cuda or cuda:N.")
     precision: str = _f("auto", "fp32, fp16, bf16; auto = fp16 on CUDA, fp32 on CPU; half = fp16 on CUDA, bf16 on CPU.")

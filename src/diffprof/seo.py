@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from diffprof.config import RunConfig
+from diffprof.models.presets import DEFAULT_MODEL
 
 
 @dataclass
@@ -29,7 +30,7 @@ class SEOConfig:
     """
 
     use_diffusion: bool = True
-    diffusion_model_name: str = "tiny-sd"
+    diffusion_model_name: str = DEFAULT_MODEL
     diffusion_steps: int = 20
     diffusion_guidance_scale: float = 7.5
     diffusion_height: int | None = None
