@@ -27,9 +27,11 @@ def environment_table(run: RunInfo) -> Table:
     return grid
 
 
-def suite_rich_table(table: SuiteTable) -> Table:
+def suite_rich_table(table: SuiteTable, compact: bool = False) -> Table:
     failed = f", {table.failed} failed" if table.failed else ""
     out = Table(title=Text(f"{table.suite} ({len(table.rows)} cells{failed})", style="bold"), title_justify="left")
+    if compact and not table.failed:  # every row says "ok": give the room to the numbers
+        table = SuiteTable(table.suite, [c for c in table.columns if c.kind != "status"], table.rows, table.common)
     for i, col in enumerate(table.columns):
         if col.kind == "error":
             out.add_column(col.header, overflow="fold", min_width=20)
@@ -45,7 +47,7 @@ def suite_rich_table(table: SuiteTable) -> Table:
             style = "yellow" if col.kind == "noise" else ("red" if row.failed and col.kind in ("status", "error") else "")
             cells.append(Text(text, style=style))
         out.add_row(*cells, style="red" if row.failed else None)
-    if table.common:
+    if table.common and not compact:
         out.caption = Text(f"shared settings: {format_settings(table.common)}", style="dim")
         out.caption_justify = "left"
     return out
@@ -62,7 +64,7 @@ def console_renderables(run: RunInfo, options: ReportOptions | None = None) -> R
     else:
         parts = [Text(options.title_for(run), style="bold underline"), environment_table(run), Text("")]
     for table in suite_tables(run, KEY_METRICS if options.compact else None):
-        parts += [suite_rich_table(table), Text("")]
+        parts += [suite_rich_table(table, options.compact), Text("")]
     if not run.cells:
         parts.append(Text("no cells in this run", style="yellow"))
     return Group(*parts)

@@ -250,12 +250,12 @@ def _label_keys(cells: Iterable[CellResult]) -> list[str]:
 
 #: The metrics a terminal has room for: time, throughput, components, memory, MFU, quality.
 KEY_METRICS: tuple[str, ...] = (
-    "s_per_image", "images_per_s", "steps_per_s", "step_median_s", "text_encode_s", "vae_decode_s",
+    "s_per_image", "images_per_s", "step_median_s", "vae_decode_s",
     "peak_allocated_bytes", "mfu", "adherence", "psnr_db", "ssim", "clip_score",
 )
 
 
-def suite_table(suite: str, cells: Sequence[CellResult], only: Sequence[str] | None = None) -> SuiteTable:
+def suite_table(suite: str, cells: Sequence[CellResult], only: Sequence[str] | None = None) -> SuiteTable:  # noqa: C901
     """Build the table of one suite (the cells in the order they were measured); ``only`` keeps
     just those metrics (host RSS stands in for GPU memory when no GPU peak was measured)."""
     labels = _label_keys(cells)
@@ -281,8 +281,8 @@ def suite_table(suite: str, cells: Sequence[CellResult], only: Sequence[str] | N
         text.update({k: format_value(cell.labels[k]) if k in cell.labels else "" for k in labels})
         for m in metrics:
             text[m] = format_metric(m, cell.metrics.get(m))
-        if "s_per_image" in text and text["s_per_image"] != "-" and s is not None and s.count > 1:
-            text["s_per_image"] += f" ± {fmt_seconds(s.iqr)}"
+        if only is None and "s_per_image" in text and text["s_per_image"] != "-" and s is not None and s.count > 1:
+            text["s_per_image"] += f" ± {fmt_seconds(s.iqr)}"  # the key-metrics view keeps only the noise flag
         text["noise"] = f"noisy (IQR {fmt_pct(s.relative_iqr)})" if is_noisy and s is not None else ""
         rows.append(Row(cell, text, is_noisy))
     return SuiteTable(suite, columns, rows, common_settings(cells))
