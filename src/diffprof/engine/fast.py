@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from PIL import Image
 
 StepCallback = Callable[[int, Any, torch.Tensor], None]
 
@@ -51,10 +52,14 @@ class FastOutput:
 class GraphedLoop:
     """One captured denoising loop for one key (steps, scheduler, size, batch, guidance)."""
 
-    def __init__(self, graph: torch.cuda.CUDAGraph, inputs: LoopInputs, output: torch.Tensor) -> None:
+    def __init__(self, graph: torch.cuda.CUDAGraph, inputs: LoopInputs, output: torch.Tensor, timesteps: torch.Tensor) -> None:
         self.graph = graph
         self.inputs = inputs
         self.output = output
+        # The graph reads the timesteps tensor it was captured with (each UNet call's ``t`` is a view
+        # of it). The scheduler drops that tensor at its next ``set_timesteps``; unless it is kept
+        # alive here the allocator hands its memory to other tensors and replays read garbage.
+        self.timesteps = timesteps
 
     def __call__(self, inputs: LoopInputs) -> torch.Tensor:
         self.inputs.latents.copy_(inputs.latents)
@@ -125,7 +130,7 @@ class FastPath:
         if getattr(vae.config, "shift_factor", None):
             z = z + vae.config.shift_factor
         image = vae.decode(z, return_dict=False)[0]
-        return pipe.image_processor.postprocess(image, output_type="pil")
+        return to_pil(pipe.image_processor, image)
 
     # ---------------------------------------------------------------- run
     def run(
@@ -210,17 +215,30 @@ class FastPath:
             side = torch.cuda.Stream(device)
             side.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(side):
-                for _ in range(2):  # compile, cuDNN autotune and lazy init happen here, not in capture
-                    scheduler.set_timesteps(steps, device=device)
-                    scheduler.set_begin_index(0)
-                    self.loop(static, scheduler.timesteps, guidance, cfg)
+                # one warm-up loop: compile, lazy init and allocator growth happen here, not in capture
+                scheduler.set_timesteps(steps, device=device)
+                scheduler.set_begin_index(0)
+                self.loop(static, scheduler.timesteps, guidance, cfg)
             torch.cuda.current_stream(device).wait_stream(side)
             scheduler.set_timesteps(steps, device=device)
             scheduler.set_begin_index(0)
+            timesteps = scheduler.timesteps
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                output = self.loop(static, scheduler.timesteps, guidance, cfg)
-            return GraphedLoop(graph, static, output)
+                output = self.loop(static, timesteps, guidance, cfg)
+            return GraphedLoop(graph, static, output, timesteps)
         except Exception as exc:  # noqa: BLE001 - capture limits are data: fall back and say why
             torch.cuda.synchronize(device)
             return f"CUDA graph capture failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); ran the loop eagerly"
+
+
+def to_pil(processor: Any, image: torch.Tensor) -> list[Image.Image]:
+    """``processor.postprocess(image, output_type="pil")`` with the 8-bit conversion done on the
+    image's device: the same bytes (same float32 arithmetic, round half to even), a quarter of the
+    data copied to the host, and no float pass over the image on the CPU."""
+    if getattr(processor.config, "do_normalize", True):
+        image = processor.denormalize(image)
+    pixels = (image.float() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    if pixels.shape[-1] == 1:
+        return [Image.fromarray(p.squeeze(-1)) for p in pixels]  # 2-D uint8: mode "L"
+    return [Image.fromarray(p) for p in pixels]
