@@ -3,7 +3,8 @@
     bash -c 'source benchmarks/gpu_env.sh && python3 benchmarks/gpu_e2e.py --model sd15 --variants eager,diffprof'
 
 Variants (comma-separated):
-  eager       plain diffusers fp16, SDPA, no diffprof code in the loop; latents out, VAE decode timed apart
+  eager       plain diffusers fp16, SDPA, no diffprof code in the loop; latents out, then VAE decode +
+              postprocess to PIL timed apart (the work of `pipe(prompt).images`, as diffprof's total)
   compile     the plain recipe: fused QKV + channels_last + torch.compile of UNet and VAE decoder
               (SD1.5 reduce-overhead, SDXL default), still plain diffusers
   diffprof    diffprof's Engine at its defaults (standard profiler, per-component records)
@@ -55,18 +56,21 @@ def plain_pipeline(model: str) -> Any:
 
 
 def time_plain(pipe: Any, size: int, steps: int, warmup: int, repeats: int) -> dict[str, Any]:
-    """Latents out; VAE decode timed apart (as diffusers' own benchmarks do)."""
+    """Latents out, then VAE decode and ``postprocess`` to PIL timed apart: together the work of a
+    plain ``pipe(prompt).images`` call, and the same work diffprof's ``total`` covers."""
     def call() -> torch.Tensor:
         g = torch.Generator("cpu").manual_seed(0)
         return pipe(PROMPT, num_inference_steps=steps, guidance_scale=7.5, width=size, height=size, generator=g, output_type="latent").images
 
-    def decode(latents: torch.Tensor) -> torch.Tensor:
+    def decode(latents: torch.Tensor) -> list[Any]:
         vae = pipe.vae
         needs_upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
         z = latents / vae.config.scaling_factor
         if needs_upcast:
-            return vae.to(torch.float32).decode(z.float(), return_dict=False)[0]
-        return vae.decode(z.to(vae.dtype), return_dict=False)[0]
+            image = vae.to(torch.float32).decode(z.float(), return_dict=False)[0]
+        else:
+            image = vae.decode(z.to(vae.dtype), return_dict=False)[0]
+        return pipe.image_processor.postprocess(image, output_type="pil")
 
     with torch.inference_mode():
         first = None
@@ -200,13 +204,38 @@ def main() -> None:
     print(f"{torch.cuda.get_device_name()} · torch {torch.__version__} · {args.model} {size}x{size} {steps} steps, batch 1, CFG 7.5, Euler, fp16")
     rows: dict[str, dict[str, Any]] = {}
     variants = args.variants.split(",")
+    out = os.environ.get("OUT")
+    print(f"\n{'variant':34s} {'total s':>8s} {'loop s':>8s} {'it/s':>7s} {'VAE ms':>7s} {'first s':>8s} {'peak GiB':>9s} {'speedup':>8s} {'latent err':>10s}")
+
+    def measured(name: str, fn: Any, *fargs: Any, **fkwargs: Any) -> None:
+        """Run one variant; print its row at once and keep the JSON current, so a later failure loses nothing."""
+        try:
+            r = fn(*fargs, **fkwargs)
+        except Exception as exc:  # noqa: BLE001 - one failed variant must not lose the others
+            print(f"{name:34s} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", flush=True)
+            clean()
+            return
+        rows[name] = r
+        base = rows.get("diffusers eager fp16")
+        speed = base["total_s"] / r["total_s"] if base else float("nan")
+        err = float("nan")
+        if base is not None and r.get("latents") is not None:
+            a, b = r["latents"], base["latents"]
+            err = float((a - b).norm() / b.norm()) if a.shape == b.shape else float("nan")
+        r["speedup"], r["latent_rel_err"] = speed, err
+        print(f"{name:34s} {r['total_s']:8.3f} {r['loop_s']:8.3f} {steps / r['loop_s'] if r['loop_s'] else float('nan'):7.1f} {r['vae_s'] * 1e3:7.1f} "
+              f"{(r['first_call_s'] or 0):8.1f} {r['peak_bytes'] / 2**30:9.2f} {speed:8.2f}x {err:10.2e}", flush=True)
+        if out:
+            with open(os.path.join(out, f"e2e-{args.model}.json"), "w") as fh:
+                json.dump({k: {kk: vv for kk, vv in v.items() if kk not in ("latents", "loop_samples")} for k, v in rows.items()}, fh, indent=1, default=str)
+
     if "eager" in variants or "compile" in variants:
         pipe = plain_pipeline(args.model)
         unet = pipe.unet
         print("attention processors:", sorted({type(p).__name__ for p in unet.attn_processors.values()}),
               "· dtypes:", sorted({str(p.dtype) for p in unet.parameters()}), "· cudnn.benchmark:", torch.backends.cudnn.benchmark)
         if "eager" in variants:
-            rows["diffusers eager fp16"] = time_plain(pipe, size, steps, args.warmup, args.repeats)
+            measured("diffusers eager fp16", time_plain, pipe, size, steps, args.warmup, args.repeats)
         if "compile" in variants:
             pipe.fuse_qkv_projections()
             pipe.unet.to(memory_format=torch.channels_last)
@@ -214,41 +243,27 @@ def main() -> None:
             mode = "reduce-overhead" if args.model == "sd15" else "default"
             pipe.unet = torch.compile(pipe.unet, mode=mode, fullgraph=True)
             pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=mode, fullgraph=True)
-            rows[f"diffusers + compile ({mode})"] = time_plain(pipe, size, steps, args.warmup, args.repeats)
+            measured(f"diffusers + compile ({mode})", time_plain, pipe, size, steps, args.warmup, args.repeats)
         del pipe, unet
         clean()
     if "diffprof" in variants:
-        rows["diffprof default (standard)"] = time_engine(args.model, size, steps, args.warmup, args.repeats)
+        measured("diffprof default (standard)", time_engine, args.model, size, steps, args.warmup, args.repeats)
     if "levels" in variants:
         for level in ("off", "minimal", "standard", "detailed"):
-            rows[f"diffprof level={level}"] = time_engine(args.model, size, steps, 1 if level == "detailed" else args.warmup,
-                                                          1 if level == "detailed" else args.repeats, level=level)
+            measured(f"diffprof level={level}", time_engine, args.model, size, steps, 1 if level == "detailed" else args.warmup,
+                     1 if level == "detailed" else args.repeats, level=level)
     if "hooks" in variants:
         pipe = plain_pipeline(args.model)
         for level in ("none", "off", "minimal", "standard"):
-            rows[f"plain pipe + hooks level={level}"] = time_hooked(pipe, size, steps, args.warmup, args.repeats, level)
+            measured(f"plain pipe + hooks level={level}", time_hooked, pipe, size, steps, args.warmup, args.repeats, level)
         del pipe
         clean()
     if "fast" in variants:
-        rows["diffprof fast"] = time_engine(args.model, size, steps, args.warmup, args.repeats, optimize=["fast"])
+        measured("diffprof fast", time_engine, args.model, size, steps, args.warmup, args.repeats, optimize=["fast"])
     if "fast_fp8" in variants:
-        rows["diffprof fast + fp8"] = time_engine(args.model, size, steps, args.warmup, args.repeats, optimize=["fast", "fp8"])
-    base = rows.get("diffusers eager fp16")
-    print(f"\n{'variant':34s} {'total s':>8s} {'loop s':>8s} {'it/s':>7s} {'VAE ms':>7s} {'first s':>8s} {'peak GiB':>9s} {'speedup':>8s} {'latent err':>10s}")
-    for name, r in rows.items():
-        speed = base["total_s"] / r["total_s"] if base else float("nan")
-        err = float("nan")
-        if base is not None and r.get("latents") is not None:
-            a, b = r["latents"], base["latents"]
-            err = float((a - b).norm() / b.norm()) if a.shape == b.shape else float("nan")
-        print(f"{name:34s} {r['total_s']:8.3f} {r['loop_s']:8.3f} {steps / r['loop_s'] if r['loop_s'] else float('nan'):7.1f} {r['vae_s'] * 1e3:7.1f} "
-              f"{(r['first_call_s'] or 0):8.1f} {r['peak_bytes'] / 2**30:9.2f} {speed:8.2f}x {err:10.2e}")
+        measured("diffprof fast + fp8", time_engine, args.model, size, steps, args.warmup, args.repeats, optimize=["fast", "fp8"])
     if "check" in variants:
         print("\nper-step CUDA events vs synchronized wall:", step_event_check(args.model, size, steps))
-    out = os.environ.get("OUT")
-    if out:
-        with open(os.path.join(out, f"e2e-{args.model}.json"), "w") as fh:
-            json.dump({k: {kk: vv for kk, vv in v.items() if kk != "latents"} for k, v in rows.items()}, fh, indent=1, default=str)
 
 
 if __name__ == "__main__":
