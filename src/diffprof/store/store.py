@@ -23,8 +23,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -86,7 +88,7 @@ class Store:
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             if not in_memory:
-                conn.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(conn, timeout)
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             schema.ensure_schema(conn, self.path)
@@ -420,3 +422,23 @@ def _effective_status(status: str, host: str | None, pid: int | None) -> str:
     except OSError:  # PermissionError: alive, owned by someone else
         return status
     return status
+
+
+def _switch_to_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while other openers hold the file.
+
+    Switching a fresh file to WAL needs an exclusive lock, and SQLite answers "database is locked"
+    at once, without its busy handler, when another connection is mid-open; so several processes
+    creating one store at the same moment retry here, with jitter, up to ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay * (1 + random.random()))
+        delay = min(delay * 2, 0.2)
