@@ -192,10 +192,11 @@ def test_to_pil_gives_the_bytes_diffusers_postprocess_gives(dtype, channels):
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("model", ["tiny-sd", "tiny-sdxl"])
-def test_cuda_graph_replays_match_the_eager_loop_after_allocator_churn(model):
+@pytest.mark.parametrize("scheduler", ["euler", "dpmpp_2m", "heun"])
+def test_cuda_graph_replays_match_the_eager_loop_after_allocator_churn(model, scheduler):
     """A graphed loop reads tensors captured with it (the timesteps); replays after the scheduler
     re-creates its own and other tensors reuse freed memory must still draw the same latents."""
-    kw = dict(scheduler="euler", steps=6, width=64, height=64, guidance=5.0, seed=3, prompt="a red circle")
+    kw = dict(scheduler=scheduler, steps=6, width=64, height=64, guidance=5.0, seed=3, prompt="a red circle")
     eager = Engine.load(model, device="cuda", precision="fp32", optimize=["fast_loop"]).generate(**kw)
     graphed = Engine.load(model, device="cuda", precision="fp32", optimize=["cuda_graph"])
     results = []

@@ -52,14 +52,15 @@ class FastOutput:
 class GraphedLoop:
     """One captured denoising loop for one key (steps, scheduler, size, batch, guidance)."""
 
-    def __init__(self, graph: torch.cuda.CUDAGraph, inputs: LoopInputs, output: torch.Tensor, timesteps: torch.Tensor) -> None:
+    def __init__(self, graph: torch.cuda.CUDAGraph, inputs: LoopInputs, output: torch.Tensor, keep: tuple[torch.Tensor, ...]) -> None:
         self.graph = graph
         self.inputs = inputs
         self.output = output
-        # The graph reads the timesteps tensor it was captured with (each UNet call's ``t`` is a view
-        # of it). The scheduler drops that tensor at its next ``set_timesteps``; unless it is kept
-        # alive here the allocator hands its memory to other tensors and replays read garbage.
-        self.timesteps = timesteps
+        # The graph reads tensors made before the capture: the timesteps it was captured with (each
+        # UNet call's ``t`` is a view of them) and whatever else the scheduler holds. The scheduler
+        # drops them at its next ``set_timesteps``; unless they are kept alive here, the allocator
+        # hands their memory to other tensors and replays read garbage.
+        self.keep = keep
 
     def __call__(self, inputs: LoopInputs) -> torch.Tensor:
         self.inputs.latents.copy_(inputs.latents)
@@ -226,7 +227,8 @@ class FastPath:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 output = self.loop(static, timesteps, guidance, cfg)
-            return GraphedLoop(graph, static, output, timesteps)
+            held = tuple(v for v in vars(scheduler).values() if isinstance(v, torch.Tensor))
+            return GraphedLoop(graph, static, output, (timesteps, *held))
         except Exception as exc:  # noqa: BLE001 - capture limits are data: fall back and say why
             torch.cuda.synchronize(device)
             return f"CUDA graph capture failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); ran the loop eagerly"
