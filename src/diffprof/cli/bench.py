@@ -126,35 +126,36 @@ def bench(
         overrides["report"] = None
     # 1. Validate the whole config before touching the store.
     cfg = RunConfig.load(config, overrides) if config else RunConfig.from_mapping(overrides)
-    store = Store(cfg.db)
-    if resume is not None:
-        stored = store.get_run(resume)
-        keep = {k: v for k, v in overrides.items() if k in ("db", "report", "threads")}
-        base = dict(stored.config)
-        if any(k in overrides for k in EXECUTION):  # where to run is this command's choice, as a whole
-            base = {k: v for k, v in base.items() if k not in EXECUTION}
-            keep |= {k: v for k, v in overrides.items() if k in EXECUTION}
-        cfg = RunConfig.from_mapping(base | keep)
-        err_console.print(f"resuming run {stored.id} with its stored config", highlight=False)
-    # 2. Run.
-    command = "diffprof " + shlex.join(sys.argv[1:])
-    runner = Runner(cfg, store, command=command, console=err_console, progress=progress)
-    summary = runner.run(resume=resume)
-    # 3. Report.
-    from diffprof.report import ReportOptions
-    from diffprof.report.console import console_renderables
+    # closed on every exit, so the store is one self-contained file again (WAL checkpointed)
+    with Store(cfg.db) as store:
+        if resume is not None:
+            stored = store.get_run(resume)
+            keep = {k: v for k, v in overrides.items() if k in ("db", "report", "threads")}
+            base = dict(stored.config)
+            if any(k in overrides for k in EXECUTION):  # where to run is this command's choice, as a whole
+                base = {k: v for k, v in base.items() if k not in EXECUTION}
+                keep |= {k: v for k, v in overrides.items() if k in EXECUTION}
+            cfg = RunConfig.from_mapping(base | keep)
+            err_console.print(f"resuming run {stored.id} with its stored config", highlight=False)
+        # 2. Run.
+        command = "diffprof " + shlex.join(sys.argv[1:])
+        runner = Runner(cfg, store, command=command, console=err_console, progress=progress)
+        summary = runner.run(resume=resume)
+        # 3. Report.
+        from diffprof.report import ReportOptions
+        from diffprof.report.console import console_renderables
 
-    run = store.get_run(summary.run_id)
-    console.print(console_renderables(run, ReportOptions(compact=True)))
-    done = f"run {summary.run_id}: {summary.ok} ok, {summary.failed} failed"
-    if summary.skipped:
-        done += f", {summary.skipped} already done"
-    console.print(f"{done} in {summary.seconds:.1f} s · store {cfg.db}", highlight=False)
-    if cfg.report:
-        path = write_report(store, summary.run_id, cfg.report)
-        console.print(f"report: [bold]{path.resolve()}[/]", highlight=False)
-    if summary.failed:
-        raise typer.Exit(CELLS_FAILED)
+        run = store.get_run(summary.run_id)
+        console.print(console_renderables(run, ReportOptions(compact=True)))
+        done = f"run {summary.run_id}: {summary.ok} ok, {summary.failed} failed"
+        if summary.skipped:
+            done += f", {summary.skipped} already done"
+        console.print(f"{done} in {summary.seconds:.1f} s · store {cfg.db}", highlight=False)
+        if cfg.report:
+            path = write_report(store, summary.run_id, cfg.report)
+            console.print(f"report: [bold]{path.resolve()}[/]", highlight=False)
+        if summary.failed:
+            raise typer.Exit(CELLS_FAILED)
 
 
 @app.command()
@@ -166,7 +167,8 @@ def runs(
     from diffprof.store import Store
     from diffprof.store.tables import runs_table
 
-    console.print(runs_table(Store(_existing(db)).list_runs(limit)))
+    with Store(_existing(db)) as store:
+        console.print(runs_table(store.list_runs(limit)))
 
 
 @app.command()
@@ -179,7 +181,8 @@ def show(
     from diffprof.store import Store
     from diffprof.store.tables import cells_table
 
-    info = Store(_existing(db)).get_run(run)
+    with Store(_existing(db)) as store:
+        info = store.get_run(run)
     console.print(f"run {info.id} · {info.status} · {info.created_at} · {info.command}", highlight=False)
     console.print(describe_environment(info.environment), highlight=False)
     console.print(cells_table(info))
@@ -204,7 +207,8 @@ def compare(
         t = float(threshold.rstrip("%")) / (100 if threshold.endswith("%") else 1)
     except ValueError as exc:
         raise ConfigError(f"threshold {threshold!r} is not a number", "e.g. 5% or 0.05") from exc
-    result = compare_runs(Store(_existing(db)), run_a, run_b, threshold=t, metric=metric, alpha=alpha)
+    with Store(_existing(db)) as store:
+        result = compare_runs(store, run_a, run_b, threshold=t, metric=metric, alpha=alpha)
     console.print(comparison_table(result))
     console.print(result.summary(), highlight=False)
     if result.has_regression:
@@ -223,15 +227,15 @@ def report_cmd(
     from diffprof.report import ReportOptions, get_renderer
     from diffprof.store import Store
 
-    store = Store(_existing(db))
     renderer = get_renderer(format)
-    rid = store.resolve(run)
-    if format == "console" and out is None:
-        from diffprof.report.console import console_renderables
+    with Store(_existing(db)) as store:
+        rid = store.resolve(run)
+        if format == "console" and out is None:
+            from diffprof.report.console import console_renderables
 
-        console.print(console_renderables(store.get_run(rid, artifacts=False), ReportOptions(compact=not full)))
-        return
-    path = write_report(store, rid, str(out or f"diffprof-report-{rid}.{renderer.file_extension}"), format)
+            console.print(console_renderables(store.get_run(rid, artifacts=False), ReportOptions(compact=not full)))
+            return
+        path = write_report(store, rid, str(out or f"diffprof-report-{rid}.{renderer.file_extension}"), format)
     console.print(f"report: [bold]{path.resolve()}[/]", highlight=False)
 
 

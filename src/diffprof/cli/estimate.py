@@ -85,9 +85,12 @@ def calibrate(
     # long-lived objects (~0.5 s each time). Freezing them keeps the collections and the results.
     gc.freeze()
     command = "diffprof " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["calibrate"] else "diffprof calibrate"
-    summary = Runner(cfg, store, command=command, console=err_console, progress=progress).run()
-    err_console.print(f"calibration run {summary.run_id}: {summary.ok} cell(s) ok, {summary.failed} failed, {summary.seconds:.1f} s", highlight=False)
-    found = calibrations(store, run=summary.run_id)
+    try:
+        summary = Runner(cfg, store, command=command, console=err_console, progress=progress).run()
+        err_console.print(f"calibration run {summary.run_id}: {summary.ok} cell(s) ok, {summary.failed} failed, {summary.seconds:.1f} s", highlight=False)
+        found = calibrations(store, run=summary.run_id)
+    finally:
+        store.close()  # gc.freeze() keeps it from being finalized at exit: close, so the WAL is checkpointed
     if not found:
         raise ConfigError(f"calibration run {summary.run_id} measured nothing usable: every cell failed",
                           "see the errors above; `diffprof show` lists them")
@@ -140,16 +143,16 @@ def estimate(
     if not Path(db).is_file():
         raise StoreError(f"results store {db} does not exist, so nothing is calibrated yet",
                          f"run: diffprof calibrate --model {shlex.quote(model)}" + (f" --db {shlex.quote(db)}" if db != RunConfig.default_of("db") else ""))
-    store = Store(db)
     switches = _split(optimize)
     target: list[str] | None = None
-    try:
-        est = Estimator.from_store(store, model=model, device=device, precision=precision, optimize=switches, run=run)
-    except StoreError:
-        if not (derive and switches):
-            raise
-        est = Estimator.from_store(store, model=model, device=device, precision=precision, optimize=[], run=run)
-        target = switches
+    with Store(db) as store:  # the estimator keeps what it read; the store is not needed after
+        try:
+            est = Estimator.from_store(store, model=model, device=device, precision=precision, optimize=switches, run=run)
+        except StoreError:
+            if not (derive and switches):
+                raise
+            est = Estimator.from_store(store, model=model, device=device, precision=precision, optimize=[], run=run)
+            target = switches
     native = est.model.architecture.native_size
     w, h = width or native, height or native
     if max_memory is None:

@@ -142,7 +142,8 @@ def tune(
     if config.threads:
         torch.set_num_threads(config.threads)
     # 2. A stored run holds every candidate as it is measured.
-    if isinstance(store, (str, Path)):
+    owned = isinstance(store, (str, Path))
+    if owned:
         from diffprof.store import Store
 
         store = Store(str(store))
@@ -167,6 +168,8 @@ def tune(
         evaluator.close()
         if store is not None and run_id is not None:
             store.finish_run(run_id, status)
+        if owned and store is not None:
+            store.close()  # a store this call opened is one checkpointed file again when it returns
     # 4. The result, the written config, or the error naming the closest point.
     result = TuneResult.from_outcome(
         outcome, model=config.model, device=str(device), space=space, prompts=prompts, run_id=run_id, seconds=time.perf_counter() - t0
