@@ -209,23 +209,6 @@ def test_bench_leaves_one_self_contained_store_file(tmp_path):
         assert len(store.get_run(run.id).cells) == 2
 
 
-def test_calibrate_then_estimate_from_the_command_line(tmp_path, capsys):
-    """The planning workflow end to end: calibrate stores its sweep (one self-contained file once it
-    exits), estimate reads it back and answers with an interval around its prediction."""
-    db = tmp_path / "plan.db"
-    cmd = [sys.executable, "-m", "diffprof", "calibrate", "--model", "tiny-sd", "--device", "cpu", "--precision", "fp32",
-           "--db", str(db), "--threads", "1", "--no-progress"]
-    proc = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "next: diffprof estimate --model tiny-sd" in " ".join(proc.stdout.split())
-    assert not Path(f"{db}-wal").exists()
-    code, out, _ = run_cli(["estimate", "--model", "tiny-sd", "--db", str(db), "--width", "96", "--height", "96", "--steps", "6", "--format", "json"], capsys)
-    assert code == 0
-    answer = json.loads(out)
-    assert answer["workload"] == {"width": 96, "height": 96, "steps": 6, "batch": 1, "guidance": 7.5}
-    assert 0 < answer["interval"]["low"] <= answer["time_s"] <= answer["interval"]["high"]
-
-
 def test_help_everywhere(capsys):
     for cmd in ([], ["generate"], ["bench"], ["models"], ["schedulers"], ["optimizations"], ["suites"], ["runs"], ["show"], ["compare"], ["report"], ["tune"], ["calibrate"], ["estimate"], ["device"]):
         with pytest.raises(SystemExit) as info:

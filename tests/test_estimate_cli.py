@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+from contextlib import redirect_stdout
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,13 +15,26 @@ from diffprof.store import Store
 
 
 @pytest.fixture(scope="module")
-def calibrated(tmp_path_factory) -> str:
-    """A tmp store holding one small calibration of tiny-sd on the CPU (4 cells, 2 steps, 1 repeat)."""
+def calibration(tmp_path_factory) -> SimpleNamespace:
+    """A tmp store holding one small calibration of tiny-sd on the CPU (4 cells, 2 steps, 1 repeat),
+    and what `calibrate` printed."""
     db = str(tmp_path_factory.mktemp("cal") / "cal.db")
-    code = main(["calibrate", "--model", "tiny-sd", "--device", "cpu", "--threads", "1", "--resolutions", "32,48",
-                 "--batch-sizes", "1,2", "--steps", "2", "--repeats", "2", "--warmup", "0", "--no-isolate", "--no-progress", "--db", db])
+    with redirect_stdout(io.StringIO()) as out:
+        code = main(["calibrate", "--model", "tiny-sd", "--device", "cpu", "--threads", "1", "--resolutions", "32,48",
+                     "--batch-sizes", "1,2", "--steps", "2", "--repeats", "2", "--warmup", "0", "--no-isolate", "--no-progress", "--db", db])
     assert code == 0
-    return db
+    return SimpleNamespace(db=db, out=out.getvalue())
+
+
+@pytest.fixture(scope="module")
+def calibrated(calibration) -> str:
+    return calibration.db
+
+
+def test_calibrate_leaves_one_store_file_and_names_the_next_command(calibration):
+    """The store is closed when calibrate returns (one checkpointed file, nothing in a -wal beside it)."""
+    assert not Path(f"{calibration.db}-wal").exists()
+    assert "next: diffprof estimate --model tiny-sd" in " ".join(calibration.out.split())
 
 
 def test_calibrate_stores_a_calibration_run(calibrated, capsys):
