@@ -36,8 +36,39 @@ SIGMA_FLOOR = 0.01
 LEVEL = 0.95
 
 
+class _Interval:
+    """What every fit predicts with: the new observation's noise plus the fit's own uncertainty
+    through the gradient of the mean in the coefficients (the features themselves when linear)."""
+
+    cov: tuple[tuple[float, ...], ...]
+    sigma: float
+    dof: int
+
+    def mean(self, x: Sequence[float], offset: float = 0.0) -> float:
+        raise NotImplementedError
+
+    def gradient(self, x: Sequence[float]) -> np.ndarray:
+        raise NotImplementedError
+
+    def variance(self, x: Sequence[float], offset: float = 0.0) -> float:
+        """Variance of a new observation at ``x`` (its noise plus the fit's uncertainty)."""
+        g = self.gradient(x)
+        mean = self.mean(x, offset)
+        return float(self.sigma**2 * mean**2 + g @ np.asarray(self.cov) @ g)
+
+    @property
+    def t(self) -> float:
+        """Student-t quantile for :data:`LEVEL` at this fit's degrees of freedom."""
+        return t_quantile(self.dof)
+
+    def interval(self, x: Sequence[float], offset: float = 0.0) -> tuple[float, float]:
+        mean = self.mean(x, offset)
+        half = self.t * math.sqrt(self.variance(x, offset))
+        return max(0.0, mean - half), mean + half
+
+
 @dataclass(frozen=True)
-class LinearFit:
+class LinearFit(_Interval):
     """A fitted ``y = offset + x @ coef`` with what it needs to predict with an interval.
 
     Attributes:
@@ -61,21 +92,8 @@ class LinearFit:
     def mean(self, x: Sequence[float], offset: float = 0.0) -> float:
         return float(offset + np.dot(np.asarray(x, dtype=float), np.asarray(self.coef)))
 
-    def variance(self, x: Sequence[float], offset: float = 0.0) -> float:
-        """Variance of a new observation at ``x`` (its noise plus the fit's uncertainty)."""
-        xv = np.asarray(x, dtype=float)
-        mean = self.mean(x, offset)
-        return float(self.sigma**2 * mean**2 + xv @ np.asarray(self.cov) @ xv)
-
-    @property
-    def t(self) -> float:
-        """Student-t quantile for :data:`LEVEL` at this fit's degrees of freedom."""
-        return t_quantile(self.dof)
-
-    def interval(self, x: Sequence[float], offset: float = 0.0) -> tuple[float, float]:
-        mean = self.mean(x, offset)
-        half = self.t * math.sqrt(self.variance(x, offset))
-        return max(0.0, mean - half), mean + half
+    def gradient(self, x: Sequence[float]) -> np.ndarray:
+        return np.asarray(x, dtype=float)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -176,7 +194,7 @@ OVERLAPS = (1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass(frozen=True)
-class OverheadFit:
+class OverheadFit(_Interval):
     """``y = ((a * m)^k + (c * F)^k)^(1/k)``: overhead ``a`` per call ``m``, ``c`` seconds per FLOP ``F``.
 
     ``k`` is chosen among :data:`OVERLAPS` by leave-one-out error on the calibration points. For
@@ -207,20 +225,6 @@ class OverheadFit:
 
     def gradient(self, x: Sequence[float]) -> np.ndarray:
         return _power_sum_gradient(self.coef, x, self.k)
-
-    def variance(self, x: Sequence[float], offset: float = 0.0) -> float:
-        g = self.gradient(x)
-        mean = self.mean(x, offset)
-        return float(self.sigma**2 * mean**2 + g @ np.asarray(self.cov) @ g)
-
-    @property
-    def t(self) -> float:
-        return t_quantile(self.dof)
-
-    def interval(self, x: Sequence[float], offset: float = 0.0) -> tuple[float, float]:
-        mean = self.mean(x, offset)
-        half = self.t * math.sqrt(self.variance(x, offset))
-        return max(0.0, mean - half), mean + half
 
     def to_dict(self) -> dict[str, Any]:
         return {"names": list(self.names), "k": self.k, "coef": list(self.coef), "cov": [list(r) for r in self.cov], "sigma": self.sigma,
