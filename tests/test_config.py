@@ -125,6 +125,19 @@ def test_optimizations_parse_round_trip():
     assert Optimizations.parse(["none"]).label == "none"
 
 
+@pytest.mark.parametrize("switches", ["none", "vae_slicing", "vae_slicing,compile=unet+vae,fuse_qkv", "compile=vae+unet,model_cpu_offload", "fast,fp8"])
+def test_a_label_reads_back_as_its_switches(switches):
+    """Stores, tune settings and memory-suite options keep the ``+``-joined label; reading it back must
+    not split ``compile=unet+vae`` into a switch ``vae``."""
+    from diffprof.engine.optimizations import label_switches
+    from diffprof.estimate.calibration import CalibrationKey
+    from diffprof.tune.space import Setting
+
+    o = Optimizations.parse(switches)
+    assert Optimizations.parse(label_switches(o.label)) == o
+    assert CalibrationKey("sd15", "cuda", "fp16", o.label).switches == label_switches(o.label) == Setting("euler", 8, "fp16", o.label).switches
+
+
 @pytest.mark.parametrize(
     "switches, precision, fragment",
     [

@@ -164,7 +164,7 @@ class RunConfig:
 
     # ------------------------------------------------------------ validation
     def validate(self) -> None:
-        from diffprof.engine.optimizations import DEVICE_PRECISIONS, Optimizations, check_precision
+        from diffprof.engine.optimizations import DEVICE_PRECISIONS, Optimizations, check_precision, label_switches
         from diffprof.engine.schedulers import check_scheduler
         from diffprof.profiler import check_level
 
@@ -198,7 +198,7 @@ class RunConfig:
             check_scheduler(s)
         Optimizations.parse(self.optimize)
         for m in self.memory_optimizations:
-            Optimizations.parse(m.split("+"))
+            Optimizations.parse(label_switches(m))
         for r in self.resolutions:
             parse_resolution(r)
         for n in self.step_counts:

@@ -57,6 +57,20 @@ SWITCHES: dict[str, str] = {
 FAST_PRESET = ("fuse_qkv", "channels_last", "compile=unet+vae", "cuda_graph", "vae_bf16")
 
 
+def label_switches(label: str) -> list[str]:
+    """The switch names of an :attr:`Optimizations.label` or a ``+``-joined combination (its inverse):
+    ``none`` -> ``[]``; ``compile=unet+vae`` stays one switch although ``+`` also joins switches."""
+    if label == "none":
+        return []
+    out: list[str] = []
+    for token in label.split("+"):
+        if out and out[-1].startswith("compile=") and token in COMPILABLE:
+            out[-1] += f"+{token}"
+        else:
+            out.append(token)
+    return out
+
+
 def resolve_precision(precision: str, device: torch.device) -> Precision:
     """``auto``/``half`` -> the concrete precision for ``device``; others are checked and returned."""
     if precision in DEVICE_PRECISIONS:

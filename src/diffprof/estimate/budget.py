@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from diffprof.engine.optimizations import Optimizations
+from diffprof.engine.optimizations import Optimizations, label_switches
 from diffprof.errors import ConfigError
 from diffprof.estimate.result import Estimate
 from diffprof.estimate.workload import Workload
@@ -68,7 +68,7 @@ class BudgetAnswer:
     @property
     def fitting(self) -> list[BudgetOption]:
         """Options that fit, fastest first; on a tie (derived times can be equal), fewer switches first."""
-        return sorted((o for o in self.options if o.fits), key=_speed)
+        return sorted((o for o in self.options if o.fits), key=speed_key)
 
     @property
     def best(self) -> BudgetOption | None:
@@ -113,13 +113,14 @@ class BudgetAnswer:
             "message": self.message,
             "options": [
                 {"optimizations": o.optimizations, "fits": o.fits, "needed_bytes": o.needed_bytes, "estimate": o.estimate.to_dict()}
-                for o in sorted(self.options, key=_speed)
+                for o in sorted(self.options, key=speed_key)
             ],
         }
 
 
-def _speed(option: BudgetOption) -> tuple[float, int]:
-    return option.estimate.call_s, len(option.optimizations.split("+"))
+def speed_key(option: BudgetOption) -> tuple[float, int]:
+    """Fastest first; between equals, the fewer switches."""
+    return option.estimate.call_s, len(label_switches(option.optimizations))
 
 
 def fit_budget(

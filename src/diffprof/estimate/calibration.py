@@ -14,6 +14,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from diffprof.engine.optimizations import label_switches
 from diffprof.errors import StoreError
 from diffprof.estimate.workload import Workload
 from diffprof.results import CellResult, RunInfo
@@ -34,7 +35,7 @@ class CalibrationKey:
 
     @property
     def switches(self) -> list[str]:
-        return [] if self.optimizations == "none" else self.optimizations.split("+")
+        return label_switches(self.optimizations)
 
     def describe(self) -> str:
         return f"{self.model} on {self.device} ({self.precision}, optimizations: {self.optimizations})"

@@ -6,7 +6,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from diffprof.estimate.budget import BudgetAnswer
+from diffprof.estimate.budget import BudgetAnswer, speed_key
 from diffprof.estimate.model import CostModel
 from diffprof.estimate.result import MEASURED, Estimate, Interval
 from diffprof.units import fmt_bytes, fmt_seconds
@@ -68,7 +68,7 @@ def budget_view(answer: BudgetAnswer) -> Group:
     for col in ("optimizations", "fits", "peak", "up to", "time per call", "source"):
         table.add_column(col, justify="right" if col in ("peak", "up to", "time per call") else "left")
     best = answer.best
-    for o in sorted(answer.options, key=lambda o: (o.estimate.call_s, len(o.optimizations.split("+")))):
+    for o in sorted(answer.options, key=speed_key):
         e = o.estimate
         mark = "[green]yes[/]" if o.fits else "[red]no[/]"
         name = f"[bold]{o.optimizations}[/]" if best is not None and o is best else o.optimizations

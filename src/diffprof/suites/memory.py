@@ -7,6 +7,7 @@ so; a list the user names is run as given, and impossible cells fail with the re
 from __future__ import annotations
 
 from diffprof.config import RunConfig
+from diffprof.engine.optimizations import label_switches
 from diffprof.suites.base import Cell, Suite, cuda_expected, register
 
 CUDA_ONLY = ("model_cpu_offload", "sequential_cpu_offload", "xformers")
@@ -24,7 +25,7 @@ class MemorySuite(Suite):
             options = [o for o in options if not any(c in o for c in CUDA_ONLY)]
         cells = []
         for option in options:
-            switches = [] if option == "none" else option.split("+")
+            switches = label_switches(option)
             base = [o for o in config.optimize if o not in switches]
             cells.append(self.cell(config, {"optimization": option}, optimize=base + switches))
         return cells

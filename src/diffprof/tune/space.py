@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from diffprof.engine.optimizations import Optimizations, check_precision
+from diffprof.engine.optimizations import Optimizations, check_precision, label_switches
 from diffprof.engine.schedulers import DEFAULT, SCHEDULERS, check_scheduler
 from diffprof.errors import ConfigError
 
@@ -40,7 +40,7 @@ class Setting:
     @property
     def switches(self) -> list[str]:
         """``optimization`` as RunConfig.optimize switch names."""
-        return [] if self.optimization == "none" else self.optimization.split("+")
+        return label_switches(self.optimization)
 
     @property
     def label(self) -> str:
@@ -89,7 +89,7 @@ class SearchSpace:
         opts = tuple(dict.fromkeys(optimizations or DEFAULT_OPTIMIZATIONS[kind]))
         for p in precs:
             for o in opts:
-                Optimizations.parse([] if o == "none" else o.split("+")).validate(device, p)
+                Optimizations.parse(label_switches(o)).validate(device, p)
         if not (scheds and counts and precs and opts):
             raise ConfigError("the search space is empty", "give at least one scheduler, step count, precision and optimization")
         baseline = Setting(DEFAULT, baseline_steps, "fp16" if kind == "cuda" else "fp32")
