@@ -7,11 +7,9 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from diffprof.config import RunConfig
@@ -166,29 +164,6 @@ def test_auto_quality_in_the_guidance_suite_and_none_elsewhere(engine):
     assert {"psnr_db", "ssim", "latent_rel_error"} <= set(guided.metrics)
     plain = measure_cell(engine, Cell("steps", {"steps": 2}, config()))
     assert not {"psnr_db", "adherence", "clip_score"} & set(plain.metrics) and "quality" not in plain.settings
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer random CLIP with a byte-level tokenizer, saved locally (as in test_quality_clip)."""
-    from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
-
-    chars = sorted(ByteLevel.alphabet())
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-    text = {"vocab_size": len(vocab), "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 37,
-            "max_position_embeddings": 77, "bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"],
-            "pad_token_id": vocab["<|endoftext|>"]}
-    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 37}
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-clip")
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def test_clip_score_with_a_local_clip(engine, tiny_clip):
