@@ -107,6 +107,8 @@ class Engine:
         self._scheduler = DEFAULT
         self._pipes: dict[str, Any] = {self._base_task(): self.base}
         self.instrumentation = PipelineInstrumentation(self.base, profiler)
+        self._fast: Any = None  # the FastPath, built on the first txt2img call that takes it
+        self._compile_key: str | None = None  # set by load() when something is compiled
 
     # ------------------------------------------------------------------ load
     @classmethod
@@ -257,7 +259,7 @@ class Engine:
         """The FastPath when the optimizations ask for it and the request is plain txt2img."""
         if not self.optimizations.fast_loop or req.task != "txt2img" or self.family not in ("sd", "sdxl"):
             return None
-        if getattr(self, "_fast", None) is None:
+        if self._fast is None:
             from diffprof.engine.fast import FastPath
 
             self._fast = FastPath(
@@ -373,7 +375,7 @@ class Engine:
         self.instrumentation = PipelineInstrumentation(self.base, profiler)
 
     def _save_compile_cache(self) -> None:
-        key = getattr(self, "_compile_key", None)
+        key = self._compile_key
         if key is None or self.load_info.compile_cache == "warm":
             return
         from diffprof.engine import compile_cache
