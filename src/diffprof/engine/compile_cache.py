@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from diffprof.fileio import write_bytes_atomic
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("DIFFPROF_CACHE_DIR", Path.home() / ".cache" / "diffprof")) / "compile"
@@ -63,10 +65,4 @@ def save(key: str) -> Path | None:
     artifacts = torch.compiler.save_cache_artifacts()
     if artifacts is None:
         return None
-    blob = artifacts[0]
-    path = cache_dir() / f"{key}.bin"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(blob)
-    tmp.replace(path)
-    return path
+    return write_bytes_atomic(cache_dir() / f"{key}.bin", artifacts[0])  # workers of one sweep may save the same key at once

@@ -16,9 +16,7 @@ import gc
 import hashlib
 import io
 import json
-import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,6 +30,7 @@ import torch
 
 from diffprof.config import RunConfig
 from diffprof.engine import Engine, GenerationRequest, GenerationResult
+from diffprof.fileio import write_bytes_atomic
 from diffprof.profiler.samplers import ResourceSampler
 from diffprof.results import CellResult
 from diffprof.suites.base import Cell
@@ -321,19 +320,13 @@ def _load_reference(path: Path, key: str) -> Reference | None:
 
 
 def _save_reference(path: Path, key: str, ref: Reference) -> None:
-    """Write atomically (temp file + rename) so a concurrent reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically so a concurrent reader never sees half a file."""
     arrays: dict[str, Any] = {"key": np.array(key), "image": ref.image}
     if ref.latents is not None:
         arrays["latents"] = ref.latents.numpy()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def reference_key(engine: Engine, config: RunConfig, prompt: str, seed: int, width: int, height: int) -> dict[str, Any]:
