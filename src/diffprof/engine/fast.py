@@ -161,18 +161,13 @@ class FastPath:
         encoded = self.encode(prompts, negative, num_images, cfg, device)
         if self.family == "sdxl":
             pe, npe, pooled, npooled = encoded  # type: ignore[misc]
-            prompt_embeds = torch.cat([npe, pe]) if cfg else pe
             added = self._added_cond(pooled, npooled, height, width, total, cfg, pe.dtype, device)
         else:
             pe, npe = encoded  # type: ignore[misc]
-            prompt_embeds = torch.cat([npe, pe]) if cfg else pe
             added = None
+        prompt_embeds = torch.cat([npe, pe]) if cfg else pe
         # 2. Timesteps and latents (same generator use as the pipeline)
-        scheduler = pipe.scheduler
-        scheduler.set_timesteps(steps, device=device)
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(0)
-        timesteps = scheduler.timesteps
+        self._restart(steps, device)  # prepare_latents scales the noise by the schedule's init_noise_sigma
         latents = pipe.prepare_latents(total, pipe.unet.config.in_channels, height, width, prompt_embeds.dtype, device, generator)
         inputs = LoopInputs(latents, prompt_embeds.to(device), added)
         # 3. Denoising loop: graphed when possible
@@ -183,7 +178,7 @@ class FastPath:
             entry = self._graphs.get(key)
             if entry is None:
                 with paused() if paused else nullcontext():
-                    entry = self._capture(inputs, timesteps, guidance, cfg, scheduler_name)
+                    entry = self._capture(inputs, steps, guidance, cfg, scheduler_name)
                 self._graphs[key] = entry
             if isinstance(entry, GraphedLoop):
                 with loop_span() if loop_span else nullcontext():
@@ -192,15 +187,20 @@ class FastPath:
             else:
                 note = entry
         if not graphed:
-            scheduler.set_timesteps(steps, device=device)
-            if hasattr(scheduler, "set_begin_index"):
-                scheduler.set_begin_index(0)
-            latents = self.loop(inputs, scheduler.timesteps, guidance, cfg, step_callback)
+            latents = self.loop(inputs, self._restart(steps, device), guidance, cfg, step_callback)
         # 4. Decode
         images = self.decode(latents) if decode else []
         return FastOutput(latents=latents, images=images, graphed=graphed, note=note)
 
-    def _capture(self, inputs: LoopInputs, timesteps: torch.Tensor, guidance: float, cfg: bool, scheduler_name: str) -> GraphedLoop | str:
+    def _restart(self, steps: int, device: torch.device) -> torch.Tensor:
+        """Set the schedule for ``steps`` from its first step, as the pipeline does; its timesteps."""
+        scheduler = self.pipe.scheduler
+        scheduler.set_timesteps(steps, device=device)
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(0)
+        return scheduler.timesteps
+
+    def _capture(self, inputs: LoopInputs, steps: int, guidance: float, cfg: bool, scheduler_name: str) -> GraphedLoop | str:
         """Warm up on a side stream, then capture the whole loop; a reason string if it can't."""
         if scheduler_name not in GRAPH_SAFE:
             return f"scheduler {scheduler_name} is not graph-safe; ran the loop eagerly"
@@ -210,20 +210,15 @@ class FastPath:
             inputs.prompt_embeds.clone(),
             {k: v.clone() for k, v in inputs.added_cond.items()} if inputs.added_cond else None,
         )
-        steps = len(timesteps)
         device = static.latents.device
         try:
             side = torch.cuda.Stream(device)
             side.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(side):
                 # one warm-up loop: compile, lazy init and allocator growth happen here, not in capture
-                scheduler.set_timesteps(steps, device=device)
-                scheduler.set_begin_index(0)
-                self.loop(static, scheduler.timesteps, guidance, cfg)
+                self.loop(static, self._restart(steps, device), guidance, cfg)
             torch.cuda.current_stream(device).wait_stream(side)
-            scheduler.set_timesteps(steps, device=device)
-            scheduler.set_begin_index(0)
-            timesteps = scheduler.timesteps
+            timesteps = self._restart(steps, device)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 output = self.loop(static, timesteps, guidance, cfg)
