@@ -11,6 +11,8 @@ Variants (comma-separated):
   levels      diffprof at each profiler level (off/minimal/standard/detailed): the profiler's cost
   fast        diffprof's `fast` preset (whole-loop CUDA graph, compile, fused QKV, channels_last, bf16 VAE)
   fast_fp8    `fast` plus float8 linear layers (torchao)
+Any number of `--optimize SWITCHES` adds a diffprof variant with those switches (`-O` of the CLI),
+e.g. `--optimize fast,kernel_tuning --optimize fast,fp8`.
 Each variant: warm-up calls, then --repeats timed calls (synchronized wall time); median reported.
 Also checks per-step CUDA-event times against synchronized wall time. Writes JSON to $OUT.
 """
@@ -129,6 +131,7 @@ def time_engine(model: str, size: int, steps: int, warmup: int, repeats: int, le
     }
     engine.close()
     del engine
+    torch._dynamo.reset()  # the next variant compiles its own modules, with its own options
     clean()
     return out
 
@@ -198,6 +201,8 @@ def main() -> None:
     parser.add_argument("--variants", default="eager,diffprof")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--optimize", action="append", default=[], metavar="SWITCHES",
+                        help="a further diffprof variant with these switches, e.g. fast,kernel_tuning (repeatable)")
     args = parser.parse_args()
     size, steps = SETTINGS[args.model]["size"], SETTINGS[args.model]["steps"]
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -262,6 +267,8 @@ def main() -> None:
         measured("diffprof fast", time_engine, args.model, size, steps, args.warmup, args.repeats, optimize=["fast"])
     if "fast_fp8" in variants:
         measured("diffprof fast + fp8", time_engine, args.model, size, steps, args.warmup, args.repeats, optimize=["fast", "fp8"])
+    for switches in args.optimize:
+        measured(f"diffprof -O {switches}", time_engine, args.model, size, steps, args.warmup, args.repeats, optimize=switches.split(","))
     if "check" in variants:
         print("\nper-step CUDA events vs synchronized wall:", step_event_check(args.model, size, steps))
 

@@ -125,7 +125,7 @@ def test_optimizations_parse_round_trip():
     assert Optimizations.parse(["none"]).label == "none"
 
 
-@pytest.mark.parametrize("switches", ["none", "vae_slicing", "vae_slicing,compile=unet+vae,fuse_qkv", "compile=vae+unet,model_cpu_offload", "fast,fp8"])
+@pytest.mark.parametrize("switches", ["none", "vae_slicing", "vae_slicing,compile=unet+vae,fuse_qkv", "compile=vae+unet,model_cpu_offload", "fast,fp8", "fast,kernel_tuning"])
 def test_a_label_reads_back_as_its_switches(switches):
     """Stores, tune settings and memory-suite options keep the ``+``-joined label; reading it back must
     not split ``compile=unet+vae`` into a switch ``vae``."""
@@ -144,6 +144,7 @@ def test_a_label_reads_back_as_its_switches(switches):
         (["model_cpu_offload"], "fp32", "needs a CUDA device"),
         ([], "fp16", "fp16 on cpu"),
         (["fuse_qkv", "attention_slicing"], "fp32", "fuse_qkv needs sdpa"),
+        (["kernel_tuning"], "fp32", "nothing is compiled"),
     ],
 )
 def test_impossible_combinations_say_why(switches, precision, fragment):
@@ -177,3 +178,43 @@ def test_cuda_graph_conflicts_say_why():
 
     with pytest.raises(ConfigError, match="nest graphs"):
         Optimizations.parse(["cuda_graph", "compile_mode=reduce-overhead"]).validate(torch.device("cuda"), "fp16")
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead", "max-autotune-no-cudagraphs"])
+def test_compile_gets_the_modes_options_plus_diffprofs_tuning(mode, monkeypatch):
+    """torch.compile takes a mode or options, not both: diffprof passes the mode's own options plus
+    its tuning, per compile (not torch's global config, which would leak into later compiles)."""
+    import torch
+    from torch._inductor import list_mode_options
+
+    from diffprof.engine.optimizations import apply_optimizations
+
+    seen: dict[str, dict] = {}
+
+    def fake_compile(module, **kw):
+        seen[type(module).__name__] = kw
+        return module
+
+    class Pipe:
+        def __init__(self):
+            self.unet = torch.nn.Linear(2, 2)
+            self.vae = torch.nn.Module()
+            self.vae.decoder = torch.nn.Conv2d(2, 2, 1)
+
+        def to(self, device):
+            return self
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    apply_optimizations(Pipe(), Optimizations.parse([f"compile=unet+vae,compile_mode={mode},kernel_tuning"]), torch.device("cpu"))
+    assert set(seen) == {"Linear", "Conv2d"}
+    for kw in seen.values():
+        assert "mode" not in kw
+        options = kw["options"]
+        assert options.items() >= list_mode_options(mode).items()
+        assert options["conv_1x1_as_mm"] and options["coordinate_descent_tuning"]
+    import torch._inductor.config as inductor
+
+    assert not inductor.coordinate_descent_tuning  # the global config is untouched
+    seen.clear()
+    apply_optimizations(Pipe(), Optimizations.parse(["compile"]), torch.device("cpu"))
+    assert "coordinate_descent_tuning" not in seen["Linear"]["options"]

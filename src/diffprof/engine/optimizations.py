@@ -48,6 +48,7 @@ SWITCHES: dict[str, str] = {
     "cudnn_benchmark": "let cuDNN time its convolution algorithms once per shape and keep the fastest",
     "vae_bf16": "decode latents in bf16 (SDXL otherwise upcasts its fp16 VAE to fp32)",
     "fp8": "float8 dynamic quantization of the UNet's linear layers (torchao; Hopper/Ada GPUs)",
+    "kernel_tuning": "let inductor tune each kernel it generates (coordinate descent): longer first compile, faster norms and fusions",
     "fast": "the fastest known set for CUDA: fuse_qkv, channels_last, compile=unet+vae, cuda_graph, vae_bf16",
 }
 
@@ -103,6 +104,7 @@ class Optimizations:
     cudnn_benchmark: bool = False
     vae_bf16: bool = False
     fp8: bool = False
+    kernel_tuning: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     # ------------------------------------------------------------------ parse
@@ -129,7 +131,7 @@ class Optimizations:
                 seen_attention.append(name)
                 attention = {"sdpa": "sdpa", "eager_attention": "eager", "xformers": "xformers", "attention_slicing": "slicing"}[name]
                 opts = replace(opts, attention=attention)  # type: ignore[arg-type]
-            elif name in ("vae_slicing", "vae_tiling", "channels_last", "fuse_qkv", "fast_loop", "cudnn_benchmark", "vae_bf16", "fp8"):
+            elif name in ("vae_slicing", "vae_tiling", "channels_last", "fuse_qkv", "fast_loop", "cudnn_benchmark", "vae_bf16", "fp8", "kernel_tuning"):
                 opts = replace(opts, **{name: True})
             elif name == "cuda_graph":
                 opts = replace(opts, cuda_graph=True, fast_loop=True)
@@ -175,7 +177,7 @@ class Optimizations:
             out.append("cuda_graph")
         elif self.fast_loop:
             out.append("fast_loop")
-        out += [n for n in ("cudnn_benchmark", "vae_bf16", "fp8") if getattr(self, n)]
+        out += [n for n in ("cudnn_benchmark", "vae_bf16", "fp8", "kernel_tuning") if getattr(self, n)]
         if set(FAST_PRESET) <= set(out):
             out = ["fast"] + [o for o in out if o not in FAST_PRESET]
         return out
@@ -212,6 +214,8 @@ class Optimizations:
                 "compile cannot be combined with sequential_cpu_offload: its per-layer hooks move weights on every call",
                 "use model_cpu_offload with compile, or drop compile",
             )
+        if self.kernel_tuning and not self.compile:
+            raise ConfigError("kernel_tuning tunes the kernels torch.compile generates; nothing is compiled", "add compile (or fast), or drop kernel_tuning")
         if self.compile_mode in ("reduce-overhead",) and self.compile and not cuda:
             raise ConfigError("compile_mode=reduce-overhead uses CUDA graphs and needs a CUDA device", "use compile_mode=default on the CPU")
         if self.cuda_graph and not cuda:
@@ -284,19 +288,30 @@ def apply_optimizations(pipe: Any, opts: Optimizations, device: torch.device) ->
         # per-row scales are finer but torchao takes them from bf16 weights only; fp16 gets per-tensor
         granularity = PerRow() if pipe.unet.dtype == torch.bfloat16 else PerTensor()
         quantize_(pipe.unet, Float8DynamicActivationFloat8WeightConfig(granularity=granularity), filter_fn=_fp8_worthy)
-    # 7. Compile (wrapping modules keeps diffusers' own module attributes intact)
-    if opts.compile:
-        import torch._inductor.config as inductor
-
-        inductor.conv_1x1_as_mm = True  # 1x1 convs as GEMMs: better kernels for the UNet's projections
+    # 7. Compile (wrapping modules keeps diffusers' own module attributes intact). Inductor options
+    #    go with each compile rather than into torch's global config, so they cannot leak into
+    #    another pipeline's compile in the same process.
     for name in opts.compile:
         if name == "vae":
-            pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=opts.compile_mode)
+            pipe.vae.decoder = torch.compile(pipe.vae.decoder, options=compile_options(opts))
         else:
             module = getattr(pipe, name, None)
             if module is None:
                 raise ConfigError(f"this pipeline has no {name} to compile", f"compile one of: {', '.join(COMPILABLE)}")
-            setattr(pipe, name, torch.compile(module, mode=opts.compile_mode))
+            setattr(pipe, name, torch.compile(module, options=compile_options(opts)))
+
+
+def compile_options(opts: Optimizations) -> dict[str, Any]:
+    """Inductor options for ``opts.compile_mode`` plus diffprof's tuning: what ``mode=`` would set
+    (``torch.compile`` takes a mode or options, not both), 1x1 convolutions as GEMMs (better kernels
+    for the UNet's projections) and, with ``kernel_tuning``, coordinate-descent tuning of every
+    generated Triton kernel."""
+    from torch._inductor import list_mode_options
+
+    options: dict[str, Any] = {**list_mode_options(opts.compile_mode), "conv_1x1_as_mm": True}
+    if opts.kernel_tuning:
+        options.update(coordinate_descent_tuning=True, coordinate_descent_check_all_directions=True)
+    return options
 
 
 def _fp8_worthy(module: torch.nn.Module, name: str) -> bool:
