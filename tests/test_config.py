@@ -218,3 +218,40 @@ def test_compile_gets_the_modes_options_plus_diffprofs_tuning(mode, monkeypatch)
     seen.clear()
     apply_optimizations(Pipe(), Optimizations.parse(["compile"]), torch.device("cpu"))
     assert "coordinate_descent_tuning" not in seen["Linear"]["options"]
+
+
+@pytest.mark.parametrize("dtype, granularity", [("float16", "PerTensor"), ("bfloat16", "PerRow")])
+def test_fp8_quantizes_the_unet_without_touching_inductors_global_config(dtype, granularity, monkeypatch):
+    """torchao's default config switches on coordinate-descent tuning for every later compile in the
+    process (an SDXL compile then ran for more than 8 minutes); diffprof's must not."""
+    import torch
+
+    torchao_quantization = pytest.importorskip("torchao.quantization")
+    import torch._inductor.config as inductor
+
+    from diffprof.engine.optimizations import _fp8_worthy, apply_optimizations
+
+    calls = []
+    monkeypatch.setattr(torchao_quantization, "quantize_", lambda module, config, filter_fn: calls.append((module, config, filter_fn)))
+
+    class Pipe:
+        def __init__(self):
+            self.unet = torch.nn.Sequential(torch.nn.Linear(1024, 1024), torch.nn.Linear(1024, 8)).to(getattr(torch, dtype))
+
+        @property
+        def dtype(self):
+            return self.unet[0].weight.dtype
+
+        def to(self, device):
+            return self
+
+    pipe = Pipe()
+    pipe.unet.dtype = pipe.dtype
+    before = (inductor.coordinate_descent_tuning, inductor.coordinate_descent_check_all_directions)
+    apply_optimizations(pipe, Optimizations.parse(["fp8"]), torch.device("cpu"))
+    (module, config, filter_fn), = calls
+    assert module is pipe.unet and config.set_inductor_config is False
+    assert {type(g).__name__ for g in (config.granularity if isinstance(config.granularity, list) else [config.granularity])} == {granularity}
+    assert [filter_fn(m, n) for n, m in pipe.unet.named_children()] == [True, False]  # small layers stay in half precision
+    assert _fp8_worthy(torch.nn.Conv2d(1024, 1024, 1), "conv") is False
+    assert (inductor.coordinate_descent_tuning, inductor.coordinate_descent_check_all_directions) == before

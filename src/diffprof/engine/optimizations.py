@@ -283,11 +283,9 @@ def apply_optimizations(pipe: Any, opts: Optimizations, device: torch.device) ->
         pipe.to(device)
     # 6. fp8 weights/activations for the UNet's linear layers (before compile, which fuses the casts)
     if opts.fp8:
-        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, PerTensor, quantize_
+        from torchao.quantization import quantize_
 
-        # per-row scales are finer but torchao takes them from bf16 weights only; fp16 gets per-tensor
-        granularity = PerRow() if pipe.unet.dtype == torch.bfloat16 else PerTensor()
-        quantize_(pipe.unet, Float8DynamicActivationFloat8WeightConfig(granularity=granularity), filter_fn=_fp8_worthy)
+        quantize_(pipe.unet, fp8_config(pipe.unet.dtype), filter_fn=_fp8_worthy)
     # 7. Compile (wrapping modules keeps diffusers' own module attributes intact). Inductor options
     #    go with each compile rather than into torch's global config, so they cannot leak into
     #    another pipeline's compile in the same process.
@@ -312,6 +310,20 @@ def compile_options(opts: Optimizations) -> dict[str, Any]:
     if opts.kernel_tuning:
         options.update(coordinate_descent_tuning=True, coordinate_descent_check_all_directions=True)
     return options
+
+
+def fp8_config(dtype: torch.dtype) -> Any:
+    """torchao's float8 dynamic-activation config for a UNet of ``dtype``.
+
+    Per-row scales are finer, but torchao takes them from bf16 weights only; fp16 gets per-tensor.
+    ``set_inductor_config=False``: by default torchao switches on inductor's coordinate-descent
+    tuning *globally* (for every later compile in the process), which made the SDXL compile run for
+    more than 8 minutes on an H200 instead of ~1.5 (``benchmarks/gpu_fp8_probe.py`` stack dumps).
+    """
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, PerTensor
+
+    granularity = PerRow() if dtype == torch.bfloat16 else PerTensor()
+    return Float8DynamicActivationFloat8WeightConfig(granularity=granularity, set_inductor_config=False)
 
 
 def _fp8_worthy(module: torch.nn.Module, name: str) -> bool:
