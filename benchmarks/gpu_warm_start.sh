@@ -4,16 +4,17 @@
 # cache, so only diffprof's saved artifacts can make it warm. Prints each process's first call.
 #   bash benchmarks/gpu_warm_start.sh sd15 512 50
 #   PROFILE=1 bash benchmarks/gpu_warm_start.sh ...   # also: where the warm process spends its time (cProfile)
+#   OPTIMIZE=fast,compile_regions bash benchmarks/gpu_warm_start.sh sdxl 1024 30   # other switches (default: fast)
 source benchmarks/gpu_env.sh
-MODEL=${1:-sd15}; SIZE=${2:-512}; STEPS=${3:-50}
+MODEL=${1:-sd15}; SIZE=${2:-512}; STEPS=${3:-50}; OPTIMIZE=${OPTIMIZE:-fast}
 export DIFFPROF_CACHE_DIR=$(mktemp -d)
 for attempt in cold warm; do
   export TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)
-  echo "== $attempt process ($MODEL ${SIZE}px, $STEPS steps, -O fast)"
+  echo "== $attempt process ($MODEL ${SIZE}px, $STEPS steps, -O $OPTIMIZE)"
   run=(-m diffprof)
   if [ "$attempt" = warm ] && [ -n "$PROFILE" ]; then run=(-m cProfile -o "$OUT/warm-start.prof" -m diffprof); fi
   /usr/bin/time -f "process wall %e s" python3 "${run[@]}" generate "a photo of an astronaut riding a horse" --model $MODEL --weights synthetic \
-    --steps $STEPS --width $SIZE --height $SIZE --precision fp16 --scheduler euler -O fast --out "$OUT/warm-$attempt" 2>&1 \
+    --steps $STEPS --width $SIZE --height $SIZE --precision fp16 --scheduler euler -O "$OPTIMIZE" --out "$OUT/warm-$attempt" 2>&1 \
     | grep -E "first call|whole call|denoising|pipeline load|process wall|error|Error"
 done
 if [ -n "$PROFILE" ] && [ -f "$OUT/warm-start.prof" ]; then

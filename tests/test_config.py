@@ -125,7 +125,7 @@ def test_optimizations_parse_round_trip():
     assert Optimizations.parse(["none"]).label == "none"
 
 
-@pytest.mark.parametrize("switches", ["none", "vae_slicing", "vae_slicing,compile=unet+vae,fuse_qkv", "compile=vae+unet,model_cpu_offload", "fast,fp8", "fast,kernel_tuning"])
+@pytest.mark.parametrize("switches", ["none", "vae_slicing", "vae_slicing,compile=unet+vae,fuse_qkv", "compile=vae+unet,model_cpu_offload", "fast,fp8", "fast,kernel_tuning", "fast,compile_regions"])
 def test_a_label_reads_back_as_its_switches(switches):
     """Stores, tune settings and memory-suite options keep the ``+``-joined label; reading it back must
     not split ``compile=unet+vae`` into a switch ``vae``."""
@@ -145,6 +145,7 @@ def test_a_label_reads_back_as_its_switches(switches):
         ([], "fp16", "fp16 on cpu"),
         (["fuse_qkv", "attention_slicing"], "fp32", "fuse_qkv needs sdpa"),
         (["kernel_tuning"], "fp32", "nothing is compiled"),
+        (["compile_regions"], "fp32", "nothing is compiled"),
     ],
 )
 def test_impossible_combinations_say_why(switches, precision, fragment):

@@ -168,6 +168,22 @@ def test_fast_loop_draws_what_the_pipeline_draws(model, scheduler):
     assert len(b.timing.steps_s) == 4 and b.timing.text_encode_s > 0 and b.timing.vae_decode_s > 0
 
 
+def test_regional_compile_compiles_the_repeated_blocks_and_keeps_the_latents(tmp_path, monkeypatch):
+    """compile_regions compiles each transformer block in place (the UNet object stays diffusers'
+    own) and draws what the eager loop draws; the compile cache key tells it from a whole compile."""
+    monkeypatch.setenv("DIFFPROF_CACHE_DIR", str(tmp_path))
+    kw = dict(steps=2, width=64, height=64, seed=1, prompt="a red circle")
+    eager = Engine.load("tiny-sd", device="cpu", optimize=["fast_loop"]).generate(**kw)
+    engine = Engine.load("tiny-sd", device="cpu", optimize=["fast_loop", "compile", "compile_regions"])
+    result = engine.generate(**kw)
+    unet = engine.base.unet
+    blocks = [m for m in unet.modules() if type(m).__name__ in unet._repeated_blocks]
+    assert type(unet).__name__ == "UNet2DConditionModel" and blocks
+    assert all(b._compiled_call_impl is not None for b in blocks)
+    assert float((result.latents - eager.latents).norm() / eager.latents.norm()) < 1e-4
+    assert "compile_regions" in engine.optimizations.label and engine.load_info.compile_cache.startswith("cold")
+
+
 def test_fast_preset_needs_cuda():
     with pytest.raises(ConfigError, match="needs a CUDA device"):
         Engine.load("tiny-sd", device="cpu", optimize=["fast"])
