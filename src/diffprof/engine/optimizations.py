@@ -55,7 +55,9 @@ SWITCHES: dict[str, str] = {
 
 #: What `fast` expands to; each element stays switchable (the ablation suite removes one at a time).
 #: cudnn_benchmark is left out: no measurable gain once the loop is graphed (H200), and its algorithm
-#: choice can differ from process to process. fp8 is left out until it is measured to keep the output.
+#: choice can differ from process to process. fp8 is left out: on SDXL (H100) it moved the final latents
+#: 3.4e-2 from eager fp16 (the limit is 2e-2) and saved no time. kernel_tuning and compile_regions are
+#: left out until measured on a GPU (docs/benchmarks.md).
 FAST_PRESET = ("fuse_qkv", "channels_last", "compile=unet+vae", "cuda_graph", "vae_bf16")
 
 
