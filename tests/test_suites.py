@@ -55,6 +55,23 @@ def test_ablation_removes_one_fast_element_at_a_time():
         assert opts != fast and opts.fast_loop  # one element gone, diffprof's loop kept
 
 
+def test_ablation_keeps_compile_only_switches_out_of_cells_that_compile_nothing():
+    """`-O compile_regions,compile_mode=...` shapes the compiled cells; the cells without compile
+    must neither be refused for it nor start compiling because of it."""
+    import torch
+
+    from diffprof.engine.optimizations import Optimizations
+
+    config = RunConfig.from_mapping({**BASE, "suites": ["ablation"], "optimize": ["compile_regions", "kernel_tuning", "compile_mode=max-autotune-no-cudagraphs", "vae_slicing"]})
+    cells = {c.labels["variant"]: Optimizations.parse(c.config.optimize) for c in expand(config)}
+    for variant in ("none", "fast - compile=unet+vae"):
+        opts = cells[variant]
+        assert not opts.compile and not opts.compile_regions and not opts.kernel_tuning and opts.vae_slicing, variant
+        opts.validate(torch.device("cuda"), "fp16")
+    assert cells["fast"].compile_regions and cells["fast"].kernel_tuning and cells["fast"].compile_mode == "max-autotune-no-cudagraphs"
+    assert cells["fast - fuse_qkv"].compile_regions
+
+
 @pytest.mark.parametrize("suite", sorted(CASES))
 def test_suite(suite, tmp_path, monkeypatch):
     extra, labels, statuses = CASES[suite]

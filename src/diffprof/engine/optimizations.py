@@ -61,6 +61,10 @@ SWITCHES: dict[str, str] = {
 FAST_PRESET = ("fuse_qkv", "channels_last", "compile=unet+vae", "cuda_graph", "vae_bf16")
 
 
+#: Switches that only change how torch.compile works (refused without compile).
+COMPILE_ONLY = ("kernel_tuning", "compile_regions")
+
+
 def label_switches(label: str) -> list[str]:
     """The switch names of an :attr:`Optimizations.label` or a ``+``-joined combination (its inverse):
     ``none`` -> ``[]``; ``compile=unet+vae`` stays one switch although ``+`` also joins switches."""
@@ -218,7 +222,7 @@ class Optimizations:
                 "compile cannot be combined with sequential_cpu_offload: its per-layer hooks move weights on every call",
                 "use model_cpu_offload with compile, or drop compile",
             )
-        for name in ("kernel_tuning", "compile_regions"):
+        for name in COMPILE_ONLY:
             if getattr(self, name) and not self.compile:
                 raise ConfigError(f"{name} changes how torch.compile works; nothing is compiled", f"add compile (or fast), or drop {name}")
         if self.compile_mode in ("reduce-overhead",) and self.compile and not cuda:
