@@ -72,6 +72,18 @@ def test_ablation_keeps_compile_only_switches_out_of_cells_that_compile_nothing(
     assert cells["fast - fuse_qkv"].compile_regions
 
 
+def test_precision_suite_eager_cells_drop_every_compile_switch_and_compiled_cells_keep_the_users():
+    from diffprof.engine.optimizations import Optimizations
+
+    config = RunConfig.from_mapping({**BASE, "suites": ["precision"], "precisions": ["fp32"],
+                                     "optimize": ["compile=unet+vae", "compile_regions", "kernel_tuning", "vae_tiling"]})
+    eager, compiled = (Optimizations.parse(c.config.optimize) for c in expand(config))
+    assert not eager.compile and not eager.compile_regions and not eager.kernel_tuning and eager.vae_tiling
+    assert compiled.compile == ("unet", "vae") and compiled.compile_regions and compiled.kernel_tuning and compiled.vae_tiling
+    plain = [Optimizations.parse(c.config.optimize) for c in expand(RunConfig.from_mapping({**BASE, "suites": ["precision"], "precisions": ["fp32"]}))]
+    assert [o.compile for o in plain] == [(), ("unet",)]
+
+
 @pytest.mark.parametrize("suite", sorted(CASES))
 def test_suite(suite, tmp_path, monkeypatch):
     extra, labels, statuses = CASES[suite]

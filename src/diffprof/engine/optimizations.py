@@ -65,6 +65,18 @@ FAST_PRESET = ("fuse_qkv", "channels_last", "compile=unet+vae", "cuda_graph", "v
 COMPILE_ONLY = ("kernel_tuning", "compile_regions")
 
 
+def uncompiled(switches: Iterable[str]) -> list[str]:
+    """``switches`` less everything that compiles or only shapes a compile (``compile``,
+    ``compile=...``, ``compile_mode=...``, :data:`COMPILE_ONLY`; ``fast`` is expanded first): the
+    eager cell of a suite that compares compiled with eager, built from the user's switches."""
+    out: list[str] = []
+    for switch in switches:
+        for token in FAST_PRESET if switch == "fast" else (switch,):
+            if token.partition("=")[0] not in ("compile", "compile_mode", *COMPILE_ONLY):
+                out.append(token)
+    return out
+
+
 def label_switches(label: str) -> list[str]:
     """The switch names of an :attr:`Optimizations.label` or a ``+``-joined combination (its inverse):
     ``none`` -> ``[]``; ``compile=unet+vae`` stays one switch although ``+`` also joins switches."""

@@ -4,7 +4,7 @@ element in turn (the difference to `fast` is that element's share)."""
 from __future__ import annotations
 
 from diffprof.config import RunConfig
-from diffprof.engine.optimizations import COMPILE_ONLY, FAST_PRESET
+from diffprof.engine.optimizations import FAST_PRESET, uncompiled
 from diffprof.suites.base import Cell, Suite, register
 
 
@@ -16,18 +16,13 @@ class AblationSuite(Suite):
 
     def cells(self, config: RunConfig) -> list[Cell]:
         others = [o for o in config.optimize if o != "fast" and o not in FAST_PRESET]
-        cells = [self.cell(config, {"variant": "none"}, optimize=_uncompiled(others)),
+        cells = [self.cell(config, {"variant": "none"}, optimize=uncompiled(others)),
                  self.cell(config, {"variant": "fast"}, optimize=others + list(FAST_PRESET))]
         for element in FAST_PRESET:
             kept = [e for e in FAST_PRESET if e != element]
             if element == "cuda_graph":
                 kept.append("fast_loop")  # keep diffprof's loop: the difference is the graph alone
-            extra = others if any(k.startswith("compile") for k in kept) else _uncompiled(others)
+            extra = others if any(k.startswith("compile") for k in kept) else uncompiled(others)
             cells.append(self.cell(config, {"variant": f"fast - {element}"}, optimize=extra + kept))
         return cells
 
-
-def _uncompiled(switches: list[str]) -> list[str]:
-    """The user's extra switches for a cell that compiles nothing: those that only shape a compile
-    (compile_mode=..., kernel_tuning, compile_regions) would be refused there, or compile anyway."""
-    return [s for s in switches if s not in COMPILE_ONLY and not s.startswith("compile_mode=")]

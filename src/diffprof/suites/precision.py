@@ -7,6 +7,7 @@ know rather than have them silently dropped.
 from __future__ import annotations
 
 from diffprof.config import RunConfig
+from diffprof.engine.optimizations import Optimizations, uncompiled
 from diffprof.suites.base import Cell, Suite, register
 
 
@@ -18,9 +19,10 @@ class PrecisionSuite(Suite):
 
     def cells(self, config: RunConfig) -> list[Cell]:
         cells = []
-        base = [o for o in config.optimize if not o.startswith("compile")]
+        eager = uncompiled(config.optimize)
+        # the compiled cells keep how the user compiles (compile=unet+vae, compile_mode, compile_regions)
+        compiled = list(config.optimize) if Optimizations.parse(config.optimize).compile else [*config.optimize, "compile"]
         for p in config.precisions:
-            for compiled in (False, True):
-                optimize = base + (["compile"] if compiled else [])
-                cells.append(self.cell(config, {"precision": p, "compile": compiled}, precision=p, optimize=optimize))
+            for is_compiled in (False, True):
+                cells.append(self.cell(config, {"precision": p, "compile": is_compiled}, precision=p, optimize=compiled if is_compiled else eager))
         return cells
