@@ -61,6 +61,11 @@ SWITCHES: dict[str, str] = {
 FAST_PRESET = ("fuse_qkv", "channels_last", "compile=unet+vae", "cuda_graph", "vae_bf16")
 
 
+#: On/off switches canonically listed after the compile and loop switches (:meth:`Optimizations.switches`).
+_LATE_FLAGS = ("cudnn_benchmark", "vae_bf16", "fp8", "kernel_tuning", "compile_regions")
+#: Every plain on/off switch: its name is its field.
+_FLAGS = ("vae_slicing", "vae_tiling", "channels_last", "fuse_qkv", "fast_loop", *_LATE_FLAGS)
+
 #: Switches that only change how torch.compile works (refused without compile).
 COMPILE_ONLY = ("kernel_tuning", "compile_regions")
 
@@ -151,7 +156,7 @@ class Optimizations:
                 seen_attention.append(name)
                 attention = {"sdpa": "sdpa", "eager_attention": "eager", "xformers": "xformers", "attention_slicing": "slicing"}[name]
                 opts = replace(opts, attention=attention)  # type: ignore[arg-type]
-            elif name in ("vae_slicing", "vae_tiling", "channels_last", "fuse_qkv", "fast_loop", "cudnn_benchmark", "vae_bf16", "fp8", "kernel_tuning", "compile_regions"):
+            elif name in _FLAGS:
                 opts = replace(opts, **{name: True})
             elif name == "cuda_graph":
                 opts = replace(opts, cuda_graph=True, fast_loop=True)
@@ -197,7 +202,7 @@ class Optimizations:
             out.append("cuda_graph")
         elif self.fast_loop:
             out.append("fast_loop")
-        out += [n for n in ("cudnn_benchmark", "vae_bf16", "fp8", "kernel_tuning", "compile_regions") if getattr(self, n)]
+        out += [n for n in _LATE_FLAGS if getattr(self, n)]
         if set(FAST_PRESET) <= set(out):
             out = ["fast"] + [o for o in out if o not in FAST_PRESET]
         return out
@@ -314,17 +319,18 @@ def apply_optimizations(pipe: Any, opts: Optimizations, device: torch.device) ->
     #    gets those compiled in place through diffusers' public compile_repeated_blocks; Dynamo then
     #    traces one block per shape instead of the whole model, and inside diffprof's whole-loop CUDA
     #    graph the parts left eager cost no launch overhead. Static shapes: one graph per resolution.
+    options = compile_options(opts) if opts.compile else {}
     for name in opts.compile:
         if name == "vae":
-            pipe.vae.decoder = torch.compile(pipe.vae.decoder, options=compile_options(opts))
+            pipe.vae.decoder = torch.compile(pipe.vae.decoder, options=options)
             continue
         module = getattr(pipe, name, None)
         if module is None:
             raise ConfigError(f"this pipeline has no {name} to compile", f"compile one of: {', '.join(COMPILABLE)}")
         if opts.compile_regions and getattr(module, "_repeated_blocks", None):
-            module.compile_repeated_blocks(options=compile_options(opts), dynamic=False)
+            module.compile_repeated_blocks(options=options, dynamic=False)
         else:
-            setattr(pipe, name, torch.compile(module, options=compile_options(opts)))
+            setattr(pipe, name, torch.compile(module, options=options))
 
 
 def compile_options(opts: Optimizations) -> dict[str, Any]:

@@ -25,4 +25,3 @@ class AblationSuite(Suite):
             extra = others if any(k.startswith("compile") for k in kept) else uncompiled(others)
             cells.append(self.cell(config, {"variant": f"fast - {element}"}, optimize=extra + kept))
         return cells
-
