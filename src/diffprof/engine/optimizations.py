@@ -9,6 +9,7 @@ through diffusers' public API only. Order of application matters and is fixed in
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -48,7 +49,7 @@ SWITCHES: dict[str, str] = {
     "cudnn_benchmark": "let cuDNN time its convolution algorithms once per shape and keep the fastest",
     "vae_bf16": "decode latents in bf16 (SDXL otherwise upcasts its fp16 VAE to fp32)",
     "fp8": "float8 dynamic quantization of the UNet's linear layers (torchao; Hopper/Ada GPUs)",
-    "compile_regions": "compile only the models' repeated blocks (diffusers' regional compilation): a fraction of the compile time",
+    "compile_regions": "compile the UNet block by block (transformer and ResNet blocks) instead of whole: half the compile, ~5% slower (SDXL)",
     "kernel_tuning": "let inductor tune each kernel it generates (coordinate descent): longer first compile, faster norms and fusions",
     "fast": "the fastest known set for CUDA: fuse_qkv, channels_last, compile=unet+vae, cuda_graph, vae_bf16",
 }
@@ -56,8 +57,9 @@ SWITCHES: dict[str, str] = {
 #: What `fast` expands to; each element stays switchable (the ablation suite removes one at a time).
 #: cudnn_benchmark is left out: no measurable gain once the loop is graphed (H200), and its algorithm
 #: choice can differ from process to process. fp8 is left out: on SDXL (H100) it moved the final latents
-#: 3.4e-2 from eager fp16 (the limit is 2e-2) and saved no time. kernel_tuning and compile_regions are
-#: left out until measured on a GPU (docs/benchmarks.md).
+#: 3.4e-2 from eager fp16 (the limit is 2e-2) and saved no time. compile_regions is left out: it
+#: halves the SDXL compile (warm start 10 s instead of 22 s) but costs 5% per image on SDXL and 18% on
+#: SD 1.5 (H100); kernel_tuning did not finish compiling SD 1.5 in ~330 s (docs/benchmarks.md).
 FAST_PRESET = ("fuse_qkv", "channels_last", "compile=unet+vae", "cuda_graph", "vae_bf16")
 
 
@@ -329,8 +331,39 @@ def apply_optimizations(pipe: Any, opts: Optimizations, device: torch.device) ->
             raise ConfigError(f"this pipeline has no {name} to compile", f"compile one of: {', '.join(COMPILABLE)}")
         if opts.compile_regions and getattr(module, "_repeated_blocks", None):
             module.compile_repeated_blocks(options=options, dynamic=False)
+            compile_conv_blocks(module, options)
         else:
             setattr(pipe, name, torch.compile(module, options=options))
+
+
+#: Convolution blocks compiled one by one under compile_regions, beside diffusers' repeated
+#: (transformer) blocks: left eager, their GroupNorm+SiLU passes over NHWC maps cost the SDXL loop
+#: 25% (H200, docs/benchmarks.md).
+CONV_BLOCKS = ("ResnetBlock2D", "Downsample2D", "Upsample2D")
+
+
+def compile_conv_blocks(model: torch.nn.Module, options: dict[str, Any]) -> int:
+    """Compile every :data:`CONV_BLOCKS` instance of ``model`` in place (``nn.Module.compile``,
+    static shapes); returns how many.
+
+    All instances of a class share one code object, and so one Dynamo cache, counted for the whole
+    process: an SDXL UNet alone has 12 distinct ResNet shapes, past Dynamo's default of 8 graphs per
+    code object, after which the rest would silently run eager (H100: 4 of SDXL's 12 did). The
+    limit is raised to 8 graphs per instance, Dynamo's own allowance per function (other
+    resolutions and models in the process included): per call where ``torch.compile`` takes
+    ``recompile_limit`` (torch >= 2.12), else in Dynamo's global config (raised, never lowered)."""
+    blocks = [m for m in model.modules() if type(m).__name__ in CONV_BLOCKS]
+    import torch._dynamo.config as dynamo_config
+
+    wanted = max(dynamo_config.recompile_limit, 8 * len(blocks))
+    limit: dict[str, Any] = {}
+    if "recompile_limit" in inspect.signature(torch.compile).parameters:
+        limit["recompile_limit"] = wanted
+    else:
+        dynamo_config.recompile_limit = wanted
+    for block in blocks:
+        block.compile(options=options, dynamic=False, **limit)
+    return len(blocks)
 
 
 def compile_options(opts: Optimizations) -> dict[str, Any]:
