@@ -5,11 +5,14 @@
 #   bash benchmarks/gpu_warm_start.sh sd15 512 50
 #   PROFILE=1 bash benchmarks/gpu_warm_start.sh ...   # also: where the warm process spends its time (cProfile)
 #   OPTIMIZE=fast,compile_regions bash benchmarks/gpu_warm_start.sh sdxl 1024 30   # other switches (default: fast)
+#   SHARED_INDUCTOR_CACHE=1 ...   # both processes share one inductor cache dir (torch's own on-disk caches,
+#                                 # e.g. TORCH_CACHING_PRECOMPILE=1's Dynamo cache, which lives there)
 source benchmarks/gpu_env.sh
 MODEL=${1:-sd15}; SIZE=${2:-512}; STEPS=${3:-50}; OPTIMIZE=${OPTIMIZE:-fast}
 export DIFFPROF_CACHE_DIR=$(mktemp -d)
+shared_cache=$(mktemp -d)
 for attempt in cold warm; do
-  export TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)
+  if [ -n "$SHARED_INDUCTOR_CACHE" ]; then export TORCHINDUCTOR_CACHE_DIR=$shared_cache; else export TORCHINDUCTOR_CACHE_DIR=$(mktemp -d); fi
   echo "== $attempt process ($MODEL ${SIZE}px, $STEPS steps, -O $OPTIMIZE)"
   run=(-m diffprof)
   if [ "$attempt" = warm ] && [ -n "$PROFILE" ]; then run=(-m cProfile -o "$OUT/warm-start.prof" -m diffprof); fi
