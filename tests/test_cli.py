@@ -43,6 +43,24 @@ def test_generate_writes_pngs_with_parameters_and_sidecars(tmp_path, capsys):
     assert "per-component timing" in out and "VAE decode" in out
 
 
+def test_generate_says_when_the_loop_ran_without_its_cuda_graph(tmp_path, capsys, monkeypatch):
+    """The engine records a CUDA-graph fallback in the result's settings (only a GPU produces one);
+    generate prints it once, however many rows had it, so the timing table is not read as graphed."""
+    from diffprof.engine import Engine
+
+    real = Engine.generate
+
+    def fell_back(self, *args, **kwargs):
+        result = real(self, *args, **kwargs)
+        result.settings.update(fast_path="eager_loop", fast_path_note="scheduler unipc is not graph-safe; ran the loop eagerly")
+        return result
+
+    monkeypatch.setattr(Engine, "generate", fell_back)
+    code, _, err = run_cli([*GEN, "--batch", "2", "--out", str(tmp_path / "img")], capsys)
+    assert code == 0
+    assert " ".join(err.split()).count("the denoising loop ran without its CUDA graph: scheduler unipc is not graph-safe") == 1
+
+
 def test_generate_prompts_file_with_per_row_overrides(tmp_path, capsys):
     rows = [{"prompt": "a red circle", "seed": 1}, {"prompt": "a blue square", "seed": 2, "steps": 1, "scheduler": "euler"}]
     path = tmp_path / "p.jsonl"

@@ -606,3 +606,20 @@ def test_html_renders_in_headless_chromium(html_report, chromium, tmp_path):
     assert all(int(w) > 0 and int(h) > 0 for _, _, w, h in imgs), imgs
     console = [line for line in proc.stderr.splitlines() if re.search(r"CONSOLE[:(]|Uncaught", line)]
     assert not console, console
+
+
+@pytest.mark.parametrize("name", ["console", "markdown", "html"])
+def test_a_cell_that_ran_without_its_cuda_graph_says_why_in_every_table(name):
+    """A fast loop that fell back from its CUDA graph is timed as an eager loop: each format names
+    the cell and the reason under its table, and the shared-settings line does not repeat it."""
+    why = "CUDA graph capture failed (RuntimeError: Cannot copy between CPU and CUDA tensors); ran the loop eagerly"
+    cells = [
+        make_cell("schedulers", {"scheduler": "euler"}, 0.35, fast_path="cuda_graph"),
+        make_cell("schedulers", {"scheduler": "unipc"}, 0.41, fast_path="eager_loop", fast_path_note=why),
+    ]
+    run = RunInfo(7, "2026-11-26T10:00:00", "2026-11-26T10:01:00", "finished", "diffprof bench -s schedulers", {}, {}, cells)
+    assert suite_table("schedulers", cells).notes == [f"scheduler=unipc: {why}"]
+    out = as_text(get_renderer(name).render(run, ReportOptions(plots=False, width=400)))
+    flat = " ".join(out.split())
+    assert f"scheduler=unipc: {why}" in flat.replace("&#x27;", "'") and "scheduler=euler: " not in flat
+    assert flat.count("Cannot copy between CPU and CUDA") == 1

@@ -329,3 +329,11 @@ def test_written_config_has_no_unknown_keys_and_round_trips(tmp_path):
     path = cfg.save(tmp_path / "c.yaml")
     assert RunConfig.load(path) == cfg and cfg.prompt.startswith("a small red") and cfg.width == 64
     assert math.isfinite(result.chosen.quality)
+
+
+def test_summary_says_when_the_chosen_setting_ran_without_its_cuda_graph():
+    """Its time is an eager loop's: the summary must not let it pass for a graphed one."""
+    result = result_of(search(FakeModel()).run(), space())
+    assert "CUDA graph" not in result.summary()
+    result.chosen.cell.settings["fast_path_note"] = "scheduler unipc is not graph-safe; ran the loop eagerly"
+    assert result.summary().splitlines()[-1] == "note: the chosen setting ran without its CUDA graph: scheduler unipc is not graph-safe; ran the loop eagerly"

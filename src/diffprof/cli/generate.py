@@ -178,6 +178,7 @@ def generate(
         profiler.reset()
     out.mkdir(parents=True, exist_ok=True)
     timings = []
+    fallbacks: dict[str, None] = {}  # why a fast loop ran without its CUDA graph, once each
     written: list[Path] = []
     failures = 0
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
@@ -197,6 +198,8 @@ def generate(
                 progress.advance(bar)
                 continue
             timings.append(result.timing)
+            if result.settings.get("fast_path_note"):
+                fallbacks.setdefault(result.settings["fast_path_note"], None)
             for k, img in enumerate(result.images):
                 stem = f"{job.row:04d}-{k:02d}-seed{c.seed}"
                 path = out / f"{stem}.png"
@@ -223,6 +226,8 @@ def generate(
         if peaks:
             rows.append(("peak GPU memory (allocated)", fmt_bytes(max(peaks))))
         console.print(timing_table(rows, engine.load_info))
+    for note in fallbacks:
+        err_console.print(f"[yellow]note:[/] the denoising loop ran without its CUDA graph: {note}", highlight=False)
     console.print(f"wrote {len(written)} image(s) with JSON sidecars to {out}/", highlight=False)
     if profile_out:
         profile_out.mkdir(parents=True, exist_ok=True)

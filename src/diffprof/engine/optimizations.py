@@ -50,7 +50,7 @@ SWITCHES: dict[str, str] = {
     "vae_bf16": "decode latents in bf16 (SDXL otherwise upcasts its fp16 VAE to fp32)",
     "fp8": "float8 dynamic quantization of the UNet's linear layers (torchao; Hopper/Ada GPUs)",
     "compile_regions": "compile the UNet block by block (transformer and ResNet blocks) instead of whole: half the compile, ~5% slower (SDXL)",
-    "kernel_tuning": "let inductor tune each kernel it generates (coordinate descent): longer first compile, faster norms and fusions",
+    "kernel_tuning": "let inductor tune each kernel it generates (coordinate descent): compiles of many minutes (SD 1.5 and SDXL did not finish in 5-10 min on H100/H200), gain unmeasured",
     "fast": "the fastest known set for CUDA: fuse_qkv, channels_last, compile=unet+vae, cuda_graph, vae_bf16",
 }
 

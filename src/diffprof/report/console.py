@@ -47,8 +47,10 @@ def suite_rich_table(table: SuiteTable, compact: bool = False) -> Table:
             style = "yellow" if col.kind == "noise" else ("red" if row.failed and col.kind in ("status", "error") else "")
             cells.append(Text(text, style=style))
         out.add_row(*cells, style="red" if row.failed else None)
-    if table.common and not compact:
-        out.caption = Text(f"shared settings: {format_settings(table.common)}", style="dim")
+    caption = [f"shared settings: {format_settings(table.common)}"] if table.common and not compact else []
+    caption += [f"note: {note}" for note in table.notes]
+    if caption:
+        out.caption = Text("\n".join(caption), style="dim")
         out.caption_justify = "left"
     return out
 

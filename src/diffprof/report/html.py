@@ -31,7 +31,7 @@ table{border-collapse:collapse;margin:.5rem 0;font-variant-numeric:tabular-nums}
 th,td{border:1px solid #ddd;padding:.25rem .5rem;vertical-align:top}th{background:#f4f4f4;text-align:left}
 td.num{text-align:right;white-space:nowrap}table.kv td:first-child{color:#555;white-space:nowrap}
 tr.failed td{color:#b00020;background:#fff3f3}td.noise{color:#8a6d00}
-.settings,.quality{color:#555;font-size:.9rem}pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;white-space:pre-wrap}
+.settings,.quality,.note{color:#555;font-size:.9rem}pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;white-space:pre-wrap}
 .kvs,.plots{display:flex;flex-wrap:wrap;gap:0 2rem;align-items:flex-start}figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#555;font-size:.9rem}nav a{margin-right:1rem}.ok{color:#1a7f37}
 footer{margin-top:3rem;color:#888;font-size:.8rem}
@@ -135,6 +135,7 @@ def render_html(run: RunInfo, options: ReportOptions | None = None) -> str:
             parts.append(f'<p class="settings">Shared settings: {escape(format_settings(common, max_len=200))}</p>')
         if note:
             parts.append(f'<p class="quality">{escape(note)}</p>')
+        parts += [f'<p class="note">Note: {escape(n)}</p>' for n in table.notes]
         parts.append(_table(table))
         if options.plots:
             plots = suite_plots(suite, cells, artifacts=options.include_artifacts, max_images=options.max_images)

@@ -46,6 +46,7 @@ def render_markdown(run: RunInfo, options: ReportOptions | None = None) -> str:
         lines += [f"## {escape(table.suite)}", ""]
         if table.common:
             lines += [f"Shared settings: {escape(format_settings(table.common))}", ""]
+        lines += [line for note in table.notes for line in (f"Note: {escape(note)}", "")]
         lines += markdown_table(table)
         lines.append("")
     return "\n".join(lines)

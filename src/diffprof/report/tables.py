@@ -160,7 +160,7 @@ def common_settings(cells: Sequence[CellResult]) -> dict[str, Any]:
     """Settings every cell shares and no cell sweeps: what a table's caption says once."""
     if not cells:
         return {}
-    swept = {k for c in cells for k in c.labels}
+    swept = {k for c in cells for k in c.labels} | {"fast_path_note"}  # notes are listed per cell
     first = cells[0].settings
     return {
         k: v
@@ -231,6 +231,13 @@ class SuiteTable:
     @property
     def failed(self) -> int:
         return sum(r.failed for r in self.rows)
+
+    @property
+    def notes(self) -> list[str]:
+        """Cells that did not run as configured, and why (``label: reason``): today a fast loop
+        that fell back from its CUDA graph (``settings["fast_path_note"]``), so a reader does not
+        take its time for a graphed one."""
+        return [f"{r.cell.label}: {r.cell.settings['fast_path_note']}" for r in self.rows if r.cell.settings.get("fast_path_note")]
 
 
 def ordered_metrics(names: Iterable[str]) -> list[str]:

@@ -133,9 +133,11 @@ class TuneResult:
             return f"no config meets {self.constraints.describe()}\n{base}; {searched}"
         c = self.chosen
         speed = f" ({self.speedup:.2f}x faster than the baseline)" if self.speedup else ""
+        fallback = c.cell.settings.get("fast_path_note")
         return (
             f"chosen: {c.setting.label}: {fmt_seconds(c.seconds_per_image)}/image, {self.metric.name} {fmt_quality(c.quality)}{speed}\n"
             f"{base}; constraints {self.constraints.describe()}; {searched}"
+            + (f"\nnote: the chosen setting ran without its CUDA graph: {fallback}" if fallback else "")
         )
 
     def rows(self) -> list[dict[str, Any]]:
