@@ -124,3 +124,23 @@ def test_isolate_runs_each_cell_in_its_own_process(tmp_path):
     assert [c.status for c in run.cells] == ["ok", "ok"]
     assert all(c.settings.get("isolated") for c in run.cells)
     assert all(c.metrics["load_s"] > 0 for c in run.cells)
+
+
+def test_memory_suite_measures_offload_on_top_of_fast_without_what_offload_excludes():
+    """`-O fast` with the memory suite: the offload cells keep what they can (fused QKV,
+    channels_last, diffprof's loop; compile too with model offload) and name what they dropped,
+    instead of failing on cuda_graph; the other cells keep `fast` whole."""
+    from diffprof.engine.optimizations import Optimizations
+
+    config = RunConfig.from_mapping({**BASE, "suites": ["memory"], "optimize": ["fast"],
+                                     "memory_optimizations": ["none", "vae_slicing", "model_cpu_offload", "sequential_cpu_offload"]})
+    cells = {c.labels["optimization"]: c.config.optimize for c in expand(config)}
+    assert list(cells) == ["none", "vae_slicing", "model_cpu_offload (without cuda_graph)",
+                           "sequential_cpu_offload (without compile=unet+vae, cuda_graph)"]
+    assert cells["none"] == ["fast"] and cells["vae_slicing"] == ["fast", "vae_slicing"]
+    model = Optimizations.parse(cells["model_cpu_offload (without cuda_graph)"])
+    assert model.offload == "model" and model.compile and model.fast_loop and not model.cuda_graph and model.fuse_qkv
+    seq = Optimizations.parse(cells["sequential_cpu_offload (without compile=unet+vae, cuda_graph)"])
+    assert seq.offload == "sequential" and not seq.compile and not seq.cuda_graph and seq.fast_loop and seq.channels_last
+    for switches in cells.values():  # every cell is a valid set on a GPU
+        Optimizations.parse(switches).validate(torch.device("cuda"), "fp16")

@@ -84,6 +84,23 @@ def uncompiled(switches: Iterable[str]) -> list[str]:
     return out
 
 
+def yield_to_offload(switches: Iterable[str], offload: str) -> tuple[list[str], list[str]]:
+    """``switches`` (``fast`` expanded) less what CPU offload excludes, and what was dropped: any
+    offload leaves no room for ``cuda_graph`` (a graph needs every weight resident; diffprof's loop
+    stays, eager), sequential offload none for compiling (its per-layer hooks move weights on every
+    call). How a suite measures an offload on top of the user's switches instead of failing."""
+    switches = list(switches)
+    expanded = [t for s in switches for t in (FAST_PRESET if s == "fast" else (s,))]
+    if offload not in ("model", "sequential"):
+        return switches, []
+    keep = uncompiled(expanded) if offload == "sequential" else expanded
+    dropped = [s for s in expanded if s not in keep]
+    if "cuda_graph" in keep:
+        keep = [("fast_loop" if s == "cuda_graph" else s) for s in keep]
+        dropped.append("cuda_graph")
+    return (list(dict.fromkeys(keep)), dropped) if dropped else (switches, [])
+
+
 def label_switches(label: str) -> list[str]:
     """The switch names of an :attr:`Optimizations.label` or a ``+``-joined combination (its inverse):
     ``none`` -> ``[]``; ``compile=unet+vae`` stays one switch although ``+`` also joins switches."""

@@ -1,13 +1,15 @@
 """`memory`: each memory optimization (and named combinations) against none: peak memory and time.
 
 On a CPU-only machine the default list leaves out the offload modes (they need CUDA) and says
-so; a list the user names is run as given, and impossible cells fail with the reason.
+so; a list the user names is run as given, and impossible cells fail with the reason. The user's
+own switches (``-O fast``) go into every cell; an offload cell drops the ones offload excludes
+(the CUDA graph; with sequential offload, compiling) and its label says which.
 """
 
 from __future__ import annotations
 
 from diffprof.config import RunConfig
-from diffprof.engine.optimizations import label_switches
+from diffprof.engine.optimizations import label_switches, yield_to_offload
 from diffprof.suites.base import Cell, Suite, cuda_expected, register
 
 CUDA_ONLY = ("model_cpu_offload", "sequential_cpu_offload", "xformers")
@@ -27,5 +29,8 @@ class MemorySuite(Suite):
         for option in options:
             switches = label_switches(option)
             base = [o for o in config.optimize if o not in switches]
-            cells.append(self.cell(config, {"optimization": option}, optimize=base + switches))
+            offload = next((s.partition("_")[0] for s in switches if s in ("model_cpu_offload", "sequential_cpu_offload")), "none")
+            base, dropped = yield_to_offload(base, offload)
+            label = f"{option} (without {', '.join(dropped)})" if dropped else option
+            cells.append(self.cell(config, {"optimization": label}, optimize=base + switches))
         return cells
