@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from diffprof.config import RunConfig, parse_resolution
 from diffprof.engine.optimizations import Optimizations, resolve_precision
@@ -252,3 +253,11 @@ def test_fp8_quantizes_the_unet_without_touching_inductors_global_config(dtype, 
     assert [filter_fn(m, n) for n, m in pipe.unet.named_children()] == [True, False]  # small layers stay in half precision
     assert _fp8_worthy(torch.nn.Conv2d(1024, 1024, 1), "conv") is False
     assert (inductor.coordinate_descent_tuning, inductor.coordinate_descent_check_all_directions) == before
+
+
+def test_vae_bf16_with_sequential_offload_is_refused_with_the_reason():
+    from diffprof.engine.optimizations import Optimizations
+
+    with pytest.raises(ConfigError, match="vae_bf16 cannot be combined with sequential_cpu_offload") as err:
+        Optimizations.parse(["vae_bf16", "sequential_cpu_offload"]).validate(torch.device("cuda"), "fp16")
+    assert "model_cpu_offload" in err.value.hint

@@ -262,3 +262,16 @@ def test_conv_block_compile_is_not_cut_short_by_dynamos_recompile_limit():
         for size, block in enumerate(model, start=2):
             x = torch.randn(1, 4, size, size)
             assert torch.allclose(block(x, None), block.forward(x, None), atol=1e-5)  # forward() is the eager path
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("offload", ["model_cpu_offload", "sequential_cpu_offload"])
+def test_fast_loop_runs_under_cpu_offload_and_draws_what_it_draws_resident(offload):
+    """diffprof's loop under offload: the UNet sits on the CPU (or the meta device) between calls,
+    so the loop must take the pipeline's execution device, and draw what it draws resident."""
+    kw = dict(scheduler="euler", steps=3, width=64, height=64, guidance=5.0, seed=4, prompt="a red circle")
+    resident = Engine.load("tiny-sd", device="cuda", precision="fp16", optimize=["fast_loop", "channels_last"]).generate(**kw)
+    offloaded = Engine.load("tiny-sd", device="cuda", precision="fp16", optimize=["fast_loop", "channels_last", offload]).generate(**kw)
+    assert offloaded.settings["fast_path"] == "eager_loop"
+    err = float((offloaded.latents.float() - resident.latents.float()).norm() / resident.latents.float().norm())
+    assert err < 1e-3, err

@@ -128,19 +128,19 @@ def test_isolate_runs_each_cell_in_its_own_process(tmp_path):
 
 def test_memory_suite_measures_offload_on_top_of_fast_without_what_offload_excludes():
     """`-O fast` with the memory suite: the offload cells keep what they can (fused QKV,
-    channels_last, diffprof's loop; compile too with model offload) and name what they dropped,
-    instead of failing on cuda_graph; the other cells keep `fast` whole."""
+    channels_last; compile too with model offload) and name what they dropped, instead of failing
+    on cuda_graph; the other cells keep `fast` whole."""
     from diffprof.engine.optimizations import Optimizations
 
     config = RunConfig.from_mapping({**BASE, "suites": ["memory"], "optimize": ["fast"],
                                      "memory_optimizations": ["none", "vae_slicing", "model_cpu_offload", "sequential_cpu_offload"]})
     cells = {c.labels["optimization"]: c.config.optimize for c in expand(config)}
-    assert list(cells) == ["none", "vae_slicing", "model_cpu_offload (without cuda_graph)",
-                           "sequential_cpu_offload (without compile=unet+vae, cuda_graph)"]
+    assert list(cells) == ["none", "vae_slicing", "model_cpu_offload (no cuda_graph, vae_bf16)",
+                           "sequential_cpu_offload (no compile, cuda_graph, vae_bf16)"]
     assert cells["none"] == ["fast"] and cells["vae_slicing"] == ["fast", "vae_slicing"]
-    model = Optimizations.parse(cells["model_cpu_offload (without cuda_graph)"])
-    assert model.offload == "model" and model.compile and model.fast_loop and not model.cuda_graph and model.fuse_qkv
-    seq = Optimizations.parse(cells["sequential_cpu_offload (without compile=unet+vae, cuda_graph)"])
-    assert seq.offload == "sequential" and not seq.compile and not seq.cuda_graph and seq.fast_loop and seq.channels_last
+    model = Optimizations.parse(cells["model_cpu_offload (no cuda_graph, vae_bf16)"])
+    assert model.offload == "model" and model.compile and not model.fast_loop and not model.cuda_graph and model.fuse_qkv and not model.vae_bf16
+    seq = Optimizations.parse(cells["sequential_cpu_offload (no compile, cuda_graph, vae_bf16)"])
+    assert seq.offload == "sequential" and not seq.compile and not seq.cuda_graph and not seq.vae_bf16 and not seq.fast_loop and seq.channels_last
     for switches in cells.values():  # every cell is a valid set on a GPU
         Optimizations.parse(switches).validate(torch.device("cuda"), "fp16")

@@ -157,7 +157,9 @@ class FastPath:
         """One call. ``step_callback`` times eager steps; ``loop_span`` opens the operation around a
         graph replay; ``paused`` suspends instrumentation while warming up and capturing."""
         pipe = self.pipe
-        device = pipe.unet.device if hasattr(pipe.unet, "device") else torch.device("cpu")
+        # Where the models run: under CPU offload the UNet itself sits on the CPU (or, sequential,
+        # on the meta device) until its hook moves it, so ask the pipeline, as its own __call__ does.
+        device = getattr(pipe, "_execution_device", None) or getattr(pipe.unet, "device", torch.device("cpu"))
         cfg = guidance > 1 and pipe.unet.config.time_cond_proj_dim is None
         total = len(prompts) * num_images
         # 1. Text encoding

@@ -86,18 +86,18 @@ def uncompiled(switches: Iterable[str]) -> list[str]:
 
 def yield_to_offload(switches: Iterable[str], offload: str) -> tuple[list[str], list[str]]:
     """``switches`` (``fast`` expanded) less what CPU offload excludes, and what was dropped: any
-    offload leaves no room for ``cuda_graph`` (a graph needs every weight resident; diffprof's loop
-    stays, eager), sequential offload none for compiling (its per-layer hooks move weights on every
-    call). How a suite measures an offload on top of the user's switches instead of failing."""
+    offload leaves no room for ``cuda_graph`` (a graph needs every weight resident) and sequential
+    offload none for compiling (its per-layer hooks move weights on every call). diffprof's own
+    loop (``fast_loop``) goes too, and ``vae_bf16`` with it (only that loop reads it): offload cells
+    run the pipeline's own loop, the one measured with offload on GPUs. How a suite measures an
+    offload on top of the user's switches instead of failing."""
     switches = list(switches)
     expanded = [t for s in switches for t in (FAST_PRESET if s == "fast" else (s,))]
     if offload not in ("model", "sequential"):
         return switches, []
     keep = uncompiled(expanded) if offload == "sequential" else expanded
+    keep = [s for s in keep if s not in ("cuda_graph", "fast_loop", "vae_bf16")]
     dropped = [s for s in expanded if s not in keep]
-    if "cuda_graph" in keep:
-        keep = [("fast_loop" if s == "cuda_graph" else s) for s in keep]
-        dropped.append("cuda_graph")
     return (list(dict.fromkeys(keep)), dropped) if dropped else (switches, [])
 
 
@@ -267,6 +267,11 @@ class Optimizations:
             raise ConfigError(
                 "cuda_graph (and the fast preset) needs a CUDA device",
                 "on the CPU use fast_loop, fuse_qkv or channels_last",
+            )
+        if self.vae_bf16 and self.offload == "sequential":
+            raise ConfigError(
+                "vae_bf16 cannot be combined with sequential_cpu_offload: it casts the VAE, whose weights that offload keeps off the GPU",
+                "drop vae_bf16, or use model_cpu_offload",
             )
         if self.cuda_graph and self.offload != "none":
             raise ConfigError("cuda_graph cannot be combined with CPU offload: a graph needs every weight resident on the GPU")

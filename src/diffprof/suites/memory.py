@@ -3,7 +3,7 @@
 On a CPU-only machine the default list leaves out the offload modes (they need CUDA) and says
 so; a list the user names is run as given, and impossible cells fail with the reason. The user's
 own switches (``-O fast``) go into every cell; an offload cell drops the ones offload excludes
-(the CUDA graph; with sequential offload, compiling) and its label says which.
+(the CUDA graph and diffprof's loop; with sequential offload, compiling) and its label says which.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class MemorySuite(Suite):
             base = [o for o in config.optimize if o not in switches]
             offload = next((s.partition("_")[0] for s in switches if s in ("model_cpu_offload", "sequential_cpu_offload")), "none")
             base, dropped = yield_to_offload(base, offload)
-            label = f"{option} (without {', '.join(dropped)})" if dropped else option
+            short = dict.fromkeys(d.partition("=")[0] for d in dropped)  # compile=unet+vae -> compile
+            label = f"{option} (no {', '.join(short)})" if dropped else option
             cells.append(self.cell(config, {"optimization": label}, optimize=base + switches))
         return cells
