@@ -251,3 +251,14 @@ def test_materialize_then_generate_from_the_folder(tmp_path, capsys):
     code, stdout, _ = run_cli([*GEN, "--model", str(out), "--out", str(tmp_path / "img")], capsys)
     assert code == 0 and "local" in stdout
     assert len(list(Path(tmp_path / "img").glob("*.png"))) == 1
+
+
+def test_tables_written_to_a_pipe_are_not_squeezed_to_80_columns():
+    """`diffprof ... > log` (and CI logs): rich would lay tables out in 80 columns there; diffprof
+    gives them room, and COLUMNS still decides when set."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    wide = subprocess.run([sys.executable, "-m", "diffprof", "optimizations"], capture_output=True, text=True, env=env, timeout=300)
+    narrow = subprocess.run([sys.executable, "-m", "diffprof", "optimizations"], capture_output=True, text=True, env=dict(env, COLUMNS="70"), timeout=300)
+    assert wide.returncode == 0 and narrow.returncode == 0
+    assert 80 < max(map(len, wide.stdout.splitlines())) <= 200
+    assert max(map(len, narrow.stdout.splitlines())) <= 70

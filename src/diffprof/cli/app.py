@@ -7,6 +7,7 @@ traceback; ``--debug`` anywhere on the command line shows the traceback instead.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -31,8 +32,19 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-console = Console()
-err_console = Console(stderr=True)
+#: Width of tables written to a file or pipe (``diffprof bench > log``, CI logs): rich would use 80
+#: columns there and squeeze a suite's metric columns to nothing. A terminal keeps its own width;
+#: ``COLUMNS`` overrides both.
+PIPE_WIDTH = 200
+
+
+def _width(stream: object) -> int | None:
+    isatty = getattr(stream, "isatty", None)
+    return None if "COLUMNS" in os.environ or (isatty is not None and isatty()) else PIPE_WIDTH
+
+
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 
 def _version(value: bool) -> None:
