@@ -72,16 +72,16 @@ _FLAGS = ("vae_slicing", "vae_tiling", "channels_last", "fuse_qkv", "fast_loop",
 COMPILE_ONLY = ("kernel_tuning", "compile_regions")
 
 
+def expand_fast(switches: Iterable[str]) -> list[str]:
+    """``switches`` with ``fast`` replaced by its elements (:data:`FAST_PRESET`), so one can be removed."""
+    return [token for switch in switches for token in (FAST_PRESET if switch == "fast" else (switch,))]
+
+
 def uncompiled(switches: Iterable[str]) -> list[str]:
     """``switches`` less everything that compiles or only shapes a compile (``compile``,
     ``compile=...``, ``compile_mode=...``, :data:`COMPILE_ONLY`; ``fast`` is expanded first): the
     eager cell of a suite that compares compiled with eager, built from the user's switches."""
-    out: list[str] = []
-    for switch in switches:
-        for token in FAST_PRESET if switch == "fast" else (switch,):
-            if token.partition("=")[0] not in ("compile", "compile_mode", *COMPILE_ONLY):
-                out.append(token)
-    return out
+    return [t for t in expand_fast(switches) if t.partition("=")[0] not in ("compile", "compile_mode", *COMPILE_ONLY)]
 
 
 def yield_to_offload(switches: Iterable[str], offload: str) -> tuple[list[str], list[str]]:
@@ -92,7 +92,7 @@ def yield_to_offload(switches: Iterable[str], offload: str) -> tuple[list[str], 
     run the pipeline's own loop, the one measured with offload on GPUs. How a suite measures an
     offload on top of the user's switches instead of failing."""
     switches = list(switches)
-    expanded = [t for s in switches for t in (FAST_PRESET if s == "fast" else (s,))]
+    expanded = expand_fast(switches)
     if offload not in ("model", "sequential"):
         return switches, []
     keep = uncompiled(expanded) if offload == "sequential" else expanded

@@ -9,7 +9,7 @@ own switches (``-O fast``) go into every cell; an offload cell drops the ones of
 from __future__ import annotations
 
 from diffprof.config import RunConfig
-from diffprof.engine.optimizations import label_switches, yield_to_offload
+from diffprof.engine.optimizations import Optimizations, label_switches, yield_to_offload
 from diffprof.suites.base import Cell, Suite, cuda_expected, register
 
 CUDA_ONLY = ("model_cpu_offload", "sequential_cpu_offload", "xformers")
@@ -29,8 +29,7 @@ class MemorySuite(Suite):
         for option in options:
             switches = label_switches(option)
             base = [o for o in config.optimize if o not in switches]
-            offload = next((s.partition("_")[0] for s in switches if s in ("model_cpu_offload", "sequential_cpu_offload")), "none")
-            base, dropped = yield_to_offload(base, offload)
+            base, dropped = yield_to_offload(base, Optimizations.parse(switches).offload)
             short = dict.fromkeys(d.partition("=")[0] for d in dropped)  # compile=unet+vae -> compile
             label = f"{option} (no {', '.join(short)})" if dropped else option
             cells.append(self.cell(config, {"optimization": label}, optimize=base + switches))
