@@ -129,14 +129,18 @@ def test_isolate_runs_each_cell_in_its_own_process(tmp_path):
 def test_memory_suite_measures_offload_on_top_of_fast_without_what_offload_excludes():
     """`-O fast` with the memory suite: the offload cells keep what they can (fused QKV,
     channels_last; compile too with model offload) and name what they dropped, instead of failing
-    on cuda_graph; the other cells keep `fast` whole."""
+    on cuda_graph; attention slicing drops fused QKV (an SDPA processor; its cell failed on an H100);
+    the other cells keep `fast` whole."""
     from diffprof.engine.optimizations import Optimizations
 
     config = RunConfig.from_mapping({**BASE, "suites": ["memory"], "optimize": ["fast"],
-                                     "memory_optimizations": ["none", "vae_slicing", "model_cpu_offload", "sequential_cpu_offload"]})
+                                     "memory_optimizations": ["none", "vae_slicing", "attention_slicing", "model_cpu_offload",
+                                                              "sequential_cpu_offload"]})
     cells = {c.labels["optimization"]: c.config.optimize for c in expand(config)}
-    assert list(cells) == ["none", "vae_slicing", "model_cpu_offload (no cuda_graph, vae_bf16)",
+    assert list(cells) == ["none", "vae_slicing", "attention_slicing (no fuse_qkv)", "model_cpu_offload (no cuda_graph, vae_bf16)",
                            "sequential_cpu_offload (no compile, cuda_graph, vae_bf16)"]
+    sliced = Optimizations.parse(cells["attention_slicing (no fuse_qkv)"])
+    assert sliced.attention == "slicing" and not sliced.fuse_qkv and sliced.cuda_graph and sliced.compile
     assert cells["none"] == ["fast"] and cells["vae_slicing"] == ["fast", "vae_slicing"]
     model = Optimizations.parse(cells["model_cpu_offload (no cuda_graph, vae_bf16)"])
     assert model.offload == "model" and model.compile and not model.fast_loop and not model.cuda_graph and model.fuse_qkv and not model.vae_bf16
@@ -144,3 +148,12 @@ def test_memory_suite_measures_offload_on_top_of_fast_without_what_offload_exclu
     assert seq.offload == "sequential" and not seq.compile and not seq.cuda_graph and not seq.vae_bf16 and not seq.fast_loop and seq.channels_last
     for switches in cells.values():  # every cell is a valid set on a GPU
         Optimizations.parse(switches).validate(torch.device("cuda"), "fp16")
+
+
+def test_an_attention_cell_replaces_the_users_attention_switch():
+    """`-O eager_attention` with the memory suite's attention_slicing cell: two attention switches
+    would be refused; the cell's own wins and the label says what it replaced."""
+    from diffprof.engine.optimizations import Optimizations, yield_to
+
+    assert yield_to(["eager_attention", "vae_slicing"], Optimizations.parse("attention_slicing")) == (["vae_slicing"], ["eager_attention"])
+    assert yield_to(["eager_attention", "vae_slicing"], Optimizations.parse("vae_tiling")) == (["eager_attention", "vae_slicing"], [])

@@ -84,19 +84,28 @@ def uncompiled(switches: Iterable[str]) -> list[str]:
     return [t for t in expand_fast(switches) if t.partition("=")[0] not in ("compile", "compile_mode", *COMPILE_ONLY)]
 
 
-def yield_to_offload(switches: Iterable[str], offload: str) -> tuple[list[str], list[str]]:
-    """``switches`` (``fast`` expanded) less what CPU offload excludes, and what was dropped: any
-    offload leaves no room for ``cuda_graph`` (a graph needs every weight resident) and sequential
-    offload none for compiling (its per-layer hooks move weights on every call). diffprof's own
-    loop (``fast_loop``) goes too, and ``vae_bf16`` with it (only that loop reads it): offload cells
-    run the pipeline's own loop, the one measured with offload on GPUs. How a suite measures an
-    offload on top of the user's switches instead of failing."""
+ATTENTION_SWITCHES = ("sdpa", "eager_attention", "xformers", "attention_slicing")
+
+
+def yield_to(switches: Iterable[str], cell: Optimizations) -> tuple[list[str], list[str]]:
+    """``switches`` (``fast`` expanded) less what the switches of ``cell`` exclude, and what was
+    dropped; how a suite measures a memory setting on top of the user's switches instead of failing.
+
+    - Any CPU offload leaves no room for ``cuda_graph`` (a graph needs every weight resident);
+      diffprof's own loop (``fast_loop``) goes too, and ``vae_bf16`` with it (only that loop reads
+      it): offload cells run the pipeline's own loop, the one measured with offload on GPUs.
+      Sequential offload also excludes compiling (its per-layer hooks move weights on every call).
+    - An attention other than SDPA (slicing, xformers, eager) excludes ``fuse_qkv``, whose fused
+      processors are SDPA ones, and replaces the user's own attention switch."""
     switches = list(switches)
     expanded = expand_fast(switches)
-    if offload not in ("model", "sequential"):
-        return switches, []
-    keep = uncompiled(expanded) if offload == "sequential" else expanded
-    keep = [s for s in keep if s not in ("cuda_graph", "fast_loop", "vae_bf16")]
+    keep = expanded
+    if cell.offload == "sequential":
+        keep = uncompiled(keep)
+    if cell.offload != "none":
+        keep = [s for s in keep if s not in ("cuda_graph", "fast_loop", "vae_bf16")]
+    if cell.attention != "sdpa":
+        keep = [s for s in keep if s != "fuse_qkv" and s not in ATTENTION_SWITCHES]
     dropped = [s for s in expanded if s not in keep]
     return (list(dict.fromkeys(keep)), dropped) if dropped else (switches, [])
 
@@ -171,7 +180,7 @@ class Optimizations:
             name, _, value = token.partition("=")
             if name == "none":
                 continue
-            if name in ("sdpa", "eager_attention", "xformers", "attention_slicing"):
+            if name in ATTENTION_SWITCHES:
                 seen_attention.append(name)
                 attention = {"sdpa": "sdpa", "eager_attention": "eager", "xformers": "xformers", "attention_slicing": "slicing"}[name]
                 opts = replace(opts, attention=attention)  # type: ignore[arg-type]

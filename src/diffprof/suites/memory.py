@@ -3,13 +3,14 @@
 On a CPU-only machine the default list leaves out the offload modes (they need CUDA) and says
 so; a list the user names is run as given, and impossible cells fail with the reason. The user's
 own switches (``-O fast``) go into every cell; an offload cell drops the ones offload excludes
-(the CUDA graph and diffprof's loop; with sequential offload, compiling) and its label says which.
+(the CUDA graph and diffprof's loop; with sequential offload, compiling), an attention cell drops
+fused QKV (an SDPA processor), and the label says what was dropped.
 """
 
 from __future__ import annotations
 
 from diffprof.config import RunConfig
-from diffprof.engine.optimizations import Optimizations, label_switches, yield_to_offload
+from diffprof.engine.optimizations import Optimizations, label_switches, yield_to
 from diffprof.suites.base import Cell, Suite, cuda_expected, register
 
 CUDA_ONLY = ("model_cpu_offload", "sequential_cpu_offload", "xformers")
@@ -29,7 +30,7 @@ class MemorySuite(Suite):
         for option in options:
             switches = label_switches(option)
             base = [o for o in config.optimize if o not in switches]
-            base, dropped = yield_to_offload(base, Optimizations.parse(switches).offload)
+            base, dropped = yield_to(base, Optimizations.parse(switches))
             short = dict.fromkeys(d.partition("=")[0] for d in dropped)  # compile=unet+vae -> compile
             label = f"{option} (no {', '.join(short)})" if dropped else option
             cells.append(self.cell(config, {"optimization": label}, optimize=base + switches))
