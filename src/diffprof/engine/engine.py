@@ -391,6 +391,7 @@ class Engine:
         """Drop hooks and pipelines and free device memory (between suite cells)."""
         self.instrumentation.remove()
         self._pipes.clear()
+        self._fast = None  # its captured graphs hold their memory pools
         self.base = None
         self.loaded = None
         _clean(self.device)
