@@ -12,7 +12,10 @@ Variants (comma-separated):
   fast        diffprof's `fast` preset (whole-loop CUDA graph, compile, fused QKV, channels_last, bf16 VAE)
   fast_fp8    `fast` plus float8 linear layers (torchao)
 Any number of `--optimize SWITCHES` adds a diffprof variant with those switches (`-O` of the CLI),
-e.g. `--optimize fast,kernel_tuning --optimize fast,fp8`.
+e.g. `--optimize fast,kernel_tuning --optimize fast,fp8`. Each `--sdpa-priority ORDER` adds the first
+`--optimize` variant again, loaded, compiled and run inside torch's
+`sdpa_kernel(ORDER, set_priority=True)` (which SDPA kernel each attention shape gets; see
+benchmarks/gpu_sdpa_backends.py), e.g. `--sdpa-priority cudnn,efficient,flash,math`.
 Each variant: warm-up calls, then --repeats timed calls (synchronized wall time); median reported.
 Also checks per-step CUDA-event times against synchronized wall time. Writes JSON to $OUT.
 """
@@ -203,6 +206,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--optimize", action="append", default=[], metavar="SWITCHES",
                         help="a further diffprof variant with these switches, e.g. fast,kernel_tuning (repeatable)")
+    parser.add_argument("--sdpa-priority", action="append", default=[], metavar="ORDER",
+                        help="the first --optimize variant again under this SDPA backend order, e.g. cudnn,efficient,flash,math (repeatable)")
     args = parser.parse_args()
     size, steps = SETTINGS[args.model]["size"], SETTINGS[args.model]["steps"]
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -269,6 +274,13 @@ def main() -> None:
         measured("diffprof fast + fp8", time_engine, args.model, size, steps, args.warmup, args.repeats, optimize=["fast", "fp8"])
     for switches in args.optimize:
         measured(f"diffprof -O {switches}", time_engine, args.model, size, steps, args.warmup, args.repeats, optimize=switches.split(","))
+    for order in args.sdpa_priority:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        names = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
+        switches = (args.optimize or ["fast"])[0]
+        with sdpa_kernel([names[n] for n in order.split(",")], set_priority=True):
+            measured(f"-O {switches} sdpa={order}"[:34], time_engine, args.model, size, steps, args.warmup, args.repeats, optimize=switches.split(","))
     if "check" in variants:
         print("\nper-step CUDA events vs synchronized wall:", step_event_check(args.model, size, steps))
 
