@@ -6,7 +6,9 @@ A warm start loads inductor's and AOTAutograd's artifacts, but Dynamo still trac
 every new process. This measures that tracing alone, on the host CPU where it runs: the real
 architecture is built on the meta device (no weights, no kernels), compiled with a backend that
 returns the traced graph unchanged, and called once; the first call is the trace. Whole-model
-compile (`compile=unet`) against regional (`compile_regions`: diffusers' compile_repeated_blocks).
+compile (`compile=unet`) against regional (`compile_regions`: diffusers' compile_repeated_blocks for
+the transformer blocks plus diffprof's compile_conv_blocks for every ResNet, downsample and upsample
+block, as `-O compile_regions` does; `blocks`: the transformer blocks alone).
 Each mode runs in a fresh process so no Dynamo cache is shared.
 """
 
@@ -23,6 +25,7 @@ import json, sys, time, torch
 torch.set_num_threads(1)
 from diffprof.models.presets import get_preset
 from diffprof.models.pipelines import component_class, init_kwargs
+from diffprof.engine.optimizations import compile_conv_blocks
 model, mode = sys.argv[1], sys.argv[2]
 preset = get_preset(model)
 cls = component_class(preset, "unet")
@@ -44,6 +47,8 @@ if mode == "whole":
     unet = torch.compile(unet, backend=backend)
 else:
     unet.compile_repeated_blocks(backend=backend, dynamic=False)
+    if mode == "regions":
+        compile_conv_blocks(unet, {}, backend=backend)
 with torch.inference_mode():
     t0 = time.perf_counter(); unet(**kw); first = time.perf_counter() - t0
     t0 = time.perf_counter(); unet(**kw); second = time.perf_counter() - t0
@@ -58,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.model}: Dynamo trace of one UNet call (batch 2, native size), meta device, 1 thread")
     print(f"{'mode':8s} {'trace s (median)':>17s} {'all runs':>24s} {'graphs':>7s} {'FX nodes':>9s}")
-    for mode in ("whole", "regions"):
+    for mode in ("whole", "regions", "blocks"):
         runs = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
