@@ -265,6 +265,23 @@ def test_conv_block_compile_is_not_cut_short_by_dynamos_recompile_limit():
 
 
 @pytest.mark.cuda
+def test_a_compiled_unet_runs_compiled_under_model_offload():
+    """Compiled after the offload hooks went on, the UNet ran eagerly (the hook's disabled
+    pre_forward broke the compiled call): no inductor kernel ran. Compiled first, it runs compiled,
+    across pipeline calls that re-install the hooks, and draws what the eager pipeline draws."""
+    kw = dict(scheduler="euler", steps=3, width=64, height=64, guidance=5.0, seed=4, prompt="a red circle")
+    eager = Engine.load("tiny-sd", device="cuda", precision="fp16", optimize=["model_cpu_offload"]).generate(**kw)
+    engine = Engine.load("tiny-sd", device="cuda", precision="fp16", optimize=["model_cpu_offload", "compile"])
+    for _ in range(2):
+        result = engine.generate(**kw)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        engine.generate(**kw)
+    assert any(e.key.startswith("triton_") for e in prof.key_averages()), "the compiled UNet did not run"
+    err = float((result.latents.float() - eager.latents.float()).norm() / eager.latents.float().norm())
+    assert err < 2e-2, err
+
+
+@pytest.mark.cuda
 def test_a_closed_graphed_engine_leaves_no_device_memory_behind():
     """Each memory-suite cell loads its own engine: whatever a closed one leaves allocated inflates
     every later cell's peak (a fresh capture stream per engine left its cuBLAS workspace, ~33 MiB)."""
