@@ -45,6 +45,16 @@ def test_every_task_on_both_families(request, family, task, scheduler):
     assert result.latents is not None and torch.isfinite(result.latents).all()
 
 
+def test_a_task_the_fast_loop_does_not_cover_says_so():
+    """-O fast with img2img: the pipeline's own loop runs (compiled, ungraphed), and the result says
+    why, so tables and `generate` show it under the timings instead of leaving it to be guessed."""
+    engine = Engine.load("tiny-sd", device="cpu", optimize=["fast_loop"])
+    result = engine.generate(task="img2img", scheduler="euler", seed=1, strength=1.0, **FAST)
+    assert result.settings["fast_path"] == "pipeline"
+    assert "txt2img only" in result.settings["fast_path_note"] and "img2img" in result.settings["fast_path_note"]
+    assert "fast_path_note" not in engine.generate(scheduler="euler", seed=1, **FAST).settings
+
+
 def test_every_scheduler_runs(sd):
     for name, spec in SCHEDULERS.items():
         result = sd.generate(scheduler=name, **FAST)

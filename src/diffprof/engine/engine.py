@@ -238,6 +238,12 @@ class Engine:
         with torch.inference_mode(), self.instrumentation.call(images=request.total_images, **labels) as state:
             if fast is None:
                 out = pipe(**kwargs, callback_on_step_end=self.instrumentation.step_callback)
+                if self.optimizations.fast_loop:  # asked for, not taken: say so, as a capture fallback does
+                    settings["fast_path"] = "pipeline"
+                    settings["fast_path_note"] = (
+                        f"diffprof's own loop{' and its CUDA graph' if self.optimizations.cuda_graph else ''} cover SD/SDXL txt2img only;"
+                        f" {request.task} on {self.family} ran the pipeline's own loop"
+                    )
             else:
                 out = self._run_fast(fast, request, kwargs, settings, state)
             _sync(self.device)
