@@ -16,6 +16,11 @@ from diffprof.stats import SampleStats
 
 CellStatus = Literal["ok", "failed"]
 
+#: The settings key under which a cell or generation says why it did not run the way its
+#: optimizations asked (a CUDA graph capture refused, a task diffprof's loop does not cover);
+#: written by the engine, shown by every table, ``generate`` and ``tune``.
+FAST_PATH_NOTE = "fast_path_note"
+
 #: Metric names and their units; renderers use this for headers and formatting.
 METRIC_UNITS: dict[str, str] = {
     "s_per_image": "s",

@@ -21,6 +21,7 @@ from rich.table import Table
 from diffprof.cli.app import app, console, err_console
 from diffprof.config import RunConfig
 from diffprof.errors import InputError, closest
+from diffprof.results import FAST_PATH_NOTE
 from diffprof.units import fmt_bytes, fmt_seconds
 
 H = RunConfig.help_for
@@ -198,8 +199,8 @@ def generate(
                 progress.advance(bar)
                 continue
             timings.append(result.timing)
-            if result.settings.get("fast_path_note"):
-                fallbacks.setdefault(result.settings["fast_path_note"], None)
+            if result.settings.get(FAST_PATH_NOTE):
+                fallbacks.setdefault(result.settings[FAST_PATH_NOTE], None)
             for k, img in enumerate(result.images):
                 stem = f"{job.row:04d}-{k:02d}-seed{c.seed}"
                 path = out / f"{stem}.png"

@@ -26,6 +26,7 @@ from diffprof.engine.schedulers import DEFAULT, check_scheduler, make_scheduler
 from diffprof.engine.timing import CallTiming, timing_from_records
 from diffprof.errors import ConfigError, InputError, unknown_choice
 from diffprof.profiler import OperationRecord, Profiler
+from diffprof.results import FAST_PATH_NOTE
 
 
 @dataclass
@@ -240,7 +241,7 @@ class Engine:
                 out = pipe(**kwargs, callback_on_step_end=self.instrumentation.step_callback)
                 if self.optimizations.fast_loop:  # asked for, not taken: say so, as a capture fallback does
                     settings["fast_path"] = "pipeline"
-                    settings["fast_path_note"] = (
+                    settings[FAST_PATH_NOTE] = (
                         f"diffprof's own loop{' and its CUDA graph' if self.optimizations.cuda_graph else ''} cover SD/SDXL txt2img only;"
                         f" {request.task} on {self.family} ran the pipeline's own loop"
                     )
@@ -295,7 +296,7 @@ class Engine:
         )
         settings["fast_path"] = "cuda_graph" if result.graphed else "eager_loop"
         if result.note:
-            settings["fast_path_note"] = result.note
+            settings[FAST_PATH_NOTE] = result.note
         if state.final_latents is None:
             state.final_latents = result.latents
         return SimpleNamespace(images=result.images if req.decode else result.latents)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from diffprof.results import METRIC_UNITS, CellResult, RunInfo
+from diffprof.results import FAST_PATH_NOTE, METRIC_UNITS, CellResult, RunInfo
 from diffprof.stats import SampleStats
 from diffprof.units import fmt_bytes, fmt_pct, fmt_seconds
 
@@ -160,7 +160,7 @@ def common_settings(cells: Sequence[CellResult]) -> dict[str, Any]:
     """Settings every cell shares and no cell sweeps: what a table's caption says once."""
     if not cells:
         return {}
-    swept = {k for c in cells for k in c.labels} | {"fast_path_note"}  # notes are listed per cell
+    swept = {k for c in cells for k in c.labels} | {FAST_PATH_NOTE}  # notes are listed per cell
     first = cells[0].settings
     return {
         k: v
@@ -235,9 +235,9 @@ class SuiteTable:
     @property
     def notes(self) -> list[str]:
         """Cells that did not run as configured, and why (``label: reason``): today a fast loop
-        that fell back from its CUDA graph (``settings["fast_path_note"]``), so a reader does not
+        that did not run as its optimizations asked (``settings[FAST_PATH_NOTE]``: a refused CUDA graph, a task diffprof's loop does not cover), so a reader does not
         take its time for a graphed one."""
-        return [f"{r.cell.label}: {r.cell.settings['fast_path_note']}" for r in self.rows if r.cell.settings.get("fast_path_note")]
+        return [f"{r.cell.label}: {r.cell.settings[FAST_PATH_NOTE]}" for r in self.rows if r.cell.settings.get(FAST_PATH_NOTE)]
 
 
 def ordered_metrics(names: Iterable[str]) -> list[str]:

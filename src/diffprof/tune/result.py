@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
 from diffprof.quality.pareto import pareto_front
+from diffprof.results import FAST_PATH_NOTE
 from diffprof.tune.constraints import Constraints, TuneMetric
 from diffprof.tune.search import Candidate, SearchOutcome, TuneError
 from diffprof.tune.space import SearchSpace
@@ -133,7 +134,7 @@ class TuneResult:
             return f"no config meets {self.constraints.describe()}\n{base}; {searched}"
         c = self.chosen
         speed = f" ({self.speedup:.2f}x faster than the baseline)" if self.speedup else ""
-        fallback = c.cell.settings.get("fast_path_note")
+        fallback = c.cell.settings.get(FAST_PATH_NOTE)
         return (
             f"chosen: {c.setting.label}: {fmt_seconds(c.seconds_per_image)}/image, {self.metric.name} {fmt_quality(c.quality)}{speed}\n"
             f"{base}; constraints {self.constraints.describe()}; {searched}"
