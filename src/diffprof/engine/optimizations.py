@@ -42,7 +42,7 @@ SWITCHES: dict[str, str] = {
     "model_cpu_offload": "keep each model on the CPU until it runs (CUDA only): big memory saving, small slowdown",
     "sequential_cpu_offload": "stream every layer from the CPU (CUDA only): lowest memory, several times slower",
     "channels_last": "NHWC memory format for UNet and VAE convolutions",
-    "fuse_qkv": "fuse the Q, K, V projections into one matmul (SDPA attention only); diffusers keeps the unfused weights too: +1.25 GiB on SDXL for 1-3% speed",
+    "fuse_qkv": "fuse the Q, K, V projections into one matmul (SDPA attention only); the unfused weights become views of the fused ones, no second copy (with CPU offload diffusers keeps both: +1.25 GiB on SDXL)",
     "compile": "torch.compile the UNet (compile=unet+vae to choose modules; compile_mode=... to choose the mode)",
     "fast_loop": "run txt2img through diffprof's own copy of the pipeline's phases (same math, no per-step host work)",
     "cuda_graph": "capture the whole denoising loop in one CUDA graph (implies fast_loop; deterministic schedulers)",
@@ -348,8 +348,44 @@ def apply_optimizations(pipe: Any, opts: Optimizations, device: torch.device) ->
         pipe.enable_sequential_cpu_offload(device=device)
     else:
         pipe.to(device)
+        if opts.fuse_qkv:  # after placement: moving a module copies each parameter, views included
+            share_fused_weights(pipe)
     _quantize_fp8(pipe, opts)
     _compile_modules(pipe, opts)
+
+
+def share_fused_weights(pipe: Any) -> int:
+    """Make the unfused Q/K/V projection weights views of the fused ones; returns the bytes freed.
+
+    diffusers' ``fuse_qkv_projections`` copies Q, K and V into one new layer and keeps the three
+    originals (so ``unfuse_qkv_projections`` can switch back): SDXL's UNet then holds ~0.6 B
+    parameters twice, 1.25 GiB of fp16 (H200 ablation, docs/benchmarks.md). The fused layer's rows
+    are exactly the originals, so the originals become row slices of it: the same values, no second
+    copy, and unfusing still works. Only for models that stay where they are: offload hooks move
+    (copy) every parameter on each call, which would undo the sharing."""
+    freed = 0
+    for name in ("unet", "vae"):
+        model = getattr(pipe, name, None)
+        if model is None:
+            continue
+        for module in model.modules():
+            if not getattr(module, "fused_projections", False):
+                continue
+            fused = getattr(module, "to_qkv", None) if not module.is_cross_attention else getattr(module, "to_kv", None)
+            parts = [module.to_q, module.to_k, module.to_v] if not module.is_cross_attention else [module.to_k, module.to_v]
+            if fused is None:
+                continue
+            start = 0
+            for part in parts:
+                rows = part.out_features
+                for attr in ("weight", "bias"):
+                    old, whole = getattr(part, attr), getattr(fused, attr)
+                    if old is None or whole is None or old.data_ptr() == whole.data_ptr() + start * whole.stride(0) * whole.element_size():
+                        continue
+                    freed += old.numel() * old.element_size()
+                    setattr(part, attr, torch.nn.Parameter(whole.detach()[start:start + rows], requires_grad=old.requires_grad))
+                start += rows
+    return freed
 
 
 def _quantize_fp8(pipe: Any, opts: Optimizations) -> None:
