@@ -18,6 +18,7 @@ and the reason is kept in the result's settings.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -234,17 +235,13 @@ class FastPath:
             return f"CUDA graph capture failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); ran the loop eagerly"
 
 
-_SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
-
-
+@functools.cache
 def side_stream(device: torch.device) -> torch.cuda.Stream:
     """The one stream per device that warm-ups and captures run on. cuBLAS keeps a workspace
     (tens of MiB on Hopper) per stream for the life of the process, so a fresh stream per capture
     left ~33 MiB allocated after each graphed engine was dropped (H200, tiny-sd), inflating every
     later memory-suite cell's peak."""
-    if device not in _SIDE_STREAMS:
-        _SIDE_STREAMS[device] = torch.cuda.Stream(device)
-    return _SIDE_STREAMS[device]
+    return torch.cuda.Stream(device)
 
 
 def to_pil(processor: Any, image: torch.Tensor) -> list[Image.Image]:

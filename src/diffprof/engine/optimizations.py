@@ -354,8 +354,8 @@ def apply_optimizations(pipe: Any, opts: Optimizations, device: torch.device) ->
     _compile_modules(pipe, opts)
 
 
-def share_fused_weights(pipe: Any) -> int:
-    """Make the unfused Q/K/V projection weights views of the fused ones; returns the bytes freed.
+def share_fused_weights(pipe: Any) -> None:
+    """Make the unfused Q/K/V projection weights views of the fused ones.
 
     diffusers' ``fuse_qkv_projections`` copies Q, K and V into one new layer and keeps the three
     originals (so ``unfuse_qkv_projections`` can switch back): SDXL's UNet then holds ~0.6 B
@@ -363,29 +363,25 @@ def share_fused_weights(pipe: Any) -> int:
     are exactly the originals, so the originals become row slices of it: the same values, no second
     copy, and unfusing still works. Only for models that stay where they are: offload hooks move
     (copy) every parameter on each call, which would undo the sharing."""
-    freed = 0
     for name in ("unet", "vae"):
         model = getattr(pipe, name, None)
-        if model is None:
-            continue
-        for module in model.modules():
+        for module in model.modules() if model is not None else ():
             if not getattr(module, "fused_projections", False):
                 continue
-            fused = getattr(module, "to_qkv", None) if not module.is_cross_attention else getattr(module, "to_kv", None)
-            parts = [module.to_q, module.to_k, module.to_v] if not module.is_cross_attention else [module.to_k, module.to_v]
+            if module.is_cross_attention:
+                fused, parts = getattr(module, "to_kv", None), [module.to_k, module.to_v]
+            else:
+                fused, parts = getattr(module, "to_qkv", None), [module.to_q, module.to_k, module.to_v]
             if fused is None:
                 continue
             start = 0
             for part in parts:
                 rows = part.out_features
                 for attr in ("weight", "bias"):
-                    old, whole = getattr(part, attr), getattr(fused, attr)
-                    if old is None or whole is None or old.data_ptr() == whole.data_ptr() + start * whole.stride(0) * whole.element_size():
-                        continue
-                    freed += old.numel() * old.element_size()
-                    setattr(part, attr, torch.nn.Parameter(whole.detach()[start:start + rows], requires_grad=old.requires_grad))
+                    own, whole = getattr(part, attr), getattr(fused, attr)
+                    if own is not None and whole is not None:
+                        setattr(part, attr, torch.nn.Parameter(whole.detach()[start:start + rows], requires_grad=own.requires_grad))
                 start += rows
-    return freed
 
 
 def _quantize_fp8(pipe: Any, opts: Optimizations) -> None:
