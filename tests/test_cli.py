@@ -58,7 +58,7 @@ def test_generate_says_when_the_loop_ran_without_its_cuda_graph(tmp_path, capsys
     monkeypatch.setattr(Engine, "generate", fell_back)
     code, _, err = run_cli([*GEN, "--batch", "2", "--out", str(tmp_path / "img")], capsys)
     assert code == 0
-    assert " ".join(err.split()).count("the denoising loop ran without its CUDA graph: scheduler unipc is not graph-safe") == 1
+    assert " ".join(err.split()).count("the denoising loop did not run as the optimizations asked: scheduler unipc is not graph-safe") == 1
 
 
 def test_generate_prompts_file_with_per_row_overrides(tmp_path, capsys):

@@ -336,4 +336,4 @@ def test_summary_says_when_the_chosen_setting_ran_without_its_cuda_graph():
     result = result_of(search(FakeModel()).run(), space())
     assert "CUDA graph" not in result.summary()
     result.chosen.cell.settings["fast_path_note"] = "scheduler unipc is not graph-safe; ran the loop eagerly"
-    assert result.summary().splitlines()[-1] == "note: the chosen setting ran without its CUDA graph: scheduler unipc is not graph-safe; ran the loop eagerly"
+    assert result.summary().splitlines()[-1] == "note: the chosen setting did not run as its optimizations asked: scheduler unipc is not graph-safe; ran the loop eagerly"

@@ -179,7 +179,7 @@ def generate(
         profiler.reset()
     out.mkdir(parents=True, exist_ok=True)
     timings = []
-    fallbacks: dict[str, None] = {}  # why a fast loop ran without its CUDA graph, once each
+    fallbacks: dict[str, None] = {}  # why the loop did not run as the optimizations asked, once each
     written: list[Path] = []
     failures = 0
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
@@ -228,7 +228,7 @@ def generate(
             rows.append(("peak GPU memory (allocated)", fmt_bytes(max(peaks))))
         console.print(timing_table(rows, engine.load_info))
     for note in fallbacks:
-        err_console.print(f"[yellow]note:[/] the denoising loop ran without its CUDA graph: {note}", highlight=False)
+        err_console.print(f"[yellow]note:[/] the denoising loop did not run as the optimizations asked: {note}", highlight=False)
     console.print(f"wrote {len(written)} image(s) with JSON sidecars to {out}/", highlight=False)
     if profile_out:
         profile_out.mkdir(parents=True, exist_ok=True)

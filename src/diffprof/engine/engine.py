@@ -241,10 +241,8 @@ class Engine:
                 out = pipe(**kwargs, callback_on_step_end=self.instrumentation.step_callback)
                 if self.optimizations.fast_loop:  # asked for, not taken: say so, as a capture fallback does
                     settings["fast_path"] = "pipeline"
-                    settings[FAST_PATH_NOTE] = (
-                        f"diffprof's own loop{' and its CUDA graph' if self.optimizations.cuda_graph else ''} cover SD/SDXL txt2img only;"
-                        f" {request.task} on {self.family} ran the pipeline's own loop"
-                    )
+                    covers = "diffprof's own loop and its CUDA graph cover" if self.optimizations.cuda_graph else "diffprof's own loop covers"
+                    settings[FAST_PATH_NOTE] = f"{covers} SD/SDXL txt2img only; {request.task} on {self.family} ran the pipeline's own loop"
             else:
                 out = self._run_fast(fast, request, kwargs, settings, state)
             _sync(self.device)

@@ -234,9 +234,9 @@ class SuiteTable:
 
     @property
     def notes(self) -> list[str]:
-        """Cells that did not run as configured, and why (``label: reason``): today a fast loop
-        that did not run as its optimizations asked (``settings[FAST_PATH_NOTE]``: a refused CUDA graph, a task diffprof's loop does not cover), so a reader does not
-        take its time for a graphed one."""
+        """Cells that did not run as their optimizations asked, and why (``label: reason``, from
+        ``settings[FAST_PATH_NOTE]``: a refused CUDA graph, a task diffprof's loop does not cover),
+        so a reader does not take their times for what was asked."""
         return [f"{r.cell.label}: {r.cell.settings[FAST_PATH_NOTE]}" for r in self.rows if r.cell.settings.get(FAST_PATH_NOTE)]
 
 

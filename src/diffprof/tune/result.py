@@ -138,7 +138,7 @@ class TuneResult:
         return (
             f"chosen: {c.setting.label}: {fmt_seconds(c.seconds_per_image)}/image, {self.metric.name} {fmt_quality(c.quality)}{speed}\n"
             f"{base}; constraints {self.constraints.describe()}; {searched}"
-            + (f"\nnote: the chosen setting ran without its CUDA graph: {fallback}" if fallback else "")
+            + (f"\nnote: the chosen setting did not run as its optimizations asked: {fallback}" if fallback else "")
         )
 
     def rows(self) -> list[dict[str, Any]]:
