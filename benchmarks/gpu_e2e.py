@@ -17,7 +17,9 @@ e.g. `--optimize fast,kernel_tuning --optimize fast,fp8`. Each `--sdpa-priority 
 `sdpa_kernel(ORDER, set_priority=True)` (which SDPA kernel each attention shape gets; see
 benchmarks/gpu_sdpa_backends.py), e.g. `--sdpa-priority cudnn,efficient,flash,math`.
 Each variant: warm-up calls, then --repeats timed calls (synchronized wall time); median reported.
-Also checks per-step CUDA-event times against synchronized wall time. Writes JSON to $OUT.
+`check` compares per-step CUDA-event times against synchronized wall time. Writes JSON to $OUT, and
+with `--doc docs/benchmarks.md` its table into that page's `e2e-MODEL` section (rewritten after each
+variant, so a later failure loses nothing), under a line naming the command, date, GPU and versions.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import argparse
 import gc
 import json
 import os
+import shlex
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -198,6 +202,32 @@ def step_event_check(model: str, size: int, steps: int) -> dict[str, Any]:
     return {"median_rel_diff": statistics.median(rel), "max_rel_diff": max(rel), "gpu_step_ms": statistics.median(gpu) * 1e3, "wall_step_ms": statistics.median(walls) * 1e3}
 
 
+def markdown(rows: dict[str, dict[str, Any]], steps: int, check: dict[str, Any] | None, command: str) -> str:
+    """The e2e table as a page section: speedups against the eager row and the compile recipe."""
+    from diffprof.report.sections import provenance
+
+    recipe = next((r for n, r in rows.items() if n.startswith("diffusers + compile")), None)
+
+    def ratio(x: float) -> str:
+        return "-" if x != x else f"{x:.2f}x"
+
+    lines = [provenance(command), "",
+             "| variant | total s | loop s | it/s | VAE ms | first call s | peak GiB | vs eager | vs compile recipe | latent rel. error |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in rows.items():
+        vs_recipe = ratio(recipe["total_s"] / r["total_s"]) if recipe else "-"
+        first = f"{r['first_call_s']:.1f}" if r.get("first_call_s") else "-"
+        its = f"{steps / r['loop_s']:.1f}" if r["loop_s"] else "-"
+        err = "-" if r["latent_rel_err"] != r["latent_rel_err"] else f"{r['latent_rel_err']:.2e}"
+        lines.append(f"| {name} | {r['total_s']:.3f} | {r['loop_s']:.3f} | {its} | {r['vae_s'] * 1e3:.1f} | {first} | "
+                     f"{r['peak_bytes'] / 2**30:.2f} | {ratio(r['speedup'])} | {vs_recipe} | {err} |")
+    if check:
+        lines += ["", f"Per-step GPU time from CUDA events against synchronized wall time (diffprof default engine): median difference "
+                  f"{100 * check['median_rel_diff']:.2f}%, max {100 * check['max_rel_diff']:.2f}% (step {check['gpu_step_ms']:.2f} ms GPU, "
+                  f"{check['wall_step_ms']:.2f} ms wall)."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="sd15", choices=sorted(SETTINGS))
@@ -208,7 +238,17 @@ def main() -> None:
                         help="a further diffprof variant with these switches, e.g. fast,kernel_tuning (repeatable)")
     parser.add_argument("--sdpa-priority", action="append", default=[], metavar="ORDER",
                         help="the first --optimize variant again under this SDPA backend order, e.g. cudnn,efficient,flash,math (repeatable)")
+    parser.add_argument("--doc", metavar="PAGE.md", help="also write the table into this markdown page (section --section)")
+    parser.add_argument("--section", metavar="KEY", help="the --doc section's key (default e2e-MODEL)")
     args = parser.parse_args()
+    command = "python3 " + shlex.join(["benchmarks/gpu_e2e.py", *sys.argv[1:]])
+    check: dict[str, Any] = {}
+
+    def write_doc() -> None:
+        if args.doc:
+            from diffprof.report.sections import write_section
+
+            write_section(args.doc, args.section or f"e2e-{args.model}", markdown(rows, steps, check or None, command))
     size, steps = SETTINGS[args.model]["size"], SETTINGS[args.model]["steps"]
     torch.backends.cuda.matmul.allow_tf32 = True
     print(f"{torch.cuda.get_device_name()} · torch {torch.__version__} · {args.model} {size}x{size} {steps} steps, batch 1, CFG 7.5, Euler, fp16")
@@ -238,6 +278,7 @@ def main() -> None:
         if out:
             with open(os.path.join(out, f"e2e-{args.model}.json"), "w") as fh:
                 json.dump({k: {kk: vv for kk, vv in v.items() if kk not in ("latents", "loop_samples")} for k, v in rows.items()}, fh, indent=1, default=str)
+        write_doc()
 
     if "eager" in variants or "compile" in variants:
         pipe = plain_pipeline(args.model)
@@ -282,7 +323,9 @@ def main() -> None:
         with sdpa_kernel([names[n] for n in order.split(",")], set_priority=True):
             measured(f"-O {switches} sdpa={order}"[:34], time_engine, args.model, size, steps, args.warmup, args.repeats, optimize=switches.split(","))
     if "check" in variants:
-        print("\nper-step CUDA events vs synchronized wall:", step_event_check(args.model, size, steps))
+        check.update(step_event_check(args.model, size, steps))
+        print("\nper-step CUDA events vs synchronized wall:", check)
+        write_doc()
 
 
 if __name__ == "__main__":

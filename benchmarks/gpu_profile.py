@@ -7,13 +7,18 @@
    the eager engine and the `fast` engine at levels off / minimal / standard, plus `detailed` once.
 3. The `fast` engine: per-component GPU times, UNet-step MFU, and the top CUDA kernels of one call
    (torch.profiler around a graph replay).
+With `--doc docs/benchmarks.md` the figures also go into that page's `profile-MODEL` section, under a
+line naming the command, date, GPU and versions.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import statistics
+import sys
 import time
+from typing import Any
 
 import torch
 
@@ -46,12 +51,51 @@ def interleaved(engine, kwargs, levels, rounds):
     return base, out
 
 
+def kernel_shares(prof: Any, top: int) -> list[tuple[str, float, int]]:
+    """(kernel name, share of all GPU time, calls) for the ``top`` kernels of a CUDA-only trace."""
+    events = [e for e in prof.key_averages() if getattr(e, "device_time_total", 0) > 0]
+    total = sum(e.device_time_total for e in events) or 1.0
+    events.sort(key=lambda e: e.device_time_total, reverse=True)
+    return [(e.key, e.device_time_total / total, e.count) for e in events[:top]]
+
+
+def markdown(found: dict[str, Any], command: str) -> str:
+    """Overhead, components, MFU and top kernels as one page section."""
+    from diffprof.report.sections import provenance
+
+    peaks = found["peaks"]
+    lines = [provenance(command), "",
+             f"Measured peaks of this card: {peaks}.", "",
+             "| path | first call s | level off ms/call | minimal | standard | detailed (one call) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, r in found["paths"].items():
+        lv = r["levels"]
+        lines.append(f"| {name} | {r['first_call_s']:.1f} | {lv['off'][0] * 1e3:.1f} | {lv['minimal'][1]:+.2f}% | {lv['standard'][1]:+.2f}% | "
+                     f"{r['detailed_s'] * 1e3:.0f} ms |")
+    lines += ["", f"Overhead: median of {found['rounds']} paired ratios against level `off`, the levels interleaved call by call.", "",
+              "| path | text encoder ms | denoising loop ms | ms/step | VAE decode ms | whole call ms | UNet TFLOP/step (CFG batch 2) | TFLOP/s | MFU of fp16 peak |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in found["paths"].items():
+        c = r["components"]
+        lines.append(f"| {name} | {c['text_ms']:.1f} | {c['loop_ms']:.1f} | {c['step_ms']:.2f} | {c['vae_ms']:.1f} | {c['total_ms']:.1f} | "
+                     f"{r['tflop_per_step']:.3f} | {r['tflops']:.0f} | **{100 * r['mfu']:.1f}%** |")
+    if found.get("kernels"):
+        lines += ["", "Top CUDA kernels of one `fast` call (torch.profiler, share of all GPU time):", "", "| kernel | share | calls |", "|---|---:|---:|"]
+        for name, share, calls in found["kernels"]:
+            short = name if len(name) <= 90 else name[:87] + "..."
+            lines.append(f"| `{short.replace('|', '/')}` | {100 * share:.1f}% | {calls} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="sd15", choices=sorted(SETTINGS))
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--skip-eager", action="store_true")
+    parser.add_argument("--doc", metavar="PAGE.md", help="also write the figures into this markdown page (section profile-MODEL)")
     args = parser.parse_args()
+    command = "python3 " + shlex.join(["benchmarks/gpu_profile.py", *sys.argv[1:]])
+    found: dict[str, Any] = {"paths": {}, "rounds": args.rounds}
     size, steps = SETTINGS[args.model]
 
     from diffprof.device import device_peaks, mfu
@@ -60,7 +104,8 @@ def main() -> None:
     from diffprof.profiler import Profiler
 
     peaks = device_peaks(torch.device("cuda"))
-    print(f"{peaks.name}: " + ", ".join(f"{k} {v / 1e12:.0f} TFLOP/s" for k, v in peaks.matmul_flops.items()) + f", copy {peaks.copy_bytes_per_s / 1e9:.0f} GB/s")
+    found["peaks"] = ", ".join(f"{k} {v / 1e12:.0f} TFLOP/s" for k, v in peaks.matmul_flops.items()) + f", copy {peaks.copy_bytes_per_s / 1e9:,.0f} GB/s"
+    print(f"{peaks.name}: {found['peaks']}")
     kwargs = dict(prompt=PROMPT, steps=steps, width=size, height=size, scheduler="euler", guidance=7.5, seed=0)
     levels = ["off", "minimal", "standard"]
     for name, optimize in (("eager", []), ("fast", ["fast"])):
@@ -69,15 +114,18 @@ def main() -> None:
         engine = Engine.load(args.model, "synthetic", device="cuda", precision="fp16", optimize=optimize, profiler=Profiler("off", device="cuda"))
         t0 = time.perf_counter()
         engine.generate(**kwargs)
-        print(f"\n== {name}: first call {time.perf_counter() - t0:.1f} s (compile cache {engine.load_info.compile_cache})")
+        first = time.perf_counter() - t0
+        print(f"\n== {name}: first call {first:.1f} s (compile cache {engine.load_info.compile_cache})")
         base, res = interleaved(engine, kwargs, levels, args.rounds)
+        path = found["paths"][name] = {"first_call_s": first, "levels": res}
         for lvl, (med, pct) in res.items():
             print(f"  level {lvl:9s} {med * 1e3:8.1f} ms/call   overhead vs off {pct:+6.2f}%  (median of {args.rounds} paired ratios)")
         det = Profiler("detailed", device="cuda", measure_overhead=False, trace_dir="/tmp/traces")
         engine.set_profiler(det)
         t0 = time.perf_counter()
         engine.generate(**kwargs)
-        print(f"  level detailed  {1e3 * (time.perf_counter() - t0):8.1f} ms/call (one call, kernel trace capture + export)")
+        path["detailed_s"] = time.perf_counter() - t0
+        print(f"  level detailed  {1e3 * path['detailed_s']:8.1f} ms/call (one call, kernel trace capture + export)")
         # components, MFU
         engine.set_profiler(Profiler("standard", device="cuda", measure_overhead=False))
         r = engine.generate(**kwargs)
@@ -87,6 +135,8 @@ def main() -> None:
         print(f"  components (GPU): text {t.text_encode_s * 1e3:.1f} ms, loop {t.denoise_s * 1e3:.1f} ms ({t.n_steps} steps, {step * 1e3:.2f} ms/step), "
               f"VAE decode {t.vae_decode_s * 1e3:.1f} ms, whole call {t.total_s * 1e3:.1f} ms, path {r.settings.get('fast_path', 'pipeline')}")
         m = mfu(fl.unet_per_eval, step, peaks, "fp16")
+        path["components"] = dict(text_ms=t.text_encode_s * 1e3, loop_ms=t.denoise_s * 1e3, step_ms=step * 1e3, vae_ms=t.vae_decode_s * 1e3, total_ms=t.total_s * 1e3)
+        path.update(tflop_per_step=fl.unet_per_eval / 1e12, tflops=fl.unet_per_eval / step / 1e12, mfu=m)
         print(f"  UNet step: {fl.unet_per_eval / 1e12:.3f} TFLOP per step (batch 2 CFG) -> {fl.unet_per_eval / step / 1e12:.0f} TFLOP/s, "
               f"MFU {100 * m:.1f}% of measured fp16 peak (step includes scheduler + CFG math)")
         if name == "fast":
@@ -94,9 +144,14 @@ def main() -> None:
                 engine.generate(**kwargs)
                 torch.cuda.synchronize()
             print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=70))
+            found["kernels"] = kernel_shares(prof, 12)
         engine.close()
         del engine
         torch.cuda.empty_cache()
+        if args.doc:
+            from diffprof.report.sections import write_section
+
+            write_section(args.doc, f"profile-{args.model}", markdown(found, command))
 
 
 if __name__ == "__main__":

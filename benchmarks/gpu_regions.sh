@@ -5,9 +5,8 @@
 #   2. steady state and latents: plain eager against `fast` and `fast,compile_regions`, same process.
 # Run from the repo root on the lent machine:  bash benchmarks/gpu_regions.sh [sdxl|sd15]
 MODEL=${1:-sdxl}
-case $MODEL in sdxl) SIZE=1024; STEPS=30 ;; *) SIZE=512; STEPS=50 ;; esac
 F="warn\|originates\|upsampling.py\|bfloat16 and\|^$\|AutoencoderKL\|Configuration class\|Unable to import\|CPUAllocator"
-OPTIMIZE=fast,compile_regions timeout 200 bash benchmarks/gpu_warm_start.sh "$MODEL" "$SIZE" "$STEPS" 2>&1 | grep -v -i "$F"
 source benchmarks/gpu_env.sh
+timeout 200 python3 benchmarks/gpu_warm_start.py --model "$MODEL" --optimize fast,compile_regions 2>&1 | grep -v -i "$F"
 timeout 330 python3 benchmarks/gpu_e2e.py --model "$MODEL" --variants eager --optimize fast,compile_regions --optimize fast \
   --warmup 2 --repeats 3 2>&1 | grep -v -i "$F"

@@ -52,3 +52,40 @@ def test_cache_key_is_stable_across_processes():
     code = "from diffprof.models.sources import load_pipeline; from diffprof.engine.compile_cache import cache_key; print(cache_key(load_pipeline('tiny-sd').pipeline, 'compile', 'fp32'))"
     keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300).stdout.strip() for _ in range(2)}
     assert len(keys) == 1 and len(next(iter(keys))) == 20
+
+
+def test_cache_key_follows_the_math_settings_inductor_keys_on():
+    """A blob compiled with TF32 matmuls matches no graph of a process without them: another key."""
+    import torch
+
+    from diffprof.engine import compile_cache
+    from diffprof.models.sources import load_pipeline
+
+    pipe = load_pipeline("tiny-sd").pipeline
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        highest = compile_cache.cache_key(pipe, "compile", "fp32")
+        torch.set_float32_matmul_precision("high")
+        high = compile_cache.cache_key(pipe, "compile", "fp32")
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert highest != high and compile_cache.numerics()["float32_matmul_precision"] == before
+
+
+def test_a_warm_start_that_still_compiled_says_so_and_saves_again(monkeypatch):
+    """'warm' means the first call compiled nothing: inductor cache misses after a load turn the
+    note into how many graphs compiled anew, and the blob is saved again for the next process."""
+    from diffprof.engine import Engine, compile_cache
+
+    engine = Engine.load("tiny-sd", device="cpu")
+    engine._compile_key, engine.load_info.compile_cache, engine._graph_counts = "k", "warm", (10, 4)
+    saved: list[str] = []
+    monkeypatch.setattr(compile_cache, "save", lambda key: saved.append(key))
+    monkeypatch.setattr(compile_cache, "graph_cache_counts", lambda: (13, 4))
+    engine._save_compile_cache()
+    assert engine.load_info.compile_cache == "warm" and saved == []
+    monkeypatch.setattr(compile_cache, "graph_cache_counts", lambda: (11, 6))
+    engine._save_compile_cache()
+    assert engine.load_info.compile_cache == "warm, but 2 of 3 graphs compiled anew (the saved artifacts did not match them)"
+    assert saved == ["k"]

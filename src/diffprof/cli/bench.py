@@ -16,6 +16,7 @@ import typer
 
 from diffprof.cli.app import app, console, err_console
 from diffprof.config import RunConfig
+from diffprof.errors import ConfigError
 
 H = RunConfig.help_for
 CELLS_FAILED = 3
@@ -218,15 +219,38 @@ def compare(
 @app.command("report")
 def report_cmd(
     run: str = typer.Argument("latest", help="Run id, latest, latest~N or a run name."),
-    format: str = typer.Option("html", "--format", "-f", help="console, markdown, csv, json or html."),
+    format: str = typer.Option(None, "--format", "-f", help="console, markdown, csv, json or html (default html)."),
     out: Path = typer.Option(None, "--out", "-o", help="Output file (default: diffprof-report-RUN.EXT; console prints)."),
+    into: Path = typer.Option(
+        None, "--into", help="Markdown page to update in place: the run's tables replace the part between "
+        "'<!-- diffprof:begin KEY -->' and '<!-- diffprof:end KEY -->' (added at the end if absent); the rest stays."),
+    section: str = typer.Option(None, "--section", help="KEY of the --into section (default: the run's name, else run-ID)."),
     db: str = typer.Option("diffprof.db", help=H("db")),
     full: bool = typer.Option(False, "--full", help="Console: every metric and the whole environment, not just the key ones."),
 ) -> None:
-    """Render a stored run as a report (html: one self-contained file with plots and images)."""
+    """Render a stored run as a report (html: one self-contained file with plots and images).
+
+    Keep a hand-written benchmarks page current: `diffprof report sdxl-memory --into docs/benchmarks.md
+    --section memory-sdxl` writes the run's tables under a line naming its command, date and machine.
+    """
     from diffprof.report import ReportOptions, get_renderer
     from diffprof.store import Store
 
+    if into is not None:
+        if format not in (None, "markdown") or out is not None:
+            raise ConfigError("--into writes a markdown section in place", "drop --format/--out, or drop --into")
+        from diffprof.report.markdown import render_markdown_section
+        from diffprof.report.sections import write_section
+
+        with Store(_existing(db)) as store:
+            info = store.get_run(store.resolve(run), artifacts=False)
+        key = section or info.name or f"run-{info.id}"
+        write_section(into, key, render_markdown_section(info))
+        console.print(f"section [bold]{key}[/] of {into.resolve()}: run #{info.id}", highlight=False)
+        return
+    if section is not None:
+        raise ConfigError("--section names a part of the --into page", "add --into PAGE.md, or drop --section")
+    format = format or "html"
     renderer = get_renderer(format)
     with Store(_existing(db)) as store:
         rid = store.resolve(run)

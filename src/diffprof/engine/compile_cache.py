@@ -35,9 +35,32 @@ def cache_key(pipe: Any, optimizations: str, precision: str, extra: dict[str, An
         "precision": precision,
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "numerics": numerics(),
         **(extra or {}),
     }
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def numerics() -> dict[str, Any]:
+    """Process-wide math settings that inductor puts in its own cache keys. A blob compiled under
+    other settings (say ``allow_tf32`` on) loads but matches none of the graphs, and the first call
+    compiles cold while reporting warm; keying on them gives such a process its own blob."""
+    matmul = torch.backends.cuda.matmul
+    return {
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "fp16_reduced_precision_reduction": matmul.allow_fp16_reduced_precision_reduction,
+        "bf16_reduced_precision_reduction": matmul.allow_bf16_reduced_precision_reduction,
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+    }
+
+
+def graph_cache_counts() -> tuple[int, int]:
+    """Inductor's FX-graph cache (hits, misses) so far in this process: a miss after a load means
+    the loaded artifacts did not cover that graph and it compiled anew."""
+    from torch._dynamo.utils import counters
+
+    inductor = counters["inductor"]
+    return int(inductor["fxgraph_cache_hit"]), int(inductor["fxgraph_cache_miss"])
 
 
 def _architecture(config: Any) -> dict[str, Any]:

@@ -69,7 +69,8 @@ class LoadInfo:
     peak_allocated: int | None = None
     device: str = "cpu"
     precision: str = "fp32"
-    #: ``warm`` when saved compile artifacts were loaded, ``cold`` when compiling from scratch.
+    #: ``warm`` when saved compile artifacts were loaded and the first call compiled nothing
+    #: (``warm, but N of M graphs compiled anew`` when they did not cover it), ``cold ...`` otherwise.
     compile_cache: str | None = None
     #: The first generate call: compile, autotune, graph capture and lazy init, reported apart.
     first_call_s: float | None = None
@@ -110,6 +111,7 @@ class Engine:
         self.instrumentation = PipelineInstrumentation(self.base, profiler)
         self._fast: Any = None  # the FastPath, built on the first txt2img call that takes it
         self._compile_key: str | None = None  # set by load() when something is compiled
+        self._graph_counts: tuple[int, int] = (0, 0)  # inductor FX-graph cache (hits, misses) when the cache was loaded
 
     # ------------------------------------------------------------------ load
     @classmethod
@@ -170,6 +172,7 @@ class Engine:
 
             engine._compile_key = compile_cache.cache_key(loaded.pipeline, opts.label, prec)
             info.compile_cache = "warm" if compile_cache.load(engine._compile_key) else "cold"
+            engine._graph_counts = compile_cache.graph_cache_counts()
         if dev.type == "cuda":
             info.peak_allocated = torch.cuda.max_memory_allocated(dev)
         return engine
@@ -380,10 +383,24 @@ class Engine:
         self.instrumentation = PipelineInstrumentation(self.base, profiler)
 
     def _save_compile_cache(self) -> None:
+        """After the first call: save what a cold process compiled; check that a warm one really
+        compiled nothing (a blob from other settings loads, yet misses every graph) and, if it did
+        compile, say so and save again so the next process starts warm."""
         key = self._compile_key
-        if key is None or self.load_info.compile_cache == "warm":
+        if key is None:
             return
         from diffprof.engine import compile_cache
+
+        if self.load_info.compile_cache == "warm":
+            hits, misses = (now - before for now, before in zip(compile_cache.graph_cache_counts(), self._graph_counts))
+            if not misses:
+                return
+            self.load_info.compile_cache = f"warm, but {misses} of {hits + misses} graphs compiled anew (the saved artifacts did not match them)"
+            try:
+                compile_cache.save(key)
+            except Exception:  # noqa: BLE001 - the note above already says this process compiled
+                pass
+            return
 
         try:
             path = compile_cache.save(key)

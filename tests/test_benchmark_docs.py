@@ -1,0 +1,75 @@
+"""The GPU benchmark scripts write their figures into docs/benchmarks.md: their tables render from
+measured rows, and a run that fails still leaves a section saying so (run here without a GPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diffprof.report.sections import begin_marker, end_marker
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_e2e_section_gives_speedups_against_eager_and_the_compile_recipe():
+    e2e = load("gpu_e2e")
+    row = dict(loop_s=0.9, vae_s=0.1, total_s=1.0, first_call_s=2.0, peak_bytes=2**31, latent_rel_err=0.0, speedup=1.0)
+    rows = {"diffusers eager fp16": row,
+            "diffusers + compile (default)": dict(row, total_s=0.5, loop_s=0.45, speedup=2.0, latent_rel_err=1.5e-3),
+            "diffprof fast": dict(row, total_s=0.25, loop_s=0.2, speedup=4.0, latent_rel_err=1.4e-3, first_call_s=None)}
+    text = e2e.markdown(rows, 50, {"median_rel_diff": 0.0016, "max_rel_diff": 0.0023, "gpu_step_ms": 6.2, "wall_step_ms": 6.21}, "python3 benchmarks/gpu_e2e.py")
+    lines = text.splitlines()
+    assert lines[0].startswith("_Written by `python3 benchmarks/gpu_e2e.py` on ")
+    assert "| diffprof fast | 0.250 | 0.200 | 250.0 | 100.0 | - | 2.00 | 4.00x | 2.00x | 1.40e-03 |" in lines
+    assert "| diffusers eager fp16 | 1.000 | 0.900 | 55.6 | 100.0 | 2.0 | 2.00 | 1.00x | 0.50x | 0.00e+00 |" in lines
+    assert "median difference 0.16%, max 0.23%" in text
+    lone = e2e.markdown({"diffprof fast": dict(rows["diffprof fast"], speedup=math.nan, latent_rel_err=math.nan)}, 50, None, "x")
+    assert "| diffprof fast | 0.250 | 0.200 | 250.0 | 100.0 | - | 2.00 | - | - | - |" in lone
+
+
+def test_profile_section_gives_overhead_components_mfu_and_kernels():
+    prof = load("gpu_profile")
+    path = {"first_call_s": 60.0, "levels": {"off": (0.3451, 0.0), "minimal": (0.3452, 0.03), "standard": (0.3457, 0.18)}, "detailed_s": 0.728,
+            "components": dict(text_ms=5.1, loop_ms=312.0, step_ms=6.25, vae_ms=7.9, total_ms=330.0), "tflop_per_step": 1.607, "tflops": 257.1, "mfu": 0.338}
+    text = prof.markdown({"peaks": "bf16 747 TFLOP/s, fp16 715 TFLOP/s, copy 2,908 GB/s", "rounds": 21, "paths": {"fast": path},
+                          "kernels": [("cudnn_flash_fprop", 0.13, 800), ("x" * 120, 0.05, 50)]}, "python3 benchmarks/gpu_profile.py")
+    assert "| fast | 60.0 | 345.1 | +0.03% | +0.18% | 728 ms |" in text
+    assert "| fast | 5.1 | 312.0 | 6.25 | 7.9 | 330.0 | 1.607 | 257 | **33.8%** |" in text
+    assert "| `cudnn_flash_fprop` | 13.0% | 800 |" in text and "x" * 87 + "..." in text
+    assert "median of 21 paired ratios" in text and "fp16 715 TFLOP/s" in text
+
+
+def test_warm_start_writes_its_section_even_when_the_processes_fail(tmp_path):
+    """Without a GPU both child processes fail; the section still names each process and why."""
+    doc = tmp_path / "bench.md"
+    doc.write_text("# Benchmarks\n")
+    env = dict(os.environ, OUT=str(tmp_path), CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu_warm_start.py"), "--model", "sd15", "--optimize", "fast,compile_regions", "--doc", str(doc)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    text = doc.read_text()
+    key = "warm-start-sd15-fast-compile_regions"
+    section = text[text.index(begin_marker(key)):text.index(end_marker(key))]
+    assert text.startswith("# Benchmarks\n") and "`-O fast,compile_regions`" in section
+    assert section.count("| failed: diffprof.errors.ConfigError: device cuda was asked for") == 2 and "| cold |" in section and "| warm |" in section
+
+
+@pytest.mark.parametrize("script", ["gpu_e2e", "gpu_profile", "gpu_warm_start"])
+def test_gpu_scripts_document_their_doc_option(script):
+    proc = subprocess.run([sys.executable, str(BENCH / f"{script}.py"), "--help"], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src")))
+    assert proc.returncode == 0 and "--doc" in proc.stdout
