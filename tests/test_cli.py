@@ -155,6 +155,22 @@ def test_bench_writes_report_and_failed_cells_exit_3(tmp_path, capsys):
     assert report.is_file() and "<html" in report.read_text()[:200].lower()
 
 
+def test_bench_name_labels_the_run_for_every_run_reference(tmp_path, capsys):
+    db = tmp_path / "n.db"
+    code, _, err = run_cli(["bench", "-s", "steps", "--step-counts", "1", "--name", "baseline", "--db", str(db), "--no-report", *BENCH_FAST], capsys)
+    assert code == 0, err
+    with Store(db) as store:
+        assert store.get_run("baseline").name == "baseline"
+    code, out, _ = run_cli(["show", "baseline", "--db", str(db)], capsys)
+    assert code == 0 and "steps" in out
+    code, _, err = run_cli(["bench", "--resume", "baseline", "--name", "other", "--db", str(db), "--no-report"], capsys)
+    assert code == 2 and "--name labels a new run" in err
+    code, _, err = run_cli(["bench", "-s", "steps", "--step-counts", "1", "--name", "latest-2", "--db", str(db), "--no-report", *BENCH_FAST], capsys)
+    assert code == 2 and "bad run name" in err
+    with Store(db) as store:
+        assert len(store.list_runs()) == 1  # the refused name stored nothing
+
+
 def test_bad_config_stores_nothing_and_loses_nothing(tmp_path, capsys):
     db = tmp_path / "r.db"
     assert main(["bench", "-s", "steps", "--step-counts", "1", "--db", str(db), "--no-report", *BENCH_FAST[:-5], "--no-progress"]) == 0

@@ -130,6 +130,8 @@ def bench(
     # closed on every exit, so the store is one self-contained file again (WAL checkpointed)
     with Store(cfg.db) as store:
         if resume is not None:
+            if name is not None:
+                raise ConfigError("--name labels a new run; a resumed run keeps its own name", "drop --name, or drop --resume")
             stored = store.get_run(resume)
             keep = {k: v for k, v in overrides.items() if k in ("db", "report", "threads")}
             base = dict(stored.config)
@@ -140,7 +142,7 @@ def bench(
             err_console.print(f"resuming run {stored.id} with its stored config", highlight=False)
         # 2. Run.
         command = "diffprof " + shlex.join(sys.argv[1:])
-        runner = Runner(cfg, store, command=command, console=err_console, progress=progress)
+        runner = Runner(cfg, store, command=command, console=err_console, progress=progress, name=name)
         summary = runner.run(resume=resume)
         # 3. Report.
         from diffprof.report import ReportOptions

@@ -68,6 +68,7 @@ class Runner:
         progress: show the live progress display.
         on_cell: called with each stored result, as it is stored.
         executor: run cells on this executor instead of the one ``config.executor`` names.
+        name: a label for the new run, which run references accept (``compare baseline latest``).
     """
 
     def __init__(
@@ -80,8 +81,10 @@ class Runner:
         progress: bool = True,
         on_cell: Callable[[CellResult], None] | None = None,
         executor: Executor | None = None,
+        name: str | None = None,
     ) -> None:
         self.config = config
+        self.name = name
         self.store = store
         self.command = command
         self.console = console or Console(stderr=True)
@@ -108,7 +111,7 @@ class Runner:
             run_id = self.store.resume_run(resume)
             done = self.store.finished_keys(run_id)
         else:
-            run_id = self.store.create_run(self.command, self.config.to_dict(), capture_environment())
+            run_id = self.store.create_run(self.command, self.config.to_dict(), capture_environment(), name=self.name)
             done = set()
         summary = RunSummary(run_id=run_id)
         todo = [c for c in cells if c.key not in done]
