@@ -127,9 +127,9 @@ def test_isolate_runs_each_cell_in_its_own_process(tmp_path):
 
 
 def test_memory_suite_measures_offload_on_top_of_fast_without_what_offload_excludes():
-    """`-O fast` with the memory suite: the offload cells keep what they can (fused QKV,
-    channels_last; compile too with model offload) and name what they dropped, instead of failing
-    on cuda_graph; attention slicing drops fused QKV (an SDPA processor; its cell failed on an H100);
+    """`-O fast` with the memory suite: the offload cells keep what they can (channels_last; compile
+    too with model offload) and name what they dropped, instead of failing on cuda_graph; fused QKV
+    goes too, since offloaded it keeps a second copy of the weights; attention slicing drops fused QKV (an SDPA processor; its cell failed on an H100);
     the other cells keep `fast` whole."""
     from diffprof.engine.optimizations import Optimizations
 
@@ -137,15 +137,17 @@ def test_memory_suite_measures_offload_on_top_of_fast_without_what_offload_exclu
                                      "memory_optimizations": ["none", "vae_slicing", "attention_slicing", "model_cpu_offload",
                                                               "sequential_cpu_offload"]})
     cells = {c.labels["optimization"]: c.config.optimize for c in expand(config)}
-    assert list(cells) == ["none", "vae_slicing", "attention_slicing (no fuse_qkv)", "model_cpu_offload (no cuda_graph, vae_bf16)",
-                           "sequential_cpu_offload (no compile, cuda_graph, vae_bf16)"]
+    assert list(cells) == ["none", "vae_slicing", "attention_slicing (no fuse_qkv)", "model_cpu_offload (no fuse_qkv, cuda_graph, vae_bf16)",
+                           "sequential_cpu_offload (no fuse_qkv, compile, cuda_graph, vae_bf16)"]
     sliced = Optimizations.parse(cells["attention_slicing (no fuse_qkv)"])
     assert sliced.attention == "slicing" and not sliced.fuse_qkv and sliced.cuda_graph and sliced.compile
     assert cells["none"] == ["fast"] and cells["vae_slicing"] == ["fast", "vae_slicing"]
-    model = Optimizations.parse(cells["model_cpu_offload (no cuda_graph, vae_bf16)"])
-    assert model.offload == "model" and model.compile and not model.fast_loop and not model.cuda_graph and model.fuse_qkv and not model.vae_bf16
-    seq = Optimizations.parse(cells["sequential_cpu_offload (no compile, cuda_graph, vae_bf16)"])
+    model = Optimizations.parse(cells["model_cpu_offload (no fuse_qkv, cuda_graph, vae_bf16)"])
+    assert model.offload == "model" and model.compile and not model.fast_loop and not model.cuda_graph and not model.fuse_qkv and not model.vae_bf16
+    assert model.channels_last
+    seq = Optimizations.parse(cells["sequential_cpu_offload (no fuse_qkv, compile, cuda_graph, vae_bf16)"])
     assert seq.offload == "sequential" and not seq.compile and not seq.cuda_graph and not seq.vae_bf16 and not seq.fast_loop and seq.channels_last
+    assert not seq.fuse_qkv
     for switches in cells.values():  # every cell is a valid set on a GPU
         Optimizations.parse(switches).validate(torch.device("cuda"), "fp16")
 
