@@ -3,7 +3,8 @@
     bash -c 'source benchmarks/gpu_env.sh && python3 benchmarks/gpu_profile.py --model sd15'
 
 1. `diffprof device`: measured bf16/fp16 matmul peaks and copy bandwidth (the MFU ceiling).
-2. Profiler overhead, interleaved call by call (so machine drift hits every level alike):
+2. Profiler overhead, interleaved call by call (so machine drift hits every level alike; the order
+   rotates each round, so a drift within a round does not land on one level):
    the eager engine and the `fast` engine at levels off / minimal / standard, plus `detailed` once.
 3. The `fast` engine: per-component GPU times, UNet-step MFU, and the top CUDA kernels of one call
    (torch.profiler around a graph replay).
@@ -34,8 +35,10 @@ def interleaved(engine, kwargs, levels, rounds):
     for lvl in levels:  # warm every level once
         engine.set_profiler(profilers[lvl])
         engine.generate(**kwargs)
-    for _ in range(rounds):
-        for lvl in levels:
+    for r in range(rounds):
+        # rotate the order each round: a drift along the round (the third call of every round
+        # slower, say) would otherwise read as the cost of whichever level always runs third
+        for lvl in levels[r % len(levels):] + levels[:r % len(levels)]:
             engine.set_profiler(profilers[lvl])
             profilers[lvl].reset()
             torch.cuda.synchronize()

@@ -73,3 +73,38 @@ def test_gpu_scripts_document_their_doc_option(script):
     proc = subprocess.run([sys.executable, str(BENCH / f"{script}.py"), "--help"], capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src")))
     assert proc.returncode == 0 and "--doc" in proc.stdout
+
+
+def test_profile_overhead_rounds_rotate_the_order_of_levels(monkeypatch):
+    """A level that always ran third would carry any drift along the round as its 'overhead'."""
+    import torch
+
+    import diffprof.profiler
+
+    prof = load("gpu_profile")
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+
+    class Profiler:  # the level is all the loop needs; a real one wants a GPU
+        def __init__(self, level, **kwargs):
+            self.level = level
+
+        def reset(self):
+            pass
+
+    monkeypatch.setattr(diffprof.profiler, "Profiler", Profiler)
+
+    class Engine:
+        def __init__(self):
+            self.order: list[str] = []
+
+        def set_profiler(self, profiler):
+            self.level = profiler.level
+
+        def generate(self, **kwargs):
+            self.order.append(self.level)
+
+    engine = Engine()
+    base, out = prof.interleaved(engine, {}, ["off", "minimal", "standard"], 3)
+    timed = engine.order[3:]  # after one warm-up call per level
+    assert [timed[i * 3] for i in range(3)] == ["off", "minimal", "standard"]  # each level leads one round
+    assert sorted(timed) == sorted(["off", "minimal", "standard"] * 3) and set(out) == {"off", "minimal", "standard"}
