@@ -75,7 +75,7 @@ def markdown(found: dict[str, Any], command: str) -> str:
         lv = r["levels"]
         lines.append(f"| {name} | {r['first_call_s']:.1f} | {lv['off'][0] * 1e3:.1f} | {lv['minimal'][1]:+.2f}% | {lv['standard'][1]:+.2f}% | "
                      f"{r['detailed_s'] * 1e3:.0f} ms |")
-    lines += ["", f"Overhead: median of {found['rounds']} paired ratios against level `off`, the levels interleaved call by call.", "",
+    lines += ["", f"Overhead: median of {found['rounds']} paired ratios against level `off`, the levels interleaved call by call in an order that rotates each round.", "",
               "| path | text encoder ms | denoising loop ms | ms/step | VAE decode ms | whole call ms | UNet TFLOP/step (CFG batch 2) | TFLOP/s | MFU of fp16 peak |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in found["paths"].items():
