@@ -167,6 +167,30 @@ def test_fused_projections_hold_no_second_copy_of_the_weights():
     assert unique_bytes(fused.base.vae) == unique_bytes(plain.base.vae)
 
 
+def test_a_fused_engine_saves_a_pipeline_plain_diffusers_loads(tmp_path):
+    """engine.base.save_pretrained of a fused pipeline fails (safetensors refuses the shared Q/K/V
+    views); Engine.save_pretrained writes the unfused weights alone, and the engine stays fused,
+    sharing and drawing what it drew."""
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file
+
+    kw = dict(steps=2, width=64, height=64, seed=3, prompt="a red circle")
+    engine = Engine.load("tiny-sd", device="cpu", optimize=["fuse_qkv"])
+    before = engine.generate(**kw).latents
+    with pytest.raises(RuntimeError, match="share memory"):
+        engine.base.save_pretrained(str(tmp_path / "direct"))
+    engine.save_pretrained(tmp_path / "saved")
+    keys = load_file(str(next((tmp_path / "saved" / "unet").glob("*.safetensors")))).keys()
+    assert not any("to_qkv" in k or "to_kv" in k for k in keys) and any(k.endswith("to_q.weight") for k in keys)
+    loaded = StableDiffusionPipeline.from_pretrained(str(tmp_path / "saved"))
+    plain = Engine.load("tiny-sd", device="cpu")
+    ours, theirs = loaded.unet.state_dict(), plain.base.unet.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)  # a plain model's weights, nothing fused
+    attn = next(m for m in engine.base.unet.modules() if getattr(m, "fused_projections", False) and not m.is_cross_attention)
+    assert attn.to_q.weight.untyped_storage().data_ptr() == attn.to_qkv.weight.untyped_storage().data_ptr()
+    assert torch.equal(engine.generate(**kw).latents, before)
+
+
 def test_bf16_runs_on_cpu():
     engine = Engine.load("tiny-sd", device="cpu", precision="bf16")
     assert engine.base.unet.dtype == torch.bfloat16

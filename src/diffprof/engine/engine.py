@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,7 +22,7 @@ from PIL import Image
 from diffprof.config import TASKS, check_size
 from diffprof.engine.inputs import check_mask_matches, default_init_image, default_mask, load_image, load_mask
 from diffprof.engine.instrument import PipelineInstrumentation
-from diffprof.engine.optimizations import DTYPES, Optimizations, apply_optimizations, resolve_precision
+from diffprof.engine.optimizations import DTYPES, Optimizations, apply_optimizations, resolve_precision, saveable_weights
 from diffprof.engine.schedulers import DEFAULT, check_scheduler, make_scheduler
 from diffprof.engine.timing import CallTiming, timing_from_records
 from diffprof.errors import ConfigError, InputError, unknown_choice
@@ -409,6 +410,17 @@ class Engine:
             self.load_info.compile_cache = f"cold (not saved: {type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
 
     # -------------------------------------------------------------- lifecycle
+    def save_pretrained(self, path: str | Path, **kwargs: Any) -> Path:
+        """Save the loaded pipeline as a diffusers folder that plain ``from_pretrained`` loads.
+
+        Use this rather than ``engine.base.save_pretrained``: with ``fuse_qkv`` the unfused weights
+        are views of the fused layer, which safetensors refuses to write, and the fused layers are
+        not part of a plain model. Optimizations stay in place for the engine (``kwargs`` go to
+        diffusers' ``save_pretrained``)."""
+        with saveable_weights(self.base):
+            self.base.save_pretrained(str(path), **kwargs)
+        return Path(path)
+
     def close(self) -> None:
         """Drop hooks and pipelines and free device memory (between suite cells)."""
         self.instrumentation.remove()

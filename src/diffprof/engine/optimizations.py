@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -42,7 +43,7 @@ SWITCHES: dict[str, str] = {
     "model_cpu_offload": "keep each model on the CPU until it runs (CUDA only): big memory saving, small slowdown",
     "sequential_cpu_offload": "stream every layer from the CPU (CUDA only): lowest memory, several times slower",
     "channels_last": "NHWC memory format for UNet and VAE convolutions",
-    "fuse_qkv": "fuse the Q, K, V projections into one matmul (SDPA attention only); the unfused weights become views of the fused ones, no second copy (with CPU offload diffusers keeps both: +1.25 GiB on SDXL)",
+    "fuse_qkv": "fuse the Q, K, V projections into one matmul (SDPA attention only); the unfused weights become views of the fused ones, no second copy (with CPU offload diffusers keeps both: +1.25 GiB on SDXL); save such a pipeline with Engine.save_pretrained",
     "compile": "torch.compile the UNet (compile=unet+vae to choose modules; compile_mode=... to choose the mode)",
     "fast_loop": "run txt2img through diffprof's own copy of the pipeline's phases (same math, no per-step host work)",
     "cuda_graph": "capture the whole denoising loop in one CUDA graph (implies fast_loop; deterministic schedulers)",
@@ -358,6 +359,20 @@ def apply_optimizations(pipe: Any, opts: Optimizations, device: torch.device) ->
     _compile_modules(pipe, opts)
 
 
+def _fused_attentions(pipe: Any) -> Iterator[tuple[Any, str, Any, list[Any]]]:
+    """(attention module, fused layer's name, fused layer, the unfused layers it holds, in row order)
+    for every attention of the UNet and VAE that ``fuse_qkv_projections`` fused."""
+    for name in ("unet", "vae"):
+        model = getattr(pipe, name, None)
+        for module in model.modules() if model is not None else ():
+            if not getattr(module, "fused_projections", False):
+                continue
+            fused_name, parts = ("to_kv", [module.to_k, module.to_v]) if module.is_cross_attention else ("to_qkv", [module.to_q, module.to_k, module.to_v])
+            fused = getattr(module, fused_name, None)
+            if fused is not None:
+                yield module, fused_name, fused, parts
+
+
 def share_fused_weights(pipe: Any) -> None:
     """Make the unfused Q/K/V projection weights views of the fused ones.
 
@@ -366,26 +381,41 @@ def share_fused_weights(pipe: Any) -> None:
     parameters twice, 1.25 GiB of fp16 (H200 ablation, docs/benchmarks.md). The fused layer's rows
     are exactly the originals, so the originals become row slices of it: the same values, no second
     copy, and unfusing still works. Only for models that stay where they are: offload hooks move
-    (copy) every parameter on each call, which would undo the sharing."""
-    for name in ("unet", "vae"):
-        model = getattr(pipe, name, None)
-        for module in model.modules() if model is not None else ():
-            if not getattr(module, "fused_projections", False):
-                continue
-            if module.is_cross_attention:
-                fused, parts = getattr(module, "to_kv", None), [module.to_k, module.to_v]
-            else:
-                fused, parts = getattr(module, "to_qkv", None), [module.to_q, module.to_k, module.to_v]
-            if fused is None:
-                continue
-            start = 0
+    (copy) every parameter on each call, which would undo the sharing. Saving needs
+    :func:`saveable_weights` (safetensors refuses tensors that share memory)."""
+    for _, _, fused, parts in _fused_attentions(pipe):
+        start = 0
+        for part in parts:
+            rows = part.out_features
+            for attr in ("weight", "bias"):
+                own, whole = getattr(part, attr), getattr(fused, attr)
+                if own is not None and whole is not None:
+                    setattr(part, attr, torch.nn.Parameter(whole.detach()[start:start + rows], requires_grad=own.requires_grad))
+            start += rows
+
+
+@contextmanager
+def saveable_weights(pipe: Any) -> Iterator[None]:
+    """Inside the block, the pipeline's models look as diffusers saves and loads them: the fused
+    Q/K/V layers detached and the unfused weights tensors of their own. ``save_pretrained`` of a
+    fused, weight-sharing pipeline otherwise fails (safetensors: "Some tensors share memory"), and
+    a plain model has no ``to_qkv``/``to_kv`` to load. Everything is put back on exit, sharing
+    included; the copies live only while the block runs."""
+    undo: list[Callable[[], None]] = []
+    try:
+        for module, fused_name, fused, parts in list(_fused_attentions(pipe)):
+            delattr(module, fused_name)
+            undo.append(lambda m=module, n=fused_name, f=fused: setattr(m, n, f))
             for part in parts:
-                rows = part.out_features
                 for attr in ("weight", "bias"):
-                    own, whole = getattr(part, attr), getattr(fused, attr)
-                    if own is not None and whole is not None:
-                        setattr(part, attr, torch.nn.Parameter(whole.detach()[start:start + rows], requires_grad=own.requires_grad))
-                start += rows
+                    own = getattr(part, attr)
+                    if own is not None:
+                        setattr(part, attr, torch.nn.Parameter(own.detach().clone(), requires_grad=own.requires_grad))
+                        undo.append(lambda p=part, a=attr, o=own: setattr(p, a, o))
+        yield
+    finally:
+        for restore in reversed(undo):
+            restore()
 
 
 def _quantize_fp8(pipe: Any, opts: Optimizations) -> None:
