@@ -250,6 +250,16 @@ def test_metric_formatting():
     assert format_metric("steps_per_s", 41.77) == "41.8"
     assert format_metric("psnr", 28.251) == "28.25"
     assert format_metric("s_per_image", float("nan")) == "-" and format_metric("ssim", None) == "-"
+    assert format_metric("first_call_s", 113.8) == "114 s" and format_metric("vae_encode_s", 0.0121) == "12.1 ms"
+
+
+def test_every_metric_with_a_header_has_a_unit():
+    """A metric missing from METRIC_UNITS prints as a bare number (the memory suite's 'first call'
+    column read '113.8' for 114 s)."""
+    from diffprof.report.tables import METRIC_HEADERS
+    from diffprof.results import METRIC_UNITS
+
+    assert set(METRIC_HEADERS) <= set(METRIC_UNITS)
 
 
 def test_environment_block_puts_versions_and_gpu_first(run):
