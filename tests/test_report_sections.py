@@ -74,3 +74,14 @@ def test_report_into_writes_the_runs_tables_into_the_page(tmp_path, capsys):
     assert "--into writes a markdown section" in capsys.readouterr().err
     assert main(["report", "sched", "--section", "x", "--db", str(db)]) == 2
     assert "--into" in capsys.readouterr().err
+
+
+def test_report_help_names_the_markers(capsys):
+    """Rich drops a literal '<!-- -->' from help text; the help must still say which markers to write."""
+    from diffprof.cli import commands  # noqa: F401
+    from diffprof.cli.app import app
+
+    with pytest.raises(SystemExit):
+        app(["report", "--help"], prog_name="diffprof")
+    out = capsys.readouterr().out
+    assert "diffprof:begin" in out and "diffprof:end" in out

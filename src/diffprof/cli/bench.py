@@ -224,8 +224,8 @@ def report_cmd(
     format: str = typer.Option(None, "--format", "-f", help="console, markdown, csv, json or html (default html)."),
     out: Path = typer.Option(None, "--out", "-o", help="Output file (default: diffprof-report-RUN.EXT; console prints)."),
     into: Path = typer.Option(
-        None, "--into", help="Markdown page to update in place: the run's tables replace the part between "
-        "'<!-- diffprof:begin KEY -->' and '<!-- diffprof:end KEY -->' (added at the end if absent); the rest stays."),
+        None, "--into", help="Markdown page to update in place: the run's tables replace the part between the "
+        "HTML comments 'diffprof:begin KEY' and 'diffprof:end KEY' (added at the end if absent); the rest stays."),
     section: str = typer.Option(None, "--section", help="KEY of the --into section (default: the run's name, else run-ID)."),
     db: str = typer.Option("diffprof.db", help=H("db")),
     full: bool = typer.Option(False, "--full", help="Console: every metric and the whole environment, not just the key ones."),
