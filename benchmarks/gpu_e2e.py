@@ -204,6 +204,7 @@ def step_event_check(model: str, size: int, steps: int) -> dict[str, Any]:
 
 def markdown(rows: dict[str, dict[str, Any]], steps: int, check: dict[str, Any] | None, command: str) -> str:
     """The e2e table as a page section: speedups against the eager row and the compile recipe."""
+    from diffprof.report.markdown import pipe_table
     from diffprof.report.sections import provenance
 
     recipe = next((r for n, r in rows.items() if n.startswith("diffusers + compile")), None)
@@ -211,16 +212,16 @@ def markdown(rows: dict[str, dict[str, Any]], steps: int, check: dict[str, Any] 
     def ratio(x: float) -> str:
         return "-" if x != x else f"{x:.2f}x"
 
-    lines = [provenance(command), "",
-             "| variant | total s | loop s | it/s | VAE ms | first call s | peak GiB | vs eager | vs compile recipe | latent rel. error |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    body = []
     for name, r in rows.items():
         vs_recipe = ratio(recipe["total_s"] / r["total_s"]) if recipe else "-"
         first = f"{r['first_call_s']:.1f}" if r.get("first_call_s") else "-"
         its = f"{steps / r['loop_s']:.1f}" if r["loop_s"] else "-"
         err = "-" if r["latent_rel_err"] != r["latent_rel_err"] else f"{r['latent_rel_err']:.2e}"
-        lines.append(f"| {name} | {r['total_s']:.3f} | {r['loop_s']:.3f} | {its} | {r['vae_s'] * 1e3:.1f} | {first} | "
-                     f"{r['peak_bytes'] / 2**30:.2f} | {ratio(r['speedup'])} | {vs_recipe} | {err} |")
+        body.append([name, f"{r['total_s']:.3f}", f"{r['loop_s']:.3f}", its, f"{r['vae_s'] * 1e3:.1f}", first,
+                     f"{r['peak_bytes'] / 2**30:.2f}", ratio(r["speedup"]), vs_recipe, err])
+    headers = ["variant", "total s", "loop s", "it/s", "VAE ms", "first call s", "peak GiB", "vs eager", "vs compile recipe", "latent rel. error"]
+    lines = [provenance(command), "", *pipe_table(headers, body, [False] + [True] * 9)]
     if check:
         lines += ["", f"Per-step GPU time from CUDA events against synchronized wall time (diffprof default engine): median difference "
                   f"{100 * check['median_rel_diff']:.2f}%, max {100 * check['max_rel_diff']:.2f}% (step {check['gpu_step_ms']:.2f} ms GPU, "

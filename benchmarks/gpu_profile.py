@@ -64,29 +64,27 @@ def kernel_shares(prof: Any, top: int) -> list[tuple[str, float, int]]:
 
 def markdown(found: dict[str, Any], command: str) -> str:
     """Overhead, components, MFU and top kernels as one page section."""
+    from diffprof.report.markdown import pipe_table
     from diffprof.report.sections import provenance
 
-    peaks = found["peaks"]
-    lines = [provenance(command), "",
-             f"Measured peaks of this card: {peaks}.", "",
-             "| path | first call s | level off ms/call | minimal | standard | detailed (one call) |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for name, r in found["paths"].items():
-        lv = r["levels"]
-        lines.append(f"| {name} | {r['first_call_s']:.1f} | {lv['off'][0] * 1e3:.1f} | {lv['minimal'][1]:+.2f}% | {lv['standard'][1]:+.2f}% | "
-                     f"{r['detailed_s'] * 1e3:.0f} ms |")
-    lines += ["", f"Overhead: median of {found['rounds']} paired ratios against level `off`, the levels interleaved call by call in an order that rotates each round.", "",
-              "| path | text encoder ms | denoising loop ms | ms/step | VAE decode ms | whole call ms | UNet TFLOP/step (CFG batch 2) | TFLOP/s | MFU of fp16 peak |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, r in found["paths"].items():
+    paths = found["paths"]
+    overhead = [[name, f"{r['first_call_s']:.1f}", f"{r['levels']['off'][0] * 1e3:.1f}", f"{r['levels']['minimal'][1]:+.2f}%",
+                 f"{r['levels']['standard'][1]:+.2f}%", f"{r['detailed_s'] * 1e3:.0f} ms"] for name, r in paths.items()]
+    components = []
+    for name, r in paths.items():
         c = r["components"]
-        lines.append(f"| {name} | {c['text_ms']:.1f} | {c['loop_ms']:.1f} | {c['step_ms']:.2f} | {c['vae_ms']:.1f} | {c['total_ms']:.1f} | "
-                     f"{r['tflop_per_step']:.3f} | {r['tflops']:.0f} | **{100 * r['mfu']:.1f}%** |")
+        components.append([name, f"{c['text_ms']:.1f}", f"{c['loop_ms']:.1f}", f"{c['step_ms']:.2f}", f"{c['vae_ms']:.1f}", f"{c['total_ms']:.1f}",
+                           f"{r['tflop_per_step']:.3f}", f"{r['tflops']:.0f}", f"**{100 * r['mfu']:.1f}%**"])
+    lines = [provenance(command), "", f"Measured peaks of this card: {found['peaks']}.", "",
+             *pipe_table(["path", "first call s", "level off ms/call", "minimal", "standard", "detailed (one call)"], overhead, [False] + [True] * 5),
+             "", f"Overhead: median of {found['rounds']} paired ratios against level `off`, the levels interleaved call by call in an order that rotates each round.", "",
+             *pipe_table(["path", "text encoder ms", "denoising loop ms", "ms/step", "VAE decode ms", "whole call ms", "UNet TFLOP/step (CFG batch 2)",
+                          "TFLOP/s", "MFU of fp16 peak"], components, [False] + [True] * 8)]
     if found.get("kernels"):
-        lines += ["", "Top CUDA kernels of one `fast` call (torch.profiler, share of all GPU time):", "", "| kernel | share | calls |", "|---|---:|---:|"]
-        for name, share, calls in found["kernels"]:
-            short = name if len(name) <= 90 else name[:87] + "..."
-            lines.append(f"| `{short.replace('|', '/')}` | {100 * share:.1f}% | {calls} |")
+        kernels = [[f"`{(name if len(name) <= 90 else name[:87] + '...').replace('|', '/')}`", f"{100 * share:.1f}%", str(calls)]
+                   for name, share, calls in found["kernels"]]
+        lines += ["", "Top CUDA kernels of one `fast` call (torch.profiler, share of all GPU time):", "",
+                  *pipe_table(["kernel", "share", "calls"], kernels, [False, True, True])]
     return "\n".join(lines) + "\n"
 
 

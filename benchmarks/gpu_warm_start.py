@@ -50,20 +50,18 @@ def child(model: str, optimize: str) -> None:
 
 
 def markdown(rows: dict[str, dict[str, Any]], args: argparse.Namespace, command: str) -> str:
-    from diffprof.report.markdown import escape
+    from diffprof.report.markdown import escape, pipe_table
     from diffprof.report.sections import provenance
 
     size, steps = SETTINGS[args.model]
     lines = [provenance(command), "",
              f"{args.model} {size}x{size}, {steps} steps, batch 1 with CFG 7.5, Euler, synthetic fp16 weights, `-O {args.optimize}`; "
-             "each process has its own empty inductor cache" + (" (shared between the two)" if args.shared_inductor_cache else "") + ".", "",
-             "| process | compile cache | load s | first call s (compile + capture + lazy init) | steady call s | process wall s |",
-             "|---|---|---:|---:|---:|---:|"]
-    for name, r in rows.items():
-        if "error" in r:
-            lines.append(f"| {name} | failed: {escape(r['error'][:160])} | | | | {r['wall_s']:.1f} |")
-        else:
-            lines.append(f"| {name} | {r['compile_cache']} | {r['load_s']:.1f} | **{r['first_call_s']:.1f}** | {r['steady_s']:.3f} | {r['wall_s']:.1f} |")
+             "each process has its own empty inductor cache" + (" (shared between the two)" if args.shared_inductor_cache else "") + ".", ""]
+    body = [[name, f"failed: {escape(r['error'][:160])}", "", "", "", f"{r['wall_s']:.1f}"] if "error" in r else
+            [name, r["compile_cache"], f"{r['load_s']:.1f}", f"**{r['first_call_s']:.1f}**", f"{r['steady_s']:.3f}", f"{r['wall_s']:.1f}"]
+            for name, r in rows.items()]
+    headers = ["process", "compile cache", "load s", "first call s (compile + capture + lazy init)", "steady call s", "process wall s"]
+    lines += pipe_table(headers, body, [False, False, True, True, True, True])
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ renders raw HTML inside markdown and prompts or errors may contain it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from diffprof.report.base import Renderer, ReportOptions, register
@@ -30,12 +31,15 @@ def escape(text: str) -> str:
     )
 
 
+def pipe_table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[bool]) -> list[str]:
+    """A GitHub pipe table's lines from cell texts as given (escape them first where needed);
+    ``numeric`` columns are right-aligned."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
 def markdown_table(table: SuiteTable) -> list[str]:
-    lines = ["| " + " | ".join(escape(h) for h in table.headers) + " |"]
-    lines.append("|" + "|".join("---:" if c.numeric else "---" for c in table.columns) + "|")
-    for row in table.text_rows():
-        lines.append("| " + " | ".join(escape(v) for v in row) + " |")
-    return lines
+    return pipe_table([escape(h) for h in table.headers], ([escape(v) for v in row] for row in table.text_rows()), [c.numeric for c in table.columns])
 
 
 def _body(run: RunInfo, heading: str) -> list[str]:
