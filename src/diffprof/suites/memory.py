@@ -2,9 +2,9 @@
 
 On a CPU-only machine the default list leaves out the offload modes (they need CUDA) and says
 so; a list the user names is run as given, and impossible cells fail with the reason. The user's
-own switches (``-O fast``) go into every cell; an offload cell drops the ones offload excludes
-(the CUDA graph and diffprof's loop; with sequential offload, compiling), an attention cell drops
-fused QKV (an SDPA processor), and the label says what was dropped.
+own switches (``-O fast``) go into every cell, less what the cell's own switches exclude
+(:func:`~diffprof.engine.optimizations.yield_to` says what and why), and the label says what was
+dropped.
 """
 
 from __future__ import annotations
