@@ -6,6 +6,8 @@
 2. Profiler overhead, interleaved call by call (so machine drift hits every level alike; the order
    rotates each round, so a drift within a round does not land on one level):
    the eager engine and the `fast` engine at levels off / minimal / standard, plus `detailed` once.
+   Each level gets the median paired ratio with its 95% bootstrap interval, and its own cost: the
+   measured per-operation cost times the operations a call records (what drift cannot blur).
 3. The `fast` engine: per-component GPU times, UNet-step MFU, and the top CUDA kernels of one call
    (torch.profiler around a graph replay).
 With `--doc docs/benchmarks.md` the figures also go into that page's `profile-MODEL` section, under a
@@ -15,23 +17,40 @@ line naming the command, date, GPU and versions.
 from __future__ import annotations
 
 import argparse
+import gc
 import shlex
 import statistics
 import sys
 import time
 from typing import Any
 
+import numpy as np
 import torch
 
 PROMPT = "a photo of an astronaut riding a horse on mars"
 SETTINGS = {"sd15": (512, 50), "sdxl": (1024, 30)}
 
 
+def paired_overhead(times: list[float], base: list[float], seed: int = 0) -> tuple[float, float, float]:
+    """Median of the paired ratios time/base, as a % overhead, with a 95% bootstrap interval.
+
+    The interval says whether a figure is the profiler or the machine: the eager pipeline is
+    launch-bound and drifts by several % call to call, so a median alone can read +3% or -4%.
+    """
+    ratios = np.asarray(times) / np.asarray(base)
+    rng = np.random.default_rng(seed)
+    boot = np.median(rng.choice(ratios, size=(10_000, ratios.size), replace=True), axis=1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return 100 * (float(np.median(ratios)) - 1), 100 * (lo - 1), 100 * (hi - 1)
+
+
 def interleaved(engine, kwargs, levels, rounds):
+    """Per level: (median s/call, overhead %, its 95% interval low/high, operations per call)."""
     from diffprof.profiler import Profiler
 
     profilers = {lvl: Profiler(lvl, device="cuda", measure_overhead=False) for lvl in levels}
     times = {lvl: [] for lvl in levels}
+    ops = {lvl: 0 for lvl in levels}
     for lvl in levels:  # warm every level once
         engine.set_profiler(profilers[lvl])
         engine.generate(**kwargs)
@@ -41,17 +60,32 @@ def interleaved(engine, kwargs, levels, rounds):
         for lvl in levels[r % len(levels):] + levels[:r % len(levels)]:
             engine.set_profiler(profilers[lvl])
             profilers[lvl].reset()
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            engine.generate(**kwargs)
-            times[lvl].append(time.perf_counter() - t0)
-    base = statistics.median(times["off"])
+            # a garbage collection landing inside one call costs ms in a launch-bound loop: collect
+            # before each call and hold the collector off while it runs, for every level alike
+            gc.collect()
+            gc.disable()
+            try:
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                engine.generate(**kwargs)
+                times[lvl].append(time.perf_counter() - t0)
+            finally:
+                gc.enable()
+            ops[lvl] = len(profilers[lvl].records)
     out = {}
     for lvl in levels:
-        med = statistics.median(times[lvl])
-        paired = statistics.median(t / b for t, b in zip(times[lvl], times["off"]))
-        out[lvl] = (med, 100 * (paired - 1))
-    return base, out
+        pct, lo, hi = paired_overhead(times[lvl], times["off"])
+        out[lvl] = (statistics.median(times[lvl]), pct, lo, hi, ops[lvl])
+    return out
+
+
+def accounted(level: str, ops: int, call_s: float) -> float:
+    """The profiler's own cost as a % of a call: its measured per-operation cost (an empty
+    operation, timed in a tight loop on this GPU) times the operations one call records. Free of the
+    machine's call-to-call drift, it bounds what the paired wall-time figure can honestly claim."""
+    from diffprof.profiler import measure_overhead
+
+    return 100 * measure_overhead(level, "cuda") * 1e-9 * ops / call_s
 
 
 def kernel_shares(prof: Any, top: int) -> list[tuple[str, float, int]]:
@@ -68,16 +102,25 @@ def markdown(found: dict[str, Any], command: str) -> str:
     from diffprof.report.sections import provenance
 
     paths = found["paths"]
-    overhead = [[name, f"{r['first_call_s']:.1f}", f"{r['levels']['off'][0] * 1e3:.1f}", f"{r['levels']['minimal'][1]:+.2f}%",
-                 f"{r['levels']['standard'][1]:+.2f}%", f"{r['detailed_s'] * 1e3:.0f} ms"] for name, r in paths.items()]
+    def cell(lv: dict[str, float]) -> str:
+        return f"{lv['pct']:+.2f}% [{lv['lo']:+.2f}, {lv['hi']:+.2f}]"
+
+    overhead = [[name, f"{r['first_call_s']:.1f}", f"{r['levels']['off']['median_s'] * 1e3:.1f}",
+                 cell(r["levels"]["minimal"]), f"{r['levels']['minimal']['accounted']:.3f}%",
+                 cell(r["levels"]["standard"]), f"{r['levels']['standard']['accounted']:.3f}%",
+                 f"{r['detailed_s'] * 1e3:.0f} ms"] for name, r in paths.items()]
     components = []
     for name, r in paths.items():
         c = r["components"]
         components.append([name, f"{c['text_ms']:.1f}", f"{c['loop_ms']:.1f}", f"{c['step_ms']:.2f}", f"{c['vae_ms']:.1f}", f"{c['total_ms']:.1f}",
                            f"{r['tflop_per_step']:.3f}", f"{r['tflops']:.0f}", f"**{100 * r['mfu']:.1f}%**"])
     lines = [provenance(command), "", f"Measured peaks of this card: {found['peaks']}.", "",
-             *pipe_table(["path", "first call s", "level off ms/call", "minimal", "standard", "detailed (one call)"], overhead, [False] + [True] * 5),
-             "", f"Overhead: median of {found['rounds']} paired ratios against level `off`, the levels interleaved call by call in an order that rotates each round.", "",
+             *pipe_table(["path", "first call s", "level off ms/call", "minimal: wall [95%]", "minimal: own cost", "standard: wall [95%]",
+                          "standard: own cost", "detailed (one call)"], overhead, [False] + [True] * 7),
+             "", f"Wall: the median of {found['rounds']} paired ratios against level `off` (the levels interleaved call by call, "
+             "in an order that rotates each round, garbage collected before each call), with its 95% bootstrap interval. "
+             "Own cost: the profiler's measured cost per operation on this GPU times the operations one call records, "
+             "as a share of the call; free of the call-to-call drift that widens the wall interval.", "",
              *pipe_table(["path", "text encoder ms", "denoising loop ms", "ms/step", "VAE decode ms", "whole call ms", "UNet TFLOP/step (CFG batch 2)",
                           "TFLOP/s", "MFU of fp16 peak"], components, [False] + [True] * 8)]
     if found.get("kernels"):
@@ -117,10 +160,14 @@ def main() -> None:
         engine.generate(**kwargs)
         first = time.perf_counter() - t0
         print(f"\n== {name}: first call {first:.1f} s (compile cache {engine.load_info.compile_cache})")
-        base, res = interleaved(engine, kwargs, levels, args.rounds)
-        path = found["paths"][name] = {"first_call_s": first, "levels": res}
-        for lvl, (med, pct) in res.items():
-            print(f"  level {lvl:9s} {med * 1e3:8.1f} ms/call   overhead vs off {pct:+6.2f}%  (median of {args.rounds} paired ratios)")
+        res = interleaved(engine, kwargs, levels, args.rounds)
+        off_s = res["off"][0]
+        path = found["paths"][name] = {"first_call_s": first, "levels": {}}
+        for lvl, (med, pct, lo, hi, ops) in res.items():
+            own = accounted(lvl, ops, off_s) if lvl != "off" else 0.0
+            path["levels"][lvl] = dict(median_s=med, pct=pct, lo=lo, hi=hi, ops=ops, accounted=own)
+            print(f"  level {lvl:9s} {med * 1e3:8.1f} ms/call   wall overhead vs off {pct:+6.2f}% [95%: {lo:+.2f}, {hi:+.2f}] "
+                  f"(median of {args.rounds} paired ratios)   own cost {own:.3f}% ({ops} operations/call)")
         det = Profiler("detailed", device="cuda", measure_overhead=False, trace_dir="/tmp/traces")
         engine.set_profiler(det)
         t0 = time.perf_counter()

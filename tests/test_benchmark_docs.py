@@ -42,11 +42,15 @@ def test_e2e_section_gives_speedups_against_eager_and_the_compile_recipe():
 
 def test_profile_section_gives_overhead_components_mfu_and_kernels():
     prof = load("gpu_profile")
-    path = {"first_call_s": 60.0, "levels": {"off": (0.3451, 0.0), "minimal": (0.3452, 0.03), "standard": (0.3457, 0.18)}, "detailed_s": 0.728,
+    def level(median_s, pct, lo, hi, accounted):
+        return dict(median_s=median_s, pct=pct, lo=lo, hi=hi, ops=55, accounted=accounted)
+
+    levels = {"off": level(0.3451, 0.0, 0.0, 0.0, 0.0), "minimal": level(0.3452, 0.03, -0.1, 0.12, 0.0004), "standard": level(0.3457, 0.18, 0.05, 0.3, 0.0123)}
+    path = {"first_call_s": 60.0, "levels": levels, "detailed_s": 0.728,
             "components": dict(text_ms=5.1, loop_ms=312.0, step_ms=6.25, vae_ms=7.9, total_ms=330.0), "tflop_per_step": 1.607, "tflops": 257.1, "mfu": 0.338}
     text = prof.markdown({"peaks": "bf16 747 TFLOP/s, fp16 715 TFLOP/s, copy 2,908 GB/s", "rounds": 21, "paths": {"fast": path},
                           "kernels": [("cudnn_flash_fprop", 0.13, 800), ("x" * 120, 0.05, 50)]}, "python3 benchmarks/gpu_profile.py")
-    assert "| fast | 60.0 | 345.1 | +0.03% | +0.18% | 728 ms |" in text
+    assert "| fast | 60.0 | 345.1 | +0.03% [-0.10, +0.12] | 0.000% | +0.18% [+0.05, +0.30] | 0.012% | 728 ms |" in text
     assert "| fast | 5.1 | 312.0 | 6.25 | 7.9 | 330.0 | 1.607 | 257 | **33.8%** |" in text
     assert "| `cudnn_flash_fprop` | 13.0% | 800 |" in text and "x" * 87 + "..." in text
     assert "median of 21 paired ratios" in text and "fp16 715 TFLOP/s" in text
@@ -91,6 +95,10 @@ def test_profile_overhead_rounds_rotate_the_order_of_levels(monkeypatch):
         def reset(self):
             pass
 
+        @property
+        def records(self):
+            return [self.level] * 2
+
     monkeypatch.setattr(diffprof.profiler, "Profiler", Profiler)
 
     class Engine:
@@ -104,7 +112,33 @@ def test_profile_overhead_rounds_rotate_the_order_of_levels(monkeypatch):
             self.order.append(self.level)
 
     engine = Engine()
-    base, out = prof.interleaved(engine, {}, ["off", "minimal", "standard"], 3)
+    out = prof.interleaved(engine, {}, ["off", "minimal", "standard"], 3)
     timed = engine.order[3:]  # after one warm-up call per level
     assert [timed[i * 3] for i in range(3)] == ["off", "minimal", "standard"]  # each level leads one round
     assert sorted(timed) == sorted(["off", "minimal", "standard"] * 3) and set(out) == {"off", "minimal", "standard"}
+    assert all(row[4] == 2 for row in out.values())  # operations per call, read after the call
+
+
+def test_profile_overhead_interval_separates_a_real_cost_from_drift():
+    """A constant +2% with +-0.1% jitter gives a tight interval around +2%; drift of +-5% around
+    no cost gives a wide one that straddles zero, which the page then shows instead of a bare median."""
+    import numpy as np
+
+    prof = load("gpu_profile")
+    rng = np.random.default_rng(1)
+    base = list(1.0 + rng.normal(0, 0.05, 21))
+    real = [b * 1.02 * (1 + e) for b, e in zip(base, rng.normal(0, 0.001, 21))]
+    pct, lo, hi = prof.paired_overhead(real, base)
+    assert 1.9 < lo <= pct <= hi < 2.1
+    noise = list(1.0 + rng.normal(0, 0.05, 21))
+    pct, lo, hi = prof.paired_overhead(noise, base)
+    assert lo < 0 < hi and hi - lo > 2
+
+
+def test_profile_own_cost_is_per_operation_cost_times_operations(monkeypatch):
+    import diffprof.profiler
+
+    prof = load("gpu_profile")
+    monkeypatch.setattr(diffprof.profiler, "measure_overhead", lambda level, device: {"minimal": 2_000.0, "standard": 20_000.0}[level])
+    assert prof.accounted("standard", 55, 0.35) == pytest.approx(100 * 20e-6 * 55 / 0.35)
+    assert prof.accounted("minimal", 55, 0.35) == pytest.approx(100 * 2e-6 * 55 / 0.35)
