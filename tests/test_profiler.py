@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import threading
 
 import numpy as np
@@ -301,3 +302,51 @@ def test_cuda_peak_of_one_gib_and_nesting():
     assert parent.allocated_peak - base == gib  # ...but the parent keeps its earlier 1 GiB peak
     assert child.allocated_peak - child.allocated_start == gib // 4
     assert parent.reserved_peak >= parent.allocated_peak
+
+
+# --------------------------------------------------- CUPTI teardown after a kernel capture
+@pytest.mark.parametrize(("cuda", "preset", "expected", "env_after"), [
+    ("13.0", None, True, "1"),      # Kineto would keep CUPTI attached and tax every later launch
+    ("12.6", None, True, "1"),
+    ("12.4", None, False, None),    # re-attaching after a teardown crashed under CUDA graphs there
+    (None, None, False, None),      # CPU build: no CUPTI
+    ("13.0", "0", False, "0"),      # the user's own choice wins
+])
+def test_detailed_captures_release_cupti_on_cuda_12_6_and_later(monkeypatch, cuda, preset, expected, env_after):
+    from diffprof.profiler.trackers import release_cupti_after_profiling
+
+    monkeypatch.setattr(torch.version, "cuda", cuda)
+    monkeypatch.delenv("TEARDOWN_CUPTI", raising=False)
+    if preset is not None:
+        monkeypatch.setenv("TEARDOWN_CUPTI", preset)
+    assert release_cupti_after_profiling() is expected
+    assert os.environ.get("TEARDOWN_CUPTI") == env_after
+
+
+@pytest.mark.cuda
+def test_detailed_captures_kernels_again_after_cupti_was_released_even_around_a_cuda_graph(tmp_path):
+    """Each detailed top-level operation attaches CUPTI and releases it at its end; the next one must
+    attach again (lazily) and still see kernels, also when it replays a CUDA graph."""
+    dev = torch.device("cuda")
+    x = torch.randn(256, 256, device=dev)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        y = x @ x
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y = x @ x
+    p = Profiler("detailed", device=dev, measure_overhead=False, trace_dir=tmp_path)
+    for i in range(3):
+        with p.profile_operation(f"round{i}", "gpu"):
+            graph.replay()
+            (x @ x).sum().item()
+    profile = p.profile()
+    assert os.environ.get("TEARDOWN_CUPTI") in ("1", "0")  # set by diffprof unless the user had
+    assert len(profile.trace_files) == 3
+    for path in profile.trace_files:
+        events = json.loads(open(path).read())["traceEvents"]
+        kernels = [e for e in events if e.get("cat") == "kernel"]
+        assert kernels, f"no kernel in {path}"
+    assert torch.allclose(y, x @ x)

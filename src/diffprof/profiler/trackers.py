@@ -266,6 +266,26 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
+def release_cupti_after_profiling() -> bool:
+    """Make Kineto detach CUPTI when a kernel capture ends, unless the user chose otherwise.
+
+    Kineto keeps CUPTI attached after a ``torch.profiler`` session unless ``TEARDOWN_CUPTI=1``
+    (read at every stop), and attached it taxes every later kernel launch in the process: after one
+    ``detailed`` call, SD 1.5's eager pipeline ran ~1.9x slower at every later level (H100,
+    ``benchmarks/gpu_cupti_teardown.py``), which would poison any measurement taken after it.
+    torch itself keeps CUPTI attached only under CUDA graphs on CUDA < 12.6, where re-attaching
+    crashed (``torch/profiler/profiler.py``); from 12.6 on it re-attaches lazily, so diffprof asks
+    for the teardown there. Returns whether the teardown is on.
+    """
+    if "TEARDOWN_CUPTI" not in os.environ:
+        from torch.torch_version import TorchVersion
+
+        cuda = torch.version.cuda
+        if cuda and TorchVersion(cuda) >= "12.6":
+            os.environ["TEARDOWN_CUPTI"] = "1"
+    return os.environ.get("TEARDOWN_CUPTI") == "1"
+
+
 class TorchProfilerTracker(Tracker):
     """Kernel-level capture (shapes, memory) with ``torch.profiler`` around each top-level
     operation; the trace is exported as Chrome JSON into ``trace_dir``."""
@@ -287,6 +307,7 @@ class TorchProfilerTracker(Tracker):
             activities = [torch.profiler.ProfilerActivity.CPU]
             if self.device.type == "cuda":
                 activities.append(torch.profiler.ProfilerActivity.CUDA)
+                release_cupti_after_profiling()
             self._prof = torch.profiler.profile(activities=activities, record_shapes=True, profile_memory=True)
             self._root = record
             with _quiet_stderr():
