@@ -3,11 +3,12 @@
     bash -c 'source benchmarks/gpu_env.sh && python3 benchmarks/gpu_cupti_teardown.py [--model sd15]'
 
 Kineto keeps CUPTI attached after a torch.profiler session unless TEARDOWN_CUPTI=1, and attached it
-taxes every later kernel launch. diffprof asks for the teardown (CUDA >= 12.6). Each setting runs in
-its own process (the environment decides, and CUPTI's state is per process):
+taxes every later kernel launch. diffprof leaves Kineto's default (with the teardown, a capture that
+starts soon after another records no kernels: tests/test_profiler.py) and flags every later timing
+in the process instead. Each setting runs in its own process (CUPTI's state is per process):
 
-* ``diffprof default``: what diffprof does (TEARDOWN_CUPTI=1 set by its `detailed` level);
-* ``TEARDOWN_CUPTI=0``: Kineto's own default, CUPTI left attached.
+* ``Kineto default``: TEARDOWN_CUPTI unset, CUPTI left attached (what diffprof runs with);
+* ``TEARDOWN_CUPTI=1``: CUPTI detached when the capture ends.
 
 Each process times a launch-bound loop (tiny in-place adds, µs per launch, median of 5 batches) and,
 with ``--model``, the eager pipeline at level ``off`` (median of 3 calls), before and after one
@@ -100,7 +101,7 @@ def main() -> None:
 
     print(f"{torch.cuda.get_device_name()} · torch {torch.__version__} (CUDA {torch.version.cuda})")
     cmd = [sys.executable, __file__, "--child"] + (["--model", args.model] if args.model else [])
-    for label, value in (("diffprof default", None), ("TEARDOWN_CUPTI=0", "0")):
+    for label, value in (("Kineto default", None), ("TEARDOWN_CUPTI=1", "1")):
         env = {k: v for k, v in os.environ.items() if k != "TEARDOWN_CUPTI"}
         if value is not None:
             env["TEARDOWN_CUPTI"] = value

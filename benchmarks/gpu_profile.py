@@ -8,8 +8,9 @@
    the eager engine and the `fast` engine at levels off / minimal / standard, plus `detailed` once.
    Each level gets the median paired ratio with its 95% bootstrap interval, and its own cost: the
    measured per-operation cost times the operations a call records (what drift cannot blur).
-3. The `fast` engine: per-component GPU times, UNet-step MFU, and the top CUDA kernels of one call
-   (torch.profiler around a graph replay).
+3. Both engines: per-component GPU times and UNet-step MFU; the `fast` engine's top CUDA kernels of
+   one call (torch.profiler around a graph replay). Kernel captures run after every timing: one
+   leaves CUPTI attached for the rest of the process, which slows later launches.
 With `--doc docs/benchmarks.md` the figures also go into that page's `profile-MODEL` section, under a
 line naming the command, date, GPU and versions.
 """
@@ -108,7 +109,7 @@ def markdown(found: dict[str, Any], command: str) -> str:
     overhead = [[name, f"{r['first_call_s']:.1f}", f"{r['levels']['off']['median_s'] * 1e3:.1f}",
                  cell(r["levels"]["minimal"]), f"{r['levels']['minimal']['accounted']:.3f}%",
                  cell(r["levels"]["standard"]), f"{r['levels']['standard']['accounted']:.3f}%",
-                 f"{r['detailed_s'] * 1e3:.0f} ms"] for name, r in paths.items()]
+                 f"{r['detailed_s'] * 1e3:.0f} ms" if "detailed_s" in r else "-"] for name, r in paths.items()]
     components = []
     for name, r in paths.items():
         c = r["components"]
@@ -152,10 +153,20 @@ def main() -> None:
     print(f"{peaks.name}: {found['peaks']}")
     kwargs = dict(prompt=PROMPT, steps=steps, width=size, height=size, scheduler="euler", guidance=7.5, seed=0)
     levels = ["off", "minimal", "standard"]
+
+    def write() -> None:
+        if args.doc:
+            from diffprof.report.sections import write_section
+
+            write_section(args.doc, f"profile-{args.model}", markdown(found, command))
+
+    # Every timing first, every kernel capture last: a capture leaves CUPTI attached for the rest of
+    # the process (Kineto's default), which made the next eager call ~1.6x slower (H100).
+    engines: dict[str, Any] = {}
     for name, optimize in (("eager", []), ("fast", ["fast"])):
         if name == "eager" and args.skip_eager:
             continue
-        engine = Engine.load(args.model, "synthetic", device="cuda", precision="fp16", optimize=optimize, profiler=Profiler("off", device="cuda"))
+        engine = engines[name] = Engine.load(args.model, "synthetic", device="cuda", precision="fp16", optimize=optimize, profiler=Profiler("off", device="cuda"))
         t0 = time.perf_counter()
         engine.generate(**kwargs)
         first = time.perf_counter() - t0
@@ -168,12 +179,6 @@ def main() -> None:
             path["levels"][lvl] = dict(median_s=med, pct=pct, lo=lo, hi=hi, ops=ops, accounted=own)
             print(f"  level {lvl:9s} {med * 1e3:8.1f} ms/call   wall overhead vs off {pct:+6.2f}% [95%: {lo:+.2f}, {hi:+.2f}] "
                   f"(median of {args.rounds} paired ratios)   own cost {own:.3f}% ({ops} operations/call)")
-        det = Profiler("detailed", device="cuda", measure_overhead=False, trace_dir="/tmp/traces")
-        engine.set_profiler(det)
-        t0 = time.perf_counter()
-        engine.generate(**kwargs)
-        path["detailed_s"] = time.perf_counter() - t0
-        print(f"  level detailed  {1e3 * path['detailed_s']:8.1f} ms/call (one call, kernel trace capture + export)")
         # components, MFU
         engine.set_profiler(Profiler("standard", device="cuda", measure_overhead=False))
         r = engine.generate(**kwargs)
@@ -187,19 +192,27 @@ def main() -> None:
         path.update(tflop_per_step=fl.unet_per_eval / 1e12, tflops=fl.unet_per_eval / step / 1e12, mfu=m)
         print(f"  UNet step: {fl.unet_per_eval / 1e12:.3f} TFLOP per step (batch 2 CFG) -> {fl.unet_per_eval / step / 1e12:.0f} TFLOP/s, "
               f"MFU {100 * m:.1f}% of measured fp16 peak (step includes scheduler + CFG math)")
+        write()  # after each path: a later failure loses nothing
+    for name, engine in engines.items():
+        path = found["paths"][name]
+        det = Profiler("detailed", device="cuda", measure_overhead=False, trace_dir="/tmp/traces")
+        engine.set_profiler(det)
+        t0 = time.perf_counter()
+        engine.generate(**kwargs)
+        path["detailed_s"] = time.perf_counter() - t0
+        print(f"  {name}: level detailed {1e3 * path['detailed_s']:8.1f} ms/call (one call, kernel trace capture + export)")
         if name == "fast":
+            engine.set_profiler(Profiler("off", device="cuda"))
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
                 engine.generate(**kwargs)
                 torch.cuda.synchronize()
             print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=70))
             found["kernels"] = kernel_shares(prof, 12)
+    for engine in engines.values():
         engine.close()
-        del engine
-        torch.cuda.empty_cache()
-        if args.doc:
-            from diffprof.report.sections import write_section
-
-            write_section(args.doc, f"profile-{args.model}", markdown(found, command))
+    engines.clear()
+    torch.cuda.empty_cache()
+    write()
 
 
 if __name__ == "__main__":

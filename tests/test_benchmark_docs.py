@@ -54,6 +54,9 @@ def test_profile_section_gives_overhead_components_mfu_and_kernels():
     assert "| fast | 5.1 | 312.0 | 6.25 | 7.9 | 330.0 | 1.607 | 257 | **33.8%** |" in text
     assert "| `cudnn_flash_fprop` | 13.0% | 800 |" in text and "x" * 87 + "..." in text
     assert "median of 21 paired ratios" in text and "fp16 715 TFLOP/s" in text
+    del path["detailed_s"]  # written before the kernel captures, which run last
+    early = prof.markdown({"peaks": "x", "rounds": 21, "paths": {"fast": path}}, "python3 benchmarks/gpu_profile.py")
+    assert "| fast | 60.0 | 345.1 | +0.03% [-0.10, +0.12] | 0.000% | +0.18% [+0.05, +0.30] | 0.012% | - |" in early
 
 
 def test_warm_start_writes_its_section_even_when_the_processes_fail(tmp_path):

@@ -633,3 +633,23 @@ def test_a_cell_that_ran_without_its_cuda_graph_says_why_in_every_table(name):
     flat = " ".join(out.split())
     assert f"scheduler=unipc: {why}" in flat.replace("&#x27;", "'") and "scheduler=euler: " not in flat
     assert flat.count("Cannot copy between CPU and CUDA") == 1
+
+
+def test_a_cell_timed_after_a_kernel_capture_says_so_under_its_table():
+    """Times taken after a detailed capture in the same process are dearer per launch: the table
+    names the cell and why, beside any fast-path note, and the caption does not repeat it."""
+    from diffprof.engine.engine import timing_note
+
+    why = "CUDA graph capture failed; ran the loop eagerly"
+    cells = [
+        make_cell("schedulers", {"scheduler": "euler"}, 0.35, timing_note="CUPTI attached"),
+        make_cell("schedulers", {"scheduler": "unipc"}, 0.41, fast_path_note=why, timing_note="CUPTI attached"),
+    ]
+    table = suite_table("schedulers", cells)
+    assert table.notes == ["scheduler=euler: CUPTI attached", f"scheduler=unipc: {why}", "scheduler=unipc: CUPTI attached"]
+    run = RunInfo(7, "2026-11-26T10:00:00", "2026-11-26T10:01:00", "finished", "diffprof bench -s schedulers", {}, {}, cells)
+    flat = " ".join(as_text(get_renderer("markdown").render(run, ReportOptions(plots=False, width=400))).split())
+    assert flat.count("CUPTI attached") == 2
+    import torch
+
+    assert timing_note(torch.device("cpu")) is None

@@ -21,6 +21,14 @@ CellStatus = Literal["ok", "failed"]
 #: written by the engine, shown by every table, ``generate`` and ``tune``.
 FAST_PATH_NOTE = "fast_path_note"
 
+#: The settings key under which a cell or generation says its times are not a fresh process's: a
+#: ``detailed`` kernel capture earlier in the same process left CUPTI attached, which makes every
+#: later kernel launch dearer (``profiler.trackers.cupti_left_attached``).
+TIMING_NOTE = "timing_note"
+
+#: Every per-cell note, in the order tables list them.
+NOTE_KEYS = (FAST_PATH_NOTE, TIMING_NOTE)
+
 #: Metric names and their units; renderers use this for headers and formatting.
 METRIC_UNITS: dict[str, str] = {
     "s_per_image": "s",

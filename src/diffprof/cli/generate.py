@@ -21,7 +21,7 @@ from rich.table import Table
 from diffprof.cli.app import app, console, err_console
 from diffprof.config import RunConfig
 from diffprof.errors import InputError, closest
-from diffprof.results import FAST_PATH_NOTE
+from diffprof.results import FAST_PATH_NOTE, TIMING_NOTE
 from diffprof.units import fmt_bytes, fmt_seconds
 
 H = RunConfig.help_for
@@ -200,7 +200,9 @@ def generate(
                 continue
             timings.append(result.timing)
             if result.settings.get(FAST_PATH_NOTE):
-                fallbacks.setdefault(result.settings[FAST_PATH_NOTE], None)
+                fallbacks.setdefault(f"the denoising loop did not run as the optimizations asked: {result.settings[FAST_PATH_NOTE]}", None)
+            if result.settings.get(TIMING_NOTE):
+                fallbacks.setdefault(f"these times are not a fresh process's: {result.settings[TIMING_NOTE]}", None)
             for k, img in enumerate(result.images):
                 stem = f"{job.row:04d}-{k:02d}-seed{c.seed}"
                 path = out / f"{stem}.png"
@@ -228,7 +230,7 @@ def generate(
             rows.append(("peak GPU memory (allocated)", fmt_bytes(max(peaks))))
         console.print(timing_table(rows, engine.load_info))
     for note in fallbacks:
-        err_console.print(f"[yellow]note:[/] the denoising loop did not run as the optimizations asked: {note}", highlight=False)
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
     console.print(f"wrote {len(written)} image(s) with JSON sidecars to {out}/", highlight=False)
     if profile_out:
         profile_out.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@
 from diffprof.profiler.exporters import EXPORTERS, get_exporter
 from diffprof.profiler.profiler import Operation, Profiler, check_level, measure_overhead
 from diffprof.profiler.record import LEVELS, Level, OperationRecord, OperationStats, Profile
+from diffprof.profiler.trackers import cupti_left_attached
 
 __all__ = [
     "EXPORTERS",
@@ -23,6 +24,7 @@ __all__ = [
     "Profile",
     "Profiler",
     "check_level",
+    "cupti_left_attached",
     "get_exporter",
     "measure_overhead",
 ]

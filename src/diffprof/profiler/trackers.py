@@ -266,24 +266,28 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
-def release_cupti_after_profiling() -> bool:
-    """Make Kineto detach CUPTI when a kernel capture ends, unless the user chose otherwise.
+#: Set when a CUDA kernel capture ended with CUPTI left attached (Kineto's default): from then on
+#: every kernel launch in this process costs more, so later timings are not a fresh process's.
+_cupti_left_attached = False
 
-    Kineto keeps CUPTI attached after a ``torch.profiler`` session unless ``TEARDOWN_CUPTI=1``
-    (read at every stop), and attached it taxes every later kernel launch in the process: after one
-    ``detailed`` call, SD 1.5's eager pipeline ran ~1.9x slower at every later level (H100,
-    ``benchmarks/gpu_cupti_teardown.py``), which would poison any measurement taken after it.
-    torch itself keeps CUPTI attached only under CUDA graphs on CUDA < 12.6, where re-attaching
-    crashed (``torch/profiler/profiler.py``); from 12.6 on it re-attaches lazily, so diffprof asks
-    for the teardown there. Returns whether the teardown is on.
+
+def cupti_left_attached() -> bool:
+    """Whether a ``detailed`` kernel capture earlier in this process left CUPTI attached.
+
+    Kineto keeps CUPTI attached after a ``torch.profiler`` session unless ``TEARDOWN_CUPTI=1``, and
+    attached it taxes every later kernel launch: SD 1.5's eager pipeline ran 1.58x slower after one
+    ``detailed`` call (H100, ``benchmarks/gpu_cupti_teardown.py``). diffprof does not ask for the
+    teardown: with it, a capture that starts soon after another recorded no kernels at all (H100,
+    CUDA 13.0, torch 2.11), which would break ``detailed`` itself. So the engine flags what it
+    measures after such a capture instead (``results.TIMING_NOTE``).
     """
-    if "TEARDOWN_CUPTI" not in os.environ:
-        from torch.torch_version import TorchVersion
+    return _cupti_left_attached
 
-        cuda = torch.version.cuda
-        if cuda and TorchVersion(cuda) >= "12.6":
-            os.environ["TEARDOWN_CUPTI"] = "1"
-    return os.environ.get("TEARDOWN_CUPTI") == "1"
+
+def _note_capture_end() -> None:
+    global _cupti_left_attached
+    if os.environ.get("TEARDOWN_CUPTI") != "1":
+        _cupti_left_attached = True
 
 
 class TorchProfilerTracker(Tracker):
@@ -307,7 +311,6 @@ class TorchProfilerTracker(Tracker):
             activities = [torch.profiler.ProfilerActivity.CPU]
             if self.device.type == "cuda":
                 activities.append(torch.profiler.ProfilerActivity.CUDA)
-                release_cupti_after_profiling()
             self._prof = torch.profiler.profile(activities=activities, record_shapes=True, profile_memory=True)
             self._root = record
             with _quiet_stderr():
@@ -321,6 +324,8 @@ class TorchProfilerTracker(Tracker):
             prof, self._prof = self._prof, None
             with _quiet_stderr():
                 prof.__exit__(None, None, None)
+            if self.device.type == "cuda":
+                _note_capture_end()
             if self.trace_dir is not None:
                 self.trace_dir.mkdir(parents=True, exist_ok=True)
                 safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in record.name)

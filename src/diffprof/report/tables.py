@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from diffprof.results import FAST_PATH_NOTE, METRIC_UNITS, CellResult, RunInfo
+from diffprof.results import METRIC_UNITS, NOTE_KEYS, CellResult, RunInfo
 from diffprof.stats import SampleStats
 from diffprof.units import fmt_bytes, fmt_pct, fmt_seconds
 
@@ -160,7 +160,7 @@ def common_settings(cells: Sequence[CellResult]) -> dict[str, Any]:
     """Settings every cell shares and no cell sweeps: what a table's caption says once."""
     if not cells:
         return {}
-    swept = {k for c in cells for k in c.labels} | {FAST_PATH_NOTE}  # notes are listed per cell
+    swept = {k for c in cells for k in c.labels} | set(NOTE_KEYS)  # notes are listed per cell
     first = cells[0].settings
     return {
         k: v
@@ -234,10 +234,11 @@ class SuiteTable:
 
     @property
     def notes(self) -> list[str]:
-        """Cells that did not run as their optimizations asked, and why (``label: reason``, from
-        ``settings[FAST_PATH_NOTE]``: a refused CUDA graph, a task diffprof's loop does not cover),
-        so a reader does not take their times for what was asked."""
-        return [f"{r.cell.label}: {r.cell.settings[FAST_PATH_NOTE]}" for r in self.rows if r.cell.settings.get(FAST_PATH_NOTE)]
+        """Cells whose times are not what was asked, and why (``label: reason``): a refused CUDA
+        graph or a task diffprof's loop does not cover (``FAST_PATH_NOTE``), or a kernel capture
+        earlier in the process that taxes every launch (``TIMING_NOTE``), so a reader does not
+        take those times at face value."""
+        return [f"{r.cell.label}: {r.cell.settings[key]}" for r in self.rows for key in NOTE_KEYS if r.cell.settings.get(key)]
 
 
 def ordered_metrics(names: Iterable[str]) -> list[str]:
