@@ -12,7 +12,9 @@ minimal    wall time (``perf_counter_ns``) and nesting
 standard   + host RSS; on CUDA also GPU time (CUDA events) and allocated/reserved memory with
            exact nested peaks
 detailed   + NVTX ranges and a torch.profiler kernel capture (shapes, memory) per top-level
-           operation, exported as Chrome trace JSON
+           operation, exported as Chrome trace JSON. On CUDA the capture leaves CUPTI attached
+           for the rest of the process, which makes later launches dearer: see
+           ``trackers.cupti_left_attached``
 ========== ==============================================================================
 """
 
