@@ -278,3 +278,13 @@ def test_tables_written_to_a_pipe_are_not_squeezed_to_80_columns():
     assert wide.returncode == 0 and narrow.returncode == 0
     assert 80 < max(map(len, wide.stdout.splitlines())) <= 200
     assert max(map(len, narrow.stdout.splitlines())) <= 70
+
+
+@pytest.mark.parametrize("args", [["bnech"], ["generate", "x", "--steps", "abc"], ["compare"], ["report", "--bogus-flag"], ["runs", "--limit", "x"], []])
+def test_command_line_parse_errors_are_usage_errors_not_tracebacks(args, capsys):
+    """typer 0.2x raises parse errors from its bundled copy of click; they must still end as a usage
+    message and exit 2 (they escaped as tracebacks with exit 1)."""
+    code, out, err = run_cli(args, capsys)
+    assert code == 2
+    text = out + err
+    assert "Traceback" not in text and ("Error" in text or "Usage" in text)

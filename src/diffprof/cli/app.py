@@ -77,6 +77,17 @@ def quiet_libraries(debug: bool) -> None:
     warnings.filterwarnings("ignore", message=".*torchvision.*")
 
 
+def _cli_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(exit, usage/parse error, abort) classes of click *and* of the copy of click that typer 0.2x
+    bundles (``typer._click``): a parse error raised by the bundled copy is no ``click.ClickException``,
+    and caught as one it escaped as a traceback with exit 1."""
+    bundled = next((c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"), click.ClickException)
+    exits = tuple({click.exceptions.Exit, typer.Exit})
+    errors = tuple({click.ClickException, bundled})
+    aborts = tuple({click.exceptions.Abort, typer.Abort})
+    return exits, errors, aborts
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, map errors to exit codes (2 = bad input)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -84,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries(debug)
     from diffprof.cli import commands  # noqa: F401  (registers every command)
 
+    exits, errors, aborts = _cli_exceptions()
     try:
         result = app(args=args, prog_name="diffprof", standalone_mode=False)
     except DiffprofError as exc:
@@ -94,12 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         if exc.hint:
             err_console.print(f"[dim]hint:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except exits as exc:
+        return int(exc.exit_code)  # type: ignore[attr-defined]
+    except errors as exc:
+        exc.show()  # type: ignore[attr-defined]
+        return int(exc.exit_code)  # type: ignore[attr-defined]
+    except aborts:
         err_console.print("aborted")
         return 1
     except KeyboardInterrupt:
