@@ -119,6 +119,9 @@ def timing_from_records(outer: OperationRecord | None, records: list[OperationRe
 
 
 def _descendants(root: OperationRecord, records: list[OperationRecord]) -> list[OperationRecord]:
+    """Every record under ``root``, in the order they opened (ids count up at entry): per-step
+    series such as ``unet_s`` must line up with ``steps_s``; a depth-first walk gave them last
+    step first."""
     children: dict[int | None, list[OperationRecord]] = {}
     for r in records:
         children.setdefault(r.parent_id, []).append(r)
@@ -128,4 +131,4 @@ def _descendants(root: OperationRecord, records: list[OperationRecord]) -> list[
         for child in children.get(todo.pop(), []):
             out.append(child)
             todo.append(child.id)
-    return out
+    return sorted(out, key=lambda r: r.id)
