@@ -288,3 +288,14 @@ def test_command_line_parse_errors_are_usage_errors_not_tracebacks(args, capsys)
     assert code == 2
     text = out + err
     assert "Traceback" not in text and ("Error" in text or "Usage" in text)
+
+
+def test_generate_into_a_used_folder_keeps_the_earlier_images(tmp_path, capsys):
+    """Same row, image and seed twice: the second run's files get a suffix instead of replacing the first's."""
+    out = tmp_path / "img"
+    assert run_cli([*GEN, "--out", str(out)], capsys)[0] == 0
+    assert run_cli([*GEN[:1], "a small green square", *GEN[2:], "--out", str(out)], capsys)[0] == 0
+    sidecars = sorted(out.glob("*.json"))
+    assert [p.name for p in sidecars] == ["0001-00-seed0-2.json", "0001-00-seed0.json"]
+    prompts = {json.loads(p.read_text())["prompt"] for p in sidecars}
+    assert prompts == {GEN[1], "a small green square"} and len(list(out.glob("*.png"))) == 2

@@ -131,7 +131,7 @@ def generate(
     device: str = typer.Option("auto", help=H("device")),
     threads: int = typer.Option(None, help=H("threads")),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help=H("allow_pickle")),
-    out: Path = typer.Option(Path("diffprof-images"), "--out", help="Folder for PNGs and their JSON sidecars."),
+    out: Path = typer.Option(Path("diffprof-images"), "--out", help="Folder for PNGs and their JSON sidecars; files already there are kept (a name taken by an earlier run gets -2, -3, ...)."),
     profile_out: Path = typer.Option(None, "--profile-out", help="Folder for profile.json and a Chrome trace (open in ui.perfetto.dev)."),
     profile_level: str = typer.Option("standard", help=H("profile_level")),
     warmup: int = typer.Option(0, min=0, help="Unrecorded calls before the first job (compile, cuDNN autotune and lazy init stay out of the timings)."),
@@ -204,7 +204,7 @@ def generate(
             if result.settings.get(TIMING_NOTE):
                 fallbacks.setdefault(f"these times are not a fresh process's: {result.settings[TIMING_NOTE]}", None)
             for k, img in enumerate(result.images):
-                stem = f"{job.row:04d}-{k:02d}-seed{c.seed}"
+                stem = free_stem(out, f"{job.row:04d}-{k:02d}-seed{c.seed}")
                 path = out / f"{stem}.png"
                 img.save(path, pnginfo=png_info(result.settings, c.prompt, c.negative_prompt))
                 sidecar = dict(result.settings, prompt=c.prompt, negative_prompt=c.negative_prompt, image_index=k, timing=result.timing.to_dict())
@@ -242,3 +242,11 @@ def generate(
         raise typer.Exit(3)
 
 
+def free_stem(folder: Path, stem: str) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``, ... when an earlier run already wrote that image or its
+    sidecar: a second ``generate`` into the same folder keeps the first one's files."""
+    candidate, n = stem, 1
+    while (folder / f"{candidate}.png").exists() or (folder / f"{candidate}.json").exists():
+        n += 1
+        candidate = f"{stem}-{n}"
+    return candidate
