@@ -299,3 +299,25 @@ def test_generate_into_a_used_folder_keeps_the_earlier_images(tmp_path, capsys):
     assert [p.name for p in sidecars] == ["0001-00-seed0-2.json", "0001-00-seed0.json"]
     prompts = {json.loads(p.read_text())["prompt"] for p in sidecars}
     assert prompts == {GEN[1], "a small green square"} and len(list(out.glob("*.png"))) == 2
+
+
+def test_compare_fails_when_the_runs_share_no_cell(tmp_path, capsys):
+    """A CI gate `compare baseline latest` must not pass when nothing was compared."""
+    db = tmp_path / "c.db"
+    with Store(db) as store:
+        for name, scheduler in (("a", "euler"), ("b", "ddim")):
+            rid = store.create_run(name, {}, {})
+            store.add_cell(rid, CellResult("schedulers", {"scheduler": scheduler}, {}, metrics={"s_per_image": 1.0}, samples={"call_s": [1.0, 1.01, 0.99]}))
+            store.finish_run(rid)
+    code, out, err = run_cli(["compare", "1", "2", "--db", str(db)], capsys)
+    assert code == 2 and "share no cell" in err and "1 cell only in A" in out
+
+
+@pytest.mark.parametrize("extra", [["-s", ""], ["-s", "steps", "--step-counts", ""]])
+def test_bench_that_expands_to_no_cells_stores_nothing(tmp_path, capsys, extra):
+    db = tmp_path / "e.db"
+    code, _, err = run_cli(["bench", *extra, *BENCH_FAST, "--db", str(db), "--no-report"], capsys)
+    assert code == 2 and "no cells" in err
+    if db.exists():
+        with Store(db) as store:
+            assert store.list_runs() == []

@@ -214,6 +214,13 @@ def compare(
         result = compare_runs(store, run_a, run_b, threshold=t, metric=metric, alpha=alpha)
     console.print(comparison_table(result))
     console.print(result.summary(), highlight=False)
+    if not result.cells:
+        from diffprof.errors import InputError
+
+        raise InputError(
+            f"runs {result.run_a} and {result.run_b} share no cell: nothing was compared",
+            "compare runs of the same suites and settings (`diffprof show RUN` lists a run's cells)",
+        )
     if result.has_regression:
         raise typer.Exit(1)
 

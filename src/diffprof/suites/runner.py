@@ -105,6 +105,13 @@ class Runner:
             from diffprof.errors import ConfigError
 
             raise ConfigError("use_diffusion is false: there is nothing to benchmark", "set use_diffusion: true (or remove it)")
+        if not cells and resume is None:
+            from diffprof.errors import ConfigError
+
+            raise ConfigError(
+                f"the config expands to no cells (suites: {', '.join(self.config.suites) or 'none'}): there is nothing to measure",
+                "name at least one suite (--suite, see `diffprof suites`) and give each swept list at least one value",
+            )
         executor = self.executor or get_executor(self.config)
         executor.check()  # before the store: a setup that cannot run stores nothing
         if resume is not None:
