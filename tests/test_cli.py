@@ -321,3 +321,16 @@ def test_bench_that_expands_to_no_cells_stores_nothing(tmp_path, capsys, extra):
     if db.exists():
         with Store(db) as store:
             assert store.list_runs() == []
+
+
+def test_an_unwritable_output_path_is_a_clean_error_before_anything_is_measured(tmp_path, capsys):
+    """A file where a folder should be: one error line, exit 2, no traceback; calibrate refuses
+    before it measures (it used to fail after the whole calibration, losing the fit)."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    code, out, err = run_cli(["report", "latest", "--format", "html", "-o", str(blocker / "r.html"), "--db", str(tmp_path / "none.db")], capsys)
+    assert code == 2 and "Traceback" not in err
+    db = tmp_path / "cal.db"
+    code, _, err = run_cli(["calibrate", "--model", "tiny-sd", "--out", str(blocker / "fit.json"), "--db", str(db), "--threads", "1", "--no-progress"], capsys)
+    assert code == 2 and "error:" in err and str(blocker) in err
+    assert not db.exists() or Store(db).list_runs() == []

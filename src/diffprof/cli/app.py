@@ -114,6 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     except aborts:
         err_console.print("aborted")
         return 1
+    except OSError as exc:
+        # a path that cannot be written (a folder where a file is, no permission, disk full): what
+        # was measured before it is already in the store
+        if debug:
+            raise
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        err_console.print(f"[bold red]error:[/] {escape(exc.strerror or str(exc))}{escape(where)}", highlight=False, soft_wrap=True)
+        err_console.print("[dim]hint:[/] choose a path whose folders exist or can be created (not a file) and that you may write", highlight=False, soft_wrap=True)
+        return 2
     except KeyboardInterrupt:
         err_console.print("interrupted: everything finished before this point is kept")
         return 130

@@ -80,6 +80,10 @@ def calibrate(
 
         overrides["isolate"] = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     cfg = RunConfig.from_mapping({k: v for k, v in overrides.items() if v is not None})
+    if out is not None:  # before measuring: a path that cannot be written would lose the fit, not the cells
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.is_dir():
+            raise ConfigError(f"--out {out} is a folder", "name a .json file, e.g. --out calib/fit.json")
     store = Store(cfg.db)
     # Cells call gc.collect() before measuring; with torch and diffusers loaded that walks ~10^6
     # long-lived objects (~0.5 s each time). Freezing them keeps the collections and the results.
