@@ -334,3 +334,23 @@ def test_an_unwritable_output_path_is_a_clean_error_before_anything_is_measured(
     code, _, err = run_cli(["calibrate", "--model", "tiny-sd", "--out", str(blocker / "fit.json"), "--db", str(db), "--threads", "1", "--no-progress"], capsys)
     assert code == 2 and "error:" in err and str(blocker) in err
     assert not db.exists() or Store(db).list_runs() == []
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["device", "--device", "bogus"], "is not a device"),
+    ([*GEN[:-2], "--threads", "-2"], "threads must be a whole number >= 1"),
+    ([*GEN[:-2], "--threads", "0"], "threads must be a whole number >= 1"),
+    (["bench", "-s", "steps", *BENCH_FAST[:-3], "--threads", "-2", "--no-progress"], "threads must be a whole number >= 1"),
+])
+def test_bad_device_or_thread_counts_are_one_line_errors(args, words, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and words in err and "Traceback" not in err
+
+
+def test_generate_on_a_missing_gpu_names_the_fix(capsys, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = run_cli([*GEN, "--device", "cuda", "--out", str(tmp_path / "img")], capsys)
+    assert code == 2 and "no CUDA GPU is visible" in err

@@ -174,6 +174,8 @@ class RunConfig:
 
         for name in ("steps", "batch", "repeats"):
             positive_int(name, getattr(self, name))
+        if self.threads is not None:
+            positive_int("threads", self.threads)
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise ConfigError(f"warmup must be a whole number >= 0, got {self.warmup!r}")
         for name in ("width", "height"):

@@ -446,7 +446,10 @@ class Engine:
 def resolve_engine_device(device: str | torch.device | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device {device!r} is not a device", "use auto, cpu, cuda or cuda:N") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device cuda was asked for but no CUDA GPU is visible", "use --device cpu, or check drivers / CUDA_VISIBLE_DEVICES")
     return dev
