@@ -165,6 +165,11 @@ def test_bench_name_labels_the_run_for_every_run_reference(tmp_path, capsys):
     assert code == 0 and "steps" in out
     code, _, err = run_cli(["bench", "--resume", "baseline", "--name", "other", "--db", str(db), "--no-report"], capsys)
     assert code == 2 and "--name labels a new run" in err
+    # a resume reruns the stored config: options that change what is measured are refused, not dropped
+    code, _, err = run_cli(["bench", "--resume", "baseline", "-O", "none", "-s", "batch", "--db", str(db), "--no-report"], capsys)
+    assert code == 2 and "--optimize, --suites would change what it measures" in err
+    code, _, err = run_cli(["bench", "--resume", "baseline", "--threads", "1", "--db", str(db), "--no-report", "--no-progress"], capsys)
+    assert code == 0 and "resuming run 1" in err
     code, _, err = run_cli(["bench", "-s", "steps", "--step-counts", "1", "--name", "latest-2", "--db", str(db), "--no-report", *BENCH_FAST], capsys)
     assert code == 2 and "bad run name" in err
     with Store(db) as store:

@@ -97,7 +97,7 @@ def bench(
     report: str = typer.Option(None, help=H("report")),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write a report."),
     name: str = typer.Option(None, help="Name the run, so `compare baseline latest` works."),
-    resume: str = typer.Option(None, help="Resume run REF (id, latest, latest~1, name): skip its finished cells, rerun the rest."),
+    resume: str = typer.Option(None, help="Resume run REF (id, latest, latest~1, name): skip its finished cells, rerun the rest with its stored config (only --db, --report, --threads and the executor options may change)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Run benchmark suites, store every cell in SQLite, and write a report.
@@ -132,6 +132,13 @@ def bench(
         if resume is not None:
             if name is not None:
                 raise ConfigError("--name labels a new run; a resumed run keeps its own name", "drop --name, or drop --resume")
+            measuring = sorted(k for k in overrides if k not in ("db", "report", "threads", *EXECUTION))
+            if measuring or config:
+                given = ", ".join(f"--{k.replace('_', '-')}" for k in measuring) or f"--config {config}"
+                raise ConfigError(
+                    f"--resume reruns a stored run's cells with its stored config; {given} would change what it measures",
+                    "drop those options to finish the run as it was, or start a new run without --resume",
+                )
             stored = store.get_run(resume)
             keep = {k: v for k, v in overrides.items() if k in ("db", "report", "threads")}
             base = dict(stored.config)
