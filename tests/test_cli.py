@@ -359,3 +359,18 @@ def test_generate_on_a_missing_gpu_names_the_fix(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     code, _, err = run_cli([*GEN, "--device", "cuda", "--out", str(tmp_path / "img")], capsys)
     assert code == 2 and "no CUDA GPU is visible" in err
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    (["--model", "nosuch"], "unknown model 'nosuch'"),
+    (["-s", "pipelines", "--models", "tiny-sd,nosuch"], "unknown model 'nosuch'"),
+    (["--device", "cuda"], "no CUDA GPU is visible"),
+])
+def test_bench_refuses_a_model_or_device_that_every_cell_would_fail_on(tmp_path, capsys, monkeypatch, extra, words):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    db = tmp_path / "m.db"
+    code, _, err = run_cli(["bench", "-s", "steps", "--step-counts", "1", *extra, *BENCH_FAST, "--db", str(db), "--no-report"], capsys)
+    assert code == 2 and words in err
+    assert not db.exists() or Store(db).list_runs() == []

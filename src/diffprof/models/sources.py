@@ -105,22 +105,35 @@ def load_pipeline(model: str | os.PathLike[str] = DEFAULT_MODEL, weights: str = 
         inpaint (`bool`, *optional*): ``True`` asks for a 9-channel inpainting model (a preset's
             inpainting sibling); ``False`` for a text-to-image one; ``None`` takes the model as it is.
     """
+    kind, target = resolve_source(model, weights, inpaint=inpaint)
+    if kind == "preset":
+        return _load_preset(target, weights, dtype=dtype, device=device, seed=seed)
+    if kind == "folder":
+        return _load_folder(target, f"local:{target}", inpaint=inpaint, dtype=dtype, device=device)
+    if kind == "file":
+        return _load_single_file(target, inpaint=inpaint, dtype=dtype, device=device, allow_pickle=allow_pickle)
+    return _load_hub(target, None, inpaint=inpaint, dtype=dtype, device=device)
+
+
+def resolve_source(model: str | os.PathLike[str], weights: str = "auto", *, inpaint: bool | None = None) -> tuple[str, Any]:
+    """Where ``model`` would load from, without loading it: ``("preset", ModelPreset)``,
+    ``("folder", Path)``, ``("file", Path)`` or ``("hub", repo id)``. Raises the error
+    :func:`load_pipeline` would, so a sweep can refuse a bad model before it records a run."""
     if weights not in WEIGHTS_SOURCES:
         raise unknown_choice("weights source", weights, WEIGHTS_SOURCES, ConfigError)
     model = os.fspath(model)
     if model in PRESETS:
         preset = variant_for(PRESETS[model], inpaint)
-        return _load_preset(preset, weights, dtype=dtype, device=device, seed=seed)
+        _check_preset_weights(preset, weights)
+        return "preset", preset
     path = Path(model).expanduser()
     if path.exists():
         if weights != "auto":
             raise ModelError(f"weights={weights!r} applies to presets; a path always loads its own weights",
                              f"drop --weights, or give a preset name ({', '.join(PRESETS)})")
-        if path.is_dir():
-            return _load_folder(path, f"local:{path}", inpaint=inpaint, dtype=dtype, device=device)
-        return _load_single_file(path, inpaint=inpaint, dtype=dtype, device=device, allow_pickle=allow_pickle)
+        return ("folder" if path.is_dir() else "file"), path
     if weights == "hub" and _looks_like_repo_id(model):
-        return _load_hub(model, None, inpaint=inpaint, dtype=dtype, device=device)
+        return "hub", model
     if _looks_like_path(model):
         raise ModelError(f"no such file or folder: {model!r}",
                          "give an existing diffusers folder or .safetensors file, or a preset name "
@@ -129,18 +142,26 @@ def load_pipeline(model: str | os.PathLike[str] = DEFAULT_MODEL, weights: str = 
     raise ModelError(error.message, f"{error.hint}; or give a diffusers folder or .safetensors file")
 
 
+def _check_preset_weights(preset: ModelPreset, weights: str) -> None:
+    source = ("builtin" if preset.builtin else "hub") if weights == "auto" else weights
+    if source == "builtin" and not preset.builtin:
+        raise ModelError(f"model {preset.name!r} has no built-in weights",
+                         f"use --weights synthetic (random weights, real architecture) or --weights hub; "
+                         f"built-in models: {', '.join(n for n, p in PRESETS.items() if p.builtin)}")
+    if source == "hub" and preset.hub_id is None:
+        raise ModelError(f"model {preset.name!r} is built in and has no Hugging Face Hub repository",
+                         "drop --weights hub (built-in weights are the default), or use --weights synthetic")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Presets
 
 
 def _load_preset(preset: ModelPreset, weights: str, *, dtype: torch.dtype, device: str | torch.device,
                  seed: int) -> LoadedPipeline:
+    _check_preset_weights(preset, weights)
     source = ("builtin" if preset.builtin else "hub") if weights == "auto" else weights
     if source == "builtin":
-        if not preset.builtin:
-            raise ModelError(f"model {preset.name!r} has no built-in weights",
-                             f"use --weights synthetic (random weights, real architecture) or --weights hub; "
-                             f"built-in models: {', '.join(n for n, p in PRESETS.items() if p.builtin)}")
         if preset.weights_path is not None:
             loaded = _load_folder(preset.weights_path, f"builtin:{preset.name}", inpaint=preset.inpaint,
                                   dtype=dtype, device=device)
@@ -152,9 +173,7 @@ def _load_preset(preset: ModelPreset, weights: str, *, dtype: torch.dtype, devic
     if source == "synthetic":
         pipeline = synthetic.build_pipeline(preset, device=device, dtype=dtype, seed=seed)
         return LoadedPipeline(pipeline, preset.family, preset, f"synthetic:{preset.name}")
-    if preset.hub_id is None:
-        raise ModelError(f"model {preset.name!r} is built in and has no Hugging Face Hub repository",
-                         "drop --weights hub (built-in weights are the default), or use --weights synthetic")
+    assert preset.hub_id is not None  # _check_preset_weights
     return _load_hub(preset.hub_id, preset, inpaint=preset.inpaint, dtype=dtype, device=device)
 
 

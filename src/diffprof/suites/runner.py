@@ -56,6 +56,21 @@ class RunSummary:
         return 3 if self.failed else 0
 
 
+def check_inputs(config: RunConfig) -> None:
+    """Refuse, before a run is recorded, what would fail every cell: a model that is neither a
+    preset, a path nor (with ``--weights hub``) a repository id, and a device this host lacks (for
+    executors that run here). A typo then costs an error line, not a run of failed cells."""
+    from diffprof.models.sources import resolve_source
+
+    swept = config.models if "pipelines" in config.suites else []
+    for model in dict.fromkeys([config.model, *swept]):
+        resolve_source(model, config.weights)
+    if config.executor in ("serial", "local"):
+        from diffprof.engine.engine import resolve_engine_device
+
+        resolve_engine_device(config.device)
+
+
 @dataclass
 class Runner:
     """Expand the config into cells, run them on the configured executor, store each as it ends.
@@ -112,6 +127,8 @@ class Runner:
                 f"the config expands to no cells (suites: {', '.join(self.config.suites) or 'none'}): there is nothing to measure",
                 "name at least one suite (--suite, see `diffprof suites`) and give each swept list at least one value",
             )
+        if resume is None:
+            check_inputs(self.config)
         executor = self.executor or get_executor(self.config)
         executor.check()  # before the store: a setup that cannot run stores nothing
         if resume is not None:
