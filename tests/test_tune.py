@@ -325,7 +325,10 @@ def test_written_config_has_no_unknown_keys_and_round_trips(tmp_path):
     model, sp = FakeModel(), space()
     result = result_of(search(model).run(), sp)
     result.device = "cpu"
-    cfg = tuned_config(RunConfig.from_mapping({"width": 64, "prompt": "a small red circle in the center on a blue background"}), result)
+    base = RunConfig.from_mapping({"width": 64, "prompt": "a small red circle in the center on a blue background", "db": "t.db", "report": "t.html"})
+    cfg = tuned_config(base, result)
+    # the tuning run's store and report are not pinned into the config a later bench runs
+    assert (cfg.db, cfg.report) == (RunConfig.default_of("db"), RunConfig.default_of("report"))
     path = cfg.save(tmp_path / "c.yaml")
     assert RunConfig.load(path) == cfg and cfg.prompt.startswith("a small red") and cfg.width == 64
     assert math.isfinite(result.chosen.quality)
@@ -337,3 +340,15 @@ def test_summary_says_when_the_chosen_setting_ran_without_its_cuda_graph():
     assert "CUDA graph" not in result.summary()
     result.chosen.cell.settings["fast_path_note"] = "scheduler unipc is not graph-safe; ran the loop eagerly"
     assert result.summary().splitlines()[-1] == "note: the chosen setting did not run as its optimizations asked: scheduler unipc is not graph-safe; ran the loop eagerly"
+
+
+def test_cli_tune_of_a_model_that_cannot_load_says_so_before_recording_a_run(tmp_path, capsys):
+    """It used to measure a failing baseline, then hint at --min-quality and store an interrupted run."""
+    from diffprof.cli.app import main
+    from diffprof.store import Store
+
+    db = tmp_path / "t.db"
+    assert main(["tune", "--model", "nosuch", "--device", "cpu", "--threads", "1", "--db", str(db), "--no-progress"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "unknown model 'nosuch'" in err and "--min-quality" not in err
+    assert not db.exists() or Store(db).list_runs() == []

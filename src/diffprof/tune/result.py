@@ -208,6 +208,9 @@ def tuned_config(base: RunConfig, result: TuneResult) -> RunConfig:
         suites=["generation"],
         quality=[result.metric.family],
         quality_prompts=result.prompts,
+        # where results go is the later command's choice: the tuning store and report are not
+        db=RunConfig.default_of("db"),
+        report=RunConfig.default_of("report"),
     ).to_dict()
     return RunConfig.from_mapping(values)
 

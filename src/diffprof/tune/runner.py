@@ -137,6 +137,9 @@ def tune(
         raise ConfigError(f"--max-memory must be a positive number of GiB, got {max_memory_gib}")
     if output is not None:
         check_config_path(output)
+    from diffprof.models.sources import resolve_source
+
+    resolve_source(config.model, config.weights)  # a model that cannot load: say so, not "no candidate could be measured"
     space = space or SearchSpace.for_device(device)
     memory_metric = "peak_allocated_bytes" if device.type == "cuda" else "host_peak_rss_bytes"
     if config.threads:
