@@ -102,9 +102,13 @@ def test_yaml_toml_json_files(tmp_path):
     assert RunConfig.load(tmp_path / "c.yaml").steps == 4
     assert RunConfig.load(tmp_path / "c.json").steps == 7
     assert RunConfig.load(tmp_path / "c.toml", overrides={"steps": 3}).steps == 3
-    (tmp_path / "bad.yaml").write_text("steps: [1, 2\n")
-    with pytest.raises(ConfigError, match="cannot parse"):
+    (tmp_path / "bad.yaml").write_text("model: tiny-sd\nsteps: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"cannot parse bad\.yaml, line \d+ column \d+: ") as info:
         RunConfig.load(tmp_path / "bad.yaml")
+    assert info.value.hint == "fix the syntax at that line"
+    (tmp_path / "bad.json").write_text('{"steps": 4,\n "model": }')
+    with pytest.raises(ConfigError, match=r"cannot parse bad\.json, line 2 column \d+: "):
+        RunConfig.load(tmp_path / "bad.json")
     with pytest.raises(ConfigError, match="does not exist"):
         RunConfig.load(tmp_path / "missing.yaml")
 

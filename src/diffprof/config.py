@@ -285,6 +285,17 @@ def parse_resolution(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _parse_position(exc: Exception) -> str:
+    """``, line L column C`` of a YAML or JSON parse error; YAML keeps it in a mark on a later line
+    of its message, which the one-line error would drop (tomllib names the line in its message)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is not None:
+        return f", line {mark.line + 1} column {mark.column + 1}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f", line {exc.lineno} column {exc.colno}"
+    return ""
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -308,7 +319,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except ConfigError:
         raise
     except Exception as exc:  # parse errors of any of the three formats
-        raise ConfigError(f"cannot parse {path.name}: {exc}".splitlines()[0], "fix the syntax at the position named") from exc
+        raise ConfigError(f"cannot parse {path.name}{_parse_position(exc)}: {str(exc).splitlines()[0]}", "fix the syntax at that line") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path.name} must hold a mapping of keys to values, not {type(data).__name__}")
     # SEOConfig files often nest everything under one top-level key
