@@ -374,3 +374,16 @@ def test_bench_refuses_a_model_or_device_that_every_cell_would_fail_on(tmp_path,
     code, _, err = run_cli(["bench", "-s", "steps", "--step-counts", "1", *extra, *BENCH_FAST, "--db", str(db), "--no-report"], capsys)
     assert code == 2 and words in err
     assert not db.exists() or Store(db).list_runs() == []
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    ([*GEN, "--prompts", "p.txt"], "not both"),
+    ([*GEN, "--image", "p.png"], "--image and --mask are for img2img and inpainting"),
+    (["bench", "-s", "steps", *BENCH_FAST, "--report", "x.html", "--no-report"], "--no-report writes none"),
+])
+def test_conflicting_inputs_are_refused_not_dropped(args, words, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.txt").write_text("a small green square\n")
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and words in " ".join(err.split())
+    assert not list(tmp_path.glob("diffprof-images/*.png")) and not (tmp_path / "diffprof.db").exists()

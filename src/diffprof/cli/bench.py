@@ -123,6 +123,8 @@ def bench(
         "executor": executor, "workers": workers, "ray_address": ray_address,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if no_report and report is not None:
+        raise ConfigError("--report names the report to write and --no-report writes none", "drop one of them")
     if no_report:
         overrides["report"] = None
     # 1. Validate the whole config before touching the store.

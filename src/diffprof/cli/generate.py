@@ -150,6 +150,8 @@ def generate(
     if prompt is None and prompts is None and config is None:
         raise InputError("give a PROMPT or --prompts FILE", 'e.g. diffprof generate "a large red circle in the center on a blue background"')
     jobs = read_prompts(prompts) if prompts else [Job(1, {"prompt": prompt} if prompt is not None else {})]
+    if prompt is not None and prompts is not None:  # after reading: a bad file is named first
+        raise InputError("give a PROMPT or --prompts FILE, not both", "put the prompt into the file as one more line, or drop --prompts")
     flags = dict(model=model, weights=weights, task=task, strength=strength, negative_prompt=negative_prompt, scheduler=scheduler,
                  steps=steps, guidance=guidance, width=width, height=height, batch=batch, seed=seed, precision=precision,
                  optimize=list(optimize), device=device, threads=threads, allow_pickle=allow_pickle, profile_level=profile_level,
@@ -163,6 +165,9 @@ def generate(
     else:
         base = RunConfig.from_mapping(flags)
     job_configs = [RunConfig.from_mapping(job.overrides, base=base) for job in jobs]
+    if any(c.task == "txt2img" and (c.image or c.mask) for c in job_configs):
+        raise InputError("--image and --mask are for img2img and inpainting; text-to-image would ignore them",
+                         "add --task img2img (with --image) or --task inpaint (with --image and --mask), or drop them")
     if threads:
         torch.set_num_threads(threads)
     # 2. Load once.
