@@ -387,3 +387,9 @@ def test_conflicting_inputs_are_refused_not_dropped(args, words, tmp_path, monke
     code, _, err = run_cli(args, capsys)
     assert code == 2 and words in " ".join(err.split())
     assert not list(tmp_path.glob("diffprof-images/*.png")) and not (tmp_path / "diffprof.db").exists()
+
+
+def test_estimate_of_an_unknown_model_names_the_typo(tmp_path, capsys):
+    """Not 'no calibration for nosuch' with a hint to calibrate it, which fails the same way."""
+    code, _, err = run_cli(["estimate", "--model", "nosuch", "--db", str(tmp_path / "none.db")], capsys)
+    assert code == 2 and "unknown model 'nosuch'" in err and "calibrate" not in err

@@ -144,6 +144,11 @@ def estimate(
 
     if format not in ("console", "json"):
         raise ConfigError(f"unknown format {format!r}", "use console or json")
+    if run is None:  # a model that cannot load cannot be calibrated: name the typo, not a calibrate command that fails too
+        from diffprof.models.sources import looks_like_repo_id, resolve_source
+
+        if not looks_like_repo_id(model):  # a Hub id is calibrated with --weights hub, which estimate does not take
+            resolve_source(model, "synthetic" if model in _presets() else "auto")
     if not Path(db).is_file():
         raise StoreError(f"results store {db} does not exist, so nothing is calibrated yet",
                          f"run: diffprof calibrate --model {shlex.quote(model)}" + (f" --db {shlex.quote(db)}" if db != RunConfig.default_of("db") else ""))
@@ -175,3 +180,9 @@ def estimate(
         console.print(budget_view(answer))
     if not answer.fits:
         raise typer.Exit(NOTHING_FITS)
+
+
+def _presets() -> tuple[str, ...]:
+    from diffprof.models.presets import PRESETS
+
+    return tuple(PRESETS)

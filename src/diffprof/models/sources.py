@@ -132,7 +132,7 @@ def resolve_source(model: str | os.PathLike[str], weights: str = "auto", *, inpa
             raise ModelError(f"weights={weights!r} applies to presets; a path always loads its own weights",
                              f"drop --weights, or give a preset name ({', '.join(PRESETS)})")
         return ("folder" if path.is_dir() else "file"), path
-    if weights == "hub" and _looks_like_repo_id(model):
+    if weights == "hub" and looks_like_repo_id(model):
         return "hub", model
     if _looks_like_path(model):
         raise ModelError(f"no such file or folder: {model!r}",
@@ -371,7 +371,8 @@ def _describe(signature: CheckpointSignature) -> str:
             f"cross-attention {signature.context_dim}")
 
 
-def _looks_like_repo_id(text: str) -> bool:
+def looks_like_repo_id(text: str) -> bool:
+    """``owner/name``: what a Hugging Face Hub repository id looks like (it may also be a relative path)."""
     return re.fullmatch(r"[\w.-]+/[\w.-]+", text) is not None
 
 
