@@ -393,3 +393,26 @@ def test_estimate_of_an_unknown_model_names_the_typo(tmp_path, capsys):
     """Not 'no calibration for nosuch' with a hint to calibrate it, which fails the same way."""
     code, _, err = run_cli(["estimate", "--model", "nosuch", "--db", str(tmp_path / "none.db")], capsys)
     assert code == 2 and "unknown model 'nosuch'" in err and "calibrate" not in err
+
+
+def test_show_keeps_each_rows_cell_readable_in_an_ordinary_terminal(tmp_path, capsys, monkeypatch):
+    """With every metric as a column, the suite, label and status columns shrank to nothing at 120
+    columns; by default show keeps the key metrics, and the identifying columns never shrink away."""
+    monkeypatch.setenv("COLUMNS", "120")
+    db = tmp_path / "s.db"
+    metrics = {m: 1.0 for m in ("s_per_image", "images_per_s", "steps_per_s", "s_per_call", "text_encode_s", "step_median_s", "vae_decode_s",
+                                "peak_allocated_bytes", "peak_reserved_bytes", "host_peak_rss_bytes", "load_s", "compile_s", "flop_per_image",
+                                "tflops", "mfu", "joules_per_image", "images_per_kj", "first_call_s", "unet_evals")}
+    with Store(db) as store:
+        rid = store.create_run("bench", {}, {})
+        for scheduler in ("euler", "dpmpp_2m_karras"):
+            store.add_cell(rid, CellResult("schedulers", {"scheduler": scheduler}, {}, metrics=metrics, samples={"call_s": [1.0, 1.0, 1.0]}))
+        store.finish_run(rid)
+    import importlib
+
+    app_module = importlib.import_module("diffprof.cli.app")  # the module; `diffprof.cli.app` the attribute is the Typer app
+    monkeypatch.setattr(app_module.console, "width", 120)
+    code, out, _ = run_cli(["show", "1", "--db", str(db)], capsys)
+    assert code == 0 and "dpmpp_2m_karras" in out and "schedulers" in out and " ok " in out
+    code, out, _ = run_cli(["show", "1", "--db", str(db), "--full"], capsys)
+    assert code == 0 and "dpmpp" in out

@@ -187,9 +187,11 @@ def runs(
 def show(
     run: str = typer.Argument("latest", help="Run id, latest, latest~N or a run name."),
     db: str = typer.Option("diffprof.db", help=H("db")),
+    full: bool = typer.Option(False, "--full", help="Every metric (wide); by default the key ones: time, throughput, components, memory, MFU, quality."),
 ) -> None:
     """Show one run's cells with their metrics (failed cells with their reasons)."""
     from diffprof.environment import describe_environment
+    from diffprof.report.tables import KEY_METRICS
     from diffprof.store import Store
     from diffprof.store.tables import cells_table
 
@@ -197,7 +199,18 @@ def show(
         info = store.get_run(run)
     console.print(f"run {info.id} · {info.status} · {info.created_at} · {info.command}", highlight=False)
     console.print(describe_environment(info.environment), highlight=False)
-    console.print(cells_table(info))
+    present = list(dict.fromkeys(m for c in info.cells for m in c.metrics))
+    key = [*KEY_METRICS, *(["host_peak_rss_bytes"] if "peak_allocated_bytes" not in present else [])]  # CPU: RSS is the memory figure
+    shown = present if full else [m for m in key if m in present] or present
+    table = cells_table(info, shown)
+    if full:  # as wide as it needs (a pager or a wide window shows it), not squeezed into "..."
+        from rich.console import Console
+        from rich.measure import Measurement
+
+        needed = Measurement.get(console, console.options.update(max_width=100_000), table).maximum
+        Console(width=max(console.width, needed), color_system=console.color_system and "auto").print(table)
+    else:
+        console.print(table)
 
 
 @app.command()

@@ -117,10 +117,12 @@ def cells_table(run: RunInfo, metrics: list[str] | None = None) -> Table:
     label_names = list(dict.fromkeys(k for c in run.cells for k in c.labels))
     title = escape(f"run {run.id}" + (f" ({run.name})" if run.name else "") + f" · {run.status} · {describe_environment(run.environment)}")
     table = Table(title=title, title_justify="left")
-    table.add_column("suite")
+    # what says which cell a row is never shrinks away: metric columns give way first
+    table.add_column("suite", no_wrap=True, min_width=max((len(c.suite) for c in run.cells), default=5))
     for label in label_names:
-        table.add_column(escape(label))
-    table.add_column("status")
+        widest = max((len(str(c.labels.get(label, ""))) for c in run.cells), default=0)
+        table.add_column(escape(label), overflow="fold", min_width=min(max(widest, len(label)), 40))
+    table.add_column("status", no_wrap=True, min_width=6)
     for name in names:
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("note", overflow="fold", max_width=60)
