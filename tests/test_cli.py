@@ -416,3 +416,10 @@ def test_show_keeps_each_rows_cell_readable_in_an_ordinary_terminal(tmp_path, ca
     assert code == 0 and "dpmpp_2m_karras" in out and "schedulers" in out and " ok " in out
     code, out, _ = run_cli(["show", "1", "--db", str(db), "--full"], capsys)
     assert code == 0 and "dpmpp" in out
+
+
+def test_calibrate_too_small_to_fit_is_refused_before_measuring(tmp_path, capsys):
+    db = tmp_path / "c.db"
+    code, _, err = run_cli(["calibrate", "--model", "tiny-sd", "--resolutions", "64x64", "--batch-sizes", "1", "--db", str(db), "--threads", "1", "--no-progress"], capsys)
+    assert code == 2 and "a fit needs at least 3" in " ".join(err.split())
+    assert not db.exists() or Store(db).list_runs() == []

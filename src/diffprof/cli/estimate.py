@@ -80,6 +80,13 @@ def calibrate(
 
         overrides["isolate"] = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     cfg = RunConfig.from_mapping({k: v for k, v in overrides.items() if v is not None})
+    from diffprof.estimate.model import MIN_POINTS
+    from diffprof.suites.calibration import plan
+
+    points = plan(cfg)
+    if len(points) < MIN_POINTS or len({w * h * b for w, h, b in points}) < 2:  # before measuring, not after
+        raise ConfigError(f"this calibration would measure {len(points)} workload(s); a fit needs at least {MIN_POINTS} of different sizes or batches",
+                          "give --resolutions with 3 or more sizes (e.g. 256x256,384x384,512x512), or more --batch-sizes, or drop both for the default plan")
     if out is not None:  # before measuring: a path that cannot be written would lose the fit, not the cells
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.is_dir():
