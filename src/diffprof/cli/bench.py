@@ -22,6 +22,8 @@ H = RunConfig.help_for
 CELLS_FAILED = 3
 #: Config keys that say where cells run, not what they measure: a resume may change them.
 EXECUTION = ("executor", "workers", "ray_address")
+#: Config keys that say where results go and how many threads measure: a resume keeps what it is given.
+RESUMABLE = ("db", "report", "threads")
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -134,7 +136,7 @@ def bench(
         if resume is not None:
             if name is not None:
                 raise ConfigError("--name labels a new run; a resumed run keeps its own name", "drop --name, or drop --resume")
-            measuring = sorted(k for k in overrides if k not in ("db", "report", "threads", *EXECUTION))
+            measuring = sorted(k for k in overrides if k not in (*RESUMABLE, *EXECUTION))
             if measuring or config:
                 given = ", ".join(f"--{k.replace('_', '-')}" for k in measuring) or f"--config {config}"
                 raise ConfigError(
@@ -142,7 +144,7 @@ def bench(
                     "drop those options to finish the run as it was, or start a new run without --resume",
                 )
             stored = store.get_run(resume)
-            keep = {k: v for k, v in overrides.items() if k in ("db", "report", "threads")}
+            keep = {k: v for k, v in overrides.items() if k in RESUMABLE}
             base = dict(stored.config)
             if any(k in overrides for k in EXECUTION):  # where to run is this command's choice, as a whole
                 base = {k: v for k, v in base.items() if k not in EXECUTION}
@@ -191,7 +193,7 @@ def show(
 ) -> None:
     """Show one run's cells with their metrics (failed cells with their reasons)."""
     from diffprof.environment import describe_environment
-    from diffprof.report.tables import KEY_METRICS
+    from diffprof.report.tables import KEY_METRICS, with_memory_stand_in
     from diffprof.store import Store
     from diffprof.store.tables import cells_table
 
@@ -200,8 +202,7 @@ def show(
     console.print(f"run {info.id} · {info.status} · {info.created_at} · {info.command}", highlight=False)
     console.print(describe_environment(info.environment), highlight=False)
     present = list(dict.fromkeys(m for c in info.cells for m in c.metrics))
-    key = [*KEY_METRICS, *(["host_peak_rss_bytes"] if "peak_allocated_bytes" not in present else [])]  # CPU: RSS is the memory figure
-    shown = present if full else [m for m in key if m in present] or present
+    shown = present if full else [m for m in with_memory_stand_in(KEY_METRICS, present) if m in present] or present
     table = cells_table(info, shown)
     if full:  # as wide as it needs (a pager or a wide window shows it), not squeezed into "..."
         from rich.console import Console

@@ -80,11 +80,11 @@ def calibrate(
 
         overrides["isolate"] = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     cfg = RunConfig.from_mapping({k: v for k, v in overrides.items() if v is not None})
-    from diffprof.estimate.model import MIN_POINTS
+    from diffprof.estimate.model import MIN_POINTS, can_fit
     from diffprof.suites.calibration import plan
 
     points = plan(cfg)
-    if len(points) < MIN_POINTS or len({w * h * b for w, h, b in points}) < 2:  # before measuring, not after
+    if not can_fit([w * h * b for w, h, b in points]):  # before measuring, not after
         raise ConfigError(f"this calibration would measure {len(points)} workload(s); a fit needs at least {MIN_POINTS} of different sizes or batches",
                           "give --resolutions with 3 or more sizes (e.g. 256x256,384x384,512x512), or more --batch-sizes, or drop both for the default plan")
     if out is not None:  # before measuring: a path that cannot be written would lose the fit, not the cells
@@ -152,10 +152,11 @@ def estimate(
     if format not in ("console", "json"):
         raise ConfigError(f"unknown format {format!r}", "use console or json")
     if run is None:  # a model that cannot load cannot be calibrated: name the typo, not a calibrate command that fails too
+        from diffprof.models.presets import PRESETS
         from diffprof.models.sources import looks_like_repo_id, resolve_source
 
         if not looks_like_repo_id(model):  # a Hub id is calibrated with --weights hub, which estimate does not take
-            resolve_source(model, "synthetic" if model in _presets() else "auto")
+            resolve_source(model, "synthetic" if model in PRESETS else "auto")  # any preset calibrates with synthetic weights
     if not Path(db).is_file():
         raise StoreError(f"results store {db} does not exist, so nothing is calibrated yet",
                          f"run: diffprof calibrate --model {shlex.quote(model)}" + (f" --db {shlex.quote(db)}" if db != RunConfig.default_of("db") else ""))
@@ -187,9 +188,3 @@ def estimate(
         console.print(budget_view(answer))
     if not answer.fits:
         raise typer.Exit(NOTHING_FITS)
-
-
-def _presets() -> tuple[str, ...]:
-    from diffprof.models.presets import PRESETS
-
-    return tuple(PRESETS)

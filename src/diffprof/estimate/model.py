@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -63,6 +64,12 @@ RANGE_TOLERANCE = 0.02
 POOR_FIT = 0.15
 #: Fewest successful calibration cells a fit is attempted on.
 MIN_POINTS = 3
+
+
+def can_fit(loads: Sequence[int]) -> bool:
+    """Whether workloads of these sizes (pixels x batch, one per cell) are enough to fit on: at
+    least :data:`MIN_POINTS` of them, of at least two different sizes."""
+    return len(loads) >= MIN_POINTS and len(set(loads)) >= 2
 
 
 def _text_row(f: Features) -> list[float]:
@@ -129,7 +136,7 @@ class CostModel:
         """Fit every part on ``calibration``'s points (at least :data:`MIN_POINTS` of them)."""
         key = calibration.key
         points = calibration.points
-        if len(points) < MIN_POINTS or len({p.workload.pixels * p.workload.batch for p in points}) < 2:
+        if not can_fit([p.workload.pixels * p.workload.batch for p in points]):
             raise ConfigError(
                 f"calibration run {calibration.run_id} has {len(points)} usable cell(s) for {key.describe()}; "
                 f"a fit needs at least {MIN_POINTS} of different sizes or batches",

@@ -263,14 +263,19 @@ KEY_METRICS: tuple[str, ...] = (
 )
 
 
+def with_memory_stand_in(metrics: Sequence[str], present: Iterable[str]) -> list[str]:
+    """``metrics``, plus host peak RSS when no GPU peak was measured (CPU runs): the memory figure
+    a short list of metrics must not lose."""
+    return [*metrics, *(["host_peak_rss_bytes"] if "peak_allocated_bytes" not in set(present) else [])]
+
+
 def suite_table(suite: str, cells: Sequence[CellResult], only: Sequence[str] | None = None) -> SuiteTable:  # noqa: C901
     """Build the table of one suite (the cells in the order they were measured); ``only`` keeps
     just those metrics (host RSS stands in for GPU memory when no GPU peak was measured)."""
     labels = _label_keys(cells)
     present = {m for c in cells for m, v in c.metrics.items() if not _missing(v)}
     if only is not None:
-        keep = set(only) | ({"host_peak_rss_bytes"} if "peak_allocated_bytes" not in present else set())
-        present &= keep
+        present &= set(with_memory_stand_in(only, present))
     metrics = ordered_metrics(present)
     stats = [time_stats(c) for c in cells]
     noisy = [bool(s is not None and s.noisy) for s in stats]

@@ -23,6 +23,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from diffprof.config import RunConfig
+from diffprof.errors import ConfigError
 from diffprof.results import CellResult
 from diffprof.suites.base import Cell, expand
 from diffprof.suites.executors import get_executor
@@ -117,17 +118,13 @@ class Runner:
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         if not self.config.use_diffusion:
-            from diffprof.errors import ConfigError
-
             raise ConfigError("use_diffusion is false: there is nothing to benchmark", "set use_diffusion: true (or remove it)")
-        if not cells and resume is None:
-            from diffprof.errors import ConfigError
-
-            raise ConfigError(
-                f"the config expands to no cells (suites: {', '.join(self.config.suites) or 'none'}): there is nothing to measure",
-                "name at least one suite (--suite, see `diffprof suites`) and give each swept list at least one value",
-            )
-        if resume is None:
+        if resume is None:  # a resumed run was checked when it started
+            if not cells:
+                raise ConfigError(
+                    f"the config expands to no cells (suites: {', '.join(self.config.suites) or 'none'}): there is nothing to measure",
+                    "name at least one suite (--suite, see `diffprof suites`) and give each swept list at least one value",
+                )
             check_inputs(self.config)
         executor = self.executor or get_executor(self.config)
         executor.check()  # before the store: a setup that cannot run stores nothing
