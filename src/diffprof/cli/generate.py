@@ -175,7 +175,7 @@ def generate(
 
     resolved = resolve_engine_device(device)  # a device that is not there: a clean error, before anything loads
     profiler = Profiler(profile_level, device=resolved, trace_dir=(profile_out / "kernels") if profile_out else None)
-    engine = Engine.load(model, weights, device=device, precision=precision, optimize=list(optimize), profiler=profiler, seed=seed, allow_pickle=allow_pickle)
+    engine = Engine.load(model, weights, device=resolved, precision=precision, optimize=list(optimize), profiler=profiler, seed=seed, allow_pickle=allow_pickle)
     console.print(f"loaded [bold]{model}[/] ({engine.load_info.source}) on {engine.device} in {fmt_seconds(engine.load_info.seconds)}", highlight=False)
     # 3. Warm up (not recorded), then generate, writing each image as soon as it exists.
     first = job_configs[0]
