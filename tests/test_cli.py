@@ -401,8 +401,8 @@ def test_show_keeps_each_rows_cell_readable_in_an_ordinary_terminal(tmp_path, ca
     monkeypatch.setenv("COLUMNS", "120")
     db = tmp_path / "s.db"
     metrics = {m: 1.0 for m in ("s_per_image", "images_per_s", "steps_per_s", "s_per_call", "text_encode_s", "step_median_s", "vae_decode_s",
-                                "peak_allocated_bytes", "peak_reserved_bytes", "host_peak_rss_bytes", "load_s", "compile_s", "flop_per_image",
-                                "tflops", "mfu", "joules_per_image", "images_per_kj", "first_call_s", "unet_evals")}
+                                "peak_allocated_bytes", "peak_reserved_bytes", "host_peak_rss_bytes", "load_s", "compile_s", "flops_per_image",
+                                "achieved_tflops", "mfu", "energy_j_per_image", "images_per_kj", "first_call_s", "unet_evals")}
     with Store(db) as store:
         rid = store.create_run("bench", {}, {})
         for scheduler in ("euler", "dpmpp_2m_karras"):

@@ -14,11 +14,14 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from diffprof.analysis.compare import compare, match_cells
+from diffprof.analysis.significance import min_mannwhitney_p
 from diffprof.errors import ConfigError
+from diffprof.metrics import direction_of
+from diffprof.report.console_tables import cells_table, comparison_table, runs_table
+from diffprof.report.format import format_metric
 from diffprof.results import CellResult
 from diffprof.store import Store, compare_runs, significance
-from diffprof.store.compare import direction_of, match_cells, min_mannwhitney_p
-from diffprof.store.tables import cells_table, comparison_table, fmt_metric, runs_table
 
 BASE = {"euler": 1.00, "ddim": 1.20, "dpm++": 0.85}
 
@@ -289,9 +292,31 @@ def test_tables_render(store: Store) -> None:
     assert "euler" in cells and "1.86 GiB" in cells and "ok" in cells
 
 
-def test_fmt_metric() -> None:
-    assert fmt_metric("s_per_image", 1.234) == "1.23 s"
-    assert fmt_metric("peak_allocated_bytes", 3 * 2**30) == "3 GiB"
-    assert fmt_metric("images_per_s", 2.5) == "2.5 1/s"
-    assert fmt_metric("mfu", 0.42) == "42.0%"
-    assert fmt_metric("s_per_image", None) == "-" and fmt_metric("s_per_image", math.nan) == "-"
+def test_compare_values_use_the_one_formatter(store: Store) -> None:
+    """The A and B columns print as the reports do (images/s is a bare number under its header)."""
+    assert format_metric("s_per_image", 1.234) == "1.23 s"
+    assert format_metric("peak_allocated_bytes", 3 * 2**30) == "3 GiB"
+    assert format_metric("images_per_s", 2.5) == "2.5"
+    assert format_metric("mfu", 0.42) == "42.0%"
+    assert format_metric("s_per_image", None) == "-" and format_metric("s_per_image", math.nan) == "-"
+    a = bench_run(store, 1.0, seed=21)
+    b = bench_run(store, 1.3, seed=22)
+    cmp = compare_runs(store, a, b, metric="images_per_s")
+    text = _text(comparison_table(cmp))
+    assert all(format_metric("images_per_s", c.value_a) in text and format_metric("images_per_s", c.value_b) in text for c in cmp.cells)
+
+
+def test_compare_needs_no_store(store: Store) -> None:
+    """The comparison is a function of two runs: runs read from a JSON report compare the same."""
+    a = store.get_run(bench_run(store, 1.0, seed=23))
+    b = store.get_run(bench_run(store, 1.3, seed=24))
+    plain = compare(a, b)
+    assert plain.to_dict() == compare_runs(store, a.id, b.id).to_dict()
+    assert [c.verdict for c in plain.cells] == ["regression"] * 3
+
+
+def test_a_registered_metric_absent_from_both_runs_is_named(store: Store) -> None:
+    a = bench_run(store, seed=25)
+    with pytest.raises(ConfigError, match="neither run has the metric 'mfu'") as err:
+        compare_runs(store, a, a, metric="mfu")
+    assert "s_per_image" in (err.value.hint or "")

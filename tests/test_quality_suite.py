@@ -12,18 +12,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from diffprof.analysis.pareto import front_cells, pareto_front, quality_metric_of
 from diffprof.config import RunConfig
 from diffprof.engine import Engine
 from diffprof.errors import ConfigError
+from diffprof.metrics import direction_of, metric
 from diffprof.quality.detector import adherence
 from diffprof.quality.metrics import latent_relative_error, psnr, ssim
-from diffprof.quality.pareto import front_cells, pareto_front, quality_metric_of
 from diffprof.quality.shapes import parse_prompt
 from diffprof.report import get_renderer
-from diffprof.report.plots import png_description, quality_tradeoff, scheduler_step_grid, suite_plots
+from diffprof.report.figure import png_description
+from diffprof.report.image_plots import scheduler_step_grid
+from diffprof.report.plots import quality_tradeoff, suite_plots
 from diffprof.report.tables import quality_note, suite_table
-from diffprof.results import METRIC_UNITS, CellResult, RunInfo
-from diffprof.store.compare import direction_of
+from diffprof.results import CellResult, RunInfo
 from diffprof.suites import SUITES
 from diffprof.suites.base import Cell
 from diffprof.suites.measure import QUALITY_SEED, QualityCache, measure_cell, quality_metrics, quality_pairs
@@ -74,8 +76,8 @@ def test_quality_fields_validate_and_teach():
 
 
 def test_metric_units_and_directions():
-    assert METRIC_UNITS["psnr_db"] == "dB"
-    assert all(METRIC_UNITS[m] == "" for m in ("adherence", "ssim", "latent_rel_error", "clip_score"))
+    assert metric("psnr_db").unit == "dB"
+    assert all(metric(m).unit == "" for m in ("adherence", "ssim", "latent_rel_error", "clip_score"))
     assert {m: direction_of(m) for m in ("adherence", "psnr_db", "ssim", "clip_score", "latent_rel_error")} == {
         "adherence": "higher", "psnr_db": "higher", "ssim": "higher", "clip_score": "higher", "latent_rel_error": "lower",
     }
@@ -217,7 +219,7 @@ def test_quality_and_guidance_suites_through_the_runner_and_the_report(tmp_path)
     assert not any("psnr_db" in c.metrics for c in by_suite["schedulers"])
     table = suite_table("quality", by_suite["quality"])
     assert {"psnr_db", "ssim", "latent_rel_error"} <= {col.key for col in table.columns}
-    assert table.rows[0].text["psnr_db"].endswith(" dB")
+    assert "PSNR (dB)" in table.headers and not table.rows[0].text["psnr_db"].endswith(" dB")  # the header names the unit
     html = get_renderer("html").render(run)
     assert 'data-plot="quality_tradeoff"' in html and 'data-plot="scheduler_step_grid"' in html
     assert html.count('data-plot="quality_tradeoff"') == 2  # quality and guidance

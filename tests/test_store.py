@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import diffprof
-from diffprof.errors import StoreError
+from diffprof.errors import DiffprofError, StoreError
 from diffprof.results import CellResult
 from diffprof.store import SCHEMA_VERSION, Store, parse_ref, schema
 from diffprof.store.refs import RunRef, id_ranges
@@ -190,21 +190,42 @@ def test_cells_frame_flattens_labels_and_metrics(store: Store) -> None:
     store.add_cell(rid, odd)
     frame = store.cells_frame("latest")
     assert list(frame.columns) == [
-        "run_id", "cell_id", "suite", "scheduler", "steps", "label.status", "status", "error",
-        "s_per_image", "peak_allocated_bytes",
+        "run_id", "cell_id", "suite", "scheduler", "steps", "label_status", "status",
+        "s_per_image", "peak_allocated_bytes", "s_per_image_iqr", "noisy", "error",
     ]  # fmt: skip
+    assert frame["cell_id"].tolist() == [c.id for c in store.get_run("latest").cells]
     assert frame["scheduler"].tolist() == ["s0", "s1"]
     assert frame["status"].tolist() == ["ok", "failed"]
-    assert frame["label.status"].tolist()[1] == "weird"
+    assert frame["label_status"].tolist()[1] == "weird"
     assert frame["s_per_image"].tolist() == pytest.approx([0.1, 0.5])
     assert frame["peak_allocated_bytes"].tolist()[0] == 1024.0 and math.isnan(frame["peak_allocated_bytes"].tolist()[1])
     assert set(frame["run_id"]) == {rid}
+    assert frame["s_per_image_iqr"].tolist()[0] == pytest.approx(0.001)  # IQR of the call_s repeats
+    assert frame["noisy"].tolist() == [False, False]
+
+
+def test_cells_frame_is_the_report_frame(store: Store) -> None:
+    """One DataFrame: the store's, the report's and the CSV's columns are the same."""
+    pytest.importorskip("pandas")
+    import csv
+    import io
+
+    from diffprof.report import get_renderer, run_frame
+
+    rid = store.create_run("bench", {}, {})
+    for i in range(2):
+        store.add_cell(rid, make_cell(i))
+    run = store.get_run(rid)
+    frame = store.cells_frame(rid)
+    assert frame.equals(run_frame(run))
+    header = next(csv.reader(io.StringIO(get_renderer("csv").render(run))))
+    assert header == list(frame.columns)
 
 
 def test_cells_frame_without_pandas_says_how_to_install(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     rid = store.create_run("bench", {}, {})
     monkeypatch.setitem(sys.modules, "pandas", None)
-    with pytest.raises(StoreError, match="needs pandas") as err:
+    with pytest.raises(DiffprofError, match="needs pandas") as err:
         store.cells_frame(rid)
     assert "pip install" in (err.value.hint or "")
 

@@ -29,38 +29,6 @@ TIMING_NOTE = "timing_note"
 #: Every per-cell note, in the order tables list them.
 NOTE_KEYS = (FAST_PATH_NOTE, TIMING_NOTE)
 
-#: Metric names and their units; renderers use this for headers and formatting.
-METRIC_UNITS: dict[str, str] = {
-    "s_per_image": "s",
-    "s_per_call": "s",
-    "steps_per_s": "1/s",
-    "images_per_s": "1/s",
-    "load_s": "s",
-    "text_encode_s": "s",
-    "step_median_s": "s",
-    "vae_decode_s": "s",
-    "vae_encode_s": "s",
-    "first_call_s": "s",
-    "unet_evals": "",
-    "peak_allocated_bytes": "B",
-    "peak_reserved_bytes": "B",
-    "host_peak_rss_bytes": "B",
-    "nvml_used_bytes": "B",
-    "flops_per_image": "FLOP",
-    "achieved_tflops": "TFLOP/s",
-    "mfu": "",
-    "energy_j_per_image": "J",
-    "images_per_kj": "1/kJ",
-    "compile_s": "s",
-    # quality, scored outside the timed region (suites.measure): fractions and scores are unitless
-    "adherence": "",
-    "psnr_db": "dB",
-    "ssim": "",
-    "latent_rel_error": "",
-    "clip_score": "",
-}
-
-
 def cell_key(suite: str, labels: dict[str, Any], settings: dict[str, Any]) -> str:
     """Stable identity of a cell within a run: what ``--resume`` uses to skip finished cells."""
     blob = json.dumps({"suite": suite, "labels": labels, "settings": settings}, sort_keys=True, default=str)
@@ -76,7 +44,7 @@ class CellResult:
         labels: the swept axis values, e.g. ``{"scheduler": "euler"}``: what tables group by.
         settings: every effective setting of the cell (model, steps, size, optimizations, ...).
         status: ``ok`` or ``failed``; a failed cell keeps ``error`` and whatever was measured.
-        metrics: scalar results, names from :data:`METRIC_UNITS` (medians where repeated).
+        metrics: scalar results, names from :data:`diffprof.metrics.METRICS` (medians where repeated).
         samples: raw per-repeat samples behind the metrics (``call_s``, ``step_s``, ...).
         artifacts: small binary outputs (a PNG of the first image, a JSON step timeline).
     """

@@ -38,3 +38,13 @@ def fmt_pct(x: float | None) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return f"{100 * x:.2g}%" if abs(x) < 0.1 else f"{100 * x:.1f}%"
+
+
+def fmt_si(value: float | None, unit: str, digits: int = 3) -> str:
+    """A number with an SI prefix and its unit (``1.61 TFLOP``)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    for prefix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.{digits}g} {prefix}{unit}"
+    return f"{value:.{digits}g} {unit}"

@@ -178,8 +178,8 @@ def runs(
     limit: int = typer.Option(20, help="How many runs, newest first."),
 ) -> None:
     """List stored runs, newest first, with their cell counts and status."""
+    from diffprof.report.console_tables import runs_table
     from diffprof.store import Store
-    from diffprof.store.tables import runs_table
 
     with Store(_existing(db)) as store:
         console.print(runs_table(store.list_runs(limit)))
@@ -193,17 +193,14 @@ def show(
 ) -> None:
     """Show one run's cells with their metrics (failed cells with their reasons)."""
     from diffprof.environment import describe_environment
-    from diffprof.report.tables import KEY_METRICS, with_memory_stand_in
+    from diffprof.report.console_tables import cells_table
     from diffprof.store import Store
-    from diffprof.store.tables import cells_table
 
     with Store(_existing(db)) as store:
         info = store.get_run(run)
     console.print(f"run {info.id} · {info.status} · {info.created_at} · {info.command}", highlight=False)
     console.print(describe_environment(info.environment), highlight=False)
-    present = list(dict.fromkeys(m for c in info.cells for m in c.metrics))
-    shown = present if full else [m for m in with_memory_stand_in(KEY_METRICS, present) if m in present] or present
-    table = cells_table(info, shown)
+    table = cells_table(info, compact=not full)
     if full:  # as wide as it needs (a pager or a wide window shows it), not squeezed into "..."
         from rich.console import Console
         from rich.measure import Measurement
@@ -225,9 +222,9 @@ def compare(
 ) -> None:
     """Compare two runs cell by cell; exit code 1 on a significant regression beyond the threshold (for CI)."""
     from diffprof.errors import ConfigError
+    from diffprof.report.console_tables import comparison_table
     from diffprof.store import Store
     from diffprof.store.compare import compare_runs
-    from diffprof.store.tables import comparison_table
 
     try:
         t = float(threshold.rstrip("%")) / (100 if threshold.endswith("%") else 1)

@@ -59,7 +59,7 @@ def calibrate(
     from diffprof.errors import ConfigError
     from diffprof.estimate.calibration import calibrations
     from diffprof.estimate.model import CostModel
-    from diffprof.estimate.render import calibration_view
+    from diffprof.report.estimate_views import calibration_view
     from diffprof.store import Store
     from diffprof.suites.runner import Runner
 
@@ -146,7 +146,7 @@ def estimate(
     """
     from diffprof.errors import ConfigError, StoreError
     from diffprof.estimate import Estimator
-    from diffprof.estimate.render import budget_view, estimate_view
+    from diffprof.report.estimate_views import budget_view, estimate_view
     from diffprof.store import Store
 
     if format not in ("console", "json"):

@@ -16,7 +16,6 @@ from typing import Any
 import typer
 from PIL import PngImagePlugin
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from diffprof.cli.app import app, console, err_console
 from diffprof.config import RunConfig
@@ -91,19 +90,6 @@ def png_info(settings: dict[str, Any], prompt: str, negative: str | None) -> Png
     info.add_text("parameters", a1111)
     info.add_text("diffprof", json.dumps(dict(settings, prompt=prompt, negative_prompt=negative)))
     return info
-
-
-def timing_table(rows: list[tuple[str, Any]], load: Any) -> Table:
-    table = Table(title="per-component timing (median over calls)", title_justify="left")
-    for col in ("component", "time"):
-        table.add_column(col, justify="left" if col == "component" else "right")
-    table.add_row("pipeline load", fmt_seconds(load.seconds) + (f"  ({load.gb_per_s:.2f} GB/s)" if load.gb_per_s else ""))
-    if load.first_call_s is not None:
-        cache = f", compile cache {load.compile_cache}" if load.compile_cache else ""
-        table.add_row("first call (compile, capture, lazy init)", fmt_seconds(load.first_call_s) + cache)
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
 
 
 @app.command()
@@ -236,6 +222,8 @@ def generate(
         peaks = [t.peak_allocated for t in timings if t.peak_allocated is not None]
         if peaks:
             rows.append(("peak GPU memory (allocated)", fmt_bytes(max(peaks))))
+        from diffprof.report.console_tables import timing_table
+
         console.print(timing_table(rows, engine.load_info))
     for note in fallbacks:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False)

@@ -3,7 +3,8 @@
 A new report format is one new module with one :class:`Renderer` subclass decorated with
 :func:`register`; nothing else changes (pyinstrument's renderer pattern). Renderers only read a
 :class:`~diffprof.results.RunInfo`: they never measure, and the tabular logic they share lives in
-:mod:`diffprof.report.tables` so every format shows the same numbers.
+:mod:`diffprof.report.tables` (values through :mod:`diffprof.report.format`) so every format shows
+the same numbers.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class ReportOptions:
         max_images (`int`, defaults to 24): images per suite in the html image grid; a sweep of
             hundreds of cells would otherwise make a report of hundreds of MB.
         compact (`bool`, defaults to False): console only: a one-line environment and the key
-            metrics (tables.KEY_METRICS), so a run fits a terminal; every other format keeps all.
+            metrics (``key`` in :mod:`diffprof.metrics`), so a run fits a terminal; every other format keeps all.
     """
 
     title: str | None = None

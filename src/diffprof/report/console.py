@@ -12,9 +12,11 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from diffprof.metrics import key_metrics
 from diffprof.report.base import Renderer, ReportOptions, register
 from diffprof.report.environment import header_items
-from diffprof.report.tables import KEY_METRICS, SuiteTable, format_settings, suite_tables
+from diffprof.report.format import format_settings
+from diffprof.report.tables import SuiteTable, suite_tables
 from diffprof.results import RunInfo
 
 
@@ -65,7 +67,7 @@ def console_renderables(run: RunInfo, options: ReportOptions | None = None) -> R
         parts: list[RenderableType] = [Text(options.title_for(run), style="bold underline"), about, Text("")]
     else:
         parts = [Text(options.title_for(run), style="bold underline"), environment_table(run), Text("")]
-    for table in suite_tables(run, KEY_METRICS if options.compact else None):
+    for table in suite_tables(run, key_metrics() if options.compact else None):
         parts += [suite_rich_table(table, options.compact), Text("")]
     if not run.cells:
         parts.append(Text("no cells in this run", style="yellow"))

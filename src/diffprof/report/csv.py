@@ -1,7 +1,8 @@
 """CSV: one row per cell with raw values in SI units (seconds, bytes), for spreadsheets.
 
-Columns are :func:`~diffprof.report.tables.flat_records`: ``run_id, suite, <labels>, status,
-<metrics>, s_per_image_iqr, noisy, error``; an absent value is an empty field.
+Columns are :func:`~diffprof.analysis.frame.cell_records` (the same as the pandas frame):
+``run_id, cell_id, suite, <labels>, status, <metrics>, s_per_image_iqr, noisy, error``; an absent
+value is an empty field.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import csv
 import io
 from typing import Any
 
+from diffprof.analysis.frame import cell_records
 from diffprof.report.base import Renderer, ReportOptions, register
-from diffprof.report.tables import flat_records
 from diffprof.results import RunInfo
 
 
@@ -29,7 +30,7 @@ class CsvRenderer(Renderer):
     file_extension = "csv"
 
     def render(self, run: RunInfo, options: ReportOptions | None = None) -> str:
-        columns, records = flat_records(run)
+        columns, records = cell_records(run)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
         writer.writeheader()

@@ -17,8 +17,9 @@ from html import escape
 from diffprof import __version__
 from diffprof.report.base import Renderer, ReportOptions, register
 from diffprof.report.environment import environment_items, run_items
+from diffprof.report.format import first_line, format_settings
 from diffprof.report.plots import Plot, suite_plots
-from diffprof.report.tables import SuiteTable, cells_by_suite, first_line, format_settings, quality_note, suite_table
+from diffprof.report.tables import SuiteTable, cells_by_suite, quality_note, suite_table
 from diffprof.results import RunInfo
 
 #: Only inline styles and data: images; no scripts, fonts, frames or connections.

@@ -14,8 +14,9 @@ from datetime import datetime
 
 from diffprof.report.base import Renderer, ReportOptions, register
 from diffprof.report.environment import header_items
+from diffprof.report.format import first_line, format_settings
 from diffprof.report.sections import provenance
-from diffprof.report.tables import SuiteTable, first_line, format_settings, suite_tables
+from diffprof.report.tables import SuiteTable, suite_tables
 from diffprof.results import RunInfo
 
 

@@ -13,8 +13,8 @@ with Store("diffprof.db") as store:
     if comparison.has_regression: ...
 ```
 
-``tables`` (rich tables for the CLI) is imported on demand: ``from diffprof.store.tables import
-runs_table, cells_table, comparison_table``.
+The comparison itself is :func:`diffprof.analysis.compare.compare`, a pure function of two runs;
+the rich tables the CLI prints live in :mod:`diffprof.report.console_tables`.
 """
 
 from diffprof.store.compare import CellComparison, Comparison, compare_runs, significance

@@ -365,34 +365,15 @@ class Store:
 
     # ------------------------------------------------------------------ analysis
     def cells_frame(self, ref: RunRefLike) -> pd.DataFrame:
-        """One row per cell of a run, for pandas analysis.
-
-        Columns: ``run_id``, ``cell_id``, ``suite``, one column per label (prefixed ``label.`` only
-        where a label name collides with another column), ``status``, ``error``, then one column
-        per metric (NaN where a cell lacks it).
+        """One row per cell of a run, for pandas analysis: :func:`diffprof.analysis.frame.cells_frame`
+        of :meth:`get_run` (the same frame ``report.run_frame`` gives and the CSV report writes).
 
         Raises:
-            StoreError: pandas is not installed.
+            DiffprofError: pandas is not installed.
         """
-        try:
-            import pandas as pd
-        except ImportError as exc:
-            raise StoreError("cells_frame needs pandas, which is not installed", "pip install 'diffprof[pandas]'") from exc
-        run = self.get_run(ref)
-        fixed = ["run_id", "cell_id", "suite", "status", "error"]
-        label_names = list(dict.fromkeys(k for c in run.cells for k in c.labels))
-        metric_names = list(dict.fromkeys(k for c in run.cells for k in c.metrics))
-        taken = set(fixed) | set(metric_names)
-        label_columns = {k: (f"label.{k}" if k in taken else k) for k in label_names}
-        rows = []
-        for cell in run.cells:
-            row: dict[str, Any] = {"run_id": run.id, "cell_id": cell.id, "suite": cell.suite}
-            row.update({label_columns[k]: v for k, v in cell.labels.items()})
-            row.update({"status": cell.status, "error": cell.error})
-            row.update({m: cell.metrics.get(m, math.nan) for m in metric_names})
-            rows.append(row)
-        columns = fixed[:3] + list(label_columns.values()) + fixed[3:] + metric_names
-        return pd.DataFrame(rows, columns=columns)
+        from diffprof.analysis.frame import cells_frame
+
+        return cells_frame(self.get_run(ref))
 
 
 def _dumps(value: Any) -> str:

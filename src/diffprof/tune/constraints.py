@@ -1,8 +1,8 @@
 """What a tuned config must satisfy: a quality floor on one metric and, optionally, a memory cap.
 
 "Within 2 points of the baseline" is the default floor: 0.02 of adherence (a fraction), 2 on the
-0-100 CLIP score, 2 dB of PSNR. Each metric says which way is better (the direction table of
-:mod:`diffprof.store.compare`), so a floor on latent error is a ceiling.
+0-100 CLIP score, 2 dB of PSNR. Each metric says which way is better (its direction in the
+metric registry, :mod:`diffprof.metrics`), so a floor on latent error is a ceiling.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from diffprof.errors import ConfigError, unknown_choice
-from diffprof.quality.pareto import Direction, quality_direction
+from diffprof.metrics import Direction, direction_of
 from diffprof.units import fmt_bytes
 
 
@@ -34,7 +34,7 @@ class TuneMetric:
 
     @property
     def direction(self) -> Direction:
-        return quality_direction(self.name)
+        return direction_of(self.name)
 
 
 TUNE_METRICS: dict[str, TuneMetric] = {

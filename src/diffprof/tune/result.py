@@ -12,9 +12,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from diffprof.analysis.pareto import pareto_front
 from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
-from diffprof.quality.pareto import pareto_front
 from diffprof.results import FAST_PATH_NOTE
 from diffprof.tune.constraints import Constraints, TuneMetric
 from diffprof.tune.search import Candidate, SearchOutcome, TuneError

@@ -1,21 +1,27 @@
-"""Rich tables for ``diffprof runs``, ``show`` and ``compare``: formatting only, no queries.
+"""Rich tables for the terminal: ``runs``, ``show``, ``compare`` and ``generate``'s timing.
 
-Each function takes plain data (``RunInfo``, ``Comparison``) and returns a ``rich.table.Table``; the
-CLI prints it. Labels become columns, so every suite renders with the same code.
+Each function takes plain data (``RunInfo``, ``Comparison``, rows of a summary) and returns a
+``rich.table.Table``; the CLI prints it. Labels become columns, so every suite renders with the
+same code, and metric values go through the one formatter (:mod:`diffprof.report.format`).
 """
 
 from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
 
+from diffprof.analysis.cells import is_noisy
+from diffprof.analysis.compare import Comparison
 from diffprof.environment import describe_environment
-from diffprof.results import METRIC_UNITS, RunInfo
-from diffprof.store.compare import Comparison
-from diffprof.units import fmt_bytes, fmt_pct, fmt_seconds
+from diffprof.metrics import key_metrics
+from diffprof.report.format import format_metric, metric_header
+from diffprof.report.tables import metric_texts, shown_metrics
+from diffprof.results import RunInfo
+from diffprof.units import fmt_pct, fmt_seconds
 
 _STATUS_STYLE = {"running": "cyan", "finished": "green", "failed": "red", "interrupted": "yellow", "ok": "green"}
 _VERDICT_STYLE = {
@@ -26,20 +32,6 @@ _VERDICT_STYLE = {
     "failed": "red",
     "missing": "yellow",
 }
-
-
-def fmt_metric(name: str, value: float | None) -> str:
-    """A metric value in its unit (:data:`~diffprof.results.METRIC_UNITS`): ``1.23 s``, ``2.5 GiB``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    unit = METRIC_UNITS.get(name, "")
-    if unit == "s" or (not unit and name.endswith("_s")):
-        return fmt_seconds(value)
-    if unit == "B" or name.endswith("_bytes"):
-        return fmt_bytes(value)
-    if name == "mfu":
-        return fmt_pct(value)
-    return f"{value:.4g}" + (f" {unit}" if unit else "")
 
 
 def _when(stamp: str | None) -> str:
@@ -106,14 +98,20 @@ def runs_table(runs: list[RunInfo], title: str = "diffprof runs") -> Table:
     return table
 
 
-def cells_table(run: RunInfo, metrics: list[str] | None = None) -> Table:
-    """One row per cell of a run: suite, one column per label, status, the chosen metrics.
+def cells_table(run: RunInfo, metrics: list[str] | None = None, compact: bool = False) -> Table:
+    """One row per cell of a run (``diffprof show``): suite, one column per label, status, metrics.
 
     Args:
         run: a run with its cells (:meth:`Store.get_run`).
-        metrics: metric columns to show; defaults to every metric any cell has, in first-seen order.
+        metrics: metric columns to show; defaults to every metric any cell has (registry order).
+        compact: only the key metrics (host RSS standing in for GPU memory on a CPU run), and
+            s/image without its ± (the note column flags noisy cells), as ``report --format
+            console`` prints them in a terminal.
     """
-    names = metrics if metrics is not None else list(dict.fromkeys(m for c in run.cells for m in c.metrics))
+    if metrics is not None:
+        names = list(metrics)
+    else:
+        names = (shown_metrics(run.cells, key_metrics()) if compact else []) or shown_metrics(run.cells)
     label_names = list(dict.fromkeys(k for c in run.cells for k in c.labels))
     title = escape(f"run {run.id}" + (f" ({run.name})" if run.name else "") + f" · {run.status} · {describe_environment(run.environment)}")
     table = Table(title=title, title_justify="left")
@@ -124,20 +122,21 @@ def cells_table(run: RunInfo, metrics: list[str] | None = None) -> Table:
         table.add_column(escape(label), overflow="fold", min_width=min(max(widest, len(label)), 40))
     table.add_column("status", no_wrap=True, min_width=6)
     for name in names:
-        table.add_column(name, justify="right", no_wrap=True)
+        table.add_column(escape(metric_header(name)), justify="right", no_wrap=True)
     table.add_column("note", overflow="fold", max_width=60)
     for cell in run.cells:
         note = ""
         if not cell.ok:
             lines = (cell.error or "").strip().splitlines()
             note = f"[red]{escape(lines[0]) if lines else 'failed'}[/]"
-        elif "call_s" in cell.samples and cell.stats("call_s").noisy:
+        elif is_noisy(cell):
             note = "[yellow]noisy: IQR > 10% of median[/]"
+        texts = metric_texts(cell, names, spread=not compact)
         table.add_row(
             escape(cell.suite),
             *[escape(str(cell.labels.get(k, ""))) for k in label_names],
             _styled(cell.status, {"ok": "green", "failed": "red"}),
-            *[fmt_metric(n, cell.metrics.get(n)) for n in names],
+            *[escape(texts[n]) for n in names],
             note,
         )
     if run.command:
@@ -179,8 +178,8 @@ def comparison_table(comparison: Comparison) -> Table:
         table.add_row(
             escape(cell.suite),
             escape(cell.label),
-            fmt_metric(c.metric, cell.value_a),
-            fmt_metric(c.metric, cell.value_b),
+            format_metric(c.metric, cell.value_a),
+            format_metric(c.metric, cell.value_b),
             change,
             p,
             n,
@@ -200,4 +199,21 @@ def comparison_table(comparison: Comparison) -> Table:
         caption.append("[yellow]" + escape("environment differs: " + "; ".join(shown) + (f"; and {more} more" if more else "")) + "[/]")
     table.caption = "\n".join(caption)
     table.caption_justify = "left"
+    return table
+
+
+def timing_table(rows: list[tuple[str, Any]], load: Any) -> Table:
+    """``generate``'s summary: pipeline load, first call, then ``rows`` of (component, time text).
+
+    ``load`` is the engine's ``LoadInfo`` (seconds, gb_per_s, first_call_s, compile_cache).
+    """
+    table = Table(title="per-component timing (median over calls)", title_justify="left")
+    for col in ("component", "time"):
+        table.add_column(col, justify="left" if col == "component" else "right")
+    table.add_row("pipeline load", fmt_seconds(load.seconds) + (f"  ({load.gb_per_s:.2f} GB/s)" if load.gb_per_s else ""))
+    if load.first_call_s is not None:
+        cache = f", compile cache {load.compile_cache}" if load.compile_cache else ""
+        table.add_row("first call (compile, capture, lazy init)", fmt_seconds(load.first_call_s) + cache)
+    for name, value in rows:
+        table.add_row(name, value)
     return table

@@ -1,9 +1,10 @@
-"""The Pareto front of time against quality: the settings nothing else beats on both.
+"""Pareto fronts: the settings nothing else beats on both axes.
 
 A setting is worth considering only if no other one is at least as fast *and* at least as good,
-and strictly better on one of the two. Which way "good" points depends on the metric (adherence,
-PSNR, SSIM and CLIP score: higher; latent error: lower), taken from the one direction table in
-:mod:`diffprof.store.compare`. ``tune`` picks from the front and the report draws it.
+and strictly better on one of the two. The first axis is always lower-is-better (time); which way
+the second points is the metric's direction in the registry (adherence, PSNR, SSIM and CLIP
+score: higher; latent error and memory: lower). ``tune`` picks from the front, the report draws
+the time/quality and time/memory fronts.
 """
 
 from __future__ import annotations
@@ -11,21 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
+from diffprof.metrics import Direction, direction_of, quality_metrics
 from diffprof.results import CellResult
-
-Direction = Literal["lower", "higher"]
-
-#: Quality metrics a cell can carry (suites.measure), in the order plots and tune prefer them.
-QUALITY_METRICS: tuple[str, ...] = ("adherence", "clip_score", "psnr_db", "ssim", "latent_rel_error")
-
-
-def quality_direction(metric: str) -> Direction:
-    """Which way ``metric`` is better (a :class:`~diffprof.errors.ConfigError` when it cannot be told)."""
-    from diffprof.store.compare import direction_of
-
-    return direction_of(metric)
 
 
 def _finite(value: float | None) -> bool:
@@ -35,10 +24,10 @@ def _finite(value: float | None) -> bool:
 def pareto_front(times: Sequence[float], qualities: Sequence[float], direction: Direction = "higher") -> list[int]:
     """Indices of the points on the front, fastest first.
 
-    Lower time is better; quality is better in ``direction``. A point is on the front when no
-    other point is at least as good on both axes and strictly better on one; identical points
-    are all kept. Points with a NaN coordinate are never on it (infinite PSNR, an exact match,
-    is a value and counts). One sort plus one sweep: O(n log n).
+    Lower time is better; the second coordinate is better in ``direction``. A point is on the
+    front when no other point is at least as good on both axes and strictly better on one;
+    identical points are all kept. Points with a NaN coordinate are never on it (infinite PSNR,
+    an exact match, is a value and counts). One sort plus one sweep: O(n log n).
     """
     if len(times) != len(qualities):
         raise ValueError(f"{len(times)} times but {len(qualities)} qualities")
@@ -83,13 +72,13 @@ def tradeoff_points(cells: Sequence[CellResult], metric: str) -> list[TradeoffPo
 def front_cells(cells: Sequence[CellResult], metric: str) -> list[TradeoffPoint]:
     """The Pareto-optimal cells for time against ``metric``, fastest first."""
     points = tradeoff_points(cells, metric)
-    idx = pareto_front([p.seconds_per_image for p in points], [p.quality for p in points], quality_direction(metric))
+    idx = pareto_front([p.seconds_per_image for p in points], [p.quality for p in points], direction_of(metric))
     return [points[i] for i in idx]
 
 
 def quality_metric_of(cells: Sequence[CellResult]) -> str | None:
-    """The first of :data:`QUALITY_METRICS` that some successful cell measured."""
-    for metric in QUALITY_METRICS:
+    """The first quality metric (in the registry's order of preference) some successful cell measured."""
+    for metric in quality_metrics():
         if any(c.ok and _finite(c.metrics.get(metric)) for c in cells):
             return metric
     return None

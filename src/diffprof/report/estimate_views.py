@@ -1,4 +1,5 @@
-"""Console tables for estimates, budget answers and fitted calibrations (formatting only)."""
+"""Console tables for ``diffprof estimate`` and ``calibrate``: estimates, budget answers and fitted
+calibrations (formatting only; the numbers come from :mod:`diffprof.estimate`)."""
 
 from __future__ import annotations
 
