@@ -3,16 +3,25 @@
 A *run* is one invocation of ``diffprof bench`` (or of a Python method); it holds *cells*, one per
 point of a sweep. A cell keeps its raw samples (``samples``) and derives its statistics from them,
 so a stored cell can always be re-analysed (significance tests in ``compare`` need the samples).
+Both own their serialization: ``to_dict`` gives plain JSON-ready data and ``from_dict`` checks it
+and reads it back (the json report, worker processes). What each metric means lives in
+:mod:`diffprof.metrics`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+from diffprof.errors import InputError
 from diffprof.stats import SampleStats
+
+T = TypeVar("T")
 
 CellStatus = Literal["ok", "failed"]
 
@@ -82,6 +91,11 @@ class CellResult:
         return ", ".join(f"{k}={v}" for k, v in self.labels.items()) or "(default)"
 
     def to_dict(self, with_artifacts: bool = False) -> dict[str, Any]:
+        """Plain data (artifacts base64-encoded when asked); :meth:`from_dict` reads it back.
+
+        Non-finite floats stay floats: a strict JSON writer must spell them (the json report
+        writes ``"NaN"``, which :meth:`from_dict` accepts).
+        """
         data: dict[str, Any] = {
             "id": self.id,
             "suite": self.suite,
@@ -93,12 +107,43 @@ class CellResult:
             "samples": self.samples,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "cell_key": self.cell_key,
         }
         if with_artifacts:
-            import base64
-
             data["artifacts"] = {k: base64.b64encode(v).decode() for k, v in self.artifacts.items()}
         return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CellResult:
+        """The cell :meth:`to_dict` wrote (older writers' data too: absent fields take defaults).
+
+        Raises:
+            InputError: ``data`` is not a cell: a missing suite, a field of the wrong type, an
+                unknown status, a non-number metric or sample, artifacts that are not base64.
+        """
+        data = _mapping(data, "cell")
+        status = data.get("status", "ok")
+        if status not in ("ok", "failed"):
+            raise InputError(f"cell status must be 'ok' or 'failed', not {status!r}", _HINT)
+        samples = _field(data, "samples", dict, {})
+        try:
+            artifacts = {str(k): base64.b64decode(v, validate=True) for k, v in _field(data, "artifacts", dict, {}).items()}
+        except (binascii.Error, TypeError, ValueError) as exc:
+            raise InputError(f"cell artifacts are not valid base64: {exc}", _HINT) from exc
+        return cls(
+            suite=_required(data, "suite", str),
+            labels=_field(data, "labels", dict, {}),
+            settings=_field(data, "settings", dict, {}),
+            status=status,
+            error=_field(data, "error", str, None),
+            metrics={str(k): _number(v, f"metric {k}") for k, v in _field(data, "metrics", dict, {}).items()},
+            samples={str(k): [_number(x, f"sample {k}") for x in _list(v, f"sample {k}")] for k, v in samples.items()},
+            artifacts=artifacts,
+            started_at=_field(data, "started_at", str, ""),
+            finished_at=_field(data, "finished_at", str, ""),
+            id=_field(data, "id", int, None),
+            cell_key=_field(data, "cell_key", str, None),
+        )
 
 
 @dataclass
@@ -121,6 +166,42 @@ class RunInfo:
     name: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
 
+    def to_dict(self, with_artifacts: bool = False) -> dict[str, Any]:
+        """Plain data with every cell (:meth:`CellResult.to_dict`); :meth:`from_dict` reads it back."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+            "status": self.status,
+            "command": self.command,
+            "config": self.config,
+            "environment": self.environment,
+            "counts": self.counts,
+            "cells": [c.to_dict(with_artifacts=with_artifacts) for c in self.cells],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunInfo:
+        """The run :meth:`to_dict` wrote, cells included.
+
+        Raises:
+            InputError: ``data`` is not a run (see :meth:`CellResult.from_dict` for the cells).
+        """
+        data = _mapping(data, "run")
+        return cls(
+            id=_required(data, "id", int),
+            created_at=_required(data, "created_at", str),
+            finished_at=_field(data, "finished_at", str, None),
+            status=_required(data, "status", str),
+            command=_field(data, "command", str, ""),
+            config=_field(data, "config", dict, {}),
+            environment=_field(data, "environment", dict, {}),
+            cells=[CellResult.from_dict(c) for c in _list(data.get("cells", []), "cells")],
+            name=_field(data, "name", str, None),
+            counts={str(k): int(v) for k, v in _field(data, "counts", dict, {}).items()},
+        )
+
     @property
     def failed_cells(self) -> list[CellResult]:
         return [c for c in self.cells if not c.ok]
@@ -130,3 +211,50 @@ class RunInfo:
         for c in self.cells:
             seen.setdefault(c.suite, None)
         return list(seen)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading plain data back, with errors that say which field is wrong
+
+_HINT = "pass data written by CellResult.to_dict / RunInfo.to_dict (e.g. `diffprof report --format json`)"
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _mapping(data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise InputError(f"a {what} must be a mapping, not {type(data).__name__}", _HINT)
+    return data
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    return kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+
+
+def _required(data: dict[str, Any], key: str, kind: type[T]) -> T:
+    if key not in data or data[key] is None:
+        raise InputError(f"run data is missing or mangles field {key!r} (absent)", _HINT)
+    return _field(data, key, kind, data[key])
+
+
+def _field(data: dict[str, Any], key: str, kind: type[T], default: Any) -> Any:
+    value = data.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InputError(f"run data is missing or mangles field {key!r} ({_type_name(kind)} expected, got {type(value).__name__})", _HINT)
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, (list, tuple)):
+        raise InputError(f"run data is missing or mangles field {what!r} (a list expected, got {type(value).__name__})", _HINT)
+    return list(value)
+
+
+def _number(value: Any, what: str) -> float:
+    """A float from a number or from the names strict JSON writers use for non-finite ones."""
+    if isinstance(value, str) and value in _NON_FINITE:
+        return _NON_FINITE[value]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"run data is missing or mangles field {what!r} (a number expected, got {value!r})", _HINT)
+    return float(value)

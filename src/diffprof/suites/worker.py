@@ -12,7 +12,6 @@ and the executors notice that and run the cell again.
 
 from __future__ import annotations
 
-import base64
 import gc
 import json
 import os
@@ -161,16 +160,13 @@ def run_cell_isolated(cell: Cell, timeout_s: float | None = None) -> CellResult:
 
 
 def cell_to_json(cell: CellResult) -> dict[str, Any]:
+    """A measured cell as the JSON a worker writes (artifacts included)."""
     return cell.to_dict(with_artifacts=True)
 
 
 def cell_from_json(data: dict[str, Any]) -> CellResult:
-    artifacts = {k: base64.b64decode(v) for k, v in data.get("artifacts", {}).items()}
-    return CellResult(
-        suite=data["suite"], labels=data["labels"], settings=data["settings"], status=data["status"], error=data.get("error"),
-        metrics=data.get("metrics", {}), samples=data.get("samples", {}), artifacts=artifacts,
-        started_at=data.get("started_at", ""), finished_at=data.get("finished_at", ""),
-    )
+    """A worker's JSON back into the cell, checked field by field (:meth:`CellResult.from_dict`)."""
+    return CellResult.from_dict(data)
 
 
 def die_if_test_asks(cell: Cell) -> None:
