@@ -1,8 +1,10 @@
 """Getting a diffusers pipeline's weights, from any source.
 
-Presets (``presets``), the offline CLIP tokenizer (``tokenizer``), the full-size architectures with
-random weights (``synthetic``) and tiny built-in models (``tiny``), loading from the Hub, a folder or
-a single file (``sources``), and writing folders and single files (``materialize``). Names are
+Presets (``presets``) and their pipeline families (``families``), the offline CLIP tokenizer
+(``tokenizer``) and stand-ins for the T5 / Gemma vocabularies (``stand_ins``), the full-size
+architectures with random weights (``synthetic``) and tiny built-in models (``tiny``), loading from
+the Hub, a folder or a single file (``sources``, ``single_file``), and writing folders and single
+files (``materialize``, ``ldm``, ``dit_single_file``). Names are
 imported lazily: listing presets must not pay for importing diffusers.
 """
 
@@ -14,10 +16,12 @@ from typing import Any
 _EXPORTS = {
     "ModelPreset": "presets", "PRESETS": "presets", "DEFAULT_MODEL": "presets", "get_preset": "presets",
     "Family": "presets",
-    "clip_tokenizer": "tokenizer",
+    "FAMILIES": "families", "FamilySpec": "families", "get_family": "families",
+    "clip_tokenizer": "tokenizer", "stand_in_tokenizer": "stand_ins",
     "LoadedPipeline": "sources", "load_pipeline": "sources", "WEIGHTS_SOURCES": "sources",
     "build_tiny": "tiny",
     "build_models": "synthetic", "build_pipeline": "synthetic", "parameter_count": "synthetic",
+    "stored_count": "synthetic", "for_task": "pipelines",
     "save_single_file": "materialize",  # `materialize` itself: import it from diffprof.models.materialize
 }
 
@@ -27,7 +31,11 @@ __all__ = [  # noqa: RUF022 - grouped by module, as _EXPORTS
     "DEFAULT_MODEL",
     "get_preset",
     "Family",
+    "FAMILIES",
+    "FamilySpec",
+    "get_family",
     "clip_tokenizer",
+    "stand_in_tokenizer",
     "LoadedPipeline",
     "load_pipeline",
     "WEIGHTS_SOURCES",
@@ -35,6 +43,8 @@ __all__ = [  # noqa: RUF022 - grouped by module, as _EXPORTS
     "build_models",
     "build_pipeline",
     "parameter_count",
+    "stored_count",
+    "for_task",
     "save_single_file",
 ]
 

@@ -69,7 +69,7 @@ def preset_signature(preset: ModelPreset) -> CheckpointSignature:
 
 def match_preset(signature: CheckpointSignature) -> ModelPreset | None:
     """The first preset whose architecture has ``signature`` (SD 2 checkpoints resolve to ``sd21``)."""
-    return next((p for p in PRESETS.values() if preset_signature(p) == signature), None)
+    return next((p for p in PRESETS.values() if p.denoiser == "unet" and preset_signature(p) == signature), None)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -18,6 +18,9 @@ from safetensors.torch import save_file
 from diffprof.errors import InputError
 from diffprof.models.ldm import to_ldm
 
+#: Families whose original single-file layout diffprof writes (and diffusers' from_single_file reads).
+SINGLE_FILE_FAMILIES = ("sd", "sdxl", "sd3", "flux")
+
 
 def materialize(model: str, out_dir: str | os.PathLike[str], weights: str = "auto", dtype: torch.dtype = torch.float32,
                 seed: int = 0, *, inpaint: bool | None = None) -> Path:
@@ -45,7 +48,9 @@ def save_single_file(pipeline: Any, path: str | os.PathLike[str], *, dtype: torc
     """Write ``pipeline``'s weights as one original-layout ``.safetensors`` checkpoint.
 
     Args:
-        pipeline: a diffusers SD 1.x/2.x or SDXL pipeline (txt2img, img2img or inpaint).
+        pipeline: a diffusers SD 1.x/2.x or SDXL pipeline (txt2img, img2img or inpaint), or an SD3 / FLUX
+            pipeline (written all-in-one: transformer, VAE and text encoders, as Stability's and ComfyUI's
+            bundles; the SD3 layout keeps no CLIP-L text projection, see ``dit_single_file``).
         path (`str` or `PathLike`): the file to write; must end in ``.safetensors``.
         dtype (`torch.dtype`, *optional*): cast floating tensors (e.g. ``torch.float16`` halves the size).
 
@@ -56,8 +61,19 @@ def save_single_file(pipeline: Any, path: str | os.PathLike[str], *, dtype: torc
     if target.suffix != ".safetensors":
         raise InputError(f"single-file checkpoints are written as .safetensors, not {target.suffix or 'no suffix'!r}",
                          f"use a path ending in .safetensors, e.g. {target.with_suffix('.safetensors').name}")
+    family = _family_of(pipeline)
+    if family not in SINGLE_FILE_FAMILIES:
+        raise InputError(f"{type(pipeline).__name__} has no original single-file layout diffprof writes",
+                         f"single files are written for {', '.join(SINGLE_FILE_FAMILIES)}; save a diffusers folder "
+                         "with materialize / save_pretrained instead")
+    if family in ("sd3", "flux"):
+        from diffprof.models.dit_single_file import to_original
+
+        original = to_original(pipeline, family)
+    else:
+        original = to_ldm(pipeline)
     state = {}
-    for key, tensor in to_ldm(pipeline).items():
+    for key, tensor in original.items():
         tensor = tensor.detach().to("cpu")
         if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
@@ -65,3 +81,11 @@ def save_single_file(pipeline: Any, path: str | os.PathLike[str], *, dtype: torc
     target.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(target), metadata={"format": "pt", "written_by": "diffprof"})
     return target
+
+
+def _family_of(pipeline: Any) -> str | None:
+    from diffprof.models.families import family_of_class
+
+    if getattr(pipeline, "unet", None) is not None:
+        return "sdxl" if getattr(pipeline, "text_encoder_2", None) is not None else "sd"
+    return family_of_class(type(pipeline).__name__)

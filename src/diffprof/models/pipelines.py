@@ -1,9 +1,11 @@
 """What a pipeline is made of, apart from its weights.
 
 Every weight source (built-in, synthetic, single file) ends the same way: take the weighted models
-(UNet, VAE, text encoders), add the parts that carry no weights (the real CLIP tokenizers, the
-preset's scheduler, no safety checker) and instantiate the right diffusers class for the family and
-task. Keeping that in one place means every source yields pipelines that differ only in weights.
+(denoiser, VAE, text encoders), add the parts that carry no weights (tokenizers: the real CLIP
+vocabulary, stand-ins for T5 and Gemma; the preset's scheduler; no safety checker) and instantiate
+the right diffusers class for the family and task. Keeping that in one place means every source
+yields pipelines that differ only in weights. Which class and which components come from the family
+registry (``families.py``).
 """
 
 from __future__ import annotations
@@ -16,33 +18,42 @@ import diffusers
 from diffusers import (
     DiffusionPipeline,
     StableDiffusionInpaintPipeline,
-    StableDiffusionPipeline,
     StableDiffusionXLInpaintPipeline,
-    StableDiffusionXLPipeline,
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from diffprof.models.presets import Family, ModelPreset
-from diffprof.models.tokenizer import clip_tokenizer
+from diffprof.models.families import FAMILIES, get_family
+from diffprof.models.presets import ModelPreset
+from diffprof.models.tokenizer import text_tokenizer
 
-#: The pipeline class per (family, inpaint): txt2img classes for 4-channel UNets, Inpaint for 9-channel.
-PIPELINE_CLASSES: dict[tuple[Family, bool], type] = {
-    ("sd", False): StableDiffusionPipeline,
-    ("sd", True): StableDiffusionInpaintPipeline,
-    ("sdxl", False): StableDiffusionXLPipeline,
-    ("sdxl", True): StableDiffusionXLInpaintPipeline,
-}
+#: UNet families: the class for a 9-channel (inpainting) UNet; every other (family, task) is in the registry.
+NINE_CHANNEL_CLASSES: dict[str, type] = {"sd": StableDiffusionInpaintPipeline, "sdxl": StableDiffusionXLInpaintPipeline}
 
 #: Components that hold weights, per family (what weight sources must provide).
-MODEL_COMPONENTS: dict[Family, tuple[str, ...]] = {
-    "sd": ("unet", "vae", "text_encoder"),
-    "sdxl": ("unet", "vae", "text_encoder", "text_encoder_2"),
-}
+MODEL_COMPONENTS: dict[str, tuple[str, ...]] = {name: spec.components for name, spec in FAMILIES.items()}
 
 
-def pipeline_class(family: Family, inpaint: bool) -> Any:
-    """The diffusers class that runs a ``family`` model with a 9-channel (``inpaint``) or 4-channel UNet."""
-    return PIPELINE_CLASSES[(family, inpaint)]
+def pipeline_class(family: str, inpaint: bool = False, task: str = "txt2img") -> Any:
+    """The diffusers class that runs ``task`` on a ``family`` model.
+
+    ``inpaint`` asks for the class of a 9-channel inpainting UNet (SD, SDXL), whatever the task: such a
+    UNet only inpaints. Transformer families inpaint with their text-to-image denoiser (``task``).
+    """
+    if inpaint:
+        if family not in NINE_CHANNEL_CLASSES:
+            raise ValueError(f"the {family} family has no 9-channel inpainting models")
+        return NINE_CHANNEL_CLASSES[family]
+    return getattr(diffusers, get_family(family).pipeline_class_name(task))
+
+
+def for_task(pipeline: Any, family: str, task: str) -> Any:
+    """``pipeline``'s modules under the family's class for ``task`` (``from_pipe``: no weights copied).
+
+    E.g. ``FluxImg2ImgPipeline`` / ``FluxInpaintPipeline`` from a ``FluxPipeline``. A :class:`ModelError`
+    when diffusers has no pipeline for the task in that family (PixArt and SANA are text-to-image only).
+    """
+    cls = pipeline_class(family, task=task)
+    return pipeline if type(pipeline) is cls else cls.from_pipe(pipeline)
 
 
 def component_class(preset: ModelPreset, component: str) -> type:
@@ -69,17 +80,19 @@ def scheduler_for(preset: ModelPreset) -> SchedulerMixin:
 
 
 def weightless_components(preset: ModelPreset) -> dict[str, Any]:
-    """Tokenizers (real CLIP vocabulary, the preset's pad tokens), scheduler and pipeline options.
+    """Tokenizers, scheduler and pipeline options.
 
-    Pipeline options come from ``model_index.json`` (``force_zeros_for_empty_prompt``,
-    ``requires_aesthetics_score`` ...); the SD family gets no safety checker, as it would need weights
-    we cannot download and it is not part of what diffprof measures.
+    Tokenizers: the real CLIP vocabulary with the preset's pad tokens; T5 and Gemma stand-ins (their
+    vocabularies are not to be had offline; :mod:`diffprof.models.stand_ins`). Pipeline options come
+    from the family (the SD family gets no safety checker: its weights cannot be downloaded and it is
+    not part of what diffprof measures) and from ``model_index.json`` (``force_zeros_for_empty_prompt``,
+    ``requires_aesthetics_score`` ...).
     """
-    parts: dict[str, Any] = {"scheduler": scheduler_for(preset), "tokenizer": clip_tokenizer(preset.pad_token("tokenizer"))}
-    if preset.family == "sdxl":
-        parts["tokenizer_2"] = clip_tokenizer(preset.pad_token("tokenizer_2"))
-    else:
-        parts.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    spec = preset.spec
+    parts: dict[str, Any] = {"scheduler": scheduler_for(preset)}
+    for encoder in spec.text_encoders:
+        parts[encoder.tokenizer] = text_tokenizer(encoder.kind, preset.pad_token(encoder.tokenizer))
+    parts.update(spec.pipeline_options)
     cls = pipeline_class(preset.family, preset.inpaint)
     accepted = inspect.signature(cls).parameters
     options = {k: v for k, v in preset.model_index().items() if not k.startswith("_") and not isinstance(v, list)}

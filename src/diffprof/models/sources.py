@@ -7,82 +7,51 @@ which source, how many bytes of weights were read from disk, which files. Source
 - ``builtin``: tiny models generated from a seed (or, later, weights shipped in the package);
 - ``synthetic``: a preset's full-size architecture with random weights, built on the target device;
 - ``hub``: ``from_pretrained`` of the preset's Hub repository (local cache and ``HF_HUB_OFFLINE`` honoured);
-- ``local``: a diffusers folder on disk;
-- ``single-file``: an original-layout ``.safetensors`` checkpoint, configured from our shipped configs.
+- ``local``: a diffusers folder on disk, of any ``DiffusionPipeline`` class (families the registry does
+  not know load as ``generic``);
+- ``single-file``: an original-layout ``.safetensors`` checkpoint (SD 1.x/2.x, SDXL, SD3, FLUX),
+  configured from our shipped configs.
 
 Only ``hub`` ever contacts the Hub. Every failure a user can cause is one :class:`ModelError`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
-import pickle
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import diffusers
 import torch
 from diffusers import DiffusionPipeline
-from diffusers.utils import logging as diffusers_logging
 from huggingface_hub.constants import is_offline_mode
-from safetensors import SafetensorError, safe_open
-from transformers.utils import logging as transformers_logging
+from safetensors import SafetensorError
 
 from diffprof.errors import ConfigError, ModelError, unknown_choice
 from diffprof.models import synthetic
-from diffprof.models.ldm import CheckpointSignature, match_preset, signature_of
-from diffprof.models.pipelines import (
-    MODEL_COMPONENTS,
-    pipeline_class,
-    weightless_components,
-)
+from diffprof.models.families import FAMILIES, family_of_class
+from diffprof.models.loaded import LoadedPipeline, check_inpaint, first_line, quiet_loading
+from diffprof.models.pipelines import MODEL_COMPONENTS, pipeline_class
 from diffprof.models.presets import (
     DEFAULT_MODEL,
     PRESETS,
-    Family,
     ModelPreset,
     variant_for,
 )
+from diffprof.models.single_file import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, load_single_file
+
+__all__ = ["GENERIC", "WEIGHTS_SOURCES", "LoadedPipeline", "load_pipeline", "looks_like_repo_id", "quiet_loading",
+           "resolve_source"]
+
+#: ``LoadedPipeline.family`` of a folder or Hub pipeline whose class no registered family covers.
+GENERIC = "generic"
 
 WeightsSource = Literal["auto", "hub", "synthetic", "builtin"]
 WEIGHTS_SOURCES: tuple[str, ...] = ("auto", "hub", "synthetic", "builtin")
-SAFETENSORS_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 _OFFER = "use --weights synthetic for the same architecture with random weights, or give a local diffusers folder or .safetensors file"
-
-
-@dataclass
-class LoadedPipeline:
-    """A pipeline and where its weights came from.
-
-    Attributes:
-        pipeline: ``StableDiffusionPipeline`` / ``StableDiffusionXLPipeline``, or the Inpaint class
-            for 9-channel models (derive img2img/inpaint variants with ``AutoPipelineFor*.from_pipe``).
-        family: ``sd`` or ``sdxl``.
-        preset: the preset the weights belong to (``None`` for folders and Hub ids it does not name).
-        source: ``hub:<id>``, ``local:<path>``, ``single-file:<path>``, ``synthetic:<preset>`` or ``builtin:<preset>``.
-        bytes_read: bytes of weight files read from disk (0 when built in memory).
-        files: the weight files read.
-    """
-
-    pipeline: DiffusionPipeline
-    family: Family
-    preset: ModelPreset | None
-    source: str
-    bytes_read: int = 0
-    files: list[str] = field(default_factory=list)
-
-    @property
-    def inpaint(self) -> bool:
-        """The UNet is a 9-channel inpainting UNet."""
-        unet: Any = getattr(self.pipeline, "unet")  # noqa: B009 - every SD/SDXL pipeline has one
-        return bool(unet.config.in_channels == 9)
 
 
 def load_pipeline(model: str | os.PathLike[str] = DEFAULT_MODEL, weights: str = "auto", *, dtype: torch.dtype = torch.float32,
@@ -111,7 +80,7 @@ def load_pipeline(model: str | os.PathLike[str] = DEFAULT_MODEL, weights: str = 
     if kind == "folder":
         return _load_folder(target, f"local:{target}", inpaint=inpaint, dtype=dtype, device=device)
     if kind == "file":
-        return _load_single_file(target, inpaint=inpaint, dtype=dtype, device=device, allow_pickle=allow_pickle)
+        return load_single_file(target, inpaint=inpaint, dtype=dtype, device=device, allow_pickle=allow_pickle)
     return _load_hub(target, None, inpaint=inpaint, dtype=dtype, device=device)
 
 
@@ -187,12 +156,12 @@ def _load_hub(repo_id: str, preset: ModelPreset | None, *, inpaint: bool | None,
     name = f"model {preset.name!r} ({repo_id})" if preset else f"Hub repository {repo_id!r}"
     try:
         with quiet_loading():
-            folder = cls.download(repo_id, **_sd_overrides(preset.family if preset else "sd"))
+            folder = cls.download(repo_id, **_overrides(preset.family if preset else "sd"))
     except (OSError, ValueError) as error:
         if is_offline_mode():
             reason = "is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
         else:
-            reason = f"could not be fetched from the Hugging Face Hub ({_first_line(error)})"
+            reason = f"could not be fetched from the Hugging Face Hub ({first_line(error)})"
         offer = _OFFER if preset else "run once with network access to cache it, or give a local diffusers folder or .safetensors file"
         raise ModelError(f"{name} {reason}", offer) from None
     loaded = _load_folder(Path(folder), f"hub:{repo_id}", inpaint=inpaint, dtype=dtype, device=device)
@@ -207,28 +176,45 @@ def _load_folder(folder: Path, source: str, *, inpaint: bool | None, dtype: torc
         raise ModelError(f"{str(folder)!r} is not a diffusers pipeline folder (no model_index.json)",
                          "give a folder written by save_pretrained / diffprof materialize, or a .safetensors file")
     index = DiffusionPipeline.load_config(str(folder))
-    if not all(isinstance(index.get(c), list) and index[c][0] for c in MODEL_COMPONENTS["sd"]):
-        raise ModelError(f"{str(folder)!r} holds a {index.get('_class_name', 'pipeline')}, not a Stable Diffusion / SDXL pipeline",
-                         "diffprof profiles SD 1.x, SD 2.x and SDXL pipelines")
-    family: Family = "sdxl" if (index.get("text_encoder_2") or [None])[0] else "sd"
-    try:
-        unet_config = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ModelError(f"{str(folder)!r} has no readable unet/config.json ({_first_line(error)})",
-                         "the folder is incomplete: re-download or re-materialize it") from None
-    model_inpaint = unet_config.get("in_channels") == 9
-    _check_inpaint(str(folder), model_inpaint, inpaint)
-    cls = pipeline_class(family, model_inpaint)
+    if all(isinstance(index.get(c), list) and index[c][0] for c in MODEL_COMPONENTS["sd"]):
+        family, cls, overrides = _unet_folder(folder, index, inpaint)
+    else:
+        family, cls = _pipeline_folder(folder, index, inpaint)
+        overrides = _overrides(family)
     try:
         with quiet_loading():
-            pipeline = cls.from_pretrained(str(folder), dtype=dtype, local_files_only=True,
-                                           **_sd_overrides(family))
+            pipeline = cls.from_pretrained(str(folder), dtype=dtype, local_files_only=True, **overrides)
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:
-        raise ModelError(f"could not load the pipeline in {str(folder)!r}: {_first_line(error)}",
+        raise ModelError(f"could not load the pipeline in {str(folder)!r}: {first_line(error)}",
                          "check the folder is complete (re-download or re-materialize it)") from None
     pipeline.to(torch.device(device))
     files = _weight_files(folder, index)
     return LoadedPipeline(pipeline, family, None, source, sum(f.stat().st_size for f in files), [str(f) for f in files])
+
+
+def _unet_folder(folder: Path, index: dict[str, Any], inpaint: bool | None) -> tuple[str, Any, dict[str, Any]]:
+    """SD 1.x/2.x and SDXL folders (a UNet, a VAE and CLIP): family and class from the UNet's inputs."""
+    family = "sdxl" if (index.get("text_encoder_2") or [None])[0] else "sd"
+    try:
+        unet_config = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelError(f"{str(folder)!r} has no readable unet/config.json ({first_line(error)})",
+                         "the folder is incomplete: re-download or re-materialize it") from None
+    model_inpaint = unet_config.get("in_channels") == 9
+    check_inpaint(str(folder), model_inpaint, inpaint)
+    return family, pipeline_class(family, model_inpaint), _overrides(family)
+
+
+def _pipeline_folder(folder: Path, index: dict[str, Any], inpaint: bool | None) -> tuple[str, Any]:
+    """Any other pipeline folder: the class it names, the family that class belongs to (or ``generic``)."""
+    class_name = str(index.get("_class_name", ""))
+    cls = getattr(diffusers, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, DiffusionPipeline)):
+        raise ModelError(f"{str(folder)!r} holds a {class_name or 'pipeline with no _class_name'}, which diffusers "
+                         f"{diffusers.__version__} does not have",
+                         "upgrade diffusers for newer pipelines; custom (community) pipelines are not loaded")
+    check_inpaint(str(folder), False, inpaint)
+    return family_of_class(class_name) or GENERIC, cls
 
 
 _WEIGHT_FILE = re.compile(r"(diffusion_pytorch_model|model)(-\d{5}-of-\d{5})?\.(safetensors|bin)")
@@ -247,128 +233,14 @@ def _weight_files(folder: Path, index: dict[str, Any]) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Single-file checkpoints
-
-
-def _load_single_file(path: Path, *, inpaint: bool | None, dtype: torch.dtype, device: str | torch.device,
-                      allow_pickle: bool) -> LoadedPipeline:
-    suffix = path.suffix.lower()
-    if suffix in PICKLE_SUFFIXES:
-        if not allow_pickle:
-            raise ModelError(f"refusing to load {path.name}: {suffix} checkpoints are Python pickles, and "
-                             "unpickling a file can run any code it contains",
-                             "convert it to .safetensors, or pass allow_pickle=True (--allow-pickle) if you trust its source")
-        shapes = _pickle_shapes(path)
-    elif suffix in SAFETENSORS_SUFFIXES:
-        shapes = _safetensors_shapes(path)
-    else:
-        raise ModelError(f"cannot load {path.name}: unknown checkpoint format {suffix or '(no suffix)'!r}",
-                         "give a .safetensors single-file checkpoint or a diffusers folder")
-    signature = signature_of(shapes)
-    if signature is None:
-        raise ModelError(f"{path.name} is not a Stable Diffusion checkpoint in the original single-file layout "
-                         "(no model.diffusion_model.* UNet weights)",
-                         "for diffusers-format weights give the pipeline folder instead")
-    preset = match_preset(signature)
-    if preset is None:
-        raise ModelError(f"{path.name} holds an architecture diffprof has no config for ({_describe(signature)})",
-                         "diffprof reads SD 1.x, SD 2.x and SDXL base/inpainting single files; "
-                         "other models load from a diffusers folder")
-    _check_inpaint(path.name, preset.inpaint, inpaint)
-    cls = pipeline_class(preset.family, preset.inpaint)
-    try:
-        with quiet_loading():
-            pipeline = cls.from_single_file(str(path), config=str(preset.config_path), local_files_only=True,
-                                            dtype=dtype, **weightless_components(preset))
-    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
-        raise ModelError(f"could not load {path.name} as {preset.name}: {_first_line(error)}",
-                         "the file may be truncated or not a complete checkpoint; re-download or re-export it") from None
-    pipeline.to(torch.device(device))
-    return LoadedPipeline(pipeline, preset.family, preset, f"single-file:{path}", path.stat().st_size, [str(path)])
-
-
-def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes from the header alone (no weights read)."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118 - safe_open is not a dict
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ModelError(f"{path.name} is not a readable .safetensors file ({_first_line(error)})",
-                         "the file is corrupt or truncated: re-download or re-export it") from None
-
-
-def _pickle_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes of a pickled checkpoint (memory-mapped where the format allows)."""
-    try:
-        try:
-            state: Any = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # legacy (pre-zip) format cannot be memory-mapped
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:
-        raise ModelError(f"{path.name} could not be unpickled ({_first_line(error)})",
-                         "the file is corrupt or not a PyTorch checkpoint") from None
-    while isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ModelError(f"{path.name} does not hold a state dict", "give a Stable Diffusion checkpoint")
-    return {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-
-# ---------------------------------------------------------------------------------------------------
 # Helpers
 
 
-def _check_inpaint(what: str, model_inpaint: bool, wanted: bool | None) -> None:
-    if wanted is None or wanted == model_inpaint:
-        return
-    if wanted:
-        raise ModelError(f"{what} is a text-to-image model (4-channel UNet), not an inpainting model",
-                         "give a 9-channel inpainting model, or drop inpaint=True (AutoPipelineForInpainting.from_pipe "
-                         "also runs inpainting with a text-to-image UNet)")
-    raise ModelError(f"{what} is an inpainting model (9-channel UNet) and cannot run text-to-image",
-                     "drop inpaint=False, or give a text-to-image model")
-
-
-def _sd_overrides(family: Family) -> dict[str, Any]:
-    """SD 1.x/2.x: no safety checker (its weights are not ours to measure, and it needs a download)."""
-    if family == "sdxl":
-        return {}
-    return {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
-
-
-@contextlib.contextmanager
-def quiet_loading() -> Iterator[None]:
-    """Silence library warnings and per-component progress bars while loading or saving.
-
-    A failure is reported as one ModelError line, not warnings about retries first; Hub download
-    progress bars stay on (a multi-GB download needs them).
-    """
-    loggers = [logging.getLogger(name) for name in ("diffusers", "transformers", "huggingface_hub")]
-    levels = [logger.level for logger in loggers]
-    bars = diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-        if bars[0]:
-            diffusers_logging.enable_progress_bar()
-        if bars[1]:
-            transformers_logging.enable_progress_bar()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:300]
-
-
-def _describe(signature: CheckpointSignature) -> str:
-    return (f"{signature.family}, UNet width {signature.model_channels}, {signature.in_channels} input channels, "
-            f"cross-attention {signature.context_dim}")
+def _overrides(family: str) -> dict[str, Any]:
+    """Constructor arguments the family's pipelines get (SD 1.x/2.x: no safety checker, whose weights are
+    not ours to measure and need a download)."""
+    spec = FAMILIES.get(family)
+    return dict(spec.pipeline_options) if spec is not None else {}
 
 
 def looks_like_repo_id(text: str) -> bool:

@@ -5,6 +5,9 @@ with random weights profiles like the real one, with nothing to download. Buildi
 SDXL's 2.6B-parameter UNet: modules are constructed on the meta device (no memory, no init), each
 parameter is then allocated directly on the target device in the target dtype, and every module's own
 ``reset_parameters()`` fills it there (PyTorch's default init, a sane range for fp16), from a seed.
+Modules with their own parameters but no ``reset_parameters`` (RMS norms, DiT modulation tables) get
+their library's init: a transformers model's ``_init_weights``, else norm scales 1, biases 0 and other
+tensors N(0, 1/fan_in). Tied weights (T5's input embedding is its ``shared`` table) stay one tensor.
 The same path builds the tiny built-in models on CPU.
 """
 
@@ -28,7 +31,7 @@ from diffprof.models.presets import ModelPreset
 
 def build_models(preset: ModelPreset, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  seed: int = 0) -> dict[str, nn.Module]:
-    """The preset's weighted models (UNet, VAE, text encoders), random and seeded, on ``device``.
+    """The preset's weighted models (denoiser, VAE, text encoders), random and seeded, on ``device``.
 
     ``device="meta"`` returns them without allocating weights: enough to count parameters or FLOPs.
     The same seed on the same device type gives identical weights; each component draws from its own
@@ -38,6 +41,8 @@ def build_models(preset: ModelPreset, *, device: str | torch.device = "cpu", dty
     for name in MODEL_COMPONENTS[preset.family]:
         with init_empty_weights():
             model = _construct(preset, name)
+        if hasattr(model, "tie_weights"):  # transformers: init_empty_weights re-creates tied parameters one by one
+            model.tie_weights()  # (T5's input embedding is its shared table), so tie them again outside it
         if torch.device(device).type != "meta":
             _materialize(model, torch.device(device), dtype, _component_seed(seed, name))
         models[name] = model.eval()
@@ -62,8 +67,24 @@ def build_pipeline(preset: ModelPreset, *, device: str | torch.device = "cpu", d
 
 
 def parameter_count(model: nn.Module) -> int:
-    """Number of parameters (works on the meta device)."""
+    """Number of parameters (works on the meta device); a tied tensor counts once."""
     return sum(p.numel() for p in model.parameters())
+
+
+def stored_count(model: nn.Module) -> int:
+    """Parameters plus persistent buffers: the numbers a checkpoint stores and memory holds.
+
+    They differ where a model keeps a large fixed table as a buffer: SD 3.5 Medium's positional
+    embedding (384 x 384 positions x 1536) is 227M numbers that published parameter counts include.
+    """
+    persistent = sum(b.numel() for name, b in model.named_buffers() if _is_persistent(model, name))
+    return parameter_count(model) + persistent
+
+
+def _is_persistent(model: nn.Module, name: str) -> bool:
+    owner, _, leaf = name.rpartition(".")
+    module = model.get_submodule(owner) if owner else model
+    return leaf not in module._non_persistent_buffers_set
 
 
 def _construct(preset: ModelPreset, name: str) -> nn.Module:
@@ -86,6 +107,7 @@ def _materialize(model: nn.Module, device: torch.device, dtype: torch.dtype, see
     # Seed without disturbing the caller's global RNG streams (CPU, and the target accelerator's).
     on_accelerator = device.type != "cpu"
     index = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else 0)
+    allocated: dict[int, nn.Parameter] = {}  # id of a meta parameter -> its tensor: tied parameters stay tied
     with torch.random.fork_rng(devices=[index] if on_accelerator else [],
                                device_type=device.type if on_accelerator else "cuda"):
         torch.manual_seed(seed)
@@ -93,11 +115,26 @@ def _materialize(model: nn.Module, device: torch.device, dtype: torch.dtype, see
             own = {k: p for k, p in module._parameters.items() if p is not None}
             if not own:
                 continue
-            if not hasattr(module, "reset_parameters"):
-                raise RuntimeError(f"{type(module).__name__} has parameters {sorted(own)} but no reset_parameters()")
             for key, param in own.items():
-                module._parameters[key] = nn.Parameter(
-                    torch.empty(param.shape, device=device, dtype=dtype), requires_grad=param.requires_grad
-                )
-            cast(Any, module).reset_parameters()
+                if id(param) not in allocated:
+                    allocated[id(param)] = nn.Parameter(torch.empty(param.shape, device=device, dtype=dtype),
+                                                        requires_grad=param.requires_grad)
+                module._parameters[key] = allocated[id(param)]
+            _initialize(model, module)
     model.to(device)  # buffers (e.g. CLIP's position ids) were built for real on CPU
+
+
+def _initialize(model: nn.Module, module: nn.Module) -> None:
+    if hasattr(module, "reset_parameters"):
+        cast(Any, module).reset_parameters()
+        return
+    init_weights = getattr(model, "_init_weights", None)
+    if init_weights is not None and hasattr(model, "config") and hasattr(model.config, "model_type"):  # transformers
+        init_weights(module)
+        return
+    with torch.no_grad():
+        for name, param in module.named_parameters(recurse=False):
+            if param.ndim == 1:  # norm scale or bias
+                param.fill_(0.0 if name.endswith("bias") else 1.0)
+            else:  # e.g. PixArt/SANA's scale_shift_table, diffusers' own init: randn / sqrt(dim)
+                param.normal_(0.0, param.shape[-1] ** -0.5)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import gzip
 from importlib import resources
+from typing import Any
 
 from transformers import CLIPTokenizer
 
@@ -89,3 +90,16 @@ def clip_tokenizer(pad_token: str = EOS_TOKEN) -> CLIPTokenizer:
         pad_token=pad_token,
         model_max_length=MODEL_MAX_LENGTH,
     )
+
+
+def text_tokenizer(kind: str, pad_token: str = EOS_TOKEN) -> Any:
+    """The offline tokenizer for a text encoder of ``kind`` (``families.TextEncoderSpec.kind``).
+
+    CLIP (``clip-l``, ``clip-g``) is the real vocabulary; ``t5-xxl`` and ``gemma-2-2b`` are stand-ins
+    with the real lengths and special tokens (:mod:`diffprof.models.stand_ins`), marked as such.
+    """
+    if kind in ("clip-l", "clip-g"):
+        return clip_tokenizer(pad_token)
+    from diffprof.models.stand_ins import stand_in_tokenizer  # stand_ins builds on this module's vocabulary
+
+    return stand_in_tokenizer(kind)
