@@ -27,35 +27,8 @@ from diffprof.engine.schedulers import DEFAULT, check_scheduler, make_scheduler
 from diffprof.engine.timing import CallTiming, timing_from_records
 from diffprof.errors import ConfigError, InputError, unknown_choice
 from diffprof.profiler import OperationRecord, Profiler, cupti_left_attached
+from diffprof.request import GenerationRequest
 from diffprof.results import FAST_PATH_NOTE, TIMING_NOTE
-
-
-@dataclass
-class GenerationRequest:
-    """One pipeline call. ``None`` sizes mean the model's native size (or the init image's)."""
-
-    prompt: str | list[str] = "a large red circle in the center on a blue background"
-    negative_prompt: str | list[str] | None = None
-    task: str = "txt2img"
-    scheduler: str = DEFAULT
-    steps: int = 20
-    guidance: float = 7.5
-    width: int | None = None
-    height: int | None = None
-    num_images: int = 1
-    seed: int = 0
-    strength: float = 0.75
-    image: str | Image.Image | None = None
-    mask: str | Image.Image | None = None
-    decode: bool = True
-
-    @property
-    def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
-
-    @property
-    def total_images(self) -> int:
-        return len(self.prompts) * self.num_images
 
 
 @dataclass

@@ -3,6 +3,9 @@
 Names follow the community's (A1111 / diffusers docs) so users can type what they already say.
 ``model_evals(name, steps)`` matters for benchmarking: second-order solvers (heun, dpm2) run the
 UNet about twice per step, so their per-step cost is not comparable to first-order ones.
+
+The names are plain data; diffusers is imported only by the functions that build schedulers, so
+checking a name (``check_scheduler``) costs no torch import.
 """
 
 from __future__ import annotations
@@ -10,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import diffusers
-
 from diffprof.errors import ConfigError, unknown_choice
+from diffprof.request import DEFAULT_SCHEDULER
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ _SPECS = [
 SCHEDULERS: dict[str, SchedulerSpec] = {s.name: s for s in _SPECS}
 
 #: Keeps the model's own scheduler (the preset's or the checkpoint's).
-DEFAULT = "default"
+DEFAULT = DEFAULT_SCHEDULER
 
 
 def get_scheduler_spec(name: str) -> SchedulerSpec:
@@ -101,6 +103,8 @@ def make_scheduler(name: str, base_config: Any) -> Any:
             __import__(spec.requires)
         except ImportError as exc:
             raise ConfigError(f"scheduler {name!r} needs the {spec.requires!r} package", f"pip install {spec.requires}") from exc
+    import diffusers
+
     cls = getattr(diffusers, spec.class_name)
     # Karras sigmas and other options are reset unless this spec sets them, so names mean one thing.
     overrides = {"use_karras_sigmas": False} if "use_karras_sigmas" in cls.__init__.__code__.co_varnames else {}
@@ -120,4 +124,6 @@ def model_evals(name: str, steps: int, base_config: Any) -> int:
 
 
 def _from_own_config(config: Any) -> Any:
+    import diffusers
+
     return getattr(diffusers, config["_class_name"]).from_config(config)

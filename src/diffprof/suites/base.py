@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-import torch
-
 from diffprof.config import RunConfig
 from diffprof.errors import unknown_choice
 from diffprof.results import cell_key
@@ -102,4 +100,6 @@ def expand(config: RunConfig) -> list[Cell]:
 
 
 def cuda_expected(config: RunConfig) -> bool:
+    import torch  # here, not at the top: checking suite names must not import torch
+
     return config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available())
