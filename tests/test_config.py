@@ -10,6 +10,7 @@ import torch
 from diffprof.config import RunConfig, parse_resolution
 from diffprof.engine.optimizations import Optimizations, resolve_precision
 from diffprof.errors import ConfigError
+from diffprof.suites.checks import check_config
 
 SEO = {
     "use_diffusion": True,
@@ -75,22 +76,161 @@ def test_unknown_key_names_the_closest():
     [
         ({"width": 500}, "multiple of 8"),
         ({"steps": 0}, "steps"),
-        ({"scheduler": "eulr"}, "euler"),
-        ({"suites": ["schedulrs"]}, "schedulers"),
         ({"precision": "fp8"}, "precision"),
         ({"task": "txt2vid"}, "txt2img"),
-        ({"optimize": ["vae_slice"]}, "vae_slicing"),
-        ({"optimize": ["model_cpu_offload", "sequential_cpu_offload"]}, "exclude"),
         ({"strength": 1.5}, "strength"),
         ({"resolutions": ["512by512"]}, "WIDTHxHEIGHT"),
         ({"profile_level": "off"}, "nothing to report"),
+        ({"profile_level": "verbose"}, "unknown profiler level 'verbose'"),
         ({"device": "tpu"}, "device"),
+        ({"quality": ["adherence", "none"]}, "cannot be combined"),
+        ({"quality": ["clip"]}, "needs a CLIP model"),
+        ({"workers": 2}, "needs a parallel executor"),
     ],
 )
 def test_bad_values_get_clear_errors(bad, fragment):
+    """The schema's own checks: from_mapping refuses these by itself."""
     with pytest.raises(ConfigError) as info:
         RunConfig.from_mapping(bad)
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "bad, fragment",
+    [
+        ({"scheduler": "eulr"}, "euler"),
+        ({"schedulers": ["ddim", "eulr"]}, "euler"),
+        ({"reference_scheduler": "euler_a"}, "stochastic"),
+        ({"suites": ["schedulrs"]}, "schedulers"),
+        ({"executor": "slurm"}, "unknown executor"),
+        ({"optimize": ["vae_slice"]}, "vae_slicing"),
+        ({"optimize": ["model_cpu_offload", "sequential_cpu_offload"]}, "exclude"),
+        ({"memory_optimizations": ["vae_slicing+vae_tilling"]}, "vae_tiling"),
+    ],
+)
+def test_bad_registry_names_get_clear_errors(bad, fragment):
+    """Names that belong to registries above the schema: check_config (which every entry point calls)
+    refuses them; the schema alone cannot know them and lets them through."""
+    config = RunConfig.from_mapping(bad)
+    with pytest.raises(ConfigError) as info:
+        check_config(config)
+    assert fragment in str(info.value)
+
+
+def _wrong_value(spec):
+    """A value of the wrong type for ``spec``'s field (or its entries)."""
+    wrong = {bool: "maybe", int: 2.5, float: float("nan"), str: 5}[spec.type]
+    return [wrong] if spec.is_list else wrong
+
+
+@pytest.mark.parametrize("name", RunConfig.field_names())
+def test_every_field_is_checked_by_its_declared_type(name):
+    """Python, YAML, TOML, JSON and flags all arrive here: a value of the wrong type is refused for
+    every field, with the field (or what one entry is) named."""
+    spec = RunConfig.spec(name)
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_mapping({name: _wrong_value(spec)})
+    assert spec.what in info.value.message
+    if spec.is_list:
+        with pytest.raises(ConfigError, match="must be a list"):
+            RunConfig.from_mapping({name: 5})
+
+
+def test_numbers_keep_their_ranges():
+    for data, words in (({"warmup": -1}, "warmup must be a whole number >= 0"), ({"guidance": -1}, "guidance must be a number >= 0"),
+                        ({"step_counts": [10, 0]}, "step count must be a whole number >= 1"), ({"guidance_scales": [float("inf")]}, "guidance scale must be a number"),
+                        ({"batch_sizes": [True]}, "batch size must be a whole number"), ({"threads": 0}, "threads must be a whole number >= 1")):
+        with pytest.raises(ConfigError, match=words):
+            RunConfig.from_mapping(data)
+    assert RunConfig.from_mapping({"guidance": 5, "seed": -3}).guidance == 5.0  # ints are numbers; any seed is a seed
+
+
+def test_a_file_a_mapping_and_a_flag_fail_and_convert_alike(tmp_path, capsys):
+    """One schema: the same bad value gives the same message from Python, YAML, TOML, JSON and the
+    command line, and a comma-separated list reads the same everywhere."""
+    import yaml
+
+    from diffprof.cli import main
+
+    messages = set()
+    for suffix, text in ((".yaml", yaml.safe_dump({"steps": 0})), (".json", json.dumps({"steps": 0})), (".toml", "steps = 0\n")):
+        (tmp_path / f"c{suffix}").write_text(text)
+        with pytest.raises(ConfigError) as info:
+            RunConfig.load(tmp_path / f"c{suffix}")
+        messages.add(info.value.message)
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_mapping({"steps": 0})
+    messages.add(info.value.message)
+    assert main(["bench", "--steps", "0", "--db", str(tmp_path / "x.db")]) == 2
+    assert f"error: {messages.pop()}" in capsys.readouterr().err and not messages
+    (tmp_path / "l.yaml").write_text("step_counts: 10, 20\nprecisions: float16,bf16\n")
+    loaded = RunConfig.load(tmp_path / "l.yaml")
+    assert loaded.step_counts == [10, 20] and loaded.precisions == ["fp16", "bf16"]
+    assert RunConfig.from_mapping({"step_counts": "10,20"}).step_counts == [10, 20]
+    with pytest.raises(ConfigError, match="step count takes whole numbers, got 'x'"):
+        RunConfig.from_mapping({"step_counts": "10,x"})
+
+
+def test_to_request_carries_every_field_a_call_needs():
+    from dataclasses import fields
+
+    from diffprof.engine import GenerationRequest
+
+    c = RunConfig.from_mapping({"prompt": "a blue square", "negative_prompt": "blurry", "task": "img2img", "scheduler": "euler", "steps": 7,
+                                "guidance": 3.5, "width": 64, "height": 48, "batch": 2, "seed": 11, "strength": 0.5, "image": "in.png", "mask": "m.png"})
+    request = c.to_request()
+    assert isinstance(request, GenerationRequest)
+    source = {f.name: f.name for f in fields(GenerationRequest)} | {"num_images": "batch"}
+    for f in fields(GenerationRequest):
+        if f.name == "decode":  # the engine's own option (latents only), not a config field
+            assert request.decode is True
+            continue
+        assert getattr(request, f.name) == getattr(c, source[f.name]), f.name
+    assert RunConfig().to_request() == GenerationRequest()  # the two sets of defaults agree
+
+
+def test_config_imports_nothing_above_layer_1():
+    """config/ is layer 2: every import, function-level included, goes to layer 0 or 1 (or config itself)."""
+    import ast
+    from pathlib import Path
+
+    import diffprof.config
+
+    allowed = {"errors", "units", "stats", "fileio", "clock", "metrics", "results", "request",
+               "models", "environment", "profiler", "analysis", "config"}
+    seen: dict[str, str] = {}
+    for path in Path(diffprof.config.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                if name.startswith("diffprof."):
+                    seen[name] = path.name
+    assert seen, "the walk found config's own imports"
+    above = {name: where for name, where in seen.items() if name.split(".")[1] not in allowed}
+    assert not above, f"config imports above layer 1: {above}"
+
+
+def test_checking_names_imports_neither_torch_nor_diffusers():
+    """The schema, the scheduler names and the engine package load without torch/diffusers, so a
+    bad flag is refused without paying for them."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from diffprof.config import RunConfig; RunConfig.from_mapping({'steps': 3}); "
+            "from diffprof.engine.schedulers import check_scheduler; check_scheduler('euler'); "
+            "from diffprof.engine import GenerationRequest; from diffprof.profiler import LEVELS; "
+            "print(sorted(m for m in ('torch', 'diffusers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_config_precision_names_agree_with_the_engine():
+    from diffprof import config
+    from diffprof.engine import optimizations
+
+    assert set(config.PRECISIONS) == set(optimizations.DTYPES)
+    assert config.PRECISION_ALIASES == optimizations.PRECISION_ALIASES
+    assert set(config.DEVICE_DEPENDENT) == set(optimizations.DEVICE_PRECISIONS)
 
 
 def test_yaml_toml_json_files(tmp_path):

@@ -81,7 +81,9 @@ class DiffusionBenchmark:
     """
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
-        self.config = _as_run_config(config, overrides)
+        from diffprof.suites.checks import check_config
+
+        self.config = check_config(_as_run_config(config, overrides))  # a bad name fails here, not in the first method
         self.last_run_id: int | None = None
 
     # --------------------------------------------------------------- methods

@@ -16,5 +16,6 @@ from diffprof.suites import (  # noqa: F401  (register)
     tasks,
 )
 from diffprof.suites.base import GROUPS, SUITES, Cell, Suite, check_suites, expand
+from diffprof.suites.checks import check_config
 
-__all__ = ["GROUPS", "SUITES", "Cell", "Suite", "check_suites", "expand"]
+__all__ = ["GROUPS", "SUITES", "Cell", "Suite", "check_config", "check_suites", "expand"]

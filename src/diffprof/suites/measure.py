@@ -42,21 +42,7 @@ THUMBNAIL = 256
 
 
 def request_from_config(c: RunConfig) -> GenerationRequest:
-    return GenerationRequest(
-        prompt=c.prompt,
-        negative_prompt=c.negative_prompt,
-        task=c.task,
-        scheduler=c.scheduler,
-        steps=c.steps,
-        guidance=c.guidance,
-        width=c.width,
-        height=c.height,
-        num_images=c.batch,
-        seed=c.seed,
-        strength=c.strength,
-        image=c.image,
-        mask=c.mask,
-    )
+    return c.to_request()
 
 
 def now() -> str:

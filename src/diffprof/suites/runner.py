@@ -26,6 +26,7 @@ from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
 from diffprof.results import CellResult
 from diffprof.suites.base import Cell, expand
+from diffprof.suites.checks import check_config
 from diffprof.suites.executors import get_executor
 from diffprof.suites.executors.base import Executor, Listener
 
@@ -114,6 +115,7 @@ class Runner:
     def run(self, resume: int | str | None = None) -> RunSummary:
         from diffprof.environment import capture_environment
 
+        check_config(self.config)  # registry names (schedulers, switches, suites, executor) before anything runs
         cells = self.cells()
         if self.config.threads:
             torch.set_num_threads(self.config.threads)

@@ -124,6 +124,9 @@ def tune(
     # 1. Check everything before measuring anything.
     config = config or RunConfig()
     config.validate()
+    from diffprof.suites.checks import check_config
+
+    check_config(config)  # registry names: the schema's validate checks only types, ranges and static choices
     device = resolve_engine_device(config.device)
     tune_metric = resolve_metric(metric, config.model)
     if tune_metric.family == "clip" and not config.clip_model:

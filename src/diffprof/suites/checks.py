@@ -1,0 +1,43 @@
+"""The names a config takes from registries above the schema, checked before anything is measured.
+
+:meth:`RunConfig.validate` checks every field by its type, range and static choices but imports
+nothing above layer 1, so the names that belong to the engine's and the suites' registries
+(schedulers, optimization switches and their combinations, suites, executors) are checked here.
+Every entry point calls :func:`check_config` before it measures: ``Runner.run`` (so ``bench``,
+``calibrate`` and :class:`~diffprof.seo.DiffusionBenchmark`), ``generate``, ``tune``.
+
+The registries are imported cheapest first (scheduler and executor names are plain data), so a
+misspelt scheduler is refused before the switch registry loads.
+"""
+
+from __future__ import annotations
+
+from diffprof.config import RunConfig
+from diffprof.errors import ConfigError
+
+
+def check_config(config: RunConfig) -> RunConfig:
+    """``config`` itself when every registry name in it is known; else a :class:`ConfigError` that
+    names the closest valid name."""
+    from diffprof.engine.schedulers import SCHEDULERS, check_scheduler
+
+    for name in (config.scheduler, *config.schedulers, config.reference_scheduler):
+        check_scheduler(name)
+    spec = SCHEDULERS.get(config.reference_scheduler)
+    if spec is not None and spec.stochastic:
+        raise ConfigError(
+            f"reference_scheduler {config.reference_scheduler!r} is stochastic: its solves never converge to one image",
+            "use a deterministic solver such as dpmpp_2m, unipc or ddim",
+        )
+    from diffprof.suites.executors import check_executor
+
+    check_executor(config.executor)
+    from diffprof.engine.optimizations import Optimizations, label_switches
+
+    Optimizations.parse(config.optimize)
+    for label in config.memory_optimizations:
+        Optimizations.parse(label_switches(label))
+    from diffprof.suites.base import check_suites
+
+    check_suites(config.suites)
+    return config
