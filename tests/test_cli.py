@@ -167,7 +167,7 @@ def test_bench_name_labels_the_run_for_every_run_reference(tmp_path, capsys):
     assert code == 2 and "--name labels a new run" in err
     # a resume reruns the stored config: options that change what is measured are refused, not dropped
     code, _, err = run_cli(["bench", "--resume", "baseline", "-O", "none", "-s", "batch", "--db", str(db), "--no-report"], capsys)
-    assert code == 2 and "--optimize, --suites would change what it measures" in err
+    assert code == 2 and "--optimize, --suite would change what it measures" in err  # the flags as typed (-s is --suite)
     code, _, err = run_cli(["bench", "--resume", "baseline", "--threads", "1", "--db", str(db), "--no-report", "--no-progress"], capsys)
     assert code == 0 and "resuming run 1" in err
     code, _, err = run_cli(["bench", "-s", "steps", "--step-counts", "1", "--name", "latest-2", "--db", str(db), "--no-report", *BENCH_FAST], capsys)
@@ -423,3 +423,136 @@ def test_calibrate_too_small_to_fit_is_refused_before_measuring(tmp_path, capsys
     code, _, err = run_cli(["calibrate", "--model", "tiny-sd", "--resolutions", "64x64", "--batch-sizes", "1", "--db", str(db), "--threads", "1", "--no-progress"], capsys)
     assert code == 2 and "a fit needs at least 3" in " ".join(err.split())
     assert not db.exists() or Store(db).list_runs() == []
+
+
+# ------------------------------------------------------------- options from the schema
+#: Every flag each command had before its options were generated from the schema (issue 20): none may go.
+FLAGS = {
+    "bench": "--batch --batch-sizes --config --db --device --executor --guidance --guidance-scales --height --isolate --memory-optimizations "
+             "--model --models --name --no-isolate --no-progress --no-report --optimize --precision --precisions --profile-level --progress "
+             "--prompt --ray-address --repeats --report --resolutions --resume --scheduler --schedulers --seed --step-counts --steps --suite "
+             "--task --tasks --threads --warmup --weights --width --workers -O -c -s",
+    "generate": "--allow-pickle --batch --config --device --guidance --height --image --mask --model --negative-prompt --optimize --out "
+                "--precision --profile-level --profile-out --prompts --scheduler --seed --steps --strength --task --threads --warmup --weights --width -O -c",
+    "tune": "--clip-model --config --db --device --guidance --height --max-memory --metric --min-quality --model --no-progress --optimizations "
+            "--out --precisions --progress --prompt --prompts --reference-steps --repeats --schedulers --step-counts --threads --tolerance --weights --width -c -o",
+    "calibrate": "--batch-sizes --db --device --isolate --model --no-isolate --no-progress --optimize --out --precision --progress --repeats "
+                 "--resolutions --steps --threads --warmup --weights -O",
+}
+
+
+def _command(name):
+    import typer
+
+    from diffprof.cli import commands  # noqa: F401
+    from diffprof.cli.app import app
+
+    return typer.main.get_command(app).commands[name]
+
+
+@pytest.mark.parametrize("name", sorted(FLAGS))
+def test_every_flag_a_command_had_is_still_there(name):
+    flags = {o for p in _command(name).params for o in (*p.opts, *getattr(p, "secondary_opts", ())) if o.startswith("-")}
+    assert flags == set(FLAGS[name].split())
+
+
+@pytest.mark.parametrize("name", sorted(FLAGS))
+def test_every_field_a_command_exposes_is_an_option_with_its_help_and_default(name):
+    """The schema's metadata names the commands of each field; each of them has the field's flag,
+    short alias, help and default (shown by --help), so a new field is one line in the schema."""
+    from diffprof.cli.options import specs_for
+    from diffprof.config import RunConfig
+
+    params = {p.name: p for p in _command(name).params}
+    specs = specs_for(name)
+    assert specs and {s.name for s in specs} <= set(params)
+    for spec in specs:
+        param = params[spec.name]
+        assert spec.option in param.opts and (spec.short is None or spec.short in param.opts), spec.name
+        assert param.help.startswith(spec.help), spec.name
+        assert param.default == RunConfig.default_of(spec.name), spec.name
+        assert param.multiple == spec.is_list, spec.name
+    bench_only = {"suites", "schedulers", "executor"}
+    assert (bench_only <= {s.name for s in specs}) == (name == "bench")
+
+
+#: One non-default command-line value per field `bench` exposes, and what the config field becomes.
+BENCH_VALUES = {
+    "model": (["--model", "tiny-sd"], "tiny-sd"), "weights": (["--weights", "synthetic"], "synthetic"), "device": (["--device", "cpu"], "cpu"),
+    "precision": (["--precision", "bf16"], "bf16"), "optimize": (["-O", "vae_slicing,vae_tiling", "-O", "fuse_qkv"], ["vae_slicing", "vae_tiling", "fuse_qkv"]),
+    "threads": (["--threads", "2"], 2), "task": (["--task", "img2img"], "img2img"), "prompt": (["--prompt", "a blue square"], "a blue square"),
+    "scheduler": (["--scheduler", "euler"], "euler"), "steps": (["--steps", "7"], 7), "guidance": (["--guidance", "3"], 3.0),
+    "width": (["--width", "64"], 64), "height": (["--height", "48"], 48), "batch": (["--batch", "2"], 2), "seed": (["--seed", "9"], 9),
+    "suites": (["-s", "steps,batch"], ["steps", "batch"]), "schedulers": (["--schedulers", "ddim", "--schedulers", "euler"], ["ddim", "euler"]),
+    "resolutions": (["--resolutions", "64x64, 96x64"], ["64x64", "96x64"]), "memory_optimizations": (["--memory-optimizations", "none,vae_slicing+vae_tiling"], ["none", "vae_slicing+vae_tiling"]),
+    "step_counts": (["--step-counts", "1,2", "--step-counts", "3"], [1, 2, 3]), "guidance_scales": (["--guidance-scales", "1,7.5"], [1.0, 7.5]),
+    "batch_sizes": (["--batch-sizes", "1,3"], [1, 3]), "precisions": (["--precisions", "fp32,bfloat16"], ["fp32", "bf16"]),
+    "tasks": (["--tasks", "inpaint"], ["inpaint"]), "models": (["--models", "tiny-sd"], ["tiny-sd"]), "repeats": (["--repeats", "5"], 5),
+    "warmup": (["--warmup", "0"], 0), "isolate": (["--isolate"], True), "executor": (["--executor", "local"], "local"),
+    "workers": (["--workers", "2"], 2), "ray_address": (["--ray-address", "auto"], "auto"), "profile_level": (["--profile-level", "detailed"], "detailed"),
+    "db": (["--db", "x.db"], "x.db"), "report": (["--report", "r.md"], "r.md"),
+}
+
+
+def _overrides(command, args):
+    """What a command decorated with ``config_options(command)`` receives for ``args``."""
+    import typer
+    from typer.testing import CliRunner
+
+    from diffprof.cli.options import config_options
+
+    got = {}
+    app = typer.Typer()
+
+    @app.command()
+    @config_options(command)
+    def cmd(*, overrides: dict) -> None:
+        got.update(overrides)
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return got
+
+
+def test_the_overrides_built_from_flags_are_what_from_mapping_gets():
+    """Only the flags given, converted once (lists split at commas and repeats, numbers parsed); the
+    config built from them holds exactly those values (ray_address needs the ray executor: checked alone)."""
+    from diffprof.cli.options import specs_for
+    from diffprof.config import RunConfig
+
+    assert set(BENCH_VALUES) == {s.name for s in specs_for("bench")}  # a new bench field needs a line here
+    args = [a for name, (flag, _) in BENCH_VALUES.items() if name not in ("ray_address", "workers") for a in flag]
+    overrides = _overrides("bench", args)
+    expected = {name: value for name, (_, value) in BENCH_VALUES.items() if name not in ("ray_address", "workers")}
+    assert overrides == expected | {"precisions": ["fp32", "bfloat16"]}  # the schema, not the flag parser, normalizes names
+    config = RunConfig.from_mapping(overrides)
+    assert {name: getattr(config, name) for name in expected} == expected
+    ray = _overrides("bench", [*BENCH_VALUES["executor"][0][:1], "ray", *BENCH_VALUES["workers"][0], *BENCH_VALUES["ray_address"][0]])
+    assert ray == {"executor": "ray", "workers": 2, "ray_address": "auto"}
+    assert _overrides("bench", []) == {} and _overrides("generate", ["--allow-pickle"]) == {"allow_pickle": True}
+    assert _overrides("bench", ["-s", ""]) == {"suites": []}
+
+
+def test_a_bad_list_entry_on_the_command_line_is_one_line(capsys, tmp_path):
+    code, _, err = run_cli(["bench", "--step-counts", "10,x", "--db", str(tmp_path / "x.db")], capsys)
+    assert code == 2 and "error: step count takes whole numbers, got 'x'" in err and "Traceback" not in err
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_generate_warm_up_calls_carry_the_negative_prompt(tmp_path, capsys, monkeypatch):
+    """The warm-up request was built by hand and dropped negative_prompt, so the warm-up ran a
+    different call (no negative embedding) than the jobs; both come from RunConfig.to_request now."""
+    from diffprof.engine import Engine
+
+    seen = []
+    real = Engine.generate
+
+    def spy(self, request=None, **kwargs):
+        seen.append(request)
+        return real(self, request, **kwargs)
+
+    monkeypatch.setattr(Engine, "generate", spy)
+    code, _, err = run_cli([*GEN, "--negative-prompt", "blurry", "--warmup", "1", "--out", str(tmp_path / "img")], capsys)
+    assert code == 0, err
+    assert len(seen) == 2 and [r.negative_prompt for r in seen] == ["blurry", "blurry"]
+    assert seen[0] == seen[1]  # the warm-up is the first job's call

@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from diffprof.cli.app import app, console, err_console
+from diffprof.cli.options import config_options, flag_of
 from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
 
@@ -24,24 +25,6 @@ CELLS_FAILED = 3
 EXECUTION = ("executor", "workers", "ray_address")
 #: Config keys that say where results go and how many threads measure: a resume keeps what it is given.
 RESUMABLE = ("db", "report", "threads")
-
-
-def _split(values: list[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
-
-
-def _numbers(values: list[str] | None, kind: type) -> list[Any] | None:
-    items = _split(values)
-    if items is None:
-        return None
-    try:
-        return [kind(v) for v in items]
-    except ValueError as exc:
-        from diffprof.errors import ConfigError
-
-        raise ConfigError(f"expected {kind.__name__} values, got {', '.join(items)}") from exc
 
 
 def write_report(store: Any, run_id: int, path: str, fmt: str | None = None) -> Path:
@@ -61,46 +44,15 @@ def write_report(store: Any, run_id: int, path: str, fmt: str | None = None) -> 
 
 
 @app.command()
+@config_options("bench")
 def bench(
-    suite: list[str] = typer.Option(None, "--suite", "-s", help="Suites, comma-separated (see `diffprof suites`); default: quick."),
     config: Path = typer.Option(None, "--config", "-c", help="YAML/TOML/JSON config (diffprof or SEOConfig keys); flags override it."),
-    model: str = typer.Option(None, help=H("model")),
-    weights: str = typer.Option(None, help=H("weights")),
-    device: str = typer.Option(None, help=H("device")),
-    precision: str = typer.Option(None, help=H("precision")),
-    optimize: list[str] = typer.Option(None, "--optimize", "-O", help=H("optimize")),
-    task: str = typer.Option(None, help=H("task")),
-    prompt: str = typer.Option(None, help=H("prompt")),
-    scheduler: str = typer.Option(None, help=H("scheduler")),
-    steps: int = typer.Option(None, help=H("steps")),
-    guidance: float = typer.Option(None, help=H("guidance")),
-    width: int = typer.Option(None, help=H("width")),
-    height: int = typer.Option(None, help=H("height")),
-    batch: int = typer.Option(None, help=H("batch")),
-    seed: int = typer.Option(None, help=H("seed")),
-    schedulers: list[str] = typer.Option(None, help=H("schedulers")),
-    resolutions: list[str] = typer.Option(None, help=H("resolutions")),
-    memory_optimizations: list[str] = typer.Option(None, "--memory-optimizations", help=H("memory_optimizations")),
-    step_counts: list[str] = typer.Option(None, "--step-counts", help=H("step_counts")),
-    guidance_scales: list[str] = typer.Option(None, "--guidance-scales", help=H("guidance_scales")),
-    batch_sizes: list[str] = typer.Option(None, "--batch-sizes", help=H("batch_sizes")),
-    precisions: list[str] = typer.Option(None, help=H("precisions")),
-    tasks: list[str] = typer.Option(None, help=H("tasks")),
-    models: list[str] = typer.Option(None, help=H("models")),
-    repeats: int = typer.Option(None, help=H("repeats")),
-    warmup: int = typer.Option(None, help=H("warmup")),
-    isolate: bool = typer.Option(None, "--isolate/--no-isolate", help=H("isolate")),
-    executor: str = typer.Option(None, help=H("executor")),
-    workers: int = typer.Option(None, help=H("workers")),
-    ray_address: str = typer.Option(None, "--ray-address", help=H("ray_address")),
-    threads: int = typer.Option(None, help=H("threads")),
-    profile_level: str = typer.Option(None, "--profile-level", help=H("profile_level")),
-    db: str = typer.Option(None, help=H("db")),
-    report: str = typer.Option(None, help=H("report")),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write a report."),
     name: str = typer.Option(None, help="Name the run, so `compare baseline latest` works."),
     resume: str = typer.Option(None, help="Resume run REF (id, latest, latest~1, name): skip its finished cells, rerun the rest with its stored config (only --db, --report, --threads and the executor options may change)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Run benchmark suites, store every cell in SQLite, and write a report.
 
@@ -110,27 +62,19 @@ def bench(
     `diffprof bench --executor local` (every GPU of this host); `diffprof bench --executor ray
     --ray-address auto` (a Ray cluster).
     """
-    from diffprof.store import Store
-    from diffprof.suites.runner import Runner
-
-    overrides: dict[str, Any] = {
-        "suites": _split(suite), "model": model, "weights": weights, "device": device, "precision": precision,
-        "optimize": _split(optimize), "task": task, "prompt": prompt, "scheduler": scheduler, "steps": steps, "guidance": guidance,
-        "width": width, "height": height, "batch": batch, "seed": seed, "schedulers": _split(schedulers),
-        "resolutions": _split(resolutions), "memory_optimizations": _split(memory_optimizations),
-        "step_counts": _numbers(step_counts, int), "guidance_scales": _numbers(guidance_scales, float),
-        "batch_sizes": _numbers(batch_sizes, int), "precisions": _split(precisions), "tasks": _split(tasks),
-        "models": _split(models), "repeats": repeats, "warmup": warmup, "isolate": isolate, "threads": threads,
-        "profile_level": profile_level, "db": db, "report": report,
-        "executor": executor, "workers": workers, "ray_address": ray_address,
-    }
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if no_report and report is not None:
+    if no_report and "report" in overrides:
         raise ConfigError("--report names the report to write and --no-report writes none", "drop one of them")
     if no_report:
         overrides["report"] = None
-    # 1. Validate the whole config before touching the store.
+    # 1. Validate the whole config before touching the store: the schema first (no torch needed), then
+    #    the registry names (schedulers, switches, suites, executor).
     cfg = RunConfig.load(config, overrides) if config else RunConfig.from_mapping(overrides)
+    from diffprof.suites.checks import check_config
+
+    check_config(cfg)
+    from diffprof.store import Store
+    from diffprof.suites.runner import Runner
+
     # closed on every exit, so the store is one self-contained file again (WAL checkpointed)
     with Store(cfg.db) as store:
         if resume is not None:
@@ -138,7 +82,7 @@ def bench(
                 raise ConfigError("--name labels a new run; a resumed run keeps its own name", "drop --name, or drop --resume")
             measuring = sorted(k for k in overrides if k not in (*RESUMABLE, *EXECUTION))
             if measuring or config:
-                given = ", ".join(f"--{k.replace('_', '-')}" for k in measuring) or f"--config {config}"
+                given = ", ".join(flag_of(k) for k in measuring) or f"--config {config}"
                 raise ConfigError(
                     f"--resume reruns a stored run's cells with its stored config; {given} would change what it measures",
                     "drop those options to finish the run as it was, or start a new run without --resume",

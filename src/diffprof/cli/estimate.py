@@ -20,7 +20,8 @@ from typing import Any
 import typer
 
 from diffprof.cli.app import app, console, err_console
-from diffprof.config import RunConfig
+from diffprof.cli.options import config_options
+from diffprof.config import RunConfig, from_text, split_values
 
 H = RunConfig.help_for
 GIB = 2**30
@@ -29,27 +30,21 @@ NOTHING_FITS = 1
 
 
 def _split(values: list[str] | None) -> list[str]:
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+    return split_values(values or [])
 
 
 @app.command()
+@config_options("calibrate")
 def calibrate(
-    model: str = typer.Option(RunConfig.default_of("model"), help=H("model")),
-    weights: str = typer.Option("auto", help=H("weights")),
-    device: str = typer.Option("auto", help=H("device")),
-    precision: str = typer.Option("auto", help=H("precision")),
-    optimize: list[str] = typer.Option([], "--optimize", "-O", help=H("optimize") + " Repeat or comma-separate."),
     steps: int = typer.Option(4, help="Denoising steps per calibration call (step time is per step, so few suffice)."),
-    repeats: int = typer.Option(3, help=H("repeats")),
-    warmup: int = typer.Option(1, help=H("warmup")),
     resolutions: list[str] = typer.Option(None, help="Sizes to calibrate, WxH, comma-separated (default: 0.5x, 1x, 1.5x native; tiny models 32-96 px)."),
     batch_sizes: list[str] = typer.Option(None, "--batch-sizes", help="Batches to calibrate (default: 1 and 4; 1 and 2 for a full-size model on a CPU)."),
     isolate: bool = typer.Option(None, "--isolate/--no-isolate", help="Run each cell in a fresh process; default: on for a CPU, "
                                  "where peak memory is the process's resident set, a high-water mark an earlier cell would leave behind."),
-    threads: int = typer.Option(None, help=H("threads")),
-    db: str = typer.Option(RunConfig.default_of("db"), help=H("db")),
     out: Path = typer.Option(None, "--out", help="Also write the fitted model (coefficients, residuals) as JSON here."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Measure the few points a cost model needs and store them; print the fitted model.
 
@@ -61,25 +56,21 @@ def calibrate(
     from diffprof.estimate.model import CostModel
     from diffprof.report.estimate_views import calibration_view
     from diffprof.store import Store
+    from diffprof.suites.checks import check_config
     from diffprof.suites.runner import Runner
 
-    overrides: dict[str, Any] = {
-        "model": model, "weights": weights, "device": device, "precision": precision, "optimize": _split(optimize),
-        "suites": ["calibration"], "steps": steps, "repeats": repeats, "warmup": warmup, "isolate": isolate,
-        "threads": threads, "db": db, "report": None,
-    }
+    overrides |= {"suites": ["calibration"], "steps": steps, "report": None}
     if resolutions:
-        overrides["resolutions"] = _split(resolutions)
+        overrides["resolutions"] = from_text(RunConfig.spec("resolutions"), resolutions)
     if batch_sizes:
-        try:
-            overrides["batch_sizes"] = [int(b) for b in _split(batch_sizes)]
-        except ValueError as exc:
-            raise ConfigError(f"--batch-sizes takes whole numbers, got {', '.join(_split(batch_sizes))}") from exc
-    if isolate is None:
+        overrides["batch_sizes"] = from_text(RunConfig.spec("batch_sizes"), batch_sizes)
+    if isolate is None:  # on a CPU a cell's peak memory is the process's high-water mark: one process per cell
         import torch
 
-        overrides["isolate"] = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    cfg = RunConfig.from_mapping({k: v for k, v in overrides.items() if v is not None})
+        device = overrides.get("device", RunConfig.default_of("device"))
+        isolate = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    overrides["isolate"] = isolate
+    cfg = check_config(RunConfig.from_mapping(overrides))
     from diffprof.estimate.model import MIN_POINTS, can_fit
     from diffprof.suites.calibration import plan
 

@@ -18,18 +18,16 @@ from PIL import PngImagePlugin
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from diffprof.cli.app import app, console, err_console
-from diffprof.config import RunConfig
-from diffprof.errors import InputError, closest
+from diffprof.cli.options import config_options
+from diffprof.config import RunConfig, scalar_from_text
+from diffprof.config.spec import check_value
+from diffprof.errors import ConfigError, InputError, closest
 from diffprof.results import FAST_PATH_NOTE, TIMING_NOTE
 from diffprof.units import fmt_bytes, fmt_seconds
 
-H = RunConfig.help_for
 
-#: Keys a prompts-file row may override, and their types.
-ROW_KEYS: dict[str, type] = {
-    "prompt": str, "negative_prompt": str, "seed": int, "steps": int, "guidance": float, "scheduler": str,
-    "width": int, "height": int, "batch": int, "task": str, "strength": float, "image": str, "mask": str,
-}
+#: Config fields a prompts-file row may override (their types and checks come from the schema).
+ROW_KEYS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler", "width", "height", "batch", "task", "strength", "image", "mask")
 
 
 @dataclass
@@ -68,10 +66,11 @@ def read_prompts(path: Path) -> list[Job]:
             if key not in ROW_KEYS:
                 guess = closest(key, ROW_KEYS)
                 raise InputError(f"{path.name} row {n}: unknown column {key!r}", (f"did you mean {guess!r}? " if guess else "") + f"columns: {', '.join(ROW_KEYS)}")
-            try:
-                overrides[key] = ROW_KEYS[key](value)
-            except (TypeError, ValueError) as exc:
-                raise InputError(f"{path.name} row {n}: {key}={value!r} is not a {ROW_KEYS[key].__name__}") from exc
+            spec = RunConfig.spec(key)
+            try:  # a CSV cell is text; a JSON value already has its type
+                overrides[key] = check_value(spec, scalar_from_text(spec, value) if isinstance(value, str) else value)
+            except ConfigError as exc:
+                raise InputError(f"{path.name} row {n}: {exc.message}", exc.hint) from exc
         if "prompt" not in overrides:
             raise InputError(f"{path.name} row {n} has no prompt", "every row needs a prompt")
         jobs.append(Job(n, overrides))
@@ -93,82 +92,56 @@ def png_info(settings: dict[str, Any], prompt: str, negative: str | None) -> Png
 
 
 @app.command()
+@config_options("generate")
 def generate(
-    ctx: typer.Context,
     prompt: str = typer.Argument(None, help="Prompt (or use --prompts FILE)."),
     config: Path = typer.Option(None, "--config", "-c", help="Config file (e.g. from `diffprof tune`): model, scheduler, steps, precision, optimizations...; flags given override it."),
     prompts: Path = typer.Option(None, "--prompts", help="Prompts file: .txt one per line, or .jsonl/.csv with per-row overrides (seed, steps, scheduler, ...)."),
-    model: str = typer.Option(RunConfig.default_of("model"), help=H("model")),
-    weights: str = typer.Option("auto", help=H("weights")),
-    task: str = typer.Option("txt2img", help=H("task")),
-    image: Path = typer.Option(None, help=H("image")),
-    mask: Path = typer.Option(None, help=H("mask")),
-    strength: float = typer.Option(0.75, help=H("strength")),
-    negative_prompt: str = typer.Option(None, "--negative-prompt", help=H("negative_prompt")),
-    scheduler: str = typer.Option("default", help=H("scheduler")),
-    steps: int = typer.Option(20, help=H("steps")),
-    guidance: float = typer.Option(7.5, help=H("guidance")),
-    width: int = typer.Option(None, help=H("width")),
-    height: int = typer.Option(None, help=H("height")),
-    batch: int = typer.Option(1, help=H("batch")),
-    seed: int = typer.Option(0, help=H("seed")),
-    precision: str = typer.Option("auto", help=H("precision")),
-    optimize: list[str] = typer.Option([], "--optimize", "-O", help=H("optimize") + " Repeat or comma-separate."),
-    device: str = typer.Option("auto", help=H("device")),
-    threads: int = typer.Option(None, help=H("threads")),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help=H("allow_pickle")),
     out: Path = typer.Option(Path("diffprof-images"), "--out", help="Folder for PNGs and their JSON sidecars; files already there are kept (a name taken by an earlier run gets -2, -3, ...)."),
     profile_out: Path = typer.Option(None, "--profile-out", help="Folder for profile.json and a Chrome trace (open in ui.perfetto.dev)."),
-    profile_level: str = typer.Option("standard", help=H("profile_level")),
     warmup: int = typer.Option(0, min=0, help="Unrecorded calls before the first job (compile, cuDNN autotune and lazy init stay out of the timings)."),
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Generate images with per-component timing.
 
     Examples: `diffprof generate "a red circle"`; `diffprof generate "a castle" --model sd15 --weights synthetic
     --steps 50 --precision fp16`; `diffprof generate --prompts assets.jsonl --out assets/`.
     """
-    import torch
-
-    from diffprof.engine import Engine, GenerationRequest
-    from diffprof.profiler import Profiler, get_exporter
-
     # 1. Validate everything before loading anything.
     if prompt is None and prompts is None and config is None:
         raise InputError("give a PROMPT or --prompts FILE", 'e.g. diffprof generate "a large red circle in the center on a blue background"')
     jobs = read_prompts(prompts) if prompts else [Job(1, {"prompt": prompt} if prompt is not None else {})]
     if prompt is not None and prompts is not None:  # after reading: a bad file is named first
         raise InputError("give a PROMPT or --prompts FILE, not both", "put the prompt into the file as one more line, or drop --prompts")
-    flags = dict(model=model, weights=weights, task=task, strength=strength, negative_prompt=negative_prompt, scheduler=scheduler,
-                 steps=steps, guidance=guidance, width=width, height=height, batch=batch, seed=seed, precision=precision,
-                 optimize=list(optimize), device=device, threads=threads, allow_pickle=allow_pickle, profile_level=profile_level,
-                 image=str(image) if image else None, mask=str(mask) if mask else None)
-    if config is not None:  # the file is the base; only flags given on the command line override it
-        sources = {k: ctx.get_parameter_source(k) for k in flags}  # by name: typer may carry its own click
-        given = {k: v for k, v in flags.items() if sources[k] is not None and sources[k].name not in ("DEFAULT", "DEFAULT_MAP")}
-        base = RunConfig.load(config, given)
-        model, weights, device, precision, optimize = base.model, base.weights, base.device, base.precision, base.optimize
-        seed, threads, allow_pickle, profile_level = base.seed, base.threads, base.allow_pickle, base.profile_level
-    else:
-        base = RunConfig.from_mapping(flags)
+    # a config file is the base; only the flags given on the command line override it
+    base = RunConfig.load(config, overrides) if config is not None else RunConfig.from_mapping(overrides)
     job_configs = [RunConfig.from_mapping(job.overrides, base=base) for job in jobs]
+    from diffprof.suites.checks import check_config
+
+    for c in job_configs:  # registry names (a row may name its own scheduler)
+        check_config(c)
     if any(c.task == "txt2img" and (c.image or c.mask) for c in job_configs):
         raise InputError("--image and --mask are for img2img and inpainting; text-to-image would ignore them",
                          "add --task img2img (with --image) or --task inpaint (with --image and --mask), or drop them")
-    if threads:
-        torch.set_num_threads(threads)
+    import torch
+
+    from diffprof.engine import Engine
+    from diffprof.profiler import Profiler, get_exporter
+
+    if base.threads:
+        torch.set_num_threads(base.threads)
     # 2. Load once.
     from diffprof.engine.engine import resolve_engine_device
 
-    resolved = resolve_engine_device(device)  # a device that is not there: a clean error, before anything loads
-    profiler = Profiler(profile_level, device=resolved, trace_dir=(profile_out / "kernels") if profile_out else None)
-    engine = Engine.load(model, weights, device=resolved, precision=precision, optimize=list(optimize), profiler=profiler, seed=seed, allow_pickle=allow_pickle)
-    console.print(f"loaded [bold]{model}[/] ({engine.load_info.source}) on {engine.device} in {fmt_seconds(engine.load_info.seconds)}", highlight=False)
-    # 3. Warm up (not recorded), then generate, writing each image as soon as it exists.
-    first = job_configs[0]
+    resolved = resolve_engine_device(base.device)  # a device that is not there: a clean error, before anything loads
+    profiler = Profiler(base.profile_level, device=resolved, trace_dir=(profile_out / "kernels") if profile_out else None)
+    engine = Engine.load(base.model, base.weights, device=resolved, precision=base.precision, optimize=list(base.optimize), profiler=profiler,
+                         seed=base.seed, allow_pickle=base.allow_pickle)
+    console.print(f"loaded [bold]{base.model}[/] ({engine.load_info.source}) on {engine.device} in {fmt_seconds(engine.load_info.seconds)}", highlight=False)
+    # 3. Warm up (not recorded) on the first job's request, then generate, writing each image as soon as it exists.
     for _ in range(warmup):
-        engine.generate(GenerationRequest(prompt=first.prompt, task=first.task, scheduler=first.scheduler, steps=first.steps, guidance=first.guidance,
-                                          width=first.width, height=first.height, num_images=first.batch, seed=first.seed, strength=first.strength,
-                                          image=first.image, mask=first.mask))
+        engine.generate(job_configs[0].to_request())
     if warmup:
         profiler.reset()
     out.mkdir(parents=True, exist_ok=True)
@@ -180,13 +153,8 @@ def generate(
     with Progress(*columns, console=err_console, disable=len(job_configs) < 2) as progress:
         bar = progress.add_task("generating", total=len(job_configs))
         for job, c in zip(jobs, job_configs):
-            request = GenerationRequest(
-                prompt=c.prompt, negative_prompt=c.negative_prompt, task=c.task, scheduler=c.scheduler, steps=c.steps,
-                guidance=c.guidance, width=c.width, height=c.height, num_images=c.batch, seed=c.seed, strength=c.strength,
-                image=c.image, mask=c.mask,
-            )
             try:
-                result = engine.generate(request)
+                result = engine.generate(c.to_request())
             except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
                 failures += 1
                 err_console.print(f"[red]row {job.row} failed:[/] {str(exc).splitlines()[0]}", highlight=False)

@@ -14,43 +14,28 @@ from typing import Any
 import typer
 
 from diffprof.cli.app import app, console, err_console
-from diffprof.config import RunConfig
-
-H = RunConfig.help_for
-
-
-def _split(values: list[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+from diffprof.cli.options import config_options
+from diffprof.config import RunConfig, from_text, split_values
+from diffprof.config.spec import check_value
 
 
 @app.command()
+@config_options("tune", help_suffix={"prompt": "(convergence and clip score it).", "db": "Every candidate is stored as a run with suite `tune`."})
 def tune(
-    model: str = typer.Option(None, help=H("model")),
     metric: str = typer.Option("auto", help="Quality to hold: adherence, convergence (PSNR vs a reference solve), clip, or a metric name (ssim, latent_rel_error); auto: adherence on shapes-sd, convergence otherwise."),
     min_quality: float = typer.Option(None, "--min-quality", help="Quality floor (adherence 0-1, PSNR dB, CLIP 0-100); default: the baseline's less --tolerance."),
     tolerance: float = typer.Option(None, help="Loss allowed against the baseline when --min-quality is not given; default 2 points (0.02 adherence, 2 dB, 2 CLIP)."),
     max_memory: float = typer.Option(None, "--max-memory", help="Peak memory cap in GiB (CUDA allocator peak on GPU, host RSS on CPU)."),
     config: Path = typer.Option(None, "--config", "-c", help="Base config (model, size, guidance, prompt, ...); flags override it."),
-    weights: str = typer.Option(None, help=H("weights")),
-    device: str = typer.Option(None, help=H("device")),
     precisions: list[str] = typer.Option(None, "--precisions", help="Precisions to search (default: fp32,bf16 on CPU; fp16,bf16 on CUDA)."),
     schedulers: list[str] = typer.Option(None, "--schedulers", help="Schedulers to search (default: dpmpp_2m, unipc, euler, ddim, pndm, dpmpp_2m_karras, deis)."),
     step_counts: list[str] = typer.Option(None, "--step-counts", help="Step counts to search (default: 6,8,10,12,15,20,25,30,50)."),
     optimizations: list[str] = typer.Option(None, "--optimizations", help="Optimization sets to search, + joins switches (default: none,channels_last on CPU; plus fuse_qkv and compile on CUDA)."),
     prompts: int = typer.Option(8, help="Prompts each confirmed candidate is scored on (held-out seeds); screens use a quarter."),
-    width: int = typer.Option(None, help=H("width")),
-    height: int = typer.Option(None, help=H("height")),
-    guidance: float = typer.Option(None, help=H("guidance")),
-    prompt: str = typer.Option(None, help=H("prompt") + " (convergence and clip score it)."),
-    clip_model: str = typer.Option(None, "--clip-model", help=H("clip_model")),
-    reference_steps: int = typer.Option(None, "--reference-steps", help=H("reference_steps")),
-    repeats: int = typer.Option(None, help=H("repeats")),
-    threads: int = typer.Option(None, help=H("threads")),
     out: Path = typer.Option(Path("diffprof-tuned.yaml"), "--out", "-o", help="Where to write the tuned config (.yaml or .json)."),
-    db: str = typer.Option(None, help=H("db") + " Every candidate is stored as a run with suite `tune`."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Print each candidate as it is measured."),
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Search scheduler x steps x precision x optimizations for the fastest config that holds quality.
 
@@ -63,28 +48,19 @@ def tune(
     import torch
 
     from diffprof.engine.engine import resolve_engine_device
-    from diffprof.errors import ConfigError
+    from diffprof.suites.checks import check_config
     from diffprof.tune import NoConfigMeetsConstraints, SearchSpace, resolve_metric
     from diffprof.tune import tune as run_tune
     from diffprof.tune.result import fmt_quality
     from diffprof.units import fmt_seconds
 
     # 1. Validate the whole request before loading anything.
-    overrides: dict[str, Any] = {
-        "model": model, "weights": weights, "device": device, "width": width, "height": height, "guidance": guidance,
-        "prompt": prompt, "clip_model": clip_model, "reference_steps": reference_steps, "repeats": repeats, "threads": threads,
-        "db": db,
-    }
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    cfg = RunConfig.load(config, overrides) if config else RunConfig.from_mapping(overrides)
-    try:
-        steps = [int(s) for s in _split(step_counts) or []] or None
-    except ValueError as exc:
-        raise ConfigError(f"step counts must be whole numbers, got {', '.join(_split(step_counts) or [])}") from exc
+    cfg = check_config(RunConfig.load(config, overrides) if config else RunConfig.from_mapping(overrides))
+    steps = check_value(counts := RunConfig.spec("step_counts"), from_text(counts, step_counts or [])) or None  # as the steps suite takes them
     dev = resolve_engine_device(cfg.device)
     space = SearchSpace.for_device(
-        dev, schedulers=_split(schedulers), steps=steps,
-        precisions=_split(precisions), optimizations=_split(optimizations),
+        dev, schedulers=split_values(schedulers or []) or None, steps=steps,
+        precisions=split_values(precisions or []) or None, optimizations=split_values(optimizations or []) or None,
     )
     metric_name = resolve_metric(metric, cfg.model).name
     if cfg.threads:
