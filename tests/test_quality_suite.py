@@ -68,8 +68,10 @@ def test_quality_fields_validate_and_teach():
     with pytest.raises(ConfigError) as err:
         RunConfig.from_mapping({"quality": ["clip"]})
     assert "needs a CLIP model" in err.value.message and "clip_model" in err.value.hint
-    with pytest.raises(ConfigError, match="stochastic"):
-        RunConfig.from_mapping({"reference_scheduler": "euler_a"})
+    from diffprof.suites.checks import check_config
+
+    with pytest.raises(ConfigError, match="stochastic"):  # scheduler properties are the scheduler registry's: check_config knows them
+        check_config(RunConfig.from_mapping({"reference_scheduler": "euler_a"}))
     with pytest.raises(ConfigError, match="quality_prompts must be a whole number >= 1"):
         RunConfig.from_mapping({"quality_prompts": 0})
     assert RunConfig.from_mapping({"quality": ["clip", "adherence"], "clip_model": "x"}).quality == ["clip", "adherence"]
