@@ -67,7 +67,7 @@ def check_inputs(config: RunConfig) -> None:
     for model in dict.fromkeys([config.model, *swept]):
         resolve_source(model, config.weights)
     if config.executor in ("serial", "local"):
-        from diffprof.engine.engine import resolve_engine_device
+        from diffprof.engine.devices import resolve_engine_device
 
         resolve_engine_device(config.device)
 
