@@ -5,6 +5,8 @@
 - :mod:`~diffprof.quality.clip_score`: CLIP score (needs a CLIP model: hub id or local folder).
 - :mod:`~diffprof.quality.fid`: FID/KID with a pluggable feature extractor (``shapes`` offline,
   ``inception`` where its weights are available).
+- :mod:`~diffprof.quality.scoring`: which of these a benchmark cell is scored on, on which fixed
+  (prompt, seed) pairs, with reference solves cached between cells (``measure_cell`` calls it).
 - :mod:`~diffprof.quality.shapes` and :mod:`~diffprof.quality.detector`: the procedural scenes
   ``shapes-sd`` is trained on and the pixel detector that scores a generated image's prompt
   adherence, with no model at all.
