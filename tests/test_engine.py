@@ -375,3 +375,20 @@ def test_fast_loop_runs_under_cpu_offload_and_draws_what_it_draws_resident(offlo
     assert offloaded.settings["fast_path"] == "eager_loop"
     err = float((offloaded.latents.float() - resident.latents.float()).norm() / resident.latents.float().norm())
     assert err < 1e-3, err
+
+
+def test_device_names_resolve_in_one_place_and_teach(monkeypatch):
+    from diffprof.engine.devices import clean, peak_memory, resolve_engine_device, synchronize
+
+    assert resolve_engine_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="'gpu0' is not a device") as err:
+        resolve_engine_device("gpu0")
+    assert "cuda:N" in err.value.hint
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_engine_device("auto") == resolve_engine_device(None) == torch.device("cpu")
+    with pytest.raises(ConfigError, match="no CUDA GPU is visible"):
+        resolve_engine_device("cuda")
+    cpu = torch.device("cpu")
+    synchronize(cpu)
+    clean(cpu, reset_peaks=True)  # nothing to wait for or give back on the CPU, and no error
+    assert peak_memory(cpu) == (None, None)

@@ -15,18 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
 from diffprof.clock import SYSTEM_CLOCK, Clock
-from diffprof.config import TASKS, check_size
+from diffprof.config import TASKS
 from diffprof.engine.devices import clean, resolve_engine_device, synchronize, timing_note
-from diffprof.engine.inputs import check_mask_matches, default_init_image, default_mask, load_image, load_mask
 from diffprof.engine.instrument import PipelineInstrumentation
 from diffprof.engine.optimizations import DTYPES, Optimizations, apply_optimizations, resolve_precision, saveable_weights
-from diffprof.engine.request import GenerationRequest, GenerationResult, LoadInfo
+from diffprof.engine.request import GenerationRequest, GenerationResult, LoadInfo, call_images, check_request
 from diffprof.engine.schedulers import DEFAULT, check_scheduler, make_scheduler
 from diffprof.engine.timing import timing_from_records
-from diffprof.errors import ConfigError, InputError, unknown_choice
+from diffprof.errors import ConfigError, unknown_choice
 from diffprof.profiler import Profiler
 from diffprof.results import FAST_PATH_NOTE, TIMING_NOTE
 
@@ -265,41 +263,10 @@ class Engine:
         return SimpleNamespace(images=result.images if req.decode else result.latents)
 
     def _prepare(self, req: GenerationRequest) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-        if req.task not in TASKS:
-            raise unknown_choice("task", req.task, TASKS)
-        if req.steps < 1:
-            raise ConfigError(f"steps must be >= 1, got {req.steps}")
-        if req.num_images < 1:
-            raise ConfigError(f"batch must be >= 1, got {req.num_images}")
-        if not 0 < req.strength <= 1:
-            raise ConfigError(f"strength must be in (0, 1], got {req.strength}")
-        check_size("width", req.width)
-        check_size("height", req.height)
+        check_request(req)
         pipe = self.pipeline_for(req.task)
         self.set_scheduler(req.scheduler)
-        image = mask = None
-        if req.task in ("img2img", "inpaint"):
-            image = req.image if isinstance(req.image, Image.Image) else (load_image(req.image) if req.image else None)
-            if req.task == "inpaint":
-                mask = req.mask if isinstance(req.mask, Image.Image) else (load_mask(req.mask) if req.mask else None)
-            if image is not None and req.width is None and req.height is None:
-                width, height = image.size
-                if width % 8 or height % 8:
-                    raise InputError(f"init image is {width}x{height}; both sides must be multiples of 8", "resize it, or pass --width/--height")
-            else:
-                width, height = req.width or self.native_size, req.height or self.native_size
-            if image is None:
-                image = default_init_image(width, height, req.seed)
-            elif image.size != (width, height):
-                if mask is not None:
-                    check_mask_matches(image, mask)
-                image = image.resize((width, height), Image.Resampling.LANCZOS)
-                mask = mask.resize((width, height), Image.Resampling.NEAREST) if mask is not None else None
-            if req.task == "inpaint":
-                mask = mask if mask is not None else default_mask(width, height)
-                check_mask_matches(image, mask)
-        else:
-            width, height = req.width or self.native_size, req.height or self.native_size
+        width, height, image, mask = call_images(req, self.native_size)
         generator = torch.Generator("cpu").manual_seed(req.seed)
         kwargs: dict[str, Any] = dict(
             prompt=req.prompts,

@@ -29,17 +29,6 @@ from diffprof.suites.base import Cell, expand
 from diffprof.suites.executors import get_executor
 from diffprof.suites.executors.base import Executor, Listener, Results
 
-# Re-exported: the cell-running primitives lived here before executors existed.
-from diffprof.suites.worker import (  # noqa: F401
-    EngineCache,
-    cell_from_json,
-    cell_to_json,
-    error_text,
-    failed_cell,
-    run_cell_inline,
-    run_cell_isolated,
-)
-
 
 @dataclass
 class RunSummary:
