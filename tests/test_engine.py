@@ -392,3 +392,15 @@ def test_device_names_resolve_in_one_place_and_teach(monkeypatch):
     synchronize(cpu)
     clean(cpu, reset_peaks=True)  # nothing to wait for or give back on the CPU, and no error
     assert peak_memory(cpu) == (None, None)
+
+
+def test_an_engine_follows_its_profilers_clock_to_a_new_profiler():
+    first, second = FakeClock(), FakeClock(start=5_000)
+    engine = Engine.load("tiny-sd", device="cpu", profiler=Profiler("minimal", device="cpu", clock=first, measure_overhead=False))
+    assert engine.clock is first
+    engine.set_profiler(Profiler("minimal", device="cpu", clock=second, measure_overhead=False))
+    assert engine.clock is second
+    own = FakeClock()
+    pinned = Engine.load("tiny-sd", device="cpu", clock=own, profiler=Profiler("minimal", device="cpu", measure_overhead=False))
+    pinned.set_profiler(Profiler("minimal", device="cpu", measure_overhead=False))
+    assert pinned.clock is own  # a clock given on purpose stays

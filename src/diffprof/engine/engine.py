@@ -306,8 +306,11 @@ class Engine:
         return pipe, kwargs, settings
 
     def set_profiler(self, profiler: Profiler) -> None:
-        """Record into another profiler (e.g. another level) without reloading or recompiling."""
+        """Record into another profiler (e.g. another level) without reloading or recompiling; an
+        engine timing with its profiler's clock moves to the new one's, so totals and records agree."""
         self.instrumentation.remove()
+        if self.clock is self.profiler.clock:
+            self.clock = profiler.clock
         self.profiler = profiler
         self.instrumentation = PipelineInstrumentation(self.base, profiler)
 
