@@ -180,7 +180,7 @@ def test_decorator_records_each_call(clock):
 
     @p.profile_operation("encode", "model_inference", model="tiny")
     def encode(x: int) -> int:
-        clock.advance(x)
+        clock.advance(abs(x))  # a monotonic clock: FakeClock refuses to go back
         if x < 0:
             raise ValueError("negative")
         return 2 * x
@@ -189,7 +189,7 @@ def test_decorator_records_each_call(clock):
     with pytest.raises(ValueError):
         encode(-1)
     recs = p.profile().find("encode")
-    assert [r.wall_ns for r in recs] == [3, 4, -1]
+    assert [r.wall_ns for r in recs] == [3, 4, 1]
     assert recs[2].error == "ValueError: negative"
     assert all(r.labels == {"model": "tiny"} for r in recs)
     assert encode.__name__ == "encode"
@@ -366,3 +366,12 @@ def test_detailed_captures_kernels_back_to_back_around_a_cuda_graph_and_flags_la
         assert kernels, f"no kernel in {path}"
     assert torch.allclose(y, x @ x)
     assert cupti_left_attached() is (os.environ.get("TEARDOWN_CUPTI") != "1")
+
+
+def test_the_fake_clock_only_moves_forward(clock):
+    start = clock()
+    clock.advance(5)
+    assert clock() == start + 5
+    with pytest.raises(ValueError, match="cannot go back"):
+        clock.advance(-1)
+    assert clock() == start + 5
