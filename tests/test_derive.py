@@ -208,3 +208,19 @@ def test_measure_cell_reads_the_clock_it_is_given():
     finally:
         handle.remove()
     assert result.metrics["first_call_s"] == same(0.007) and result.metrics["s_per_call"] == same(0.003)
+
+
+def test_every_derived_metric_is_in_the_registry_with_its_samples():
+    """Store, compare and tables read the metric registry: a name it lacks would be shown raw and
+    compared without a direction; a sample series it points at must be stored beside the metric."""
+    from diffprof.metrics import known, metric
+
+    calls = [timing(30, [1, 2], vae_encode_s=0.01, peak_allocated=5, peak_reserved=6, steps_gpu_s=[0.001, 0.002], total_gpu_s=0.03)
+             for _ in range(3)]
+    peaks = DevicePeaks(name="fake", kind="cuda", matmul_flops={"fp16": 1e15})
+    metrics, samples = derive_metrics(Measurements(
+        timings=calls, load_s=1.0, host_peak_rss=1, first_call_s=5.0, compiled=True, nvml_peak_used=2, energy_j=9.0,
+        flops_per_call=1e12, unet_flops=4e11, peaks=peaks, precision="fp16",
+    ))
+    assert len(metrics) == 21 and all(known(name) for name in metrics), [n for n in metrics if not known(n)]
+    assert all(metric(n).sample in samples for n in metrics if metric(n).sample), {n: metric(n).sample for n in metrics}

@@ -76,7 +76,7 @@ def median(values: Sequence[float]) -> float:
 
 
 def derive_metrics(m: Measurements) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """The cell's metrics (names from ``results.METRIC_UNITS``) and the samples behind them.
+    """The cell's metrics (names from the registry, :mod:`diffprof.metrics`) and the samples behind them.
 
     Per image and per second figures come from the median call; per step ones from the median step
     over every call's steps; ``steps_per_s`` from the median denoising loop; energy is spread over
