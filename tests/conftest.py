@@ -8,22 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from diffprof.clock import FakeClock
+
 torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-class FakeClock:
-    """A nanosecond clock that only moves when told: timing logic tested deterministically."""
-
-    def __init__(self, start: int = 1_000) -> None:
-        self.now = start
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, ns: int) -> None:
-        self.now += ns
 
 
 @pytest.fixture

@@ -328,3 +328,36 @@ def test_queue_hands_out_longest_cells_first_within_a_key() -> None:
     while (cell := queue.next_for(None)) is not None:
         order.append(cell.config.steps)
     assert order == [8, 4, 2]
+
+
+def test_queue_puts_a_late_cell_after_the_longer_cells_of_its_key() -> None:
+    base = RunConfig(model="tiny-sd", width=32, height=32, suites=["steps"], step_counts=[8, 2])
+    long, short = expand(base)
+    queue = CellQueue([long, short])
+    late = Cell("steps", {"steps": 4}, RunConfig(model="tiny-sd", width=32, height=32, steps=4))
+    queue.add(late)
+    assert [queue.next_for(None).config.steps for _ in range(3)] == [8, 4, 2]  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------------- cells that arrive one at a time
+def submit_one_at_a_time(config: RunConfig, db: Path) -> tuple[list[CellResult], list[Cell], Any]:
+    """tune's way in: each cell appended after the last result came back, every result recorded."""
+    from diffprof.suites.runner import CellSubmitter, RecordedRun
+
+    cells = expand(config)
+    with Store(db) as store:
+        with RecordedRun.create(store, config, "test") as record, CellSubmitter(get_executor(config), record=record) as submitter:
+            results = [submitter.run(c) for c in cells]
+        return results, cells, store.get_run(record.run_id)
+
+
+@pytest.mark.parametrize("name", ["serial", "local"])
+def test_a_submitter_keeps_one_executor_run_and_its_engine_for_every_cell(name: str, tmp_path: Path) -> None:
+    """The executor runs once, so the second cell reuses the worker and the engine the first one
+    loaded, and both are stored under the keys asked for."""
+    config = sweep(suites=["schedulers"], executor=name, workers=2 if name == "local" else None)
+    (a, b), (first, second), run = submit_one_at_a_time(config, tmp_path / "s.db")
+    assert a.ok and b.ok and a.labels == first.labels and b.labels == second.labels
+    assert (a.settings["engine_reused"], b.settings["engine_reused"]) == (False, True)
+    assert a.settings.get("worker") == b.settings.get("worker") == ("cpu0" if name == "local" else None)
+    assert run.status == "finished" and [c.cell_key for c in run.cells] == [first.key, second.key]

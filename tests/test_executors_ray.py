@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from test_executors import expected, run_sweep, stored, sweep
+from test_executors import expected, run_sweep, stored, submit_one_at_a_time, sweep
 
 from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
@@ -58,6 +58,13 @@ def test_ray_reruns_a_lost_actors_cell_and_fails_a_cell_that_always_kills(cluste
     assert pndm.error is not None and pndm.error.startswith(f"{DIED} ({DEATHS_PER_CELL} times") and "was lost" in pndm.error
     assert out.count("! ray") == 1 + DEATHS_PER_CELL
     assert "scheduler=euler runs again" in out
+
+
+def test_ray_takes_cells_that_arrive_one_at_a_time_on_the_actor_it_started(cluster: Any, tmp_path: Path) -> None:
+    (a, b), (first, second), run = submit_one_at_a_time(sweep(suites=["schedulers"], executor="ray"), tmp_path / "s.db")
+    assert a.ok and b.ok and a.settings["worker"] == b.settings["worker"] and a.settings["worker"].startswith("ray0@")
+    assert (a.settings["engine_reused"], b.settings["engine_reused"]) == (False, True)
+    assert [c.cell_key for c in run.cells] == [first.key, second.key]
 
 
 @pytest.mark.parametrize(

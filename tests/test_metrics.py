@@ -100,7 +100,7 @@ def test_what_the_registry_replaced() -> None:
 
 def test_automatic_quality_suites_match_measure() -> None:
     """The registry holds what suites.measure decides today, so measure can read it instead."""
-    from diffprof.suites.measure import AUTO_ADHERENCE_SUITES, AUTO_QUALITY_SUITES
+    from diffprof.quality.scoring import AUTO_ADHERENCE_SUITES, AUTO_QUALITY_SUITES
 
     assert auto_quality_suites("adherence") == AUTO_ADHERENCE_SUITES
     assert auto_quality_suites("convergence") == AUTO_QUALITY_SUITES

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import threading
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from diffprof.clock import FakeClock
 from diffprof.errors import ProfilerError
 from diffprof.profiler import LEVELS, Profile, Profiler, get_exporter, measure_overhead
 from diffprof.stats import SampleStats
@@ -178,7 +180,7 @@ def test_decorator_records_each_call(clock):
 
     @p.profile_operation("encode", "model_inference", model="tiny")
     def encode(x: int) -> int:
-        clock.advance(x)
+        clock.advance(abs(x))  # a monotonic clock: FakeClock refuses to go back
         if x < 0:
             raise ValueError("negative")
         return 2 * x
@@ -187,7 +189,7 @@ def test_decorator_records_each_call(clock):
     with pytest.raises(ValueError):
         encode(-1)
     recs = p.profile().find("encode")
-    assert [r.wall_ns for r in recs] == [3, 4, -1]
+    assert [r.wall_ns for r in recs] == [3, 4, 1]
     assert recs[2].error == "ValueError: negative"
     assert all(r.labels == {"model": "tiny"} for r in recs)
     assert encode.__name__ == "encode"
@@ -221,9 +223,17 @@ def test_reentering_an_open_operation_is_an_error(clock):
 
 
 @pytest.mark.parametrize("level", ["minimal", "standard"])
-def test_measure_overhead_is_small_and_positive(level):
-    ns = measure_overhead(level, "cpu", n=200)
-    assert 0 <= ns < 1e6
+def test_measure_overhead_is_what_an_operation_adds_to_an_empty_loop(level):
+    """With a clock that moves 7 ns at every reading, an empty loop costs one step and an operation
+    two readings (open, close): 14 ns per operation, whatever the machine's load."""
+    class Ticking(FakeClock):
+        def __call__(self) -> int:
+            self.advance(7)
+            return self.now
+
+    assert measure_overhead(level, "cpu", n=50, clock=Ticking()) == 14.0
+    real = measure_overhead(level, "cpu", n=200)
+    assert real >= 0 and math.isfinite(real)
 
 
 def test_profile_reports_its_overhead():
@@ -356,3 +366,12 @@ def test_detailed_captures_kernels_back_to_back_around_a_cuda_graph_and_flags_la
         assert kernels, f"no kernel in {path}"
     assert torch.allclose(y, x @ x)
     assert cupti_left_attached() is (os.environ.get("TEARDOWN_CUPTI") != "1")
+
+
+def test_the_fake_clock_only_moves_forward(clock):
+    start = clock()
+    clock.advance(5)
+    assert clock() == start + 5
+    with pytest.raises(ValueError, match="cannot go back"):
+        clock.advance(-1)
+    assert clock() == start + 5

@@ -19,6 +19,7 @@ from diffprof.errors import ConfigError
 from diffprof.metrics import direction_of, metric
 from diffprof.quality.detector import adherence
 from diffprof.quality.metrics import latent_relative_error, psnr, ssim
+from diffprof.quality.scoring import QUALITY_SEED, QualityCache, quality_metrics, quality_pairs
 from diffprof.quality.shapes import parse_prompt
 from diffprof.report import get_renderer
 from diffprof.report.figure import png_description
@@ -28,7 +29,7 @@ from diffprof.report.tables import quality_note, suite_table
 from diffprof.results import CellResult, RunInfo
 from diffprof.suites import SUITES
 from diffprof.suites.base import Cell
-from diffprof.suites.measure import QUALITY_SEED, QualityCache, measure_cell, quality_metrics, quality_pairs
+from diffprof.suites.measure import measure_cell
 
 SIZE = 32
 

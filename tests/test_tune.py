@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -352,3 +353,61 @@ def test_cli_tune_of_a_model_that_cannot_load_says_so_before_recording_a_run(tmp
     err = " ".join(capsys.readouterr().err.split())
     assert "unknown model 'nosuch'" in err and "--min-quality" not in err
     assert not db.exists() or Store(db).list_runs() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Candidates go through the executors, like a sweep's cells
+
+
+class RecordingExecutor:
+    """The serial executor, noting every cell it is handed and how often it is started."""
+
+    def __init__(self, config: RunConfig) -> None:
+        from diffprof.suites.executors.serial import SerialExecutor
+
+        self.inner = SerialExecutor(config)
+        self.name, self.parallel = "recording", False
+        self.cells: list = []
+        self.started = 0
+
+    def check(self) -> None:
+        self.inner.check()
+
+    def execute(self, cells, listener):
+        self.started += 1
+        for cell, result in self.inner.execute(cells, listener):
+            self.cells.append(cell)
+            yield cell, result
+
+
+def small_tune(cfg: RunConfig, **kw):
+    space = tiny_space(schedulers=["euler"], steps=[1, 2], baseline_steps=4)
+    return tune(replace(cfg, reference_steps=4), metric="convergence", prompts=2, screen_prompts=1, space=space, store=cfg.db, **kw)
+
+
+def evidence(result: TuneResult) -> list[tuple]:
+    return [(c.stage, c.setting, c.prompts, c.ok, c.quality) for c in result.candidates]
+
+
+def test_tune_hands_every_candidate_to_the_executor_it_is_given(tmp_path):
+    from diffprof.store import Store
+
+    cfg = tiny_config(tmp_path)
+    executor = RecordingExecutor(cfg)
+    result = small_tune(cfg, executor=executor)
+    assert executor.started == 1  # one executor run for the whole search: its engine stays loaded
+    assert [c.labels for c in executor.cells] == [c.cell.labels for c in result.candidates]
+    assert [c.cell.settings["engine_reused"] for c in result.candidates] == [False] + [True] * (len(result.candidates) - 1)
+    run = Store(cfg.db).get_run(result.run_id)
+    assert run.status == "finished" and [c.cell_key for c in run.cells] == [c.key for c in executor.cells]  # stored under the asked-for keys
+
+
+def test_tune_through_the_local_executor_gives_the_serial_evidence(tmp_path):
+    """Candidates measured in a worker process (the local executor, 2 CPU workers) score what they
+    score in this one: same stages, settings, prompts and quality, every cell from that worker."""
+    serial = small_tune(tiny_config(tmp_path / "serial"))
+    local_cfg = replace(tiny_config(tmp_path / "local"), executor="local", workers=2)
+    local = small_tune(local_cfg)
+    assert evidence(local) == evidence(serial) and len(local.candidates) >= 2
+    assert {c.cell.settings["worker"] for c in local.candidates} == {"cpu0"}  # one cell at a time: one worker, its engine reused
+    assert [c.cell.settings["engine_reused"] for c in local.candidates][1:] == [True] * (len(local.candidates) - 1)

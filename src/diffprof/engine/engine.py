@@ -10,74 +10,45 @@ changes use ``from_config`` and task changes ``from_pipe``, so weights load once
 
 from __future__ import annotations
 
-import gc
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
-from diffprof.config import TASKS, check_size
-from diffprof.engine.inputs import check_mask_matches, default_init_image, default_mask, load_image, load_mask
+from diffprof.clock import SYSTEM_CLOCK, Clock
+from diffprof.config import TASKS
+from diffprof.engine.devices import clean, resolve_engine_device, synchronize, timing_note
 from diffprof.engine.instrument import PipelineInstrumentation
 from diffprof.engine.optimizations import DTYPES, Optimizations, apply_optimizations, resolve_precision, saveable_weights
+from diffprof.engine.request import GenerationRequest, GenerationResult, LoadInfo, call_images, check_request
 from diffprof.engine.schedulers import DEFAULT, check_scheduler, make_scheduler
-from diffprof.engine.timing import CallTiming, timing_from_records
-from diffprof.errors import ConfigError, InputError, unknown_choice
-from diffprof.profiler import OperationRecord, Profiler, cupti_left_attached
-from diffprof.request import GenerationRequest
+from diffprof.engine.timing import timing_from_records
+from diffprof.errors import ConfigError, unknown_choice
+from diffprof.profiler import Profiler
 from diffprof.results import FAST_PATH_NOTE, TIMING_NOTE
 
-
-@dataclass
-class LoadInfo:
-    """What loading cost: the engine's first measurement."""
-
-    model: str
-    source: str
-    family: str
-    seconds: float
-    bytes_read: int
-    peak_allocated: int | None = None
-    device: str = "cpu"
-    precision: str = "fp32"
-    #: ``warm`` when saved compile artifacts were loaded and the first call compiled nothing
-    #: (``warm, but N of M graphs compiled anew`` when they did not cover it), ``cold ...`` otherwise.
-    compile_cache: str | None = None
-    #: The first generate call: compile, autotune, graph capture and lazy init, reported apart.
-    first_call_s: float | None = None
-
-    @property
-    def gb_per_s(self) -> float | None:
-        return self.bytes_read / self.seconds / 1e9 if self.bytes_read and self.seconds > 0 else None
-
-
-@dataclass
-class GenerationResult:
-    images: list[Image.Image]
-    latents: torch.Tensor | None
-    timing: CallTiming
-    request: GenerationRequest
-    settings: dict[str, Any]
-    records: list[OperationRecord] = field(default_factory=list)
-
-
-def timing_note(device: torch.device) -> str | None:
-    """Why times measured now on ``device`` are not a fresh process's, if they are not: read before a
-    call, so a ``detailed`` call's own capture does not flag it."""
-    if device.type == "cuda" and cupti_left_attached():
-        return ("a detailed kernel capture earlier in this process left CUPTI attached, which makes every kernel launch dearer "
-                "(SD 1.5 eager ran 1.58x slower, H100): time in a process that has not run level detailed")
-    return None
+__all__ = ["Engine", "GenerationRequest", "GenerationResult", "LoadInfo", "resolve_engine_device", "timing_note"]
 
 
 class Engine:
     """A loaded, optimized, instrumented pipeline. Build with :meth:`load`."""
 
-    def __init__(self, loaded: Any, *, model: str, device: torch.device, precision: str, optimizations: Optimizations, profiler: Profiler, load_info: LoadInfo) -> None:
+    def __init__(
+        self,
+        loaded: Any,
+        *,
+        model: str,
+        device: torch.device,
+        precision: str,
+        optimizations: Optimizations,
+        profiler: Profiler,
+        load_info: LoadInfo,
+        clock: Clock | None = None,
+    ) -> None:
         self.loaded = loaded
+        #: What every call's total time is read from; the profiler's, so records and totals agree.
+        self.clock: Clock = clock or profiler.clock
         self.model = model
         self.family: str = loaded.family
         self.preset = loaded.preset
@@ -109,6 +80,7 @@ class Engine:
         profiler: Profiler | None = None,
         seed: int = 0,
         allow_pickle: bool = False,
+        clock: Clock | None = None,
     ) -> Engine:
         """Load ``model`` from ``weights``, apply precision and optimizations, install hooks.
 
@@ -119,6 +91,8 @@ class Engine:
             precision (`str`, defaults to ``auto``): fp16 on CUDA, fp32 on CPU (``half``: bf16 on CPU).
             optimize: switch names (``["vae_slicing", "compile=unet"]``) or an :class:`Optimizations`.
             profiler: where records go; a ``standard`` profiler on the device by default.
+            clock: nanoseconds for load and call times (default: the profiler's, else
+                ``time.perf_counter_ns``); tests pass a :class:`~diffprof.clock.FakeClock`.
         """
         from diffprof.models.presets import DEFAULT_MODEL
         from diffprof.models.sources import load_pipeline
@@ -128,16 +102,16 @@ class Engine:
         prec = resolve_precision(precision, dev)
         opts = optimize if isinstance(optimize, Optimizations) else Optimizations.parse(optimize)
         opts.validate(dev, prec)
-        profiler = profiler or Profiler("standard", device=dev)
+        clock = clock or (profiler.clock if profiler is not None else SYSTEM_CLOCK)
+        profiler = profiler or Profiler("standard", device=dev, clock=clock)
         load_device = torch.device("cpu") if opts.offload != "none" else dev
-        _clean(dev)
-        _sync(dev)
-        t0 = time.perf_counter_ns()
+        clean(dev)
+        t0 = clock()
         with profiler.profile_operation("pipeline_load", "model_loading", model=model, weights=weights, precision=prec) as rec:
             loaded = load_pipeline(model, weights, dtype=DTYPES[prec], device=load_device, seed=seed, allow_pickle=allow_pickle)
             apply_optimizations(loaded.pipeline, opts, dev)
-            _sync(dev)
-        seconds = (time.perf_counter_ns() - t0) / 1e9
+            synchronize(dev)
+        seconds = (clock() - t0) / 1e9
         info = LoadInfo(
             model=model,
             source=loaded.source,
@@ -149,7 +123,7 @@ class Engine:
         )
         if rec is not None:
             rec.labels.update(bytes_read=loaded.bytes_read, source=loaded.source)
-        engine = cls(loaded, model=model, device=dev, precision=prec, optimizations=opts, profiler=profiler, load_info=info)
+        engine = cls(loaded, model=model, device=dev, precision=prec, optimizations=opts, profiler=profiler, load_info=info, clock=clock)
         if opts.compile:
             from diffprof.engine import compile_cache
 
@@ -221,8 +195,8 @@ class Engine:
         note = timing_note(self.device)
         if note:
             settings[TIMING_NOTE] = note
-        _sync(self.device)
-        t0 = time.perf_counter_ns()
+        synchronize(self.device)
+        t0 = self.clock()
         labels = {k: settings[k] for k in ("model", "task", "scheduler", "steps", "width", "height")}
         fast = self._fast_path(request)
         with torch.inference_mode(), self.instrumentation.call(images=request.total_images, **labels) as state:
@@ -234,8 +208,8 @@ class Engine:
                     settings[FAST_PATH_NOTE] = f"{covers} SD/SDXL txt2img only; {request.task} on {self.family} ran the pipeline's own loop"
             else:
                 out = self._run_fast(fast, request, kwargs, settings, state)
-            _sync(self.device)
-        total_ns = time.perf_counter_ns() - t0
+            synchronize(self.device)
+        total_ns = self.clock() - t0
         if self.load_info.first_call_s is None:
             self.load_info.first_call_s = total_ns / 1e9
             self._save_compile_cache()
@@ -289,41 +263,10 @@ class Engine:
         return SimpleNamespace(images=result.images if req.decode else result.latents)
 
     def _prepare(self, req: GenerationRequest) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-        if req.task not in TASKS:
-            raise unknown_choice("task", req.task, TASKS)
-        if req.steps < 1:
-            raise ConfigError(f"steps must be >= 1, got {req.steps}")
-        if req.num_images < 1:
-            raise ConfigError(f"batch must be >= 1, got {req.num_images}")
-        if not 0 < req.strength <= 1:
-            raise ConfigError(f"strength must be in (0, 1], got {req.strength}")
-        check_size("width", req.width)
-        check_size("height", req.height)
+        check_request(req)
         pipe = self.pipeline_for(req.task)
         self.set_scheduler(req.scheduler)
-        image = mask = None
-        if req.task in ("img2img", "inpaint"):
-            image = req.image if isinstance(req.image, Image.Image) else (load_image(req.image) if req.image else None)
-            if req.task == "inpaint":
-                mask = req.mask if isinstance(req.mask, Image.Image) else (load_mask(req.mask) if req.mask else None)
-            if image is not None and req.width is None and req.height is None:
-                width, height = image.size
-                if width % 8 or height % 8:
-                    raise InputError(f"init image is {width}x{height}; both sides must be multiples of 8", "resize it, or pass --width/--height")
-            else:
-                width, height = req.width or self.native_size, req.height or self.native_size
-            if image is None:
-                image = default_init_image(width, height, req.seed)
-            elif image.size != (width, height):
-                if mask is not None:
-                    check_mask_matches(image, mask)
-                image = image.resize((width, height), Image.Resampling.LANCZOS)
-                mask = mask.resize((width, height), Image.Resampling.NEAREST) if mask is not None else None
-            if req.task == "inpaint":
-                mask = mask if mask is not None else default_mask(width, height)
-                check_mask_matches(image, mask)
-        else:
-            width, height = req.width or self.native_size, req.height or self.native_size
+        width, height, image, mask = call_images(req, self.native_size)
         generator = torch.Generator("cpu").manual_seed(req.seed)
         kwargs: dict[str, Any] = dict(
             prompt=req.prompts,
@@ -363,8 +306,11 @@ class Engine:
         return pipe, kwargs, settings
 
     def set_profiler(self, profiler: Profiler) -> None:
-        """Record into another profiler (e.g. another level) without reloading or recompiling."""
+        """Record into another profiler (e.g. another level) without reloading or recompiling; an
+        engine timing with its profiler's clock moves to the new one's, so totals and records agree."""
         self.instrumentation.remove()
+        if self.clock is self.profiler.clock:
+            self.clock = profiler.clock
         self.profiler = profiler
         self.instrumentation = PipelineInstrumentation(self.base, profiler)
 
@@ -413,27 +359,4 @@ class Engine:
         self._fast = None  # its captured graphs hold their memory pools
         self.base = None
         self.loaded = None
-        _clean(self.device)
-
-
-def resolve_engine_device(device: str | torch.device | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"device {device!r} is not a device", "use auto, cpu, cuda or cuda:N") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda was asked for but no CUDA GPU is visible", "use --device cpu, or check drivers / CUDA_VISIBLE_DEVICES")
-    return dev
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _clean(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+        clean(self.device)

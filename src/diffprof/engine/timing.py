@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from diffprof.profiler import OperationRecord
+from diffprof.stats import SampleStats
 
 
 @dataclass
@@ -46,13 +47,9 @@ class CallTiming:
 
     @property
     def step_median_s(self) -> float:
-        s = sorted(self.steps_s)
-        if not s and self.loop_s is not None and self.loop_steps:
+        if not self.steps_s and self.loop_s is not None and self.loop_steps:
             return self.loop_s / self.loop_steps  # a mean: a graph replays all steps as one launch
-        if not s:
-            return float("nan")
-        mid = len(s) // 2
-        return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+        return SampleStats.from_samples(self.steps_s).median  # nan without steps
 
     @property
     def other_s(self) -> float:

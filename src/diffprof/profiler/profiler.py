@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import itertools
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from diffprof.clock import SYSTEM_CLOCK, Clock
 from diffprof.errors import ProfilerError, unknown_choice
 from diffprof.profiler.record import LEVELS, Level, OperationRecord, Profile
 from diffprof.profiler.trackers import (
@@ -44,7 +44,6 @@ from diffprof.profiler.trackers import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
-Clock = Callable[[], int]
 
 
 def check_level(level: str) -> Level:
@@ -183,7 +182,8 @@ class Profiler:
         level (`str`, defaults to ``"standard"``): ``off``, ``minimal``, ``standard`` or ``detailed``.
         device (`str`, *optional*): where GPU time and memory are read; defaults to the current CUDA
             device when there is one, else the CPU (wall time and host memory only).
-        clock (`Callable[[], int]`, *optional*): nanosecond clock; tests inject a fake one.
+        clock (`Clock`, *optional*): nanosecond clock (default ``time.perf_counter_ns``); tests inject a
+            :class:`~diffprof.clock.FakeClock`.
         trace_dir (`str`, *optional*): where ``detailed`` writes kernel traces (default ``./diffprof-traces``).
         measure_overhead (`bool`, defaults to ``True``): time this level's own per-operation cost
             once, when results are first read, so every profile states its overhead.
@@ -200,7 +200,7 @@ class Profiler:
     ) -> None:
         self.level: Level = check_level(level)
         self.device = resolve_device(device)
-        self._clock: Clock = clock or time.perf_counter_ns
+        self._clock: Clock = clock or SYSTEM_CLOCK
         self._ids = itertools.count(1)
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -239,6 +239,11 @@ class Profiler:
             return self._local.stack  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ public
+    @property
+    def clock(self) -> Clock:
+        """The clock records are timed with (an engine reads its call totals from the same one)."""
+        return self._clock
+
     @property
     def enabled(self) -> bool:
         return self.level != "off"
@@ -306,22 +311,22 @@ class Profiler:
             self._records.clear()
 
 
-def measure_overhead(level: str, device: str | torch.device | None = None, n: int | None = None) -> float:
+def measure_overhead(level: str, device: str | torch.device | None = None, n: int | None = None, clock: Clock = SYSTEM_CLOCK) -> float:
     """Nanoseconds one empty operation costs at ``level`` on ``device`` (median of 5 batches).
 
     This is the profiler's own cost, the number subtracted mentally from every record; the
-    ``benchmarks/profiler_overhead.py`` script prints it for each level.
+    ``benchmarks/profiler_overhead.py`` script prints it for each level. ``clock`` is for tests of
+    the arithmetic: a profile states the real cost, read from the real clock.
     """
     level = check_level(level)
     if n is None:
         n = 20 if level == "detailed" else 1000
-    profiler = Profiler(level, device=device, measure_overhead=False, trace_dir=None)
+    profiler = Profiler(level, device=device, clock=clock, measure_overhead=False, trace_dir=None)
     if level == "detailed":
         for tracker in profiler._trackers:
             if isinstance(tracker, TorchProfilerTracker):
                 tracker.trace_dir = None
     op = profiler.profile_operation
-    clock = time.perf_counter_ns
     batches = []
     for _ in range(5):
         t0 = clock()

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from diffprof.clock import SYSTEM_CLOCK, Clock
 from diffprof.profiler.record import OperationRecord
 
 
@@ -88,7 +89,7 @@ class CudaEventTracker(Tracker):
     to a pool so steady-state profiling allocates no new events.
     """
 
-    def __init__(self, device: torch.device, clock: Any = None) -> None:
+    def __init__(self, device: torch.device, clock: Clock | None = None) -> None:
         self.device = device
         self._pool: list[Any] = []
         self._lock = threading.Lock()
@@ -97,7 +98,7 @@ class CudaEventTracker(Tracker):
         torch.cuda.synchronize(device)
         self._reference = torch.cuda.Event(enable_timing=True)
         self._reference.record()
-        self.reference_host_ns = (clock or __import__("time").perf_counter_ns)()
+        self.reference_host_ns = (clock or SYSTEM_CLOCK)()
 
     def _event(self) -> Any:
         with self._lock:

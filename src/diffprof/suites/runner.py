@@ -28,18 +28,7 @@ from diffprof.results import CellResult
 from diffprof.suites.base import Cell, expand
 from diffprof.suites.checks import check_config
 from diffprof.suites.executors import get_executor
-from diffprof.suites.executors.base import Executor, Listener
-
-# Re-exported: the cell-running primitives lived here before executors existed.
-from diffprof.suites.worker import (  # noqa: F401
-    EngineCache,
-    cell_from_json,
-    cell_to_json,
-    error_text,
-    failed_cell,
-    run_cell_inline,
-    run_cell_isolated,
-)
+from diffprof.suites.executors.base import Executor, Listener, Results
 
 
 @dataclass
@@ -68,7 +57,7 @@ def check_inputs(config: RunConfig) -> None:
     for model in dict.fromkeys([config.model, *swept]):
         resolve_source(model, config.weights)
     if config.executor in ("serial", "local"):
-        from diffprof.engine.engine import resolve_engine_device
+        from diffprof.engine.devices import resolve_engine_device
 
         resolve_engine_device(config.device)
 
@@ -113,8 +102,6 @@ class Runner:
         return expand(self.config)
 
     def run(self, resume: int | str | None = None) -> RunSummary:
-        from diffprof.environment import capture_environment
-
         check_config(self.config)  # registry names (schedulers, switches, suites, executor) before anything runs
         cells = self.cells()
         if self.config.threads:
@@ -131,41 +118,118 @@ class Runner:
         executor = self.executor or get_executor(self.config)
         executor.check()  # before the store: a setup that cannot run stores nothing
         if resume is not None:
-            run_id = self.store.resume_run(resume)
-            done = self.store.finished_keys(run_id)
+            record = RecordedRun.resume(self.store, resume)
         else:
-            run_id = self.store.create_run(self.command, self.config.to_dict(), capture_environment(), name=self.name)
-            done = set()
-        summary = RunSummary(run_id=run_id)
+            record = RecordedRun.create(self.store, self.config, self.command, name=self.name)
+        done = record.finished_keys()
+        summary = RunSummary(run_id=record.run_id)
         todo = [c for c in cells if c.key not in done]
         summary.skipped = len(cells) - len(todo)
         if todo and executor.parallel:
             self.console.print(f"executor {executor.describe()}", highlight=False)
         t0 = time.perf_counter()
-        status = "interrupted"
         try:
-            board = ProgressBoard(self.console, len(todo), enabled=self.show_progress, per_worker=executor.parallel)
-            with board, closing(executor.execute(todo, board)) as results:  # closing it stops the workers
-                for cell, result in results:
-                    # Stored under the *requested* cell's key: measured settings differ from it (and
-                    # between executors), and resume must match what was asked for.
-                    stored = result
-                    stored.cell_key = cell.key
-                    stored.id = self.store.add_cell(run_id, stored)
-                    board.finished(cell, stored)
-                    summary.cells.append(stored)
-                    if stored.ok:
-                        summary.ok += 1
-                    else:
-                        summary.failed += 1
-                        self.console.print(f"[red]✗ {cell.label}[/]: {stored.error}", highlight=False)
-                    if self.on_cell:
-                        self.on_cell(stored)
-            status = "finished"
+            with record:
+                board = ProgressBoard(self.console, len(todo), enabled=self.show_progress, per_worker=executor.parallel)
+                with board, closing(executor.execute(todo, board)) as results:  # closing it stops the workers
+                    for cell, result in results:
+                        stored = record.add(cell, result)
+                        board.finished(cell, stored)
+                        summary.cells.append(stored)
+                        if stored.ok:
+                            summary.ok += 1
+                        else:
+                            summary.failed += 1
+                            self.console.print(f"[red]✗ {cell.label}[/]: {stored.error}", highlight=False)
+                        if self.on_cell:
+                            self.on_cell(stored)
         finally:
             summary.seconds = time.perf_counter() - t0
-            self.store.finish_run(run_id, status)
         return summary
+
+
+class RecordedRun:
+    """A run in the store while it is measured: each result stored the moment it arrives, under the
+    key of the cell that was *asked for*, and the run closed ``finished`` or, when the block it
+    guards raises (Ctrl-C included), ``interrupted``. The runner and ``tune`` both record through it.
+
+    Use as ``with RecordedRun.create(store, config, command) as record: record.add(cell, result)``.
+    """
+
+    def __init__(self, store: Any, run_id: int) -> None:
+        self.store = store
+        self.run_id = run_id
+
+    @classmethod
+    def create(cls, store: Any, config: RunConfig, command: str, *, name: str | None = None) -> RecordedRun:
+        """A new run holding the config and this host's environment."""
+        from diffprof.environment import capture_environment
+
+        return cls(store, store.create_run(command, config.to_dict(), capture_environment(), name=name))
+
+    @classmethod
+    def resume(cls, store: Any, ref: int | str) -> RecordedRun:
+        """An earlier run, reopened to add the cells it is missing."""
+        return cls(store, store.resume_run(ref))
+
+    def finished_keys(self) -> set[str]:
+        """Keys of the cells already stored ``ok`` (what a resume skips)."""
+        return set(self.store.finished_keys(self.run_id))
+
+    def add(self, cell: Cell, result: CellResult) -> CellResult:
+        """Store ``result`` under ``cell``'s key: measured settings differ from the requested ones
+        (and between executors), and resume must match what was asked for."""
+        result.cell_key = cell.key
+        result.id = self.store.add_cell(self.run_id, result)
+        return result
+
+    def close(self, status: str) -> None:
+        self.store.finish_run(self.run_id, status)
+
+    def __enter__(self) -> RecordedRun:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.close("interrupted" if exc_type is not None else "finished")
+
+
+class CellSubmitter:
+    """Cells handed to an executor one at a time, each result back before the next cell is chosen.
+
+    For a caller whose next cell depends on the last result (``tune``'s search): the executor runs
+    once for the caller's whole life, so its workers and the pipelines they hold stay loaded
+    between cells, whichever executor it is. With ``record`` every result is stored as it arrives.
+    :meth:`close` stops the workers.
+    """
+
+    def __init__(self, executor: Executor, *, record: RecordedRun | None = None, listener: Listener | None = None) -> None:
+        self.executor = executor
+        self.record = record
+        self.listener = listener or Listener()
+        self._cells: list[Cell] = []
+        self._results: Results | None = None
+
+    def run(self, cell: Cell) -> CellResult:
+        """Measure ``cell`` on the executor (a failure is a failed result, never an exception)."""
+        self._cells.append(cell)  # the executor takes up cells appended while it waits to be resumed
+        if self._results is None:
+            self._results = self.executor.execute(self._cells, self.listener)
+        try:
+            done, result = next(self._results)
+        except StopIteration:
+            raise RuntimeError(f"executor {self.executor.name} returned no result for {cell.label}") from None
+        return self.record.add(done, result) if self.record is not None else result
+
+    def close(self) -> None:
+        if self._results is not None:
+            self._results.close()
+            self._results = None
+
+    def __enter__(self) -> CellSubmitter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class ProgressBoard(Listener):

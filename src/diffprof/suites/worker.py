@@ -27,6 +27,7 @@ import torch
 
 from diffprof.config import RunConfig
 from diffprof.engine import Engine
+from diffprof.engine.devices import resolve_engine_device
 from diffprof.errors import DiffprofError
 from diffprof.profiler import Profiler
 from diffprof.results import CellResult
@@ -67,7 +68,7 @@ class EngineCache:
     def quality(self, config: RunConfig) -> Any:
         """One QualityCache per reference folder for this worker's life: reference solves and
         CLIP models are shared by every cell that needs them, not recomputed per cell."""
-        from diffprof.suites.measure import QualityCache
+        from diffprof.quality.scoring import QualityCache
 
         folder = config.reference_cache
         if folder not in self._quality:
@@ -79,7 +80,7 @@ class EngineCache:
             return self.engine, True
         self.drop()
         c = cell.config
-        profiler = Profiler(c.profile_level, device=_device_for(c), measure_overhead=False)
+        profiler = Profiler(c.profile_level, device=resolve_engine_device(c.device), measure_overhead=False)
         self.engine = Engine.load(
             c.model, c.weights, device=c.device, precision=c.precision, optimize=c.optimize, profiler=profiler, seed=c.seed, allow_pickle=c.allow_pickle
         )
@@ -94,12 +95,6 @@ class EngineCache:
             self.engine.close()
         self.engine = None
         self.key = None
-
-
-def _device_for(config: RunConfig) -> torch.device:
-    from diffprof.engine.engine import resolve_engine_device
-
-    return resolve_engine_device(config.device)
 
 
 def run_cell_inline(cell: Cell, cache: EngineCache) -> CellResult:

@@ -53,7 +53,7 @@ METRIC_ALIASES = {"convergence": "psnr_db", "clip": "clip_score", "psnr": "psnr_
 
 def resolve_metric(name: str, model: str) -> TuneMetric:
     """``auto`` (adherence on shapes-sd, PSNR otherwise), a family name or a metric name."""
-    from diffprof.suites.measure import SHAPES_MODEL
+    from diffprof.quality.scoring import SHAPES_MODEL
 
     if name == "auto":
         name = "adherence" if model == SHAPES_MODEL else "psnr_db"

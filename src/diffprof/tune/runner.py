@@ -1,18 +1,21 @@
 """``tune()``: measure candidates as cells of a ``tune`` run and pick the fastest that holds quality.
 
 Each candidate is an ordinary cell (suite ``tune``, labels stage/scheduler/steps/precision/
-optimization) measured by :func:`~diffprof.suites.measure.measure_cell`, so it gets the same
-warm-up, repeats, memory cleaning and quality scoring as any benchmark, and is stored as it
-finishes: ``diffprof show``, ``report`` and ``compare`` work on a tune run like on any other.
+optimization) handed to the configured executor, like a sweep's: it gets the same warm-up, repeats,
+memory cleaning and quality scoring as any benchmark (``measure_cell``), it can run in this process
+(``serial``), in a worker process (``local``) or on a Ray cluster, and it is stored as it finishes
+(:class:`~diffprof.suites.runner.RecordedRun`): ``diffprof show``, ``report`` and ``compare`` work on
+a tune run like on any other. The search decides each cell from the last result, so cells go to
+the executor one at a time (:class:`~diffprof.suites.runner.CellSubmitter`), and the pipelines its
+workers load stay loaded between them.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,11 +23,17 @@ from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
 from diffprof.results import CellResult
 from diffprof.suites.base import Cell
-from diffprof.suites.measure import QualityCache, measure_cell, now
+from diffprof.suites.executors import get_executor
+from diffprof.suites.runner import CellSubmitter, RecordedRun
 from diffprof.tune.constraints import TuneMetric, resolve_metric
 from diffprof.tune.result import TuneResult, check_config_path, tuned_config, write_config
 from diffprof.tune.search import Candidate, Search, Stage
 from diffprof.tune.space import SearchSpace, Setting
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from diffprof.suites.executors.base import Executor
 
 SUITE = "tune"
 #: Prompts a confirmed candidate is scored on, unless told otherwise.
@@ -32,17 +41,12 @@ DEFAULT_PROMPTS = 8
 
 
 class CellEvaluator:
-    """Measures one setting as a ``tune`` cell on a shared engine and stores it."""
+    """Measures one setting as a ``tune`` cell: builds the cell, submits it, returns its result."""
 
-    def __init__(self, config: RunConfig, metric: TuneMetric, store: Any = None, run_id: int | None = None) -> None:
-        from diffprof.suites.runner import EngineCache
-
+    def __init__(self, config: RunConfig, metric: TuneMetric, submitter: CellSubmitter) -> None:
         self.config = config
         self.metric = metric
-        self.store = store
-        self.run_id = run_id
-        self.engines = EngineCache(config.profile_level)
-        self.quality = QualityCache(config.reference_cache)
+        self.submitter = submitter
 
     def cell(self, setting: Setting, stage: Stage, prompts: int) -> Cell:
         """The cell for a setting: screens time one call with no warm-up (their time decides nothing)."""
@@ -65,24 +69,8 @@ class CellEvaluator:
         return Cell(SUITE, labels, config)
 
     def __call__(self, setting: Setting, stage: Stage, prompts: int) -> CellResult:
-        from diffprof.suites.runner import error_text, failed_cell
-
-        cell = self.cell(setting, stage, prompts)
-        started = now()
-        try:
-            engine, reused = self.engines.get(cell)
-            result = measure_cell(engine, cell, reused_engine=reused, quality=self.quality)
-            engine.profiler.reset()
-        except Exception as exc:  # noqa: BLE001 - a candidate's failure is evidence, not a crash
-            if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
-                self.engines.drop()
-            result = failed_cell(cell, error_text(exc), started)
-        if self.store is not None and self.run_id is not None:
-            result.id = self.store.add_cell(self.run_id, result)
-        return result
-
-    def close(self) -> None:
-        self.engines.drop()
+        """A failed candidate (out of memory, a refused combination) is a failed cell: evidence, not a crash."""
+        return self.submitter.run(self.cell(setting, stage, prompts))
 
 
 def tune(
@@ -99,6 +87,7 @@ def tune(
     output: str | Path | None = None,
     command: str = "",
     on_candidate: Callable[[Candidate], None] | None = None,
+    executor: Executor | None = None,
 ) -> TuneResult:
     """Find the fastest setting of ``config.model`` that holds quality, and write it as a config.
 
@@ -114,12 +103,13 @@ def tune(
         space (`SearchSpace`, *optional*): default :meth:`SearchSpace.for_device`.
         store: a :class:`~diffprof.store.Store` or a path; every candidate is stored as a ``tune`` run.
         output: where to write the tuned config (.yaml/.json); None writes nothing.
+        executor: run candidates on this executor instead of the one ``config.executor`` names.
 
     Raises:
         NoConfigMeetsConstraints: nothing measured meets the constraints; the message names the
             closest achievable point and ``.result`` holds the evidence.
     """
-    from diffprof.engine.engine import resolve_engine_device
+    from diffprof.engine.devices import resolve_engine_device
 
     # 1. Check everything before measuring anything.
     config = config or RunConfig()
@@ -147,22 +137,20 @@ def tune(
     memory_metric = "peak_allocated_bytes" if device.type == "cuda" else "host_peak_rss_bytes"
     if config.threads:
         torch.set_num_threads(config.threads)
+    executor = executor or get_executor(config)
+    executor.check()  # before the store: a setup that cannot run stores nothing
     # 2. A stored run holds every candidate as it is measured.
     owned = isinstance(store, (str, Path))
     if owned:
         from diffprof.store import Store
 
         store = Store(str(store))
-    run_id = None
-    if store is not None:
-        from diffprof.environment import capture_environment
-
-        run_id = store.create_run(command or f"diffprof tune --model {config.model}", config.to_dict(), capture_environment())
-    # 3. Search.
-    evaluator = CellEvaluator(config, tune_metric, store, run_id)
+    record = RecordedRun.create(store, config, command or f"diffprof tune --model {config.model}") if store is not None else None
+    # 3. Search, one cell at a time on the executor.
+    submitter = CellSubmitter(executor, record=record)
     search = Search(
-        evaluator, space, tune_metric, prompts=prompts, screen_prompts=screen, min_quality=min_quality, tolerance=tolerance,
-        max_memory_bytes=max_memory_gib * 2**30 if max_memory_gib is not None else None, memory_metric=memory_metric,
+        CellEvaluator(config, tune_metric, submitter), space, tune_metric, prompts=prompts, screen_prompts=screen, min_quality=min_quality,
+        tolerance=tolerance, max_memory_bytes=max_memory_gib * 2**30 if max_memory_gib is not None else None, memory_metric=memory_metric,
         on_candidate=on_candidate,
     )
     t0 = time.perf_counter()
@@ -171,14 +159,15 @@ def tune(
         outcome = search.run()
         status = "finished"
     finally:
-        evaluator.close()
-        if store is not None and run_id is not None:
-            store.finish_run(run_id, status)
+        submitter.close()  # stops the executor's workers
+        if record is not None:
+            record.close(status)
         if owned and store is not None:
             store.close()  # a store this call opened is one checkpointed file again when it returns
     # 4. The result, the written config, or the error naming the closest point.
     result = TuneResult.from_outcome(
-        outcome, model=config.model, device=str(device), space=space, prompts=prompts, run_id=run_id, seconds=time.perf_counter() - t0
+        outcome, model=config.model, device=str(device), space=space, prompts=prompts,
+        run_id=record.run_id if record is not None else None, seconds=time.perf_counter() - t0,
     )
     if result.chosen is None:
         raise result.infeasible_error()

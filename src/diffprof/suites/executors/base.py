@@ -2,7 +2,11 @@
 
 An executor takes the cells still to do and yields ``(cell, result)`` pairs as cells finish, in any
 order. The runner owns everything around that (the store, resume, the summary), so an executor is
-only about *where* cells run. Rules every executor keeps:
+only about *where* cells run. The list of cells may grow while results are read: a caller that
+decides its next cell from the last result (``tune``'s search, through
+:class:`~diffprof.suites.runner.CellSubmitter`) appends it before asking for the next result, and the
+executor takes it up with the workers, and the pipelines they hold, it already has. Rules every
+executor keeps:
 
 - Every cell handed in comes back exactly once, ``ok`` or ``failed``. A cell's own failure (an
   exception, an impossible combination) is a failed result, never an exception out of the executor.
@@ -75,7 +79,9 @@ class Executor(ABC):
     def execute(self, cells: Sequence[Cell], listener: Listener) -> Results:
         """Yield ``(cell, result)`` for every cell exactly once, as each finishes.
 
-        A generator: closing it early (the caller stopped, Ctrl-C) must stop the workers.
+        Cells appended to ``cells`` while a result is being read are run too (see :class:`Intake`);
+        the generator ends when every cell it was given has come back. A generator: closing it
+        early (the caller stopped, Ctrl-C) must stop the workers.
         """
 
     def describe(self) -> str:
@@ -130,6 +136,28 @@ class CellQueue:
     def requeue(self, cell: Cell) -> None:
         """Put a cell back at the front of its group (it runs next on a worker of its key)."""
         self._groups.setdefault(cell.engine_key, []).insert(0, cell)
+
+    def add(self, cell: Cell) -> None:
+        """A cell that arrived after the queue was made: after the cells of its key at least as long."""
+        group = self._groups.setdefault(cell.engine_key, [])
+        cost = estimated_cost(cell)
+        at = next((i for i, c in enumerate(group) if estimated_cost(c) < cost), len(group))
+        group.insert(at, cell)
+
+
+class Intake:
+    """The cells of one :meth:`Executor.execute` call, read as they arrive: the caller may append to
+    the list while it reads results, and :meth:`new` hands out what it appended since last asked."""
+
+    def __init__(self, cells: Sequence[Cell]) -> None:
+        self.cells = cells
+        self.taken = 0
+
+    def new(self) -> list[Cell]:
+        """Cells not handed out yet (all of them the first time)."""
+        fresh = list(self.cells[self.taken:])
+        self.taken += len(fresh)
+        return fresh
 
 
 class Deaths:

@@ -33,7 +33,7 @@ from diffprof.config import RunConfig
 from diffprof.errors import ConfigError, DiffprofError
 from diffprof.results import CellResult
 from diffprof.suites.base import Cell, cuda_expected
-from diffprof.suites.executors.base import CellQueue, Deaths, Executor, Listener, Results, Worker, default_threads, dispatch, lose
+from diffprof.suites.executors.base import CellQueue, Deaths, Executor, Intake, Listener, Results, Worker, default_threads, dispatch, lose
 from diffprof.suites.worker import cell_from_json, cell_message, worker_env
 
 #: Seconds a stopping worker gets to finish before it is terminated (then killed).
@@ -176,17 +176,19 @@ class LocalExecutor(Executor):
         return f"local: {n} worker{'s' if n != 1 else ''} ({', '.join(s.name for s in self.slots)})"
 
     def execute(self, cells: Sequence[Cell], listener: Listener) -> Results:
-        if not cells:
+        intake = Intake(cells)
+        first = intake.new()
+        if not first:
             return
-        slots = self.slots[: len(cells)]  # no more workers than cells
+        slots = self.slots[: len(first)]  # no more workers than cells
         listener.workers([s.name for s in slots])
-        pending = CellQueue(cells)
+        pending = CellQueue(first)
         deaths = Deaths()
         inbox: Inbox = queue.Queue()
         with tempfile.TemporaryDirectory(prefix="diffprof-workers-") as tmp:
             log_dir = None if os.environ.get("DIFFPROF_DEBUG") else Path(tmp)  # debug: stderr shows
             workers = [_Process(slot, inbox, log_dir) for slot in slots]
-            remaining = len(cells)
+            remaining = len(first)
             try:
                 while remaining:
                     worker, message = _next(inbox)
@@ -224,6 +226,13 @@ class LocalExecutor(Executor):
                     for pair in done:
                         remaining -= 1
                         yield pair
+                    if arrived := intake.new():  # appended while a result was read (tune's next cell)
+                        for cell in arrived:
+                            pending.add(cell)
+                        remaining += len(arrived)
+                        # a worker that died with nothing queued was not replaced then; it is now
+                        workers = [_Process(w.slot, inbox, log_dir) if w.closed else w for w in workers]
+                        dispatch(workers, pending, listener)
             finally:
                 _stop_all(workers)
 

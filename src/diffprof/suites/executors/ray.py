@@ -26,7 +26,7 @@ from diffprof.config import RunConfig
 from diffprof.errors import ConfigError, DiffprofError
 from diffprof.results import CellResult
 from diffprof.suites.base import Cell
-from diffprof.suites.executors.base import CellQueue, Deaths, Executor, Listener, Results, Worker, dispatch, lose
+from diffprof.suites.executors.base import CellQueue, Deaths, Executor, Intake, Listener, Results, Worker, dispatch, lose
 from diffprof.suites.worker import failed_cell
 
 #: Seconds actors get to start (import torch and diffusers on their node) before the run gives up.
@@ -196,19 +196,21 @@ class RayExecutor(Executor):
     def execute(self, cells: Sequence[Cell], listener: Listener) -> Results:
         ray = import_ray()
         actors: list[_Actor] = []
+        intake = Intake(cells)
+        first = intake.new()
         try:
-            if not cells:
+            if not first:
                 return
             self.check()
             assert self._plan is not None
-            n, options = min(self._plan[0], len(cells)), self._plan[1]
+            n, options = min(self._plan[0], len(first)), self._plan[1]
             remote = ray.remote(**options)(CellActor)
             actors = [_Actor(remote, i) for i in range(n)]  # they start side by side
             self.actor_names = [a.name for a in actors]
             listener.workers(self.actor_names)
-            pending = CellQueue(cells)
+            pending = CellQueue(first)
             deaths = Deaths()
-            remaining = len(cells)
+            remaining = len(first)
             while remaining:
                 waiting = {a.starting: a for a in actors if a.starting is not None}
                 running = {a.ref: a for a in actors if a.ref is not None}
@@ -245,6 +247,14 @@ class RayExecutor(Executor):
                 for pair in done:
                     remaining -= 1
                     yield pair
+                if arrived := intake.new():  # appended while a result was read (tune's next cell)
+                    for cell in arrived:
+                        pending.add(cell)
+                    remaining += len(arrived)
+                    # an actor lost with nothing queued was not replaced then; it is now
+                    held = {a.index for a in actors}
+                    actors += [_Actor(remote, i) for i in range(n) if i not in held]
+                    dispatch(actors, pending, listener)
         finally:
             for actor in actors:
                 ray.kill(actor.handle, no_restart=True)

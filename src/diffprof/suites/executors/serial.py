@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from diffprof.results import CellResult
 from diffprof.suites.base import Cell
-from diffprof.suites.executors.base import Deaths, Executor, Listener, Results
+from diffprof.suites.executors.base import Deaths, Executor, Intake, Listener, Results
 from diffprof.suites.measure import now
 from diffprof.suites.worker import CellWorker, WorkerDied
 
@@ -26,9 +26,11 @@ class SerialExecutor(Executor):
         listener.workers([WORKER])
         worker = CellWorker()
         deaths = Deaths()
+        intake = Intake(cells)
         try:
-            for cell in cells:
-                yield cell, self._run(worker, cell, deaths, listener)
+            while todo := intake.new():  # cells appended while a result was read come next
+                for cell in todo:
+                    yield cell, self._run(worker, cell, deaths, listener)
         finally:
             worker.close()
 
