@@ -164,7 +164,8 @@ class RunConfig:
 
     # ------------------------------------------------------------ validation
     def validate(self) -> None:
-        from diffprof.engine.optimizations import DEVICE_PRECISIONS, Optimizations, check_precision, label_switches
+        from diffprof.engine.precision import DEVICE_PRECISIONS, check_precision
+        from diffprof.engine.switches import Optimizations, label_switches
         from diffprof.engine.schedulers import check_scheduler
         from diffprof.profiler import check_level
 

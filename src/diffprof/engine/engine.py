@@ -10,6 +10,7 @@ changes use ``from_config`` and task changes ``from_pipe``, so weights load once
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 from dataclasses import dataclass, field, replace
@@ -20,10 +21,12 @@ import torch
 from PIL import Image
 
 from diffprof.config import TASKS, check_size
+from diffprof.engine.apply import apply_optimizations, saveable_weights
 from diffprof.engine.inputs import check_mask_matches, default_init_image, default_mask, load_image, load_mask
 from diffprof.engine.instrument import PipelineInstrumentation
-from diffprof.engine.optimizations import DTYPES, Optimizations, apply_optimizations, resolve_precision, saveable_weights
+from diffprof.engine.precision import DTYPES, resolve_precision
 from diffprof.engine.schedulers import DEFAULT, check_scheduler, make_scheduler
+from diffprof.engine.switches import Optimizations
 from diffprof.engine.timing import CallTiming, timing_from_records
 from diffprof.errors import ConfigError, InputError, unknown_choice
 from diffprof.profiler import OperationRecord, Profiler, cupti_left_attached
@@ -122,6 +125,7 @@ class Engine:
         self._fast: Any = None  # the FastPath, built on the first txt2img call that takes it
         self._compile_key: str | None = None  # set by load() when something is compiled
         self._graph_counts: tuple[int, int] = (0, 0)  # inductor FX-graph cache (hits, misses) when the cache was loaded
+        self._settings = contextlib.ExitStack()  # process-global settings the switches hold (apply_optimizations); close() restores them
 
     # ------------------------------------------------------------------ load
     @classmethod
@@ -162,7 +166,7 @@ class Engine:
         t0 = time.perf_counter_ns()
         with profiler.profile_operation("pipeline_load", "model_loading", model=model, weights=weights, precision=prec) as rec:
             loaded = load_pipeline(model, weights, dtype=DTYPES[prec], device=load_device, seed=seed, allow_pickle=allow_pickle)
-            apply_optimizations(loaded.pipeline, opts, dev)
+            settings = apply_optimizations(loaded.pipeline, opts, dev)
             _sync(dev)
         seconds = (time.perf_counter_ns() - t0) / 1e9
         info = LoadInfo(
@@ -177,6 +181,7 @@ class Engine:
         if rec is not None:
             rec.labels.update(bytes_read=loaded.bytes_read, source=loaded.source)
         engine = cls(loaded, model=model, device=dev, precision=prec, optimizations=opts, profiler=profiler, load_info=info)
+        engine._settings = settings
         if opts.compile:
             from diffprof.engine import compile_cache
 
@@ -440,6 +445,7 @@ class Engine:
         self._fast = None  # its captured graphs hold their memory pools
         self.base = None
         self.loaded = None
+        self._settings.close()
         _clean(self.device)
 
 
