@@ -68,7 +68,8 @@ def test_every_switch_round_trips(token):
 def test_a_set_of_every_kind_round_trips_in_label_order():
     """Labels are stored (runs, calibrations, tune settings): their order is the registry's, whatever
     order the user typed."""
-    typed = "compile_regions,kernel_tuning,fp8,vae_bf16,cudnn_benchmark,cuda_graph,compile_mode=max-autotune,compile=unet+vae,channels_last,model_cpu_offload,vae_tiling,vae_slicing,eager_attention"
+    typed = ("compile_regions,kernel_tuning,fp8,vae_bf16,cudnn_benchmark,cuda_graph,compile_mode=max-autotune,compile=unet+vae,"
+             "channels_last,model_cpu_offload,vae_tiling,vae_slicing,eager_attention")
     opts = Optimizations.parse(typed)
     assert opts.label == ("eager_attention+vae_slicing+vae_tiling+model_cpu_offload+channels_last+compile=unet+vae+"
                           "compile_mode=max-autotune+cuda_graph+cudnn_benchmark+vae_bf16+fp8+kernel_tuning+compile_regions")
@@ -201,6 +202,18 @@ def test_what_yields_leaves_a_set_that_validates(cell, gpu_like):
                 continue
             kept, _ = yield_to(base, Optimizations.parse(cell))
             Optimizations.parse([*kept, cell]).validate(CUDA, "fp16")
+
+
+def test_the_memory_suites_offload_cell_replaces_the_users_offload():
+    """`-O model_cpu_offload` with the memory suite: its sequential cell runs sequential offload alone
+    and says so (two offloads were refused), the other cells keep the user's offload."""
+    from diffprof.config import RunConfig
+    from diffprof.suites import expand
+
+    config = RunConfig.from_mapping({"suites": ["memory"], "optimize": ["model_cpu_offload"], "memory_optimizations": ["none", "vae_slicing", "sequential_cpu_offload"]})
+    cells = {c.labels["optimization"]: c.config.optimize for c in expand(config)}
+    assert cells == {"none": ["model_cpu_offload"], "vae_slicing": ["model_cpu_offload", "vae_slicing"],
+                     "sequential_cpu_offload (no model_cpu_offload)": ["sequential_cpu_offload"]}
 
 
 def test_uncompiled_drops_compile_and_what_needs_it():
