@@ -88,7 +88,8 @@ def main() -> None:
     import torch._inductor.config as inductor
     from torchao.quantization import quantize_
 
-    from diffprof.engine.optimizations import Optimizations, _fp8_worthy, compile_options, fp8_config
+    from diffprof.engine.apply import _fp8_worthy, compile_options, fp8_config
+    from diffprof.engine.switches import Optimizations
     from diffprof.models.presets import get_preset
     from diffprof.models.synthetic import build_pipeline
 

@@ -21,11 +21,11 @@ import sys
 import time
 
 CHILD = """
-import json, sys, time, torch
+import contextlib, json, sys, time, torch
 torch.set_num_threads(1)
 from diffprof.models.presets import get_preset
 from diffprof.models.pipelines import component_class, init_kwargs
-from diffprof.engine.optimizations import compile_conv_blocks
+from diffprof.engine.apply import compile_conv_blocks
 model, mode = sys.argv[1], sys.argv[2]
 preset = get_preset(model)
 cls = component_class(preset, "unet")
@@ -48,7 +48,7 @@ if mode == "whole":
 else:
     unet.compile_repeated_blocks(backend=backend, dynamic=False)
     if mode == "regions":
-        compile_conv_blocks(unet, {}, backend=backend)
+        compile_conv_blocks(unet, {}, backend=backend, settings=contextlib.ExitStack())  # held until the process exits
 with torch.inference_mode():
     t0 = time.perf_counter(); unet(**kw); first = time.perf_counter() - t0
     t0 = time.perf_counter(); unet(**kw); second = time.perf_counter() - t0

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from diffprof.config import RunConfig, parse_resolution
-from diffprof.engine.optimizations import Optimizations, resolve_precision
+from diffprof.engine.precision import resolve_precision
+from diffprof.engine.switches import Optimizations
 from diffprof.errors import ConfigError
 from diffprof.suites.checks import check_config
 
@@ -226,11 +227,10 @@ def test_checking_names_imports_neither_torch_nor_diffusers():
 
 def test_config_precision_names_agree_with_the_engine():
     from diffprof import config
-    from diffprof.engine import optimizations
+    from diffprof.engine import precision
 
-    assert set(config.PRECISIONS) == set(optimizations.DTYPES)
-    assert config.PRECISION_ALIASES == optimizations.PRECISION_ALIASES
-    assert set(config.DEVICE_DEPENDENT) == set(optimizations.DEVICE_PRECISIONS)
+    assert set(config.PRECISIONS) == set(precision.DTYPES)
+    assert set(config.DEVICE_DEPENDENT) == set(precision.DEVICE_PRECISIONS)
 
 
 def test_yaml_toml_json_files(tmp_path):
@@ -274,7 +274,7 @@ def test_optimizations_parse_round_trip():
 def test_a_label_reads_back_as_its_switches(switches):
     """Stores, tune settings and memory-suite options keep the ``+``-joined label; reading it back must
     not split ``compile=unet+vae`` into a switch ``vae``."""
-    from diffprof.engine.optimizations import label_switches
+    from diffprof.engine.switches import label_switches
     from diffprof.estimate.calibration import CalibrationKey
     from diffprof.tune.space import Setting
 
@@ -333,7 +333,7 @@ def test_compile_gets_the_modes_options_plus_diffprofs_tuning(mode, monkeypatch)
     import torch
     from torch._inductor import list_mode_options
 
-    from diffprof.engine.optimizations import apply_optimizations
+    from diffprof.engine.apply import apply_optimizations
 
     seen: dict[str, dict] = {}
 
@@ -375,7 +375,7 @@ def test_fp8_quantizes_the_unet_without_touching_inductors_global_config(dtype, 
     torchao_quantization = pytest.importorskip("torchao.quantization")
     import torch._inductor.config as inductor
 
-    from diffprof.engine.optimizations import _fp8_worthy, apply_optimizations
+    from diffprof.engine.apply import _fp8_worthy, apply_optimizations
 
     calls = []
     monkeypatch.setattr(torchao_quantization, "quantize_", lambda module, config, filter_fn: calls.append((module, config, filter_fn)))
@@ -400,7 +400,7 @@ def test_fp8_quantizes_the_unet_without_touching_inductors_global_config(dtype, 
 
 
 def test_vae_bf16_with_sequential_offload_is_refused_with_the_reason():
-    from diffprof.engine.optimizations import Optimizations
+    from diffprof.engine.switches import Optimizations
 
     with pytest.raises(ConfigError, match="vae_bf16 cannot be combined with sequential_cpu_offload") as err:
         Optimizations.parse(["vae_bf16", "sequential_cpu_offload"]).validate(torch.device("cuda"), "fp16")

@@ -9,8 +9,8 @@ from PIL import Image
 
 from diffprof.clock import FakeClock
 from diffprof.engine import SCHEDULERS, Engine, GenerationRequest
+from diffprof.engine.apply import CONV_BLOCKS
 from diffprof.engine.fast import GRAPH_SAFE
-from diffprof.engine.optimizations import CONV_BLOCKS
 from diffprof.errors import ConfigError, InputError
 from diffprof.profiler import Profiler
 
@@ -322,7 +322,7 @@ def test_conv_block_compile_is_not_cut_short_by_dynamos_recompile_limit():
     blocks of nine shapes must all compile."""
     from diffusers.models.resnet import ResnetBlock2D
 
-    from diffprof.engine.optimizations import compile_conv_blocks
+    from diffprof.engine.apply import compile_conv_blocks
 
     model = torch.nn.ModuleList(ResnetBlock2D(in_channels=4, out_channels=4, temb_channels=None, groups=1) for _ in range(9))
     assert compile_conv_blocks(model, {}) == 9

@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from diffprof.engine.optimizations import Optimizations
+from diffprof.engine.switches import Optimizations
 from diffprof.errors import ConfigError, StoreError
 from diffprof.estimate import Estimator, Workload
 from diffprof.estimate.architecture import Features, Phase

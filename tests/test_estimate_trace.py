@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from diffprof.config import RunConfig
-from diffprof.engine.optimizations import Optimizations
+from diffprof.engine.switches import Optimizations
 from diffprof.estimate.activations import trace_memory
 from diffprof.estimate.architecture import Architecture
 from diffprof.estimate.workload import Workload

@@ -44,7 +44,7 @@ def test_every_registered_suite_is_covered():
 
 
 def test_ablation_removes_one_fast_element_at_a_time():
-    from diffprof.engine.optimizations import FAST_PRESET, Optimizations
+    from diffprof.engine.switches import FAST_PRESET, Optimizations
 
     cells = expand(RunConfig.from_mapping({**BASE, "suites": ["ablation"]}))
     variants = [c.labels["variant"] for c in cells]
@@ -60,7 +60,7 @@ def test_ablation_keeps_compile_only_switches_out_of_cells_that_compile_nothing(
     must neither be refused for it nor start compiling because of it."""
     import torch
 
-    from diffprof.engine.optimizations import Optimizations
+    from diffprof.engine.switches import Optimizations
 
     config = RunConfig.from_mapping({**BASE, "suites": ["ablation"], "optimize": ["compile_regions", "kernel_tuning", "compile_mode=max-autotune-no-cudagraphs", "vae_slicing"]})
     cells = {c.labels["variant"]: Optimizations.parse(c.config.optimize) for c in expand(config)}
@@ -73,7 +73,7 @@ def test_ablation_keeps_compile_only_switches_out_of_cells_that_compile_nothing(
 
 
 def test_precision_suite_eager_cells_drop_every_compile_switch_and_compiled_cells_keep_the_users():
-    from diffprof.engine.optimizations import Optimizations
+    from diffprof.engine.switches import Optimizations
 
     config = RunConfig.from_mapping({**BASE, "suites": ["precision"], "precisions": ["fp32"],
                                      "optimize": ["compile=unet+vae", "compile_regions", "kernel_tuning", "vae_tiling"]})
@@ -131,7 +131,7 @@ def test_memory_suite_measures_offload_on_top_of_fast_without_what_offload_exclu
     too with model offload) and name what they dropped, instead of failing on cuda_graph; fused QKV
     goes too, since offloaded it keeps a second copy of the weights; attention slicing drops fused QKV (an SDPA processor; its cell failed on an H100);
     the other cells keep `fast` whole."""
-    from diffprof.engine.optimizations import Optimizations
+    from diffprof.engine.switches import Optimizations
 
     config = RunConfig.from_mapping({**BASE, "suites": ["memory"], "optimize": ["fast"],
                                      "memory_optimizations": ["none", "vae_slicing", "attention_slicing", "model_cpu_offload",
@@ -155,7 +155,7 @@ def test_memory_suite_measures_offload_on_top_of_fast_without_what_offload_exclu
 def test_an_attention_cell_replaces_the_users_attention_switch():
     """`-O eager_attention` with the memory suite's attention_slicing cell: two attention switches
     would be refused; the cell's own wins and the label says what it replaced."""
-    from diffprof.engine.optimizations import Optimizations, yield_to
+    from diffprof.engine.switches import Optimizations, yield_to
 
     assert yield_to(["eager_attention", "vae_slicing"], Optimizations.parse("attention_slicing")) == (["vae_slicing"], ["eager_attention"])
     assert yield_to(["eager_attention", "vae_slicing"], Optimizations.parse("vae_tiling")) == (["eager_attention", "vae_slicing"], [])

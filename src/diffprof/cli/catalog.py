@@ -39,7 +39,7 @@ def materialize(
 ) -> None:
     """Write MODEL as a diffusers folder that plain `DiffusionPipeline.from_pretrained(DIR)` loads,
     so load time can be measured from a real disk (`diffprof generate --model DIR`)."""
-    from diffprof.engine.optimizations import DTYPES, check_precision
+    from diffprof.engine.precision import DTYPES, check_precision
     from diffprof.models.materialize import materialize as write
 
     path = write(model, out, weights=weights, dtype=DTYPES[check_precision(precision)], seed=seed)
@@ -63,14 +63,14 @@ def schedulers() -> None:
 @app.command()
 def optimizations() -> None:
     """List optimization switches for `--optimize` / `-O`, with what each one does."""
-    from diffprof.engine.optimizations import COMPILE_MODES, SWITCHES
+    from diffprof.engine.switches import REGISTRY, fast_help
 
     table = Table(title="optimization switches (combine: -O vae_slicing,compile=unet+vae)", title_justify="left")
     table.add_column("switch", no_wrap=True)
     table.add_column("effect")
-    for name, text in SWITCHES.items():
-        table.add_row(name, text)
-    table.add_row("compile_mode=MODE", "torch.compile mode: " + ", ".join(COMPILE_MODES))
+    for switch in REGISTRY:
+        table.add_row(switch.listed_as or switch.name, switch.help)
+    table.add_row("fast", fast_help())
     table.add_row("precision", "set with --precision fp32 | fp16 | bf16 | auto | half")
     console.print(table)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from diffprof.engine.engine import Engine, GenerationResult, LoadInfo
-    from diffprof.engine.optimizations import Optimizations
+    from diffprof.engine.switches import Optimizations
     from diffprof.engine.schedulers import SCHEDULERS
     from diffprof.engine.timing import CallTiming
     from diffprof.request import GenerationRequest
@@ -21,7 +21,7 @@ _EXPORTS = {
     "GenerationResult": "diffprof.engine.engine",
     "LoadInfo": "diffprof.engine.engine",
     "GenerationRequest": "diffprof.request",
-    "Optimizations": "diffprof.engine.optimizations",
+    "Optimizations": "diffprof.engine.switches",
     "SCHEDULERS": "diffprof.engine.schedulers",
     "CallTiming": "diffprof.engine.timing",
 }

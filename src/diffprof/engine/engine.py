@@ -10,6 +10,7 @@ changes use ``from_config`` and task changes ``from_pipe``, so weights load once
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from diffprof.clock import SYSTEM_CLOCK, Clock
 from diffprof.config import TASKS
 from diffprof.engine.devices import clean, resolve_engine_device, synchronize, timing_note
 from diffprof.engine.instrument import PipelineInstrumentation
-from diffprof.engine.optimizations import DTYPES, Optimizations, apply_optimizations, resolve_precision, saveable_weights
+from diffprof.engine.precision import DTYPES, resolve_precision
+from diffprof.engine.apply import apply_optimizations, saveable_weights
 from diffprof.engine.request import GenerationRequest, GenerationResult, LoadInfo, call_images, check_request
 from diffprof.engine.schedulers import DEFAULT, check_scheduler, make_scheduler
+from diffprof.engine.switches import Optimizations
 from diffprof.engine.timing import timing_from_records
 from diffprof.errors import ConfigError, unknown_choice
 from diffprof.profiler import Profiler
@@ -49,6 +52,7 @@ class Engine:
         self.loaded = loaded
         #: What every call's total time is read from; the profiler's, so records and totals agree.
         self.clock: Clock = clock or profiler.clock
+        self._settings = contextlib.ExitStack()  # process-global settings the switches hold (apply_optimizations); close() restores them
         self.model = model
         self.family: str = loaded.family
         self.preset = loaded.preset
@@ -109,7 +113,7 @@ class Engine:
         t0 = clock()
         with profiler.profile_operation("pipeline_load", "model_loading", model=model, weights=weights, precision=prec) as rec:
             loaded = load_pipeline(model, weights, dtype=DTYPES[prec], device=load_device, seed=seed, allow_pickle=allow_pickle)
-            apply_optimizations(loaded.pipeline, opts, dev)
+            settings = apply_optimizations(loaded.pipeline, opts, dev)
             synchronize(dev)
         seconds = (clock() - t0) / 1e9
         info = LoadInfo(
@@ -124,6 +128,7 @@ class Engine:
         if rec is not None:
             rec.labels.update(bytes_read=loaded.bytes_read, source=loaded.source)
         engine = cls(loaded, model=model, device=dev, precision=prec, optimizations=opts, profiler=profiler, load_info=info, clock=clock)
+        engine._settings = settings
         if opts.compile:
             from diffprof.engine import compile_cache
 
@@ -359,4 +364,5 @@ class Engine:
         self._fast = None  # its captured graphs hold their memory pools
         self.base = None
         self.loaded = None
+        self._settings.close()
         clean(self.device)

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from diffprof.engine.optimizations import DTYPES, Optimizations
+from diffprof.engine.precision import DTYPES
+from diffprof.engine.switches import Optimizations
 from diffprof.errors import ModelError
 from diffprof.estimate.activations import trace_memory
 from diffprof.estimate.workload import Workload

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from diffprof.engine.optimizations import Optimizations, label_switches
+from diffprof.engine.switches import Optimizations, label_switches
 from diffprof.errors import ConfigError
 from diffprof.estimate.result import Estimate
 from diffprof.estimate.workload import Workload

@@ -14,7 +14,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from diffprof.engine.optimizations import label_switches
+from diffprof.engine.switches import label_switches
 from diffprof.errors import StoreError
 from diffprof.estimate.workload import Workload
 from diffprof.results import CellResult, RunInfo

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from diffprof.engine.optimizations import Optimizations, check_precision, resolve_precision
+from diffprof.engine.precision import check_precision, resolve_precision
+from diffprof.engine.switches import Optimizations
 from diffprof.errors import ConfigError
 from diffprof.estimate.budget import BudgetAnswer, candidates, fit_budget
 from diffprof.estimate.calibration import Calibration, CalibrationKey, calibrations, device_type, missing_calibration

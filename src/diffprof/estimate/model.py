@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from diffprof.engine.optimizations import Optimizations
+from diffprof.engine.switches import Optimizations
 from diffprof.errors import ConfigError
 from diffprof.estimate.architecture import PHASES, Architecture, Features
 from diffprof.estimate.calibration import MEMORY_METRICS, Calibration, CalibrationPoint

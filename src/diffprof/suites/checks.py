@@ -32,7 +32,7 @@ def check_config(config: RunConfig) -> RunConfig:
     from diffprof.suites.executors import check_executor
 
     check_executor(config.executor)
-    from diffprof.engine.optimizations import Optimizations, label_switches
+    from diffprof.engine.switches import Optimizations, label_switches
 
     Optimizations.parse(config.optimize)
     for label in config.memory_optimizations:

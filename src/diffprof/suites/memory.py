@@ -3,17 +3,18 @@
 On a CPU-only machine the default list leaves out the offload modes (they need CUDA) and says
 so; a list the user names is run as given, and impossible cells fail with the reason. The user's
 own switches (``-O fast``) go into every cell, less what the cell's own switches exclude
-(:func:`~diffprof.engine.optimizations.yield_to` says what and why), and the label says what was
+(:func:`~diffprof.engine.switches.yield_to` says what and why), and the label says what was
 dropped.
 """
 
 from __future__ import annotations
 
 from diffprof.config import RunConfig
-from diffprof.engine.optimizations import Optimizations, label_switches, yield_to
+from diffprof.engine.switches import REGISTRY, Optimizations, label_switches, yield_to
 from diffprof.suites.base import Cell, Suite, cuda_expected, register
 
-CUDA_ONLY = ("model_cpu_offload", "sequential_cpu_offload", "xformers")
+#: Switches that need a CUDA device (the offloads, xformers, ...), from their registry entries.
+CUDA_ONLY = tuple(s.name for s in REGISTRY if "CUDA" in s.needs)
 
 
 @register
@@ -25,7 +26,7 @@ class MemorySuite(Suite):
     def cells(self, config: RunConfig) -> list[Cell]:
         options = list(config.memory_optimizations)
         if options == RunConfig.default_of("memory_optimizations") and not cuda_expected(config):
-            options = [o for o in options if not any(c in o for c in CUDA_ONLY)]
+            options = [o for o in options if not any(s in CUDA_ONLY for s in label_switches(o))]
         cells = []
         for option in options:
             switches = label_switches(option)

@@ -7,7 +7,7 @@ know rather than have them silently dropped.
 from __future__ import annotations
 
 from diffprof.config import RunConfig
-from diffprof.engine.optimizations import Optimizations, uncompiled
+from diffprof.engine.switches import Optimizations, uncompiled
 from diffprof.suites.base import Cell, Suite, register
 
 

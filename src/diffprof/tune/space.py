@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from diffprof.engine.optimizations import Optimizations, check_precision, label_switches
+from diffprof.engine.precision import check_precision
+from diffprof.engine.switches import Optimizations, label_switches
 from diffprof.engine.schedulers import DEFAULT, SCHEDULERS, check_scheduler
 from diffprof.errors import ConfigError
 
