@@ -3,9 +3,9 @@
 Why SQLite: one file that survives crashes, is safe for several writers, and needs no server.
 How it is used safely:
 
-- WAL journal and ``synchronous=FULL``: readers never block the writer, and a committed cell is on
-  disk before :meth:`Store.add_cell` returns, so a killed process (or a power cut) loses nothing that
-  finished.
+- WAL journal and ``synchronous=FULL`` (:mod:`.connection`): readers never block the writer, and a
+  committed cell is on disk before :meth:`Store.add_cell` returns, so a killed process (or a power
+  cut) loses nothing that finished.
 - Every write is one ``BEGIN IMMEDIATE`` transaction, and ``busy_timeout`` makes a second writer
   wait for the first instead of failing with "database is locked" (a deferred transaction that
   upgrades from read to write could fail without waiting; an immediate one cannot).
@@ -16,27 +16,26 @@ Resume contract: :meth:`Store.finished_keys` returns the keys of cells that fini
 cells are retried on resume (a failure is often transient: out of memory beside another job, a
 driver hiccup), and :meth:`Store.add_cell` replaces the earlier attempt, so every cell is stored
 exactly once, in its latest state.
+
+Rows are read and written by :mod:`.rows`; the tables and migrations are in :mod:`.schema`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import random
 import socket
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from diffprof.errors import StoreError
 from diffprof.results import CellResult, RunInfo
 from diffprof.store import schema
+from diffprof.store.connection import connect, locked_error
 from diffprof.store.refs import RunRefLike, resolve_ref
+from diffprof.store.rows import RUN_COLUMNS, dumps, insert_cell, now_iso, read_cells, run_from_row
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -47,13 +46,6 @@ DEFAULT_PATH = "diffprof.db"
 RunStatus = Literal["running", "finished", "failed", "interrupted"]
 #: Statuses a run can end in (``finish_run``).
 FINAL_STATUSES: tuple[RunStatus, ...] = ("finished", "failed", "interrupted")
-
-_RUN_COLUMNS = "id, created_at, finished_at, status, command, config, environment, name, host, pid"
-
-
-def now_iso() -> str:
-    """UTC time stamp with an explicit offset: sortable and unambiguous across machines."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 class Store:
@@ -71,41 +63,7 @@ class Store:
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH, timeout: float = 60.0) -> None:
         self.path = str(path)
         self.timeout = timeout
-        self._conn = self._open(timeout)
-
-    # ------------------------------------------------------------------ opening
-    def _open(self, timeout: float) -> sqlite3.Connection:
-        in_memory = self.path == ":memory:"
-        if not in_memory:
-            target = Path(self.path)
-            if target.is_dir():
-                raise StoreError(f"{target} is a directory, not a results store", f"pass a file path such as {target / DEFAULT_PATH}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open results store {self.path}: {exc}", "check the path and its permissions") from exc
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            if not in_memory:
-                _switch_to_wal(conn, timeout)
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            schema.ensure_schema(conn, self.path)
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            if "locked" in str(exc):
-                raise self._locked_error() from exc
-            if "not a database" in str(exc) or "malformed" in str(exc):
-                raise StoreError(
-                    f"{self.path} is not a diffprof results store (not an SQLite database: {exc})",
-                    "pass another --db path, or move this file away",
-                ) from exc
-            raise StoreError(f"cannot open results store {self.path}: {exc}", "check the path and its permissions") from exc
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        self._conn = connect(self.path, timeout, DEFAULT_PATH)
 
     def close(self) -> None:
         """Close the connection; committed data is already on disk."""
@@ -128,10 +86,7 @@ class Store:
         return version
 
     def _locked_error(self) -> StoreError:
-        return StoreError(
-            f"{self.path} stayed locked by another process for more than {self.timeout:g} s",
-            "another diffprof (or a database browser) is holding a write open; close it, or pass a larger timeout",
-        )
+        return locked_error(self.path, self.timeout)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -178,7 +133,7 @@ class Store:
             cursor = conn.execute(
                 "INSERT INTO runs (created_at, status, command, config, environment, name, host, pid) "
                 "VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
-                (now_iso(), command, _dumps(config), _dumps(environment), name, socket.gethostname(), os.getpid()),
+                (now_iso(), command, dumps(config), dumps(environment), name, socket.gethostname(), os.getpid()),
             )
         return int(cursor.lastrowid or 0)
 
@@ -215,12 +170,12 @@ class Store:
 
         Each run's ``counts`` says how many cells are ``ok`` and ``failed``.
         """
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id DESC"
+        sql = f"SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC"
         params: tuple[Any, ...] = ()
         if limit is not None:
             sql += " LIMIT ?"
             params = (int(limit),)
-        runs = [self._run_from_row(row) for row in self._conn.execute(sql, params)]
+        runs = [run_from_row(row) for row in self._conn.execute(sql, params)]
         if runs:
             marks = ",".join("?" * len(runs))
             counts = self._conn.execute(
@@ -241,60 +196,11 @@ class Store:
                 without it ``cell.artifacts`` is empty and :meth:`artifact` fetches one on demand.
         """
         rid = self.resolve(ref)
-        row = self._conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (rid,)).fetchone()
-        run = self._run_from_row(row)
-        cells: dict[int, CellResult] = {}
-        for cid, suite, labels, settings, status, error, started, finished, key in self._conn.execute(
-            "SELECT id, suite, labels, settings, status, error, started_at, finished_at, cell_key FROM cells "
-            "WHERE run_id = ? ORDER BY id",
-            (rid,),
-        ):
-            cells[cid] = CellResult(
-                suite=suite,
-                labels=json.loads(labels),
-                settings=json.loads(settings),
-                status=status,
-                error=error,
-                started_at=started or "",
-                finished_at=finished or "",
-                id=cid,
-                cell_key=key,
-            )
-            run.counts[status] = run.counts.get(status, 0) + 1
-        for cid, name, value in self._conn.execute(
-            "SELECT m.cell_id, m.name, m.value FROM metrics m JOIN cells c ON c.id = m.cell_id "
-            "WHERE c.run_id = ? ORDER BY m.rowid",
-            (rid,),
-        ):
-            cells[cid].metrics[name] = math.nan if value is None else float(value)
-        for cid, name, values in self._conn.execute(
-            'SELECT s.cell_id, s.name, s."values" FROM samples s JOIN cells c ON c.id = s.cell_id '
-            "WHERE c.run_id = ? ORDER BY s.rowid",
-            (rid,),
-        ):
-            cells[cid].samples[name] = [float(v) for v in json.loads(values)]
-        if artifacts:
-            for cid, name, data in self._conn.execute(
-                "SELECT a.cell_id, a.name, a.data FROM artifacts a JOIN cells c ON c.id = a.cell_id "
-                "WHERE c.run_id = ? ORDER BY a.rowid",
-                (rid,),
-            ):
-                cells[cid].artifacts[name] = bytes(data)
-        run.cells = list(cells.values())
+        run = run_from_row(self._conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (rid,)).fetchone())
+        run.cells = read_cells(self._conn, rid, artifacts)
+        for cell in run.cells:
+            run.counts[cell.status] = run.counts.get(cell.status, 0) + 1
         return run
-
-    def _run_from_row(self, row: tuple[Any, ...]) -> RunInfo:
-        rid, created, finished, status, command, config, environment, name, host, pid = row
-        return RunInfo(
-            id=int(rid),
-            created_at=created,
-            finished_at=finished,
-            status=_effective_status(status, host, pid),
-            command=command,
-            config=json.loads(config),
-            environment=json.loads(environment),
-            name=name,
-        )
 
     # ------------------------------------------------------------------ cells
     def add_cell(self, run_id: RunRefLike, cell: CellResult) -> int:
@@ -307,38 +213,8 @@ class Store:
         if cell.status not in ("ok", "failed"):
             raise ValueError(f"cell status must be 'ok' or 'failed', not {cell.status!r}")
         rid = self.resolve(run_id)
-        key = cell.key
         with self._write() as conn:
-            conn.execute("DELETE FROM cells WHERE run_id = ? AND cell_key = ?", (rid, key))
-            cursor = conn.execute(
-                "INSERT INTO cells (run_id, cell_key, suite, labels, settings, status, error, started_at, finished_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    rid,
-                    key,
-                    cell.suite,
-                    _dumps(cell.labels),
-                    _dumps(cell.settings),
-                    cell.status,
-                    cell.error,
-                    cell.started_at or None,
-                    cell.finished_at or now_iso(),
-                ),
-            )
-            cid = int(cursor.lastrowid or 0)
-            conn.executemany(
-                "INSERT INTO metrics (cell_id, name, value) VALUES (?, ?, ?)",
-                [(cid, name, _real(value)) for name, value in cell.metrics.items()],
-            )
-            conn.executemany(
-                'INSERT INTO samples (cell_id, name, "values") VALUES (?, ?, ?)',
-                [(cid, name, json.dumps([float(v) for v in values])) for name, values in cell.samples.items()],
-            )
-            conn.executemany(
-                "INSERT INTO artifacts (cell_id, name, data) VALUES (?, ?, ?)",
-                [(cid, name, sqlite3.Binary(bytes(data))) for name, data in cell.artifacts.items()],
-            )
-        return cid
+            return insert_cell(conn, rid, cell)
 
     def finished_keys(self, run_id: RunRefLike) -> set[str]:
         """Keys of the run's cells that finished ``ok``: what a resume skips.
@@ -375,51 +251,3 @@ class Store:
 
         return cells_frame(self.get_run(ref))
 
-
-def _dumps(value: Any) -> str:
-    """JSON text; values JSON cannot hold (paths, dtypes) are kept as their ``str``."""
-    return json.dumps(value, default=str)
-
-
-def _real(value: Any) -> float | None:
-    """SQLite stores NaN as NULL; say so explicitly (read back as NaN)."""
-    number = float(value)
-    return None if math.isnan(number) else number
-
-
-def _effective_status(status: str, host: str | None, pid: int | None) -> str:
-    """``running`` runs whose process is gone from this host are shown as ``interrupted``.
-
-    A process killed outright (SIGKILL, out-of-memory killer, power loss) never marks its run;
-    without this check it would read "running" forever. Runs started on other hosts are shown as
-    stored: their processes cannot be checked from here.
-    """
-    if status != "running" or pid is None or host != socket.gethostname() or os.name == "nt":
-        return status  # (on Windows os.kill(pid, 0) would terminate the process)
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return "interrupted"
-    except OSError:  # PermissionError: alive, owned by someone else
-        return status
-    return status
-
-
-def _switch_to_wal(conn: sqlite3.Connection, timeout: float) -> None:
-    """``PRAGMA journal_mode = WAL``, retried while other openers hold the file.
-
-    Switching a fresh file to WAL needs an exclusive lock, and SQLite answers "database is locked"
-    at once, without its busy handler, when another connection is mid-open; so several processes
-    creating one store at the same moment retry here, with jitter, up to ``timeout``.
-    """
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
-                raise
-        time.sleep(delay * (1 + random.random()))
-        delay = min(delay * 2, 0.2)

@@ -1,0 +1,151 @@
+"""How runs and cells map to the store's rows, both ways (the tables are in :mod:`.schema`).
+
+JSON text for labels, settings, config and environment; one row per metric (NaN as NULL), per
+sample series (a JSON list) and per artifact (a BLOB). Kept apart from :class:`~.store.Store`,
+which owns the connection and the transactions: these functions run inside them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sqlite3
+from datetime import datetime, timezone
+from typing import Any
+
+from diffprof.results import CellResult, RunInfo
+
+RUN_COLUMNS = "id, created_at, finished_at, status, command, config, environment, name, host, pid"
+
+
+def now_iso() -> str:
+    """UTC time stamp with an explicit offset: sortable and unambiguous across machines."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def dumps(value: Any) -> str:
+    """JSON text; values JSON cannot hold (paths, dtypes) are kept as their ``str``."""
+    return json.dumps(value, default=str)
+
+
+def real(value: Any) -> float | None:
+    """SQLite stores NaN as NULL; say so explicitly (read back as NaN)."""
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+# ---------------------------------------------------------------------- runs
+def run_from_row(row: tuple[Any, ...]) -> RunInfo:
+    """A :class:`RunInfo` (without cells) from a ``SELECT RUN_COLUMNS FROM runs`` row."""
+    rid, created, finished, status, command, config, environment, name, host, pid = row
+    return RunInfo(
+        id=int(rid),
+        created_at=created,
+        finished_at=finished,
+        status=effective_status(status, host, pid),
+        command=command,
+        config=json.loads(config),
+        environment=json.loads(environment),
+        name=name,
+    )
+
+
+def effective_status(status: str, host: str | None, pid: int | None) -> str:
+    """``running`` runs whose process is gone from this host are shown as ``interrupted``.
+
+    A process killed outright (SIGKILL, out-of-memory killer, power loss) never marks its run;
+    without this check it would read "running" forever. Runs started on other hosts are shown as
+    stored: their processes cannot be checked from here.
+    """
+    if status != "running" or pid is None or host != socket.gethostname() or os.name == "nt":
+        return status  # (on Windows os.kill(pid, 0) would terminate the process)
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return "interrupted"
+    except OSError:  # PermissionError: alive, owned by someone else
+        return status
+    return status
+
+
+# ---------------------------------------------------------------------- cells
+def insert_cell(conn: sqlite3.Connection, rid: int, cell: CellResult) -> int:
+    """Write ``cell`` into run ``rid`` (replacing an earlier attempt of its key); return its id.
+
+    Call inside a write transaction: the delete and the inserts commit together.
+    """
+    key = cell.key
+    conn.execute("DELETE FROM cells WHERE run_id = ? AND cell_key = ?", (rid, key))
+    cursor = conn.execute(
+        "INSERT INTO cells (run_id, cell_key, suite, labels, settings, status, error, started_at, finished_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            rid,
+            key,
+            cell.suite,
+            dumps(cell.labels),
+            dumps(cell.settings),
+            cell.status,
+            cell.error,
+            cell.started_at or None,
+            cell.finished_at or now_iso(),
+        ),
+    )
+    cid = int(cursor.lastrowid or 0)
+    conn.executemany(
+        "INSERT INTO metrics (cell_id, name, value) VALUES (?, ?, ?)",
+        [(cid, name, real(value)) for name, value in cell.metrics.items()],
+    )
+    conn.executemany(
+        'INSERT INTO samples (cell_id, name, "values") VALUES (?, ?, ?)',
+        [(cid, name, json.dumps([float(v) for v in values])) for name, values in cell.samples.items()],
+    )
+    conn.executemany(
+        "INSERT INTO artifacts (cell_id, name, data) VALUES (?, ?, ?)",
+        [(cid, name, sqlite3.Binary(bytes(data))) for name, data in cell.artifacts.items()],
+    )
+    return cid
+
+
+def read_cells(conn: sqlite3.Connection, rid: int, artifacts: bool = False) -> list[CellResult]:
+    """Run ``rid``'s cells in the order they were stored, with metrics and samples in theirs
+    (artifact bytes only when asked)."""
+    cells: dict[int, CellResult] = {}
+    for cid, suite, labels, settings, status, error, started, finished, key in conn.execute(
+        "SELECT id, suite, labels, settings, status, error, started_at, finished_at, cell_key FROM cells "
+        "WHERE run_id = ? ORDER BY id",
+        (rid,),
+    ):
+        cells[cid] = CellResult(
+            suite=suite,
+            labels=json.loads(labels),
+            settings=json.loads(settings),
+            status=status,
+            error=error,
+            started_at=started or "",
+            finished_at=finished or "",
+            id=cid,
+            cell_key=key,
+        )
+    for cid, name, value in conn.execute(
+        "SELECT m.cell_id, m.name, m.value FROM metrics m JOIN cells c ON c.id = m.cell_id "
+        "WHERE c.run_id = ? ORDER BY m.rowid",
+        (rid,),
+    ):
+        cells[cid].metrics[name] = math.nan if value is None else float(value)
+    for cid, name, values in conn.execute(
+        'SELECT s.cell_id, s.name, s."values" FROM samples s JOIN cells c ON c.id = s.cell_id '
+        "WHERE c.run_id = ? ORDER BY s.rowid",
+        (rid,),
+    ):
+        cells[cid].samples[name] = [float(v) for v in json.loads(values)]
+    if artifacts:
+        for cid, name, data in conn.execute(
+            "SELECT a.cell_id, a.name, a.data FROM artifacts a JOIN cells c ON c.id = a.cell_id "
+            "WHERE c.run_id = ? ORDER BY a.rowid",
+            (rid,),
+        ):
+            cells[cid].artifacts[name] = bytes(data)
+    return list(cells.values())
