@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -34,8 +36,8 @@ def v1(tmp_path: Path) -> Path:
     return db
 
 
-def test_the_fixture_is_a_schema_1_store_written_by_diffprof_0_1() -> None:
-    with sqlite3.connect(f"file:{DATA / 'store-v1.db'}?mode=ro", uri=True) as conn:
+def test_the_fixture_is_a_schema_1_store_written_by_diffprof_0_1(v1: Path) -> None:
+    with closing(sqlite3.connect(v1)) as conn:
         assert dict(conn.execute("SELECT key, value FROM meta")) == {"schema_version": "1", "written_by": "diffprof 0.1.0"}
 
 
@@ -68,12 +70,16 @@ def test_a_v1_store_takes_new_runs_and_resumes(v1: Path) -> None:
         assert store.get_run("latest").cells[0].metrics["s_per_image"] == old.metrics["s_per_image"]
 
 
-def test_the_cli_lists_shows_compares_and_renders_a_v1_store(v1: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_lists_shows_compares_and_renders_a_v1_store(v1: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from diffprof.cli.app import console
+
+    monkeypatch.setattr(console, "width", 240)  # every column whole, whatever terminal runs the tests
     db = ["--db", str(v1)]
     assert main(["runs", *db]) == 0
     out = capsys.readouterr().out
-    assert "baseline" in out and "finished" in out
-    assert main(["show", "baseline", *db]) == 0
+    assert re.findall(r"^│\s+(\d+) │", out, flags=re.M) == ["2", "1"] and "baseline" in out and "finished" in out
+    assert main(["show", "baseline", *db]) == 0  # a run name from a v1 store
     out = capsys.readouterr().out
     assert "euler" in out and "ddim" in out
     assert main(["compare", "baseline", "latest", *db]) == 0  # two repeats: nothing is significant
