@@ -1,8 +1,10 @@
-"""Shared test set-up: one torch thread (2-thread timings spike 10-100x on these machines)."""
+"""Shared test set-up: one torch thread (2-thread timings spike 10-100x on these machines), caches
+private to the test session, and the slow tests first when `make test` spreads them over workers."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +23,51 @@ def clock() -> FakeClock:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if getattr(config.option, "numprocesses", None):
+        # xdist hands out tests in collection order: the long ones first keep both workers busy to
+        # the end instead of leaving one idle behind a 15-second test (a stable sort: files keep
+        # their order otherwise)
+        items.sort(key=lambda item: "slow" not in item.keywords)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs CUDA (run on the lent GPU machine)")
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+#: Caches diffprof and torch keep between processes, moved under the session's temp folder.
+PRIVATE_CACHES = {"DIFFPROF_CACHE_DIR": "diffprof-cache", "TORCHINDUCTOR_CACHE_DIR": "inductor-cache"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Compile blobs, device peaks and inductor's kernels in this session's temp folder, for this
+    process and the processes its tests start: a test never sees what an earlier run (or another
+    test worker) left in ~/.cache/diffprof or /tmp/torchinductor_$USER, and never writes there."""
+    saved = {name: os.environ.get(name) for name in PRIVATE_CACHES}
+    for name, folder in PRIVATE_CACHES.items():
+        os.environ[name] = str(tmp_path_factory.mktemp(folder))
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture
+def aot_eager_compile() -> Iterator[None]:
+    """Every torch.compile graph of the test runs through AOTAutograd's eager backend instead of
+    inductor: Dynamo still traces, guards and counts recompiles, and AOTAutograd still
+    functionalizes and decomposes, but no kernel is generated or built (a C++ build per graph on
+    the CPU: the tiny UNet's regional compile takes ~90 s cold with inductor, ~5 s without). For
+    tests of diffprof's compile logic (what is compiled, in place, with which limits), not of
+    inductor's code. Inductor options are still checked where torch.compile is called."""
+    import torch._dynamo
+
+    with torch._dynamo.config.patch(debug_backend_override=">=0:aot_eager"):
+        yield
 
 
 @pytest.fixture(scope="session")
