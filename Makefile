@@ -9,7 +9,14 @@ PY := $(VENV)/bin/python
 BASE := $(VENV)/.diffprof-base
 DEV := $(VENV)/.diffprof-dev
 
-.PHONY: install install-dev demo test clean
+# `make test`: the whole suite on 2 workers (the CI machine's cores), with line coverage that must
+# not fall below the baseline (pyproject.toml [tool.coverage.report]); `make test-fast` leaves out
+# the tests marked slow (> ~10 s each) and coverage, for quick local loops.
+TEST_WORKERS ?= 2
+PYTEST_ARGS ?=
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+.PHONY: install install-dev demo test test-fast clean
 
 # torch first, from TORCH_SPEC, so GPU users choose the build; then diffprof (editable).
 $(BASE): pyproject.toml
@@ -18,7 +25,7 @@ $(BASE): pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	@touch $(BASE)
 
-# the test tools and optional backends the tests exercise (pytest, pandas, scikit-image, ray)
+# the test tools (pytest, xdist, coverage) and optional backends the tests exercise (pandas, scikit-image, ray)
 $(DEV): $(BASE)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(DEV)
@@ -30,7 +37,10 @@ demo: install
 	$(VENV)/bin/diffprof bench $(DEMO_ARGS)
 
 test: install-dev
-	$(PY) -m pytest
+	$(PYTEST) --cov --cov-report= $(PYTEST_ARGS)
+
+test-fast: install-dev
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .coverage .coverage.*
