@@ -14,7 +14,10 @@ DEV := $(VENV)/.diffprof-dev
 # the tests marked slow (> ~10 s each) and coverage, for quick local loops.
 TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
-PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+# loadscope: a module's tests run in one worker, so its module-scoped fixtures (built pipelines, a
+# calibration run, a Ray cluster) are built once, not once per worker. (loadgroup's xdist_group
+# marks are ignored with pytest 9.2: pytest-xdist issue 1386.)
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 .PHONY: install install-dev demo test test-fast clean
 

@@ -4,6 +4,7 @@ private to the test session, and the slow tests first when `make test` spreads t
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,11 +24,13 @@ def clock() -> FakeClock:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if getattr(config.option, "numprocesses", None):
-        # xdist hands out tests in collection order: the long ones first keep both workers busy to
-        # the end instead of leaving one idle behind a 15-second test (a stable sort: files keep
-        # their order otherwise)
-        items.sort(key=lambda item: "slow" not in item.keywords)
+    if hasattr(config, "workerinput"):
+        # an xdist worker: it collects, and `--dist loadscope` hands out whole modules in this
+        # order; the modules with the most slow tests first keep both workers busy to the end
+        # instead of leaving one idle behind a long module (a stable sort: the tests of a module
+        # keep their order)
+        slow = Counter(item.nodeid.split("::")[0] for item in items if "slow" in item.keywords)
+        items.sort(key=lambda item: -slow[item.nodeid.split("::")[0]])
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs CUDA (run on the lent GPU machine)")

@@ -59,6 +59,7 @@ def test_profile_section_gives_overhead_components_mfu_and_kernels():
     assert "| fast | 60.0 | 345.1 | +0.03% [-0.10, +0.12] | 0.000% | +0.18% [+0.05, +0.30] | 0.012% | - |" in early
 
 
+@pytest.mark.slow  # the script and its two child processes import torch and diffusers
 def test_warm_start_writes_its_section_even_when_the_processes_fail(tmp_path):
     """Without a GPU both child processes fail; the section still names each process and why."""
     doc = tmp_path / "bench.md"

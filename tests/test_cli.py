@@ -274,6 +274,7 @@ def test_materialize_then_generate_from_the_folder(tmp_path, capsys):
     assert len(list(Path(tmp_path / "img").glob("*.png"))) == 1
 
 
+@pytest.mark.slow  # two diffprof processes (the console width is fixed at import)
 def test_tables_written_to_a_pipe_are_not_squeezed_to_80_columns():
     """`diffprof ... > log` (and CI logs): rich would lay tables out in 80 columns there; diffprof
     gives them room, and COLUMNS still decides when set."""

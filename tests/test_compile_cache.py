@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent(
     """
     import sys, time, torch
@@ -29,6 +31,7 @@ def run(tmp_path, inductor_dir):
     return loaded == "True", saved == "True", float(seconds)
 
 
+@pytest.mark.slow  # two processes, each importing torch and compiling with inductor
 def test_second_process_loads_saved_artifacts(tmp_path):
     loaded, saved, _ = run(tmp_path, tmp_path / "inductor-a")
     assert not loaded and saved

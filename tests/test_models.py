@@ -383,6 +383,7 @@ print("LOADED", loaded.source, loaded.preset.name, len(loaded.files), loaded.byt
 """
 
 
+@pytest.mark.slow  # a fresh process (offline mode is read at import) that builds and loads a pipeline
 def test_hub_honours_offline_mode_and_the_local_cache(tmp_path) -> None:
     """HF_HUB_OFFLINE=1 + empty cache: one ModelError line offering the alternatives; cached: loads."""
     src = str(Path(diffprof.__file__).resolve().parents[1])

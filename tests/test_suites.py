@@ -116,6 +116,7 @@ def test_suite(suite, tmp_path, monkeypatch):
         assert len({c.settings["engine_reused"] for c in run.cells}) == 2  # loaded once, reused after
 
 
+@pytest.mark.slow  # a fresh process per cell
 def test_isolate_runs_each_cell_in_its_own_process(tmp_path):
     config = RunConfig.from_mapping({**BASE, "suites": ["steps"], "step_counts": [1, 2], "isolate": True, "db": str(tmp_path / "i.db")})
     with Store(config.db) as store:
