@@ -40,7 +40,7 @@ demo: install
 	$(VENV)/bin/diffprof bench $(DEMO_ARGS)
 
 test: install-dev
-	$(PYTEST) --cov --cov-report= $(PYTEST_ARGS)
+	$(PYTEST) --cov --cov-report= --durations=15 $(PYTEST_ARGS)
 
 test-fast: install-dev
 	$(PYTEST) -m "not slow" $(PYTEST_ARGS)

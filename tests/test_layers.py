@@ -6,9 +6,11 @@ so a new violation fails and a fixed one must be struck from the list (which onl
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,8 +32,14 @@ KNOWN_VIOLATIONS: set[str] = set()
 KNOWN_LONG_MODULES: set[str] = set()
 
 
+@functools.cache
+def repo_imports() -> tuple[Any, ...]:
+    """src/diffprof's imports, read once for the tests below (parsing every module takes seconds)."""
+    return tuple(layers.imports())
+
+
 def violations(root: Path = layers.ROOT) -> set[str]:
-    found = layers.imports(root)
+    found = list(repo_imports()) if root == layers.ROOT else layers.imports(root)
     return {f"{i.source or 'diffprof'} -> {i.target or 'diffprof'}" for i in layers.upward(found)} | {
         "cycle: " + ", ".join(group) for group in layers.package_cycles(found)}
 
@@ -48,7 +56,7 @@ def test_imports_go_only_to_the_same_or_a_lower_layer_and_packages_form_no_cycle
 
 def test_config_imports_nothing_above_layer_1() -> None:
     """The schema (``config``, a module or a package) reaches only layers 0 and 1 outside itself."""
-    above = {f"{i.source} -> {i.target}" for i in layers.imports()
+    above = {f"{i.source} -> {i.target}" for i in repo_imports()
              if i.source_package == "config" != i.target_package and layers.LAYERS.get(i.target_package, 99) > 1}
     assert above == {v for v in KNOWN_VIOLATIONS if v.startswith("config")}
 
