@@ -295,6 +295,7 @@ print("LOADED", loaded.source, loaded.preset.name, loaded.family, type(loaded.pi
 """
 
 
+@pytest.mark.slow  # a fresh process (offline mode is read at import) that builds and loads a pipeline
 def test_hub_honours_offline_mode_and_the_local_cache(tmp_path) -> None:
     src = str(Path(diffprof.__file__).resolve().parents[1])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "PYTHONPATH": src}
