@@ -122,8 +122,14 @@ class RunConfig:
         None, "CLIP model for the clip metric: a local folder or a hub id such as openai/clip-vit-large-patch14.", QUALITY, commands=("tune",)
     )
     # ---------------------------------------------------------- measurement
-    repeats: int = declare(3, "Measured calls per cell (after warm-up); statistics come from these.", MEASURE, commands=("bench", "tune", "calibrate"), minimum=1)
-    warmup: int = declare(1, "Unrecorded warm-up calls per cell.", MEASURE, commands=("bench", "calibrate"), minimum=0)
+    repeats: int = declare(3, "Measured calls per cell (after warm-up), spread over the rounds; statistics come from these.", MEASURE, commands=("bench", "tune", "calibrate"), minimum=1)
+    warmup: int = declare(1, "Unrecorded warm-up calls per cell (again in a later round only when its engine was loaded afresh).", MEASURE, commands=("bench", "calibrate"), minimum=0)
+    rounds: int = declare(
+        3,
+        "Rounds the repeats are spread over: round r measures every cell once before round r+1 starts, so each cell's "
+        "spread includes drift between rounds (compare tests per-round values). At most one round per repeat.",
+        MEASURE, commands=("bench", "calibrate"), minimum=1,
+    )
     isolate: bool = declare(False, "Run each cell in a fresh subprocess (clean load time and peak memory).", MEASURE, commands=("bench",))
     executor: str = declare(
         "serial",

@@ -1,7 +1,7 @@
 """How runs and cells map to the store's rows, both ways (the tables are in :mod:`.schema`).
 
-JSON text for labels, settings, config and environment; one row per metric (NaN as NULL), per
-sample series (a JSON list) and per artifact (a BLOB). Kept apart from :class:`~.store.Store`,
+JSON text for labels, settings, config, environment and machine state; one row per metric (NaN as
+NULL), per sample series and per metric's per-round values (JSON lists) and per artifact (a BLOB). Kept apart from :class:`~.store.Store`,
 which owns the connection and the transactions: these functions run inside them.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from diffprof.results import CellResult, RunInfo
 
-RUN_COLUMNS = "id, created_at, finished_at, status, command, config, environment, name, host, pid"
+RUN_COLUMNS = "id, created_at, finished_at, status, command, config, environment, name, host, pid, machine"
 
 
 def now_iso() -> str:
@@ -39,7 +39,7 @@ def real(value: Any) -> float | None:
 # ---------------------------------------------------------------------- runs
 def run_from_row(row: tuple[Any, ...]) -> RunInfo:
     """A :class:`RunInfo` (without cells) from a ``SELECT RUN_COLUMNS FROM runs`` row."""
-    rid, created, finished, status, command, config, environment, name, host, pid = row
+    rid, created, finished, status, command, config, environment, name, host, pid, machine = row
     return RunInfo(
         id=int(rid),
         created_at=created,
@@ -49,6 +49,7 @@ def run_from_row(row: tuple[Any, ...]) -> RunInfo:
         config=json.loads(config),
         environment=json.loads(environment),
         name=name,
+        machine=json.loads(machine) if machine else {},
     )
 
 
@@ -72,16 +73,19 @@ def effective_status(status: str, host: str | None, pid: int | None) -> str:
 
 # ---------------------------------------------------------------------- cells
 def insert_cell(conn: sqlite3.Connection, rid: int, cell: CellResult) -> int:
-    """Write ``cell`` into run ``rid`` (replacing an earlier attempt of its key); return its id.
+    """Write ``cell`` into run ``rid`` (replacing an earlier attempt of its key, under the same id:
+    a later round's merge or a retried failure keeps its place in the run); return its id.
 
     Call inside a write transaction: the delete and the inserts commit together.
     """
     key = cell.key
+    earlier = conn.execute("SELECT id FROM cells WHERE run_id = ? AND cell_key = ?", (rid, key)).fetchone()
     conn.execute("DELETE FROM cells WHERE run_id = ? AND cell_key = ?", (rid, key))
     cursor = conn.execute(
-        "INSERT INTO cells (run_id, cell_key, suite, labels, settings, status, error, started_at, finished_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO cells (id, run_id, cell_key, suite, labels, settings, status, error, started_at, finished_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
+            earlier[0] if earlier else None,
             rid,
             key,
             cell.suite,
@@ -103,6 +107,10 @@ def insert_cell(conn: sqlite3.Connection, rid: int, cell: CellResult) -> int:
         [(cid, name, json.dumps([float(v) for v in values])) for name, values in cell.samples.items()],
     )
     conn.executemany(
+        'INSERT INTO rounds (cell_id, name, "values") VALUES (?, ?, ?)',
+        [(cid, name, json.dumps([float(v) for v in values])) for name, values in cell.rounds.items()],
+    )
+    conn.executemany(
         "INSERT INTO artifacts (cell_id, name, data) VALUES (?, ?, ?)",
         [(cid, name, sqlite3.Binary(bytes(data))) for name, data in cell.artifacts.items()],
     )
@@ -110,8 +118,8 @@ def insert_cell(conn: sqlite3.Connection, rid: int, cell: CellResult) -> int:
 
 
 def read_cells(conn: sqlite3.Connection, rid: int, artifacts: bool = False) -> list[CellResult]:
-    """Run ``rid``'s cells in the order they were stored, with metrics and samples in theirs
-    (artifact bytes only when asked)."""
+    """Run ``rid``'s cells in the order they were stored, with metrics, samples and per-round
+    values in theirs (artifact bytes only when asked)."""
     cells: dict[int, CellResult] = {}
     for cid, suite, labels, settings, status, error, started, finished, key in conn.execute(
         "SELECT id, suite, labels, settings, status, error, started_at, finished_at, cell_key FROM cells "
@@ -141,6 +149,12 @@ def read_cells(conn: sqlite3.Connection, rid: int, artifacts: bool = False) -> l
         (rid,),
     ):
         cells[cid].samples[name] = [float(v) for v in json.loads(values)]
+    for cid, name, values in conn.execute(
+        'SELECT r.cell_id, r.name, r."values" FROM rounds r JOIN cells c ON c.id = r.cell_id '
+        "WHERE c.run_id = ? ORDER BY r.rowid",
+        (rid,),
+    ):
+        cells[cid].rounds[name] = [float(v) for v in json.loads(values)]
     if artifacts:
         for cid, name, data in conn.execute(
             "SELECT a.cell_id, a.name, a.data FROM artifacts a JOIN cells c ON c.id = a.cell_id "

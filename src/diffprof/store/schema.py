@@ -8,8 +8,13 @@ diffprof is refused rather than guessed at: its tables may mean something this v
 know.
 
 Layout: one row per run; one row per cell (``UNIQUE(run_id, cell_key)``, so a retried cell
-replaces its earlier attempt); metrics, raw samples and artifacts in their own tables keyed by cell,
-deleted with it (``ON DELETE CASCADE``).
+replaces its earlier attempt); metrics, raw samples, per-round values and artifacts in their own
+tables keyed by cell, deleted with it (``ON DELETE CASCADE``).
+
+Versions: 1 the first layout; 2 adds ``rounds`` (a cell's per-round metric values, one JSON list per
+metric, as ``samples`` holds per-call ones), ``runs.machine`` (the host's state while the run
+measured, JSON) and an index on ``cells.cell_key`` (earlier runs of a cell, for noise floors).
+A version-1 store gains them empty: its runs read as measured in one round, machine not recorded.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from diffprof import __version__
 from diffprof.errors import StoreError
 
 #: The version this diffprof writes; bump it and append a step to :data:`MIGRATIONS` together.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -83,8 +88,17 @@ def _create_v1(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        'CREATE TABLE IF NOT EXISTS rounds (cell_id INTEGER NOT NULL REFERENCES cells(id) ON DELETE CASCADE, '
+        'name TEXT NOT NULL, "values" TEXT NOT NULL, PRIMARY KEY (cell_id, name))'
+    )
+    conn.execute("ALTER TABLE runs ADD COLUMN machine TEXT")
+    conn.execute("CREATE INDEX IF NOT EXISTS cells_key ON cells(cell_key)")
+
+
 #: ``MIGRATIONS[n]`` takes a database from version ``n`` to ``n + 1`` (0 = empty file).
-MIGRATIONS: dict[int, Migration] = {0: _create_v1}
+MIGRATIONS: dict[int, Migration] = {0: _create_v1, 1: _v1_to_v2}
 
 
 def read_version(conn: sqlite3.Connection) -> int | None:

@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Where ``diffprof`` keeps results unless ``--db`` says otherwise.
 DEFAULT_PATH = "diffprof.db"
+#: Earlier runs :meth:`Store.history` looks at, newest first.
+HISTORY_RUNS = 20
 
 RunStatus = Literal["running", "finished", "failed", "interrupted"]
 #: Statuses a run can end in (``finish_run``).
@@ -215,6 +217,31 @@ class Store:
         rid = self.resolve(run_id)
         with self._write() as conn:
             return insert_cell(conn, rid, cell)
+
+    def set_machine(self, run_id: RunRefLike, machine: dict[str, Any]) -> None:
+        """Record the host's state while the run measured (:mod:`diffprof.profiler.machine`)."""
+        rid = self.resolve(run_id)
+        with self._write() as conn:
+            conn.execute("UPDATE runs SET machine = ? WHERE id = ?", (dumps(machine), rid))
+
+    def history(self, keys: list[str], before: int, limit: int = HISTORY_RUNS) -> list[RunInfo]:
+        """Earlier runs (id below ``before``, newest first, at most ``limit``) holding an ok cell with
+        one of ``keys``, each with just those cells: the baselines a noise floor is drawn from."""
+        if not keys:
+            return []
+        wanted = list(dict.fromkeys(keys))
+        marks = ",".join("?" * len(wanted))
+        ids = [
+            int(row[0])
+            for row in self._conn.execute(
+                f"SELECT DISTINCT run_id FROM cells WHERE cell_key IN ({marks}) AND status = 'ok' AND run_id < ? ORDER BY run_id DESC LIMIT ?",
+                [*wanted, int(before), int(limit)],
+            )
+        ]
+        runs = [self.get_run(i) for i in ids]
+        for run in runs:
+            run.cells = [c for c in run.cells if c.key in wanted]
+        return runs
 
     def finished_keys(self, run_id: RunRefLike) -> set[str]:
         """Keys of the run's cells that finished ``ok``: what a resume skips.

@@ -2,7 +2,10 @@
 
 The protocol (issue #4): warm-up calls are not recorded; each of N repeats keeps its raw
 samples; memory state is cleaned before the cell; CUDA is synchronized before clocks are read
-(the engine does this per call); the cell's statistics are medians of the kept samples.
+(the engine does this per call); the cell's statistics are medians of the kept samples. A cell
+measured in rounds (:mod:`~diffprof.suites.rounds`) comes here once per round with its share of the
+repeats; it warms up in its first round and whenever its engine was loaded afresh (``--isolate``, an
+evicted engine), and quality is scored in the first round only.
 
 :func:`measure_cell` runs the phases and reads the clocks; each phase's arithmetic lives apart:
 metrics from the readings in :mod:`~diffprof.suites.derive` (pure), FLOPs in :func:`count_flops`,
@@ -48,10 +51,12 @@ def measure_cell(
     config = cell.config
     request = config.to_request()
     started = now()
-    # 1. Warm-up (not recorded); the first call carries compile / autotune / lazy-init cost.
-    first_call_s = warm_up(engine, request, config.warmup, clock or engine.clock)
-    # 2. Repeats, with resource sampling around them.
-    results, resources = timed_repeats(engine, request, config.repeats)
+    # 1. Warm-up (not recorded); the first call carries compile / autotune / lazy-init cost. A later
+    #    round on an engine that stayed loaded is warm already: it measures straight away.
+    warm = cell.round is not None and cell.round.index > 1 and reused_engine
+    first_call_s = warm_up(engine, request, 0 if warm else config.warmup, clock or engine.clock)
+    # 2. Repeats (this round's share of them), with resource sampling around them.
+    results, resources = timed_repeats(engine, request, cell.calls)
     allocated_peak, reserved_peak = peak_memory(engine.device)
     # 3. Metrics, from the readings.
     timings = [r.timing for r in results]
@@ -67,8 +72,8 @@ def measure_cell(
     if results[0].images:
         artifacts["image.png"] = thumbnail_png(results[0].images[0])
     settings = dict(results[0].settings, engine_reused=reused_engine, repeats=config.repeats, warmup=config.warmup)
-    # 5. Quality, after the timed repeats so it adds nothing to a measured time.
-    names = quality_metrics(config, cell.suite)
+    # 5. Quality, after the timed repeats so it adds nothing to a measured time (once per cell).
+    names = quality_metrics(config, cell.suite) if cell.round is None or cell.round.index == 1 else []
     if names:
         cache = quality if quality is not None else QualityCache(config.reference_cache)
         score = score_quality(engine, config, names, cache, request)

@@ -7,11 +7,18 @@ subprocess), ``local`` on every GPU of this host, ``ray`` on a cluster. Whatever
 failing cell (out of memory, invalid combination) is stored as ``failed`` with its reason and the run
 goes on; ``--resume RUN`` skips cells already ``ok``, whichever executor ran them. Only this process
 writes the store.
+
+A cell's repeats are spread over ``config.rounds`` rounds interleaved across the run's cells
+(:mod:`diffprof.suites.rounds`): round 1 of every cell, then round 2, ... Each cell is stored merged
+after each of its rounds, and a resume continues a cell at its next round. The host's state while
+the run measures (load, others' CPU time per round, clocks; :mod:`diffprof.profiler.machine`) is
+stored with the run.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -24,11 +31,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
+from diffprof.profiler.machine import MachineState, MachineTracker
 from diffprof.results import CellResult
 from diffprof.suites.base import Cell, expand
 from diffprof.suites.checks import check_config
 from diffprof.suites.executors import get_executor
 from diffprof.suites.executors.base import Executor, Listener, Results
+from diffprof.suites.rounds import RoundPlan
 
 
 @dataclass
@@ -121,31 +130,55 @@ class Runner:
             record = RecordedRun.resume(self.store, resume)
         else:
             record = RecordedRun.create(self.store, self.config, self.command, name=self.name)
-        done = record.finished_keys()
+        plan = RoundPlan(cells, record.stored_cells())
         summary = RunSummary(run_id=record.run_id)
-        todo = [c for c in cells if c.key not in done]
-        summary.skipped = len(cells) - len(todo)
+        summary.skipped = len(plan.complete)
+        todo = plan.first()
         if todo and executor.parallel:
             self.console.print(f"executor {executor.describe()}", highlight=False)
+        tracker = MachineTracker()
         t0 = time.perf_counter()
+        machine: MachineState | None = None
         try:
             with record:
-                board = ProgressBoard(self.console, len(todo), enabled=self.show_progress, per_worker=executor.parallel)
-                with board, closing(executor.execute(todo, board)) as results:  # closing it stops the workers
-                    for cell, result in results:
-                        stored = record.add(cell, result)
-                        board.finished(cell, stored)
-                        summary.cells.append(stored)
-                        if stored.ok:
-                            summary.ok += 1
-                        else:
-                            summary.failed += 1
-                            self.console.print(f"[red]✗ {cell.label}[/]: {stored.error}", highlight=False)
-                        if self.on_cell:
-                            self.on_cell(stored)
+                try:
+                    with tracker.track() as machine:
+                        self._measure(plan, todo, executor, record, summary, tracker)
+                finally:
+                    if machine is not None:  # filled in as the tracker's block exits, Ctrl-C included
+                        record.add_machine(machine)
         finally:
             summary.seconds = time.perf_counter() - t0
         return summary
+
+    def _measure(self, plan: RoundPlan, todo: list[Cell], executor: Executor, record: RecordedRun, summary: RunSummary, tracker: MachineTracker) -> None:
+        """Hand out every cell's rounds, round-major (the next round of a cell is queued when its
+        last one returns, so a serial executor runs round 1 of all cells, then round 2, ...), and
+        store each cell merged so far after each of its rounds (an interrupted run keeps them)."""
+        board = ProgressBoard(self.console, plan.measurements, enabled=self.show_progress, per_worker=executor.parallel)
+        outstanding: Counter[int] = Counter(c.round.index if c.round else 1 for c in todo)
+        with board, closing(executor.execute(todo, board)) as results:  # closing it stops the workers
+            for done, result in results:
+                merged, following = plan.add(done, result)
+                stored = record.add(done, merged)
+                board.finished(done, stored)
+                index = done.round.index if done.round else 1
+                outstanding[index] -= 1
+                if following is not None:
+                    todo.append(following)  # the executor takes up cells appended while it is read
+                    outstanding[index + 1] += 1
+                if outstanding[index] == 0 and done.round is not None:
+                    tracker.mark(f"round {index}")
+                if following is not None:
+                    continue
+                summary.cells.append(stored)
+                if stored.ok:
+                    summary.ok += 1
+                else:
+                    summary.failed += 1
+                    self.console.print(f"[red]✗ {done.label}[/]: {stored.error}", highlight=False)
+                if self.on_cell:
+                    self.on_cell(stored)
 
 
 class RecordedRun:
@@ -173,8 +206,16 @@ class RecordedRun:
         return cls(store, store.resume_run(ref))
 
     def finished_keys(self) -> set[str]:
-        """Keys of the cells already stored ``ok`` (what a resume skips)."""
+        """Keys of the cells already stored ``ok`` (what a resume skips, once all their rounds are in)."""
         return set(self.store.finished_keys(self.run_id))
+
+    def stored_cells(self) -> dict[str, CellResult]:
+        """The run's cells stored ``ok`` so far, by key (none for a new run): a resume continues
+        each at its next round, and skips those measured in every round."""
+        keys = self.finished_keys()
+        if not keys:
+            return {}
+        return {c.key: c for c in self.store.get_run(self.run_id).cells if c.key in keys}
 
     def add(self, cell: Cell, result: CellResult) -> CellResult:
         """Store ``result`` under ``cell``'s key: measured settings differ from the requested ones
@@ -182,6 +223,13 @@ class RecordedRun:
         result.cell_key = cell.key
         result.id = self.store.add_cell(self.run_id, result)
         return result
+
+    def add_machine(self, state: MachineState) -> None:
+        """Store the host's state while this session measured, added to what earlier sessions of a
+        resumed run stored."""
+        stored = self.store.get_run(self.run_id).machine
+        merged = MachineState.from_dict(stored).merged(state) if stored else state
+        self.store.set_machine(self.run_id, merged.to_dict())
 
     def close(self, status: str) -> None:
         self.store.finish_run(self.run_id, status)
@@ -270,9 +318,9 @@ class ProgressBoard(Listener):
 
     def started(self, worker: str, cell: Cell) -> None:
         if self.per_worker:
-            self.lines.reset(self._row(worker), description=cell.label)
+            self.lines.reset(self._row(worker), description=cell.progress_label)
         else:
-            self.overall.update(self.bar, description=cell.label)
+            self.overall.update(self.bar, description=cell.progress_label)
 
     def idle(self, worker: str) -> None:
         if self.per_worker:
