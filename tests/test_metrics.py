@@ -213,6 +213,6 @@ def test_adding_a_metric_is_one_registry_entry(monkeypatch: pytest.MonkeyPatch) 
     b = RunInfo(2, "2026-01-02T00:00:00", None, "finished", "b", {}, {}, [cell([0.20, 0.21, 0.20, 0.21, 0.20])])
     result = compare(a, b, metric="lpips")
     assert (result.direction, result.sample) == ("lower", "lpips")
-    assert [c.verdict for c in result.cells] == ["regression"] and result.cells[0].test == "mann-whitney"
+    assert [c.verdict for c in result.cells] == ["regression"] and result.cells[0].test == "welch-log calls"
     # and the quality plots would choose it when nothing else was scored
     assert quality_metric_of(a.cells) == "lpips"

@@ -93,6 +93,7 @@ def bench(
             if any(k in overrides for k in EXECUTION):  # where to run is this command's choice, as a whole
                 base = {k: v for k, v in base.items() if k not in EXECUTION}
                 keep |= {k: v for k, v in overrides.items() if k in EXECUTION}
+            base.setdefault("rounds", 1)  # a run stored before rounds measured each cell in one go
             cfg = RunConfig.from_mapping(base | keep)
             err_console.print(f"resuming run {stored.id} with its stored config", highlight=False)
         # 2. Run.
@@ -109,6 +110,10 @@ def bench(
         if summary.skipped:
             done += f", {summary.skipped} already done"
         console.print(f"{done} in {summary.seconds:.1f} s · store {cfg.db}", highlight=False)
+        from diffprof.analysis.machine import machine_warnings
+
+        for warning in machine_warnings(run.machine):
+            err_console.print(f"[yellow]warning:[/] {warning}; `compare` will not believe a regression measured on it", highlight=False)
         if cfg.report:
             path = write_report(store, summary.run_id, cfg.report)
             console.print(f"report: [bold]{path.resolve()}[/]", highlight=False)
@@ -161,12 +166,22 @@ def compare(
     run_b: str = typer.Argument("latest", help="Candidate run."),
     threshold: str = typer.Option("5%", help="Smallest change that counts, e.g. 5% or 0.05."),
     metric: str = typer.Option("s_per_image", help="Metric to compare (lower is better for times, higher for images_per_s)."),
-    alpha: float = typer.Option(0.05, help="Significance level of the test on raw samples."),
+    alpha: float = typer.Option(0.05, help="Significance level, after the correction for the number of cells compared."),
+    correction: str = typer.Option("bh", help="Multiple-comparison correction over the cells: bh (Benjamini-Hochberg), holm or none."),
+    history: bool = typer.Option(True, "--history/--no-history", help="Use earlier runs of the same cells in the store as a noise floor."),
+    format: str = typer.Option("console", "--format", "-f", help="console, markdown, json or html."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the comparison to this file (html default: diffprof-compare-A-B.html)."),
     db: str = typer.Option("diffprof.db", help=H("db")),
 ) -> None:
-    """Compare two runs cell by cell; exit code 1 on a significant regression beyond the threshold (for CI)."""
-    from diffprof.errors import ConfigError
-    from diffprof.report.console_tables import comparison_table
+    """Compare two runs cell by cell on their per-round values; exit code 1 only on a believed
+    regression beyond the threshold or a newly failing cell (for CI), 2 on bad input.
+
+    Cells whose noise is wider than the threshold are `too noisy` (with the rounds that would
+    resolve them), and a regression measured while either run's host was busy is `host busy`:
+    neither fails the gate.
+    """
+    from diffprof.errors import InputError
+    from diffprof.report.comparison import get_comparison_renderer
     from diffprof.store import Store
     from diffprof.store.compare import compare_runs
 
@@ -174,13 +189,23 @@ def compare(
         t = float(threshold.rstrip("%")) / (100 if threshold.endswith("%") else 1)
     except ValueError as exc:
         raise ConfigError(f"threshold {threshold!r} is not a number", "e.g. 5% or 0.05") from exc
+    renderer = get_comparison_renderer(format)  # an unknown format fails before the store is read
     with Store(_existing(db)) as store:
-        result = compare_runs(store, run_a, run_b, threshold=t, metric=metric, alpha=alpha)
-    console.print(comparison_table(result))
-    console.print(result.summary(), highlight=False)
-    if not result.cells:
-        from diffprof.errors import InputError
+        result = compare_runs(store, run_a, run_b, threshold=t, metric=metric, alpha=alpha, correction=correction, history=history)  # type: ignore[arg-type]
+    if format == "console" and out is None:
+        from diffprof.report.comparison.console import comparison_renderables
 
+        console.print(comparison_renderables(result))
+    else:
+        if out is None and format == "html":
+            out = Path(f"diffprof-compare-{result.run_a}-{result.run_b}.html")
+        if out is None:
+            sys.stdout.write(renderer.render(result))
+        else:
+            path = renderer.write(result, out)
+            console.print(f"comparison: [bold]{path.resolve()}[/]", highlight=False)
+        console.print(result.summary(), highlight=False) if out is not None else None
+    if not result.cells:
         raise InputError(
             f"runs {result.run_a} and {result.run_b} share no cell: nothing was compared",
             "compare runs of the same suites and settings (`diffprof show RUN` lists a run's cells)",

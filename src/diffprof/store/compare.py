@@ -1,7 +1,8 @@
-"""``compare_runs``: load two stored runs and compare them (:func:`diffprof.analysis.compare.compare`).
+"""``compare_runs``: load two stored runs, and the earlier runs of their cells, and compare them.
 
-The comparison itself (matching, significance, verdicts) is a pure function of the two runs in
-:mod:`diffprof.analysis.compare`; this module only resolves the references. The names below stay
+The comparison itself (matching, noise floors, tests, corrections, verdicts) is a pure function of
+the runs in :mod:`diffprof.analysis.compare`; this module resolves the references and gathers the
+history (:meth:`Store.history`: earlier runs holding the same requested cells). The names below stay
 importable from here, where they used to live.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from diffprof.analysis.compare import CellComparison, Comparison, Verdict, compare, match_cells
 from diffprof.analysis.significance import min_mannwhitney_p, significance
+from diffprof.analysis.verdicts import Correction
 from diffprof.metrics import Direction, direction_of
 from diffprof.store.refs import RunRefLike
 from diffprof.store.store import Store
@@ -35,13 +37,21 @@ def compare_runs(
     sample: str | None = None,
     alpha: float = 0.05,
     direction: Direction | None = None,
+    *,
+    correction: Correction = "bh",
+    history: bool = True,
 ) -> Comparison:
     """Compare run ``ref_b`` against the baseline ``ref_a`` (run references: an id, ``latest``,
     ``latest~N`` or a name); the other arguments are :func:`~diffprof.analysis.compare.compare`'s.
+    ``history=False`` leaves the store's earlier runs out (no noise floor).
 
     Raises:
         StoreError: a reference names no run.
         ConfigError: see :func:`~diffprof.analysis.compare.compare`.
     """
     run_a, run_b = store.get_run(ref_a), store.get_run(ref_b)
-    return compare(run_a, run_b, threshold=threshold, metric=metric, sample=sample, alpha=alpha, direction=direction)
+    earlier = store.history([c.key for c in run_a.cells if c.ok], before=max(run_a.id, run_b.id)) if history else []
+    return compare(
+        run_a, run_b, threshold=threshold, metric=metric, sample=sample, alpha=alpha, direction=direction,
+        correction=correction, history=earlier,
+    )
