@@ -151,3 +151,23 @@ def test_warnings_and_differences_between_two_states() -> None:
     assert machine_changes(a, {}) == ["machine state recorded for run A only"]
     assert machine_summary(a) == "others 0.00 cores, run 1.00 of 2; load 0.20 -> 0.10; CPU 3000 -> 3000 MHz; gpu0 1980 MHz, 50 C"
     assert machine_summary({}) is None
+
+
+def test_every_run_report_warns_when_the_host_was_busy() -> None:
+    import json
+
+    from diffprof.report import ReportOptions, get_renderer
+    from diffprof.results import CellResult, RunInfo
+
+    cell = CellResult("schedulers", {"scheduler": "ddim"}, {}, metrics={"s_per_image": 0.1}, samples={"call_s": [0.1, 0.1]})
+    run = RunInfo(7, "2026-12-01T00:00:00+00:00", "2026-12-01T00:01:00+00:00", "finished", "diffprof bench", {}, {}, [cell],
+                  machine=state(12.0, before={"loadavg": [2.0, 1, 1]}, after={"loadavg": [2.5, 1, 1]}))
+    for name in ("console", "markdown", "html"):
+        text = get_renderer(name).render(run, ReportOptions(plots=False))
+        assert "host busy during the run: other processes took 1.20 of 2 cores" in text, name
+        assert "others 1.20 cores, run 1.00 of 2; load 2.00 " in text, name
+    compact = get_renderer("console").render(run, ReportOptions(compact=True, plots=False))
+    assert "warning: host busy during the run" in compact
+    assert json.loads(get_renderer("json").render(run))["machine"]["others_cpu_s"] == 12.0
+    quiet = RunInfo(8, "2026-12-01T00:00:00+00:00", None, "finished", "x", {}, {}, [cell], machine=state(0.0))
+    assert "host busy" not in get_renderer("markdown").render(quiet)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -328,7 +329,7 @@ def _row(a: CellResult, b: CellResult, metric: str, sample: str | None) -> CellC
     row.values_a, row.values_b = values_a, values_b
     row.n_a, row.n_b = len(values_a), len(values_b)
     row.evidence = kind_a if kind_a == kind_b else "calls" if "calls" in (kind_a, kind_b) else "value"
-    row.median_a, row.median_b = _median(values_a), _median(values_b)
+    row.median_a, row.median_b = (statistics.median(v) if v else None for v in (values_a, values_b))
     row.mean_a, row.mean_b = run_value(values_a), run_value(values_b)
     return row
 
@@ -336,13 +337,7 @@ def _row(a: CellResult, b: CellResult, metric: str, sample: str | None) -> CellC
 def _prior(series: list[list[float]]) -> Prior | None:
     """What one run's cells say together about their round-to-round variance (:func:`pooled_prior`)."""
     logs = [[math.log(v) for v in values if v > 0 and math.isfinite(v)] for values in series]
-    stats = [(_variance(x), len(x) - 1.0) for x in logs if len(x) > 1]
-    return pooled_prior([v for v, _ in stats], [d for _, d in stats])
-
-
-def _variance(x: list[float]) -> float:
-    mean = sum(x) / len(x)
-    return sum((v - mean) ** 2 for v in x) / (len(x) - 1)
+    return pooled_prior([statistics.variance(x) for x in logs if len(x) > 1], [len(x) - 1.0 for x in logs if len(x) > 1])
 
 
 def _change(
@@ -382,14 +377,6 @@ def _judge(
     if row.evidence == "calls" and row.verdict not in ("same",):
         row.note = "; ".join(filter(None, [row.note, "per-call samples (no rounds stored)"]))
     return row
-
-
-def _median(values: list[float]) -> float | None:
-    if not values:
-        return None
-    ordered_values = sorted(values)
-    mid = len(ordered_values) // 2
-    return ordered_values[mid] if len(ordered_values) % 2 else (ordered_values[mid - 1] + ordered_values[mid]) / 2
 
 
 def _value(cell: CellResult, metric: str) -> float | None:

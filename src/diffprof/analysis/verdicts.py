@@ -7,10 +7,11 @@ are positive and right-skewed, so everything works on log-values: a change is a 
 threshold is symmetric (1.05x slower is as far as 1/1.05x faster).
 
 - :func:`estimate_change`: the log-ratio of the geometric means, its standard error and degrees of
-  freedom (Welch), a two-sided p-value and a confidence interval. A :class:`NoiseFloor` from earlier
-  runs of the same cell (bencher's idea: thresholds from a history of baselines) puts a lower bound
-  on the variance, so a run whose rounds happen to agree cannot claim more precision than the runs
-  before it showed.
+  freedom (Welch), a two-sided p-value and a confidence interval. A run's :class:`Prior` (the
+  variance its cells share, :func:`pooled_prior`) raises a cell whose few rounds agree by luck, and a
+  :class:`NoiseFloor` from earlier runs of the same cell (bencher's idea: thresholds from a history
+  of baselines) puts a lower bound on the variance, so a run cannot claim more precision than its
+  neighbours, or the runs before it, showed.
 - :func:`adjust`: p-values corrected for the number of cells compared (Holm: family-wise error;
   Benjamini-Hochberg, the default: false discovery rate, which under "nothing changed" is the
   family-wise rate too, and keeps its power when a change moves many cells at once).

@@ -110,10 +110,6 @@ def bench(
         if summary.skipped:
             done += f", {summary.skipped} already done"
         console.print(f"{done} in {summary.seconds:.1f} s · store {cfg.db}", highlight=False)
-        from diffprof.analysis.machine import machine_warnings
-
-        for warning in machine_warnings(run.machine):
-            err_console.print(f"[yellow]warning:[/] {warning}; `compare` will not believe a regression measured on it", highlight=False)
         if cfg.report:
             path = write_report(store, summary.run_id, cfg.report)
             console.print(f"report: [bold]{path.resolve()}[/]", highlight=False)
@@ -203,8 +199,7 @@ def compare(
             sys.stdout.write(renderer.render(result))
         else:
             path = renderer.write(result, out)
-            console.print(f"comparison: [bold]{path.resolve()}[/]", highlight=False)
-        console.print(result.summary(), highlight=False) if out is not None else None
+            console.print(f"comparison: [bold]{path.resolve()}[/] · {result.summary()}", highlight=False)
     if not result.cells:
         raise InputError(
             f"runs {result.run_a} and {result.run_b} share no cell: nothing was compared",

@@ -16,7 +16,7 @@ from html import escape
 
 from diffprof import __version__
 from diffprof.report.base import Renderer, ReportOptions, register
-from diffprof.report.environment import environment_items, run_items
+from diffprof.report.environment import environment_items, machine_items, run_items
 from diffprof.report.format import first_line, format_settings
 from diffprof.report.plots import Plot, suite_plots
 from diffprof.report.tables import SuiteTable, cells_by_suite, quality_note, suite_table
@@ -35,7 +35,7 @@ tr.failed td{color:#b00020;background:#fff3f3}td.noise{color:#8a6d00}
 .settings,.quality,.note{color:#555;font-size:.9rem}pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;white-space:pre-wrap}
 .kvs,.plots{display:flex;flex-wrap:wrap;gap:0 2rem;align-items:flex-start}figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#555;font-size:.9rem}nav a{margin-right:1rem}.ok{color:#1a7f37}
-footer{margin-top:3rem;color:#888;font-size:.8rem}
+footer{margin-top:3rem;color:#888;font-size:.8rem}p.warning{color:#8a4b00;background:#fff8e1;padding:.3rem .6rem}
 """
 
 
@@ -120,7 +120,8 @@ def render_html(run: RunInfo, options: ReportOptions | None = None) -> str:
         f"<header><h1>{escape(title)}</h1>",
         "<nav>" + "".join(f'<a href="#{ids[s]}">{escape(s)}</a>' for s in suites) + "</nav></header>",
         '<section id="environment"><h2>Run and environment</h2>',
-        '<div class="kvs">' + _kv_table(run_items(run), "run") + _kv_table(environment_items(run), "env") + "</div>",
+        "".join(f'<p class="warning">Warning: {escape(v)}</p>' for k, v in machine_items(run) if k == "warning"),
+        '<div class="kvs">' + _kv_table(run_items(run) + machine_items(run), "run") + _kv_table(environment_items(run), "env") + "</div>",
     ]
     if run.config:
         config = json.dumps(run.config, indent=2, default=str, sort_keys=False)

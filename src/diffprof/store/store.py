@@ -22,6 +22,7 @@ Rows are read and written by :mod:`.rows`; the tables and migrations are in :mod
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -209,8 +210,9 @@ class Store:
         """Store a finished cell in its own transaction and return its id.
 
         Committed (and synced) before returning, so a crash afterwards cannot lose it. A cell whose
-        key is already in the run replaces the earlier attempt, with its metrics, samples and
-        artifacts. An empty ``finished_at`` is stamped with the current time.
+        key is already in the run replaces the earlier attempt (a later round's merge, a retried
+        failure) under the same id, with its metrics, samples, rounds and artifacts. An empty
+        ``finished_at`` is stamped with the current time.
         """
         if cell.status not in ("ok", "failed"):
             raise ValueError(f"cell status must be 'ok' or 'failed', not {cell.status!r}")
@@ -223,6 +225,11 @@ class Store:
         rid = self.resolve(run_id)
         with self._write() as conn:
             conn.execute("UPDATE runs SET machine = ? WHERE id = ?", (dumps(machine), rid))
+
+    def machine(self, run_id: RunRefLike) -> dict[str, Any]:
+        """The machine state a run recorded (empty when it recorded none), without its cells."""
+        row = self._conn.execute("SELECT machine FROM runs WHERE id = ?", (self.resolve(run_id),)).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
 
     def history(self, keys: list[str], before: int, limit: int = HISTORY_RUNS) -> list[RunInfo]:
         """Earlier runs (id below ``before``, newest first, at most ``limit``) holding an ok cell with

@@ -227,7 +227,7 @@ class RecordedRun:
     def add_machine(self, state: MachineState) -> None:
         """Store the host's state while this session measured, added to what earlier sessions of a
         resumed run stored."""
-        stored = self.store.get_run(self.run_id).machine
+        stored = self.store.machine(self.run_id)
         merged = MachineState.from_dict(stored).merged(state) if stored else state
         self.store.set_machine(self.run_id, merged.to_dict())
 

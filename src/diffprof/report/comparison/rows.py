@@ -114,6 +114,9 @@ def caption_lines(comparison: Comparison) -> list[str]:
         if cells:
             names = ", ".join(f"{x.suite} {x.label}" for x in cells[:5]) + (" ..." if len(cells) > 5 else "")
             lines.append(f"only in {side}: {names}")
+    if any(cell.evidence == "rounds" and cell.p_value is not None and not cell.history_runs for cell in c.cells):
+        lines.append("note: no earlier runs of these cells in the store, so drift between processes is not in the test "
+                     "(keep 3+ runs of the baseline in the store, or bench with --isolate)")
     lines += [f"warning: {w}" for w in c.warnings]
     return lines
 
