@@ -152,7 +152,7 @@ METRICS = MetricRegistry([
     _bytes("nvml_used_bytes", "GPU used (NVML)", "peak device memory in use as NVML reports it"),
     _bytes("host_peak_rss_bytes", "host peak RSS", "peak resident memory of the process"),
     _time("load_s", "load", "time to load the pipeline"),
-    _time("compile_s", "compile", "first call less a warm call, when compiling"),
+    _time("compile_s", "compile time", "first call less a warm call, when compiling"),
     Metric("flops_per_image", "FLOP", "lower", "FLOP/image", "si", 3, help="floating-point operations per image"),
     Metric("achieved_tflops", "TFLOP/s", "higher", "TFLOP/s", "number", 3, help="FLOPs per call over the call time"),
     Metric("mfu", "", "higher", "MFU", "percent", key=True, help="denoising step FLOP/s over the measured matmul peak"),

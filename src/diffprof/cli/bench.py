@@ -24,7 +24,7 @@ CELLS_FAILED = 3
 #: Config keys that say where cells run, not what they measure: a resume may change them.
 EXECUTION = ("executor", "workers", "ray_address")
 #: Config keys that say where results go and how many threads measure: a resume keeps what it is given.
-RESUMABLE = ("db", "report", "threads")
+RESUMABLE = ("db", "report", "threads", "trace")
 
 
 def write_report(store: Any, run_id: int, path: str, fmt: str | None = None) -> Path:
@@ -192,7 +192,7 @@ def compare(
 @app.command("report")
 def report_cmd(
     run: str = typer.Argument("latest", help="Run id, latest, latest~N or a run name."),
-    format: str = typer.Option(None, "--format", "-f", help="console, markdown, csv, json or html (default html)."),
+    format: str = typer.Option(None, "--format", "-f", help="console, markdown (or md), csv, json or html (default html)."),
     out: Path = typer.Option(None, "--out", "-o", help="Output file (default: diffprof-report-RUN.EXT; console prints)."),
     into: Path = typer.Option(
         None, "--into", help="Markdown page to update in place: the run's tables replace the part between the "
@@ -210,7 +210,7 @@ def report_cmd(
     from diffprof.store import Store
 
     if into is not None:
-        if format not in (None, "markdown") or out is not None:
+        if format not in (None, "markdown", "md") or out is not None:
             raise ConfigError("--into writes a markdown section in place", "drop --format/--out, or drop --into")
         from diffprof.report.markdown import render_markdown_section
         from diffprof.report.sections import write_section

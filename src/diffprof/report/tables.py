@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from diffprof.analysis.cells import time_stats
+from diffprof.analysis.sanity import monotonic_flags
 from diffprof.metrics import ordered
-from diffprof.report.format import first_line, format_metric, format_value, metric_header, missing
+from diffprof.report.format import SPREAD_LEGEND, first_line, format_metric, format_spread, format_value, metric_header, missing
 from diffprof.results import NOTE_KEYS, CellResult, RunInfo
-from diffprof.units import fmt_pct, fmt_seconds
+from diffprof.units import fmt_pct
 
-ColumnKind = Literal["status", "label", "metric", "noise", "error"]
+ColumnKind = Literal["status", "label", "metric", "count", "noise", "error"]
 
 
 def common_settings(cells: Sequence[CellResult]) -> dict[str, Any]:
@@ -51,7 +52,7 @@ class Column:
     @property
     def numeric(self) -> bool:
         """Right-aligned in every format."""
-        return self.kind == "metric"
+        return self.kind in ("metric", "count")
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class SuiteTable:
     columns: list[Column]
     rows: list[Row]
     common: dict[str, Any]
+    #: Results of this suite that cannot be right (:func:`diffprof.analysis.sanity.monotonic_flags`).
+    warnings: tuple[str, ...] = ()
 
     @property
     def headers(self) -> list[str]:
@@ -87,6 +90,12 @@ class SuiteTable:
     @property
     def failed(self) -> int:
         return sum(r.failed for r in self.rows)
+
+    @property
+    def legend(self) -> str | None:
+        """What the bracketed s/image column shows, when it shows a spread."""
+        spread = any("[" in r.text.get("s_per_image", "") for r in self.rows)
+        return f"s/image: {SPREAD_LEGEND}." if spread else None
 
     @property
     def notes(self) -> list[str]:
@@ -121,13 +130,27 @@ def shown_metrics(cells: Sequence[CellResult], only: Iterable[str] | None = None
 
 
 def metric_texts(cell: CellResult, metrics: Sequence[str], spread: bool = True) -> dict[str, str]:
-    """The formatted metrics of one cell; with ``spread`` s/image carries the IQR of its repeats
-    (``1.2 s ± 12 ms``); compact views leave it to the noise flag."""
+    """The formatted metrics of one cell; with ``spread`` s/image is its median with the figures
+    the repeats support and their spread (``1.2 s [1.19–1.21]``, :func:`format_spread`);
+    compact views leave the spread to the noise flag."""
     text = {m: format_metric(m, cell.metrics.get(m)) for m in metrics}
     s = time_stats(cell)
     if spread and text.get("s_per_image", "-") != "-" and s is not None and s.count > 1:
-        text["s_per_image"] += f" ± {fmt_seconds(s.iqr)}"
+        text["s_per_image"] = format_spread("s_per_image", s)
     return text
+
+
+def repeat_count(cell: CellResult) -> str:
+    """How many timed samples the cell's s/image comes from ('' when it kept none)."""
+    s = time_stats(cell)
+    return str(s.count) if s is not None and s.count else ""
+
+
+def _unique_headers(columns: list[Column]) -> list[Column]:
+    """A metric whose header a label already uses (the precision suite's ``compile`` label) is
+    titled with its name too, so no two columns read alike."""
+    taken = {c.header for c in columns if c.kind != "metric"}
+    return [Column(c.key, f"{c.header} ({c.key})", c.kind) if c.kind == "metric" and c.header in taken else c for c in columns]
 
 
 def noise_text(cell: CellResult) -> str:
@@ -146,18 +169,24 @@ def suite_table(suite: str, cells: Sequence[CellResult], only: Sequence[str] | N
     columns = [Column("status", "status", "status")]
     columns += [Column(k, k, "label") for k in labels]
     columns += [Column(m, metric_header(m), "metric") for m in metrics]
+    counts = [repeat_count(c) for c in cells]
+    if only is None and "s_per_image" in metrics and any(counts):
+        at = next(i for i, c in enumerate(columns) if c.key == "s_per_image") + 1
+        columns.insert(at, Column("n", "n", "count"))
+    columns = _unique_headers(columns)
     if any(noise):
         columns.append(Column("noise", "noise", "noise"))
     if any(not c.ok for c in cells):
         columns.append(Column("error", "error", "error"))
 
     rows = []
-    for cell, noisy in zip(cells, noise):
-        text = {"status": cell.status, "error": first_line(cell.error), "noise": noisy}
+    for cell, noisy, count in zip(cells, noise, counts):
+        text = {"status": cell.status, "error": first_line(cell.error), "noise": noisy, "n": count}
         text.update({k: format_value(cell.labels[k]) if k in cell.labels else "" for k in labels})
         text.update(metric_texts(cell, metrics, spread=only is None))
         rows.append(Row(cell, text, bool(noisy)))
-    return SuiteTable(suite, columns, rows, common_settings(cells))
+    warnings = tuple(f.message for f in monotonic_flags(suite, cells))
+    return SuiteTable(suite, columns, rows, common_settings(cells), warnings)
 
 
 def _describe_quality(about: dict[str, Any]) -> str:
