@@ -135,3 +135,29 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     CLIPModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, installed with apt-get when missing (skips only if that fails)."""
+    import shutil
+    import subprocess
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if shutil.which("apt-get") is None:
+        pytest.skip("chromium is not installed and there is no apt-get to install it")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    try:
+        proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
+        if proc.returncode != 0:  # a fresh machine may lack package lists
+            subprocess.run(["apt-get", "update"], capture_output=True, text=True, env=env, timeout=600)
+            proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        pytest.skip(f"could not install chromium with apt-get: {exc}")
+    found = shutil.which("chromium")
+    if not found:
+        pytest.skip(f"could not install chromium with apt-get (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
+    return found
