@@ -432,7 +432,7 @@ FLAGS = {
     "bench": "--batch --batch-sizes --config --db --device --executor --guidance --guidance-scales --height --isolate --memory-optimizations "
              "--model --models --name --no-isolate --no-progress --no-report --optimize --precision --precisions --profile-level --progress "
              "--prompt --ray-address --repeats --report --resolutions --resume --scheduler --schedulers --seed --step-counts --steps --suite "
-             "--task --tasks --threads --warmup --weights --width --workers -O -c -s",
+             "--task --tasks --threads --trace --warmup --weights --width --workers -O -c -s",
     "generate": "--allow-pickle --batch --config --device --guidance --height --image --mask --model --negative-prompt --optimize --out "
                 "--precision --profile-level --profile-out --prompts --scheduler --seed --steps --strength --task --threads --warmup --weights --width -O -c",
     "tune": "--clip-model --config --db --device --guidance --height --max-memory --metric --min-quality --model --no-progress --optimizations "
@@ -491,7 +491,7 @@ BENCH_VALUES = {
     "tasks": (["--tasks", "inpaint"], ["inpaint"]), "models": (["--models", "tiny-sd"], ["tiny-sd"]), "repeats": (["--repeats", "5"], 5),
     "warmup": (["--warmup", "0"], 0), "isolate": (["--isolate"], True), "executor": (["--executor", "local"], "local"),
     "workers": (["--workers", "2"], 2), "ray_address": (["--ray-address", "auto"], "auto"), "profile_level": (["--profile-level", "detailed"], "detailed"),
-    "db": (["--db", "x.db"], "x.db"), "report": (["--report", "r.md"], "r.md"),
+    "db": (["--db", "x.db"], "x.db"), "report": (["--report", "r.md"], "r.md"), "trace": (["--trace", "traces"], "traces"),
 }
 
 

@@ -142,6 +142,10 @@ class RunConfig:
     )
     db: str = declare("diffprof.db", "SQLite results store.", OUTPUT, commands=("bench", "tune", "calibrate"))
     report: str | None = declare("diffprof-report.html", "Where `bench` writes its HTML report (empty: none).", OUTPUT, commands=("bench",))
+    trace: str | None = declare(
+        None, "Folder for one Chrome trace per cell (spans, memory counters, and kernels at --profile-level detailed), for ui.perfetto.dev.",
+        OUTPUT, commands=("bench",),
+    )
     use_diffusion: bool = declare(True, "Seed-config switch: false means there is nothing to run.", EXECUTION)
 
     # ---------------------------------------------------------------- schema

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import datetime, timezone
+from pathlib import Path
 
 from PIL import Image
 
@@ -50,9 +52,11 @@ def measure_cell(
     started = now()
     # 1. Warm-up (not recorded); the first call carries compile / autotune / lazy-init cost.
     first_call_s = warm_up(engine, request, config.warmup, clock or engine.clock)
-    # 2. Repeats, with resource sampling around them.
+    # 2. Repeats, with resource sampling around them; the trace of warm-up and repeats, if asked.
     results, resources = timed_repeats(engine, request, config.repeats)
     allocated_peak, reserved_peak = peak_memory(engine.device)
+    if config.trace:
+        write_trace(engine, cell, config.trace)
     # 3. Metrics, from the readings.
     timings = [r.timing for r in results]
     flops, unet_flops = count_flops(engine, results[0], timings[0].n_steps)
@@ -133,6 +137,26 @@ def matmul_peaks(engine: Engine) -> DevicePeaks | None:
     """The device's measured matmul ceilings for MFU: CUDA only (a CPU's ceiling says little about a
     diffusion step), probed once per device and cached."""
     return device_peaks(engine.device) if engine.device.type == "cuda" else None
+
+
+def trace_path(cell: Cell, folder: str | Path) -> Path:
+    """``FOLDER/<suite>-<labels>-<key>.trace.json``: readable, and distinct for every cell."""
+    labels = "_".join(f"{k}-{v}" for k, v in cell.labels.items()) or "default"
+    slug = re.sub(r"[^A-Za-z0-9.=+-]+", "_", f"{cell.suite}-{labels}")[:80]
+    return Path(folder) / f"{slug}-{cell.key[:8]}.trace.json"
+
+
+def write_trace(engine: Engine, cell: Cell, folder: str | Path) -> Path:
+    """The cell's calls so far (warm-up and repeats) as one Chrome trace: spans, memory counters
+    and, at ``detailed``, the kernel traces captured during this cell (not earlier cells')."""
+    from diffprof.profiler import get_exporter
+
+    profile = engine.profiler.profile()
+    own = {r.labels["kernel_trace"] for r in profile.records if "kernel_trace" in r.labels}
+    profile.trace_files = [p for p in profile.trace_files if p in own]
+    path = trace_path(cell, folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return get_exporter("chrome").write(profile, path)
 
 
 def thumbnail_png(image: Image.Image, size: int = THUMBNAIL) -> bytes:

@@ -80,7 +80,8 @@ class EngineCache:
             return self.engine, True
         self.drop()
         c = cell.config
-        profiler = Profiler(c.profile_level, device=resolve_engine_device(c.device), measure_overhead=False)
+        kernels = Path(c.trace) / "kernels" if c.trace else None  # detailed captures beside the cells' traces
+        profiler = Profiler(c.profile_level, device=resolve_engine_device(c.device), measure_overhead=False, trace_dir=kernels)
         self.engine = Engine.load(
             c.model, c.weights, device=c.device, precision=c.precision, optimize=c.optimize, profiler=profiler, seed=c.seed, allow_pickle=c.allow_pickle
         )
