@@ -226,7 +226,7 @@ def test_quality_and_guidance_suites_through_the_runner_and_the_report(tmp_path)
     html = get_renderer("html").render(run)
     assert 'data-plot="quality_tradeoff"' in html and 'data-plot="scheduler_step_grid"' in html
     assert html.count('data-plot="quality_tradeoff"') == 2  # quality and guidance
-    assert "PSNR, SSIM and latent error against dpmpp_2m, 4 steps, fp32 on 2 the cell prompt (seeds 10000-10001)" in html
+    assert "PSNR, SSIM and latent error against dpmpp_2m, 4 steps, fp32 on the cell prompt at 2 seeds (10000-10001)" in html
     kinds = [p.kind for p in suite_plots("quality", by_suite["quality"])]
     assert kinds[0] == "quality_tradeoff" and "scheduler_step_grid" in kinds and "image_grid" not in kinds
 

@@ -68,6 +68,12 @@ AXES: tuple[_Axis, ...] = (
 )
 
 
+def _context(cell: CellResult, axis: _Axis) -> str:
+    """The other labels of the cell (``scheduler=pndm: ``), so a pair in a grid is found again."""
+    rest = [f"{k}={v}" for k, v in cell.labels.items() if k not in axis.keys]
+    return ", ".join(rest) + ": " if rest else ""
+
+
 def _groups(cells: Sequence[CellResult], axis: _Axis) -> list[list[tuple[float, float, CellResult]]]:
     """Cells with the axis swept, grouped by every other label (a scheduler x steps sweep checks
     steps within each scheduler)."""
@@ -101,10 +107,11 @@ def monotonic_flags(suite: str, cells: Sequence[CellResult]) -> list[Flag]:
                     if not wrong or not times_differ(time_stats(a), time_stats(b), ta, tb):
                         continue
                     involved += [a.label, b.label]
+                    where = _context(b, axis)
                     if axis.expect == "more":
-                        found.append(f"{_name(axis, xb, b)} took {_s(tb)} per image, less than {_name(axis, xa, a)} ({_s(ta)})")
+                        found.append(f"{where}{_name(axis, xb, b)} took {_s(tb)} per image, less than {_name(axis, xa, a)} ({_s(ta)})")
                     else:
-                        found.append(f"{_name(axis, xb, b)} gave {1 / tb:.3g} images/s, less than {_name(axis, xa, a)} ({1 / ta:.3g})")
+                        found.append(f"{where}{_name(axis, xb, b)} gave {1 / tb:.3g} images/s, less than {_name(axis, xa, a)} ({1 / ta:.3g})")
         if found:
             more = f" (and {len(found) - MAX_PAIRS} more)" if len(found) > MAX_PAIRS else ""
             why = "more work cannot take less time" if axis.expect == "more" else "a larger batch should not lower throughput"

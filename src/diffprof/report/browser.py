@@ -117,15 +117,18 @@ class Browser:
         to_chrome_r, self._to_chrome = os.pipe()
         self._from_chrome, from_chrome_w = os.pipe()
 
-        def fds() -> None:  # in the child: the pipe ends become fds 3 (commands in) and 4 (replies out)
-            high_r = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10)  # out of the way of 3 and 4 first
-            high_w = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
+        def fds() -> None:
+            # In the child: the pipe ends become fds 3 (commands in) and 4 (replies out), copied out
+            # of the way of 3 and 4 first. No close_fds: it would close them again, and pass_fds needs
+            # them open in the parent; Python's own descriptors are not inherited anyway.
+            high_r = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD_CLOEXEC, 10)
+            high_w = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD_CLOEXEC, 10)
             os.dup2(high_r, 3)
             os.dup2(high_w, 4)
 
         cmd = [self.executable, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={self._profile}", "about:blank"]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      preexec_fn=fds, pass_fds=(3, 4))
+                                      preexec_fn=fds, close_fds=False)
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self._reader = threading.Thread(target=self._read, name="chromium-pipe", daemon=True)

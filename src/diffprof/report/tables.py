@@ -194,9 +194,15 @@ def _describe_quality(about: dict[str, Any]) -> str:
     metrics = about.get("metrics") or []
     prompts = about.get("prompts")
     seeds = about.get("seeds") or []
-    on = f"{prompts} {about.get('prompt_set', 'prompts')}" if prompts else "its prompts"
+    prompt_set = str(about.get("prompt_set", "prompts"))
+    one_prompt = prompt_set.startswith("the ")  # one prompt at several seeds: "the cell prompt at 4 seeds (10000-10003)"
+    if one_prompt:
+        on = f"{prompt_set} at {prompts} seed{'s' * (prompts != 1)}" if prompts else prompt_set
+    else:
+        on = f"{prompts} {prompt_set}" if prompts else "its prompts"
     if len(seeds) == 2:
-        on += f" (seeds {seeds[0]}-{seeds[1]})" if seeds[0] != seeds[1] else f" (seed {seeds[0]})"
+        word = "" if one_prompt and prompts else ("seeds " if seeds[0] != seeds[1] else "seed ")
+        on += f" ({word}{seeds[0]}-{seeds[1]})" if seeds[0] != seeds[1] else f" ({word}{seeds[0]})"
     parts = []
     if "adherence" in metrics:
         parts.append("adherence (shapes detector)")
