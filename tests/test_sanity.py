@@ -79,4 +79,4 @@ def test_summary_answers_first_then_failures_then_warnings():
     assert ("resolutions", "time per image grows as pixels^1.00") in texts
     assert ("guidance", "fastest guidance=1 at 1.2 s per image; within noise of it: guidance=7.5") in texts
     # dpmpp_2m's adherence is 2% above euler's with no per-prompt samples to weigh: within noise, so no second pick
-    assert ("schedulers", "Pareto picks, time against adherence: scheduler=euler (0.81, 1.2 s)") in texts
+    assert ("schedulers", "Pareto picks, time against adherence: scheduler=euler (adherence 0.81, 1.2 s)") in texts

@@ -124,8 +124,10 @@ def scheduler_times(cells: Sequence[CellResult]) -> Drawn | None:
     return time_by_label(cells, "Time per image by scheduler")
 
 
-def _size_label(cell: CellResult) -> str:
-    return f"{cell.labels.get('width', cell.settings.get('width'))}×{cell.labels.get('height', cell.settings.get('height'))}"
+def _size_label(cell: CellResult, short: bool = False) -> str:
+    """``512×768``; ``512²`` for a square when ``short`` (a tick has little room)."""
+    w, h = cell.labels.get("width", cell.settings.get("width")), cell.labels.get("height", cell.settings.get("height"))
+    return f"{w}²" if short and w == h else f"{w}×{h}"
 
 
 def resolution_scaling(cells: Sequence[CellResult]) -> Drawn | None:
@@ -145,8 +147,8 @@ def resolution_scaling(cells: Sequence[CellResult]) -> Drawn | None:
             scale, name = byte_unit([m for _, _, m in mem])
             why = "host RSS (the process's peak so far)" if mem_metric == HOST_RSS else ""
             panels.append((metric_header(mem_metric), name, [(c, p, m * scale) for c, p, m in mem], values_vary([m for *_, m in mem], MIN_MEMORY_CHANGE) and not why, why))
-    fig, axes = new_figure(4.8 * len(panels), 3.6, ncols=len(panels))
-    found, tips = [], {}
+    fig, axes = new_figure(5.2 * len(panels), 3.6, ncols=len(panels))
+    found, tips, legend = [], {}, []
     for k, (ax, (name, unit, data, varies, why), color) in enumerate(zip(axes, panels, COLORS)):
         x = np.array([p for _, p, _ in data])
         y = np.array([v for _, _, v in data])
@@ -164,9 +166,10 @@ def resolution_scaling(cells: Sequence[CellResult]) -> Drawn | None:
             spread = relative_range([v for *_, v in data])
             found.append(f"{name} varies by {spread:.0%}" + (f": {why}, not fitted" if why else " (within noise): no exponent fitted"))
         log = fit_axis(ax, "x", list(x))
-        ax.set_xticks(list(x), [_size_label(c) for c, _, _ in data])
-        if not ticks_fit(fig, ax):
+        ax.set_xticks(list(x), [_size_label(c, short=True) for c, _, _ in data])
+        if not ticks_fit(fig, ax):  # sizes too close on the axis: numbers, and the sizes in the key
             ax.set_xticks(list(x), [str(i + 1) for i in range(len(x))])
+            legend = [(str(i + 1), _size_label(c), f"{p:.0f} pixels") for i, (c, p, _) in enumerate(data)]
         if log:
             ax.minorticks_off()
         fit_axis(ax, "y", list(y))
@@ -175,7 +178,7 @@ def resolution_scaling(cells: Sequence[CellResult]) -> Drawn | None:
         ax.grid(True, alpha=0.3)
         ax.set_title(plain(f"{name.capitalize()} vs pixels" + (f" (exponent {fit.exponent:.2f})" if fit else "")), fontsize=10)
     note = RSS_NOTE if mem_metric == HOST_RSS and len(panels) > 1 else ""
-    return to_svg(fig, "; ".join(found), tips, note)
+    return to_svg(fig, "; ".join(found), tips, note, legend)
 
 
 def _numbered(fig, ax, points: Sequence[tuple[float, float, str, bool]], tips_of: Sequence[str]) -> tuple[dict[str, str], bool]:

@@ -108,7 +108,7 @@ def _quality(cells: Sequence[CellResult]) -> str | None:
     if not front.indices:
         what = " and ".join(w for w, differ in (("time", front.times_differ), (header, front.values_differ)) if not differ)
         return f"no Pareto front of time against {header}: the {what} differences are within noise"
-    picks = join_limited([f"{long_label(points[i].cell, keys)} ({format_metric(name, points[i].quality)}, "
+    picks = join_limited([f"{long_label(points[i].cell, keys)} ({header} {format_metric(name, points[i].quality)}, "
                           f"{_time(points[i].seconds_per_image)}{_ties(front, i)})" for i in front.indices])
     return f"Pareto picks, time against {header}: {picks}"
 
