@@ -311,11 +311,11 @@ def test_quality_tradeoff_names_the_front_and_drops_screens():
     cells.append(qcell("tune", {"scheduler": "unipc", "steps": 5}, 0.001, {"adherence": 1.0}, prompts=1))
     description = quality_tradeoff(cells).description
     assert description == (
-        "Pareto front of time vs adherence: scheduler=dpmpp_2m, steps=5 (0.05 s, 0.85); "
-        "scheduler=dpmpp_2m, steps=10 (0.1 s, 0.95); scheduler=dpmpp_2m, steps=20 (0.2 s, 1)"
+        "Pareto front of time vs adherence: scheduler=dpmpp_2m, steps=5 (50 ms, 0.85); "
+        "scheduler=dpmpp_2m, steps=10 (100 ms, 0.95); scheduler=dpmpp_2m, steps=20 (200 ms, 1)"
     )
     lower = [CellResult(c.suite, c.labels, c.settings, metrics={"s_per_image": c.metrics["s_per_image"], "latent_rel_error": c.metrics["latent_rel_error"]}) for c in grid_cells()]
-    assert "Pareto front of time vs latent_rel_error: scheduler=dpmpp_2m, steps=5" in quality_tradeoff(lower).description
+    assert "Pareto front of time vs latent error: scheduler=dpmpp_2m, steps=5" in quality_tradeoff(lower).description
     assert quality_tradeoff([CellResult("x", {}, {}, metrics={"s_per_image": 1.0})]) is None
 
 

@@ -101,14 +101,14 @@ def test_quality_plot_draws_no_front_within_noise():
     apart = [make_cell("guidance", {"guidance": g}, t, quality=about, extra_metrics={"psnr_db": q}) for g, t, q in ((3.0, 1.0, 24.0), (7.5, 1.3, 31.0))]
     for c, s in zip(apart, ([23.9, 24.0, 24.1, 24.0], [30.9, 31.0, 31.1, 31.0])):
         c.samples["psnr_db"] = s
-    assert quality_tradeoff(apart).description.startswith("Pareto front of time vs psnr_db: guidance=3 (1 s, 24)")
+    assert quality_tradeoff(apart).description.startswith("Pareto front of time vs PSNR (dB): guidance=3 (1 s, 24)")
 
 
 def test_time_by_label_line_for_numbers_bars_for_names(run):
     steps = time_by_label(suite_cells(run, "steps")).description
-    assert steps.startswith("Time per image by steps: fastest steps=10 at 0.53 s per image")
+    assert steps.startswith("Time per image by steps: fastest steps=10 at 530 ms per image")
     precision = time_by_label(suite_cells(run, "precision")).description
-    assert precision.startswith("Time per image by precision / compile: fastest precision=fp16, compile=True at 0.8 s")
+    assert precision.startswith("Time per image by precision / compile: fastest precision=fp16, compile=True at 800 ms")
     assert scheduler_times(suite_cells(run, "schedulers")).description.startswith("Time per image by scheduler: fastest scheduler=euler")
     assert time_by_label([c for c in run.cells if not c.ok]) is None
     close = [make_cell("x", {"k": k}, t) for k, t in (("a", 1.0), ("b", 1.001))]

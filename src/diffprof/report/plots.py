@@ -64,7 +64,7 @@ def _samples(ax, x: float, cell: CellResult, scale: float, width: float = 0.0) -
 def _fastest(measured: list[tuple[CellResult, float]], keys: Sequence[str]) -> str:
     ranked = sorted(measured, key=lambda ct: ct[1])
     (best, t), rest = ranked[0], ranked[1:]
-    text = f"fastest {long_label(best, keys)} at {t:.4g} s per image"
+    text = f"fastest {long_label(best, keys)} at {format_metric('s_per_image', t)} per image"
     close = [c for c, u in rest if not times_differ(time_stats(best), time_stats(c), t, u)]
     return text + (f", within noise of {'; '.join(long_label(c, keys) for c in close[:3])}" if close else "")
 
@@ -302,9 +302,10 @@ def quality_tradeoff(cells: Sequence[CellResult]) -> Drawn | None:
     legend = [(str(i + 1), long_label(p.cell, keys), f"{format_metric(name, p.quality)}, {format_metric('s_per_image', p.seconds_per_image)}")
               for i, p in enumerate(points)]
     if front:
-        best = join_limited([f"{long_label(points[i].cell, keys)} ({points[i].seconds_per_image:.3g} s, {points[i].quality:.4g})"
+        best = join_limited([f"{long_label(points[i].cell, keys)} ({format_metric('s_per_image', points[i].seconds_per_image)}, "
+                             f"{format_metric(name, points[i].quality)})"
                              + (f", {len(judged.ties[i])} more within noise of it" if i in judged.ties else "") for i in front], 6)
-        return to_svg(fig, f"Pareto front of time vs {name}: {best}", tips, "", legend)
+        return to_svg(fig, f"Pareto front of time vs {header}: {best}", tips, "", legend)
     spread = f" ({header} spans {min(finite):.4g} to {max(finite):.4g})" if finite else ""
     what = f"the {header} differences{spread}" if fast else ("the times" if better else f"the times and {header} differences{spread}")
     note = f"No Pareto front: {what} are within noise."
