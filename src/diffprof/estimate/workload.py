@@ -28,7 +28,7 @@ class Workload:
         for name in ("steps", "batch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}", f"e.g. --{name} 1")
 
     @property
     def guided(self) -> bool:

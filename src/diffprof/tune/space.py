@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from diffprof.engine.precision import check_precision
+from diffprof.engine.precision import resolve_precision
 from diffprof.engine.switches import Optimizations, label_switches
 from diffprof.engine.schedulers import DEFAULT, SCHEDULERS, check_scheduler
 from diffprof.errors import ConfigError
@@ -85,8 +85,8 @@ class SearchSpace:
         counts = tuple(sorted(set(steps or DEFAULT_STEPS)))
         for n in counts:
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise ConfigError(f"step counts must be whole numbers >= 1, got {n!r}")
-        precs = tuple(dict.fromkeys(check_precision(p) for p in (precisions or DEFAULT_PRECISIONS[kind])))
+                raise ConfigError(f"step counts must be whole numbers >= 1, got {n!r}", "e.g. --step-counts 10,20,30")
+        precs = tuple(dict.fromkeys(resolve_precision(p, device) for p in (precisions or DEFAULT_PRECISIONS[kind])))  # auto/half per device
         opts = tuple(dict.fromkeys(optimizations or DEFAULT_OPTIMIZATIONS[kind]))
         for p in precs:
             for o in opts:
