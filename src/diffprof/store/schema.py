@@ -21,7 +21,7 @@ from diffprof import __version__
 from diffprof.errors import StoreError
 
 #: The version this diffprof writes; bump it and append a step to :data:`MIGRATIONS` together.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -83,8 +83,14 @@ def _create_v1(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
+def _owner_start_time(conn: sqlite3.Connection) -> None:
+    """v2: ``runs.started``, the start time of the process measuring the run (with host and pid it
+    tells a live owner from a reused pid; :mod:`diffprof.store.owner`). Older runs keep NULL."""
+    conn.execute("ALTER TABLE runs ADD COLUMN started REAL")
+
+
 #: ``MIGRATIONS[n]`` takes a database from version ``n`` to ``n + 1`` (0 = empty file).
-MIGRATIONS: dict[int, Migration] = {0: _create_v1}
+MIGRATIONS: dict[int, Migration] = {0: _create_v1, 1: _owner_start_time}
 
 
 def read_version(conn: sqlite3.Connection) -> int | None:
