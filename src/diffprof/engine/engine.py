@@ -25,11 +25,16 @@ from diffprof.engine.precision import DTYPES, resolve_precision
 from diffprof.engine.apply import apply_optimizations, saveable_weights
 from diffprof.engine.request import GenerationRequest, GenerationResult, LoadInfo, call_images, check_request
 from diffprof.engine.schedulers import DEFAULT, check_scheduler, make_scheduler
+from diffprof.engine.schedulers import name_of as scheduler_name
 from diffprof.engine.switches import Optimizations
 from diffprof.engine.timing import timing_from_records
 from diffprof.errors import ConfigError, unknown_choice
 from diffprof.profiler import Profiler
-from diffprof.results import FAST_PATH_NOTE, TIMING_NOTE
+from diffprof.results import FAST_PATH_NOTE, PROFILE_NOTE, TIMING_NOTE
+
+#: What a call timed at profiler level ``detailed`` says about its times.
+DETAILED_NOTE = ("timed at profiler level detailed: its kernel capture makes every call several times slower "
+                 "(tiny-sd on a CPU: 68 -> 398 ms per image); time at level standard (2-5% overhead) to compare speed")
 
 __all__ = ["Engine", "GenerationRequest", "GenerationResult", "LoadInfo", "resolve_engine_device", "timing_note"]
 
@@ -200,6 +205,8 @@ class Engine:
         note = timing_note(self.device)
         if note:
             settings[TIMING_NOTE] = note
+        if self.profiler.level == "detailed":
+            settings[PROFILE_NOTE] = DETAILED_NOTE
         synchronize(self.device)
         t0 = self.clock()
         labels = {k: settings[k] for k in ("model", "task", "scheduler", "steps", "width", "height")}
@@ -295,7 +302,8 @@ class Engine:
             "source": self.load_info.source,
             "family": self.family,
             "task": req.task,
-            "scheduler": req.scheduler,
+            # the scheduler that ran: ``default`` is the model's own, named (pndm, euler, ...)
+            "scheduler": req.scheduler if req.scheduler != DEFAULT else f"{DEFAULT} ({scheduler_name(self.base.scheduler)})",
             "steps": req.steps,
             "guidance": req.guidance,
             "width": width,

@@ -127,3 +127,17 @@ def _from_own_config(config: Any) -> Any:
     import diffusers
 
     return getattr(diffusers, config["_class_name"]).from_config(config)
+
+
+def name_of(scheduler: Any) -> str:
+    """The short name of a scheduler object (what ``default`` turned out to be: ``pndm`` for SD 1.5's
+    own), or its class name when no short name has its class and options."""
+    cls = type(scheduler).__name__
+    config = getattr(scheduler, "config", {}) or {}
+    for spec in _SPECS:
+        if spec.class_name != cls:
+            continue
+        wanted = {"use_karras_sigmas": False, **spec.kwargs} if "use_karras_sigmas" in config else dict(spec.kwargs)
+        if all(config.get(k) == v for k, v in wanted.items()):
+            return spec.name
+    return cls

@@ -157,6 +157,26 @@ class Architecture:
             largest_layer_bytes=self.largest_layer_bytes(precision),
         )
 
+    def memory_features(self, workload: Workload, precision: str, optimizations: Optimizations) -> Features:
+        """:meth:`features` without FLOPs (zero): the weights and traced activations a memory check
+        needs, sharing :meth:`features`' traces."""
+        w = workload
+        n = w.batch * (2 if w.guided else 1)
+        h, wd = w.height // self.vae_scale, w.width // self.vae_scale
+        weights = self.component_bytes(precision)
+        text_act = self._cached(("text", n, precision), lambda: self._text_activation(n, precision))
+        unet_act = self._cached(("unet", h, wd, n, precision, optimizations.attention),
+                                lambda: self._unet_activation(h, wd, n, precision, optimizations))
+        vae_precision = self.vae_precision(precision)
+        vae_act = self._cached(("vae-act", h, wd, w.batch, vae_precision, optimizations.vae_slicing, optimizations.vae_tiling),
+                               lambda: self._vae_activation(h, wd, w.batch, vae_precision, optimizations))
+        return Features(
+            text=Phase(0.0, float(text_act), sum(weights[name] for name in self.text_encoders)),
+            unet=Phase(0.0, float(unet_act), weights["unet"]),
+            vae=Phase(0.0, float(vae_act), self.component_bytes(vae_precision)["vae"]),
+            pixels=w.pixels, batch=w.batch, largest_layer_bytes=self.largest_layer_bytes(precision),
+        )
+
     def _cached(self, key: tuple[Any, ...], compute: Any) -> Any:
         if key not in self._phase_cache:
             self._phase_cache[key] = compute()
@@ -187,6 +207,13 @@ class Architecture:
         t = torch.zeros(n, device=_META)
         with _attention(unet, opts):
             return trace_memory(unet, sample, t, encoder_hidden_states=context, return_dict=False, **kwargs).peak_bytes
+
+    def _vae_activation(self, h: int, w: int, batch: int, precision: str, opts: Optimizations) -> int:
+        """The activation peak of VAE decode alone (no FLOP count)."""
+        vae = self.modules(precision)["vae"]
+        latents = torch.zeros(batch, vae.config.latent_channels, h, w, device=_META, dtype=DTYPES[precision])
+        with _vae_modes(vae, opts):
+            return trace_memory(lambda z: vae.decode(z, return_dict=False), latents).peak_bytes
 
     def _vae_decode(self, h: int, w: int, batch: int, precision: str, opts: Optimizations) -> tuple[int, int, int]:
         """FLOPs, activation peak and decoder calls of VAE decode with slicing / tiling as switched."""

@@ -41,3 +41,19 @@ def check_config(config: RunConfig) -> RunConfig:
 
     check_suites(config.suites)
     return config
+
+
+def check_inputs(config: RunConfig) -> None:
+    """Refuse, before a run is recorded, what would fail every cell: a model that is neither a
+    preset, a path nor (with ``--weights hub``) a repository id, and a device this host lacks (for
+    executors that run here). A typo then costs an error line, not a run of failed cells; the model
+    is checked first, without importing torch."""
+    from diffprof.models.resolve import resolve_source
+
+    swept = config.models if "pipelines" in config.suites or "all" in config.suites else []
+    for model in dict.fromkeys([config.model, *swept]):
+        resolve_source(model, config.weights)
+    if config.executor in ("serial", "local") and config.device != "auto":
+        from diffprof.engine.devices import resolve_engine_device
+
+        resolve_engine_device(config.device)

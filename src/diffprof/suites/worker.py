@@ -267,6 +267,9 @@ def main() -> int:
     isolated mode: one cell as JSON on stdin, its CellResult as one JSON line on stdout."""
     from diffprof.profiler.samplers import process_peak_rss
 
+    # Ctrl-C reaches the whole process group; the parent decides (it stops its workers and says what
+    # it kept), so a worker does not answer it with a traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if "--serve" in sys.argv[1:]:
         args = sys.argv[1:]
         name = args[args.index("--name") + 1] if "--name" in args else None
