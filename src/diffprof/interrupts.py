@@ -72,11 +72,13 @@ class Caught:
 
 
 @contextmanager
-def signals_interrupt() -> Iterator[Caught]:
+def signals_interrupt(*, then_ignore: bool = False) -> Iterator[Caught]:
     """While inside, SIGINT and SIGTERM raise :class:`Interrupted` in the main thread (recorded in
     the :class:`Caught` it yields); a second SIGTERM while the first unwinds gets the default action
-    (the process ends), as a second Ctrl-C would. Outside the main thread (where handlers cannot be
-    set) it only yields."""
+    (the process ends), as a second Ctrl-C would. On the way out the previous handlers come back, or
+    with ``then_ignore`` the signals are ignored: a process whose work is done and reported is not
+    interrupted in its interpreter teardown (1-2 s with torch loaded), where a signal would end it
+    with no message and the wrong exit code. Outside the main thread it only yields."""
     caught = Caught()
     if threading.current_thread() is not threading.main_thread():
         yield caught
@@ -93,4 +95,4 @@ def signals_interrupt() -> Iterator[Caught]:
         yield caught
     finally:
         for s, old in previous.items():
-            signal.signal(s, old)
+            signal.signal(s, signal.SIG_IGN if then_ignore else old)

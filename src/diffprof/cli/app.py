@@ -145,16 +145,17 @@ def _interrupted(exc: BaseException, args: list[str]) -> int:
     return stopped.exit_code
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, last: bool = False) -> int:
     """Console entry point: run the app, map errors to exit codes (2 = bad input; 130 / 143 =
-    interrupted by SIGINT / SIGTERM, after saying what was kept)."""
+    interrupted by SIGINT / SIGTERM, after saying what was kept). ``last``: the process exits next
+    (:func:`run`), so once the command is done, signals no longer interrupt its teardown."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     quiet_libraries(debug)
     from diffprof.cli import commands  # noqa: F401  (registers every command)
 
     exits, errors, aborts = _cli_exceptions()
-    with signals_interrupt() as caught:
+    with signals_interrupt(then_ignore=last) as caught:
         try:
             result = app(args=args, prog_name="diffprof", standalone_mode=False)
             if caught.last is not None:  # typer answered Ctrl-C / SIGTERM with exit code 130 of its own
@@ -195,4 +196,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    sys.exit(main(last=True))
