@@ -140,7 +140,7 @@ def test_every_field_is_checked_by_its_declared_type(name):
 
 def test_numbers_keep_their_ranges():
     for data, words in (({"warmup": -1}, "warmup must be a whole number >= 0"), ({"guidance": -1}, "guidance must be a finite number from 0 to 1000"),
-                        ({"step_counts": [10, 0]}, "step count must be a whole number >= 1"), ({"guidance_scales": [float("inf")]}, "guidance scale must be a finite number"),
+                        ({"step_counts": [10, 0]}, "step count must be a whole number from 1 to 10000"), ({"guidance_scales": [float("inf")]}, "guidance scale must be a finite number"),
                         ({"batch_sizes": [True]}, "batch size must be a whole number"), ({"threads": 0}, "threads must be a whole number from 1 to 4096")):
         with pytest.raises(ConfigError, match=words):
             RunConfig.from_mapping(data)
