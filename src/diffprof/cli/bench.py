@@ -146,7 +146,7 @@ def _dry_run(cfg: RunConfig, done: set[str] | None = None) -> None:
         mark = "done " if done and cell.key in done else ""
         console.print(f"{mark}{cell.label}  [dim]{cell.key}[/]", highlight=False)
     if message:
-        err_console.print(message, highlight=False)
+        err_console.print(message, highlight=False, soft_wrap=True)
     where = f"executor {cfg.executor}" + (f", device {plan.device}" if plan.device is not None else "")
     left = f", {len(todo)} to run" if done else ""
     console.print(f"{len(cells)} cells{left} ({where}); nothing measured (--dry-run; each cell's peak memory is checked when the run starts)",

@@ -42,6 +42,11 @@ SEEDS = (-(2**63), 2**64 - 1)
 #: torch.set_num_threads takes a C int; no machine diffprof runs on has more cores than this.
 MAX_THREADS = 4096
 MAX_WORKERS = 4096
+#: Schedulers of SD-style models refuse more steps than their 1000 training timesteps; flow-matching
+#: ones take more, but no sampler is run for more than this.
+MAX_STEPS = 10_000
+#: A million images per call is beyond every device's memory (the memory check says how many fit).
+MAX_BATCH = 1_000_000
 #: Beyond this every image is saturated or NaN (the guided noise estimate overflows in fp16).
 MAX_GUIDANCE = 1000.0
 # the commands that expose a field as an option
@@ -76,11 +81,11 @@ class RunConfig:
     prompt: str = declare(DEFAULT_PROMPT, "Prompt used for every cell.", GENERATION, commands=("bench", "tune"))
     negative_prompt: str | None = declare(None, "Negative prompt.", GENERATION, commands=("generate",))
     scheduler: str = declare(DEFAULT_SCHEDULER, "Scheduler short name (see `diffprof schedulers`); default keeps the model's own.", GENERATION, commands=BOTH)
-    steps: int = declare(20, "Denoising steps.", GENERATION, commands=BOTH, minimum=1)
+    steps: int = declare(20, "Denoising steps.", GENERATION, commands=BOTH, minimum=1, maximum=MAX_STEPS)
     guidance: float = declare(7.5, "Classifier-free guidance scale (<= 1 disables guidance).", GENERATION, commands=SIZE, minimum=0, maximum=MAX_GUIDANCE)
     width: int | None = declare(None, "Image width in pixels (multiple of 8); default: the model's native size.", GENERATION, commands=SIZE, check=size_value)
     height: int | None = declare(None, "Image height in pixels (multiple of 8); default: the model's native size.", GENERATION, commands=SIZE, check=size_value)
-    batch: int = declare(1, "Images per call.", GENERATION, commands=BOTH, minimum=1)
+    batch: int = declare(1, "Images per call.", GENERATION, commands=BOTH, minimum=1, maximum=MAX_BATCH)
     seed: int = declare(0, "Seed: the same seed gives the same images.", GENERATION, commands=BOTH, minimum=SEEDS[0], maximum=SEEDS[1])
     strength: float = declare(
         0.75, "img2img/inpaint strength in (0, 1]: how much of the init image is re-noised.", GENERATION, commands=("generate",), check=strength_value
@@ -100,11 +105,11 @@ class RunConfig:
         "Settings for the memory suite; join switches with + for combinations (vae_slicing+vae_tiling).",
         SUITES, commands=("bench",), noun="memory optimization",
     )
-    step_counts: list[int] = declare([10, 20, 30, 50], "Step counts for the steps suite.", SUITES, commands=("bench",), minimum=1, noun="step count")
+    step_counts: list[int] = declare([10, 20, 30, 50], "Step counts for the steps suite.", SUITES, commands=("bench",), minimum=1, maximum=MAX_STEPS, noun="step count")
     guidance_scales: list[float] = declare(
         [1.0, 3.0, 5.0, 7.5, 10.0], "Guidance scales for the guidance suite.", SUITES, commands=("bench",), minimum=0, maximum=MAX_GUIDANCE, noun="guidance scale"
     )
-    batch_sizes: list[int] = declare([1, 2, 4, 8], "Batch sizes for the batch suite.", SUITES, commands=("bench",), minimum=1, noun="batch size")
+    batch_sizes: list[int] = declare([1, 2, 4, 8], "Batch sizes for the batch suite.", SUITES, commands=("bench",), minimum=1, maximum=MAX_BATCH, noun="batch size")
     precisions: list[str] = declare(
         ["fp32", "half", "bf16"], "Precisions for the precision suite (each with and without compile); auto and half resolve per "
         "device as --precision does, so the default is fp32, fp16, bf16 on CUDA and fp32, bf16 on a CPU (where fp16 has no kernels).", SUITES,
@@ -123,7 +128,7 @@ class RunConfig:
     quality_prompts: int = declare(
         4, "Prompts scored per cell when quality is on, each with its own held-out seed (the cost: this many extra images per cell).", QUALITY, minimum=1
     )
-    reference_steps: int = declare(100, "Steps of the reference solve that convergence compares against.", QUALITY, commands=("tune",), minimum=1)
+    reference_steps: int = declare(100, "Steps of the reference solve that convergence compares against.", QUALITY, commands=("tune",), minimum=1, maximum=MAX_STEPS)
     reference_scheduler: str = declare(
         "dpmpp_2m", "Scheduler of the reference solve (deterministic: a stochastic one never converges to one image).", QUALITY
     )

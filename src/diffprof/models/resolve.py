@@ -103,3 +103,27 @@ def looks_like_repo_id(text: str) -> bool:
 
 def _looks_like_path(text: str) -> bool:
     return os.sep in text or "/" in text or text.startswith(".") or Path(text).suffix.lower() in (*SAFETENSORS_SUFFIXES, *PICKLE_SUFFIXES)
+
+
+def hub_repo_of(model: str, weights: str) -> str | None:
+    """The Hub repository ``model`` would download from with ``weights`` (None: it loads locally)."""
+    kind, target = resolve_source(model, weights)
+    if kind == "hub":
+        return current_repo(target)
+    if kind == "preset" and weights in ("auto", "hub") and not target.builtin:
+        return target.hub_id
+    return None
+
+
+def offline_miss(model: str, weights: str) -> str | None:
+    """Why ``model`` cannot load here, when it needs the Hub while ``HF_HUB_OFFLINE`` is set and the
+    local cache lacks it; None when it loads (or may: online, the download is tried)."""
+    repo = hub_repo_of(model, weights)
+    if repo is None:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.constants import is_offline_mode
+
+    if not is_offline_mode() or isinstance(try_to_load_from_cache(repo, "model_index.json"), str):
+        return None
+    return f"model {model!r} loads from the Hugging Face Hub ({repo}), which is not in the local cache, and HF_HUB_OFFLINE is set"

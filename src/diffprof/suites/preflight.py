@@ -14,6 +14,9 @@ on (the serial and local executors; a Ray cluster's cells are checked where they
    stored ``failed`` with the reason, unmeasured, and the others run.
 3. Each cell's peak memory (:mod:`diffprof.estimate.memory_check`): a cell predicted not to fit is
    failed up front with the numbers (``force`` runs it anyway).
+
+And before all three: a model that needs the Hub while ``HF_HUB_OFFLINE`` is set and the local cache
+lacks it (the pipelines suite's sd15/sd21/sdxl with weights ``auto``) fails up front too.
 """
 
 from __future__ import annotations
@@ -73,9 +76,16 @@ class Preflight:
         from diffprof.engine.precision import resolve_precision
         from diffprof.estimate.memory_check import check_fits
 
+        from diffprof.models.resolve import offline_miss
+
         refused: dict[str, str] = {}
+        offline = {m: offline_miss(*m) for m in {(c.config.model, c.config.weights) for c in cells}}
         for cell in cells:
             c = cell.config
+            miss = offline[(c.model, c.weights)]
+            if miss:
+                refused[cell.key] = f"{miss} (use --weights synthetic for its architecture with random weights, or run once with network access)"
+                continue
             try:
                 Optimizations.parse(c.optimize).validate(self.device, resolve_precision(c.precision, self.device))
                 if memory:

@@ -126,7 +126,7 @@ class Runner:
                 summary.skipped = len(cells) - len(todo)
                 self.notice = plan.message(todo, {k: v for k, v in refused.items() if k not in done})
                 if self.notice:  # said once, before anything is measured
-                    self.console.print(self.notice, highlight=False)
+                    self.console.print(self.notice, highlight=False, soft_wrap=True)
                 up_front = [c for c in todo if c.key in refused]
                 todo = [c for c in todo if c.key not in refused]
                 if todo and executor.parallel:
