@@ -35,8 +35,13 @@ FAST_PATH_NOTE = "fast_path_note"
 #: later kernel launch dearer (``profiler.trackers.cupti_left_attached``).
 TIMING_NOTE = "timing_note"
 
+#: The settings key under which a cell or generation says a tokenizer is one of diffprof's stand-ins
+#: (T5, Gemma: vocabularies that cannot be had offline): sequence lengths, and so time and memory,
+#: are the real model's; token ids and images are not (``models.stand_ins``).
+STAND_IN_NOTE = "stand_in_note"
+
 #: Every per-cell note, in the order tables list them.
-NOTE_KEYS = (FAST_PATH_NOTE, TIMING_NOTE)
+NOTE_KEYS = (FAST_PATH_NOTE, TIMING_NOTE, STAND_IN_NOTE)
 
 def cell_key(suite: str, labels: dict[str, Any], settings: dict[str, Any]) -> str:
     """Stable identity of a cell within a run: what ``--resume`` uses to skip finished cells."""

@@ -1,0 +1,73 @@
+"""The keyword arguments of one pipeline call, from a request and the pipeline's anatomy.
+
+Every family's ``__call__`` takes a prompt, a step count, a guidance scale, a generator and an output
+type; beyond that they differ (SD's img2img takes no size, FLUX.2 no negative prompt, PixArt needs
+resolution binning off). The arguments a call needs come from the request and the family's
+``call_options``; an argument the pipeline does not take is left out when it would be its default,
+and refused when the user asked for it, so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+import torch
+from PIL import Image
+
+from diffprof.errors import ConfigError
+from diffprof.request import GenerationRequest
+
+
+@functools.cache
+def call_parameters(cls: type) -> frozenset[str]:
+    """The argument names ``cls.__call__`` accepts."""
+    return frozenset(inspect.signature(cls.__call__).parameters)
+
+
+def check_multiple(anatomy: Any, width: int, height: int) -> None:
+    """Refuse sizes the denoiser cannot tile into tokens (FLUX and SD3: multiples of 16, SANA 32).
+
+    Pipelines would otherwise resize the request with a warning (FLUX) or fail deep inside the
+    transformer, and the profile would report a size that did not run."""
+    m = int(anatomy.size_multiple)
+    bad = [f"{name} {value}" for name, value in (("width", width), ("height", height)) if value % m]
+    if bad:
+        why = (f"{anatomy.pipeline_class} turns {m}x{m} pixels into one token (VAE factor x patch x packing)"
+               if anatomy.denoiser == "transformer" else f"the VAE downsamples by {m}")
+        raise ConfigError(f"{' and '.join(bad)} must be a multiple of {m} for {anatomy.family} models: {why}",
+                          f"use e.g. {max(m, round(width / m) * m)}x{max(m, round(height / m) * m)}")
+
+
+def call_kwargs(pipe: Any, anatomy: Any, req: GenerationRequest, *, width: int, height: int, image: Image.Image | None,
+                mask: Image.Image | None, generator: torch.Generator) -> dict[str, Any]:
+    """What ``pipe(**kwargs)`` gets for ``req`` (the step callback is added by the caller)."""
+    accepted = call_parameters(type(pipe))
+    kwargs: dict[str, Any] = dict(
+        prompt=req.prompts,
+        num_inference_steps=req.steps,
+        guidance_scale=req.guidance,
+        num_images_per_prompt=req.num_images,
+        generator=generator,
+        output_type="pil" if req.decode else "latent",
+    )
+    negative = req.negative_prompt
+    if negative is not None:
+        if "negative_prompt" not in accepted:
+            raise ConfigError(f"{type(pipe).__name__} takes no negative prompt", "drop --negative-prompt for this model")
+        kwargs["negative_prompt"] = [negative] * len(req.prompts) if isinstance(negative, str) else negative
+    if req.task == "txt2img":
+        kwargs.update(width=width, height=height)
+    else:
+        kwargs.update(image=image, strength=req.strength)
+        if req.task == "inpaint":
+            kwargs["mask_image"] = mask
+        if "height" in accepted and (req.task == "inpaint" or anatomy.denoiser == "transformer"):
+            kwargs.update(width=width, height=height)
+    kwargs.update({k: v for k, v in anatomy.call_options.items() if k in accepted})
+    missing = [k for k in kwargs if k not in accepted]
+    if missing:
+        raise ConfigError(f"{type(pipe).__name__} does not take {', '.join(missing)}",
+                          "this pipeline cannot run that request; try txt2img with its defaults")
+    return kwargs
