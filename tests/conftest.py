@@ -161,3 +161,12 @@ def chromium() -> str:
     if not found:
         pytest.skip(f"could not install chromium with apt-get (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
     return found
+
+
+@pytest.fixture(scope="session")
+def presetless_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny QwenImage and FLUX.2 [klein] pipelines saved as plain diffusers folders, once per session
+    (tests/presetless.py): the generic path's inputs."""
+    from presetless import save_presetless
+
+    return save_presetless(tmp_path_factory.mktemp("presetless"))
