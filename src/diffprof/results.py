@@ -42,6 +42,8 @@ STAND_IN_NOTE = "stand_in_note"
 
 #: Every per-cell note, in the order tables list them.
 NOTE_KEYS = (FAST_PATH_NOTE, TIMING_NOTE, STAND_IN_NOTE)
+#: Notes about the model rather than the cell: a table lists each distinct one once, not per cell.
+MODEL_NOTES = (STAND_IN_NOTE,)
 
 def cell_key(suite: str, labels: dict[str, Any], settings: dict[str, Any]) -> str:
     """Stable identity of a cell within a run: what ``--resume`` uses to skip finished cells."""

@@ -22,7 +22,7 @@ from diffprof.cli.options import config_options
 from diffprof.config import RunConfig, scalar_from_text
 from diffprof.config.spec import check_value
 from diffprof.errors import ConfigError, InputError, closest
-from diffprof.results import FAST_PATH_NOTE, TIMING_NOTE
+from diffprof.results import FAST_PATH_NOTE, STAND_IN_NOTE, TIMING_NOTE
 from diffprof.units import fmt_bytes, fmt_seconds
 
 
@@ -165,6 +165,8 @@ def generate(
                 fallbacks.setdefault(f"the denoising loop did not run as the optimizations asked: {result.settings[FAST_PATH_NOTE]}", None)
             if result.settings.get(TIMING_NOTE):
                 fallbacks.setdefault(f"these times are not a fresh process's: {result.settings[TIMING_NOTE]}", None)
+            if result.settings.get(STAND_IN_NOTE):
+                fallbacks.setdefault(str(result.settings[STAND_IN_NOTE]), None)
             for k, img in enumerate(result.images):
                 stem = free_stem(out, f"{job.row:04d}-{k:02d}-seed{c.seed}")
                 path = out / f"{stem}.png"
@@ -187,6 +189,11 @@ def generate(
         ]
         if any(t.vae_encode_s for t in timings):
             rows.insert(1, ("VAE encode", fmt_seconds(med([t.vae_encode_s for t in timings]))))
+        encoders = list(dict.fromkeys(c for t in timings for c in t.text_encode_by))
+        if len(encoders) > 1:  # SD3's CLIP-L, CLIP-G and T5; FLUX's CLIP-L and T5: each one's share
+            spec = engine.anatomy.spec
+            kinds = {t.component: f" ({t.kind})" for t in spec.text_encoders} if spec is not None else {}
+            rows[1:1] = [(f"  {c}{kinds.get(c, '')}", fmt_seconds(med([t.text_encode_by.get(c, 0.0) for t in timings]))) for c in encoders]
         peaks = [t.peak_allocated for t in timings if t.peak_allocated is not None]
         if peaks:
             rows.append(("peak GPU memory (allocated)", fmt_bytes(max(peaks))))

@@ -13,6 +13,7 @@ its ``__call__``. Instrumentation, sizes, scheduler checks and FLOP counts all r
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -101,10 +102,12 @@ def anatomy_of(loaded: Any) -> Anatomy:
     name = type(pipe).__name__
     denoiser = loaded.denoiser
     params = frozenset(inspect.signature(type(pipe).__call__).parameters)
-    missing = [] if denoiser and isinstance(getattr(pipe, denoiser, None), torch.nn.Module) else ["a unet or transformer"]
-    missing += [f"a {p!r} call argument" for p in REQUIRED_CALL_PARAMETERS if p not in params]
+    missing = [] if denoiser and isinstance(getattr(pipe, denoiser, None), torch.nn.Module) else ["it has no unet or transformer"]
+    arguments = [p for p in REQUIRED_CALL_PARAMETERS if p not in params]
+    if arguments:
+        missing.append(f"its __call__ takes no {', '.join(arguments)}")
     if missing:
-        raise ModelError(f"diffprof cannot run {name} ({loaded.source}): it has no {', no '.join(missing)}",
+        raise ModelError(f"diffprof cannot run {name} ({loaded.source}): {'; '.join(missing)}",
                          "diffprof profiles text-to-image pipelines with a UNet or transformer denoiser that take a prompt, "
                          "a size and a step count; use such a pipeline's folder or Hub id")
     encoders = tuple(e for e in loaded.text_encoders if isinstance(getattr(pipe, e, None), torch.nn.Module))
@@ -157,4 +160,4 @@ def _size_multiple(pipe: Any, denoiser: str, spec: FamilySpec | None) -> int:
     if spec is None:
         return factor * 2
     patch = int(getattr(getattr(pipe, denoiser).config, "patch_size", 1) or 1)
-    return factor * patch * spec.packing
+    return math.lcm(factor * patch * spec.packing, spec.size_multiple)

@@ -21,7 +21,7 @@ import torch
 
 from diffprof.clock import SYSTEM_CLOCK, Clock
 from diffprof.config import TASKS
-from diffprof.engine.anatomy import anatomy_of
+from diffprof.engine.anatomy import Anatomy, anatomy_of
 from diffprof.engine.calls import call_kwargs, check_multiple
 from diffprof.engine.devices import clean, resolve_engine_device, synchronize, timing_note
 from diffprof.engine.instrument import PipelineInstrumentation
@@ -52,10 +52,11 @@ class Engine:
         profiler: Profiler,
         load_info: LoadInfo,
         clock: Clock | None = None,
+        anatomy: Anatomy | None = None,
     ) -> None:
         self.loaded = loaded
         #: The pipeline's parts (denoiser, text encoders, VAE) and how a call runs them.
-        self.anatomy = anatomy_of(loaded)
+        self.anatomy = anatomy or anatomy_of(loaded)
         #: What every call's total time is read from; the profiler's, so records and totals agree.
         self.clock: Clock = clock or profiler.clock
         self._settings = contextlib.ExitStack()  # process-global settings the switches hold (apply_optimizations); close() restores them
@@ -104,7 +105,7 @@ class Engine:
             clock: nanoseconds for load and call times (default: the profiler's, else
                 ``time.perf_counter_ns``); tests pass a :class:`~diffprof.clock.FakeClock`.
         """
-        from diffprof.models.presets import DEFAULT_MODEL
+        from diffprof.models.presets import DEFAULT_MODEL, PRESETS
         from diffprof.models.sources import load_pipeline
 
         model = model or DEFAULT_MODEL
@@ -112,6 +113,8 @@ class Engine:
         prec = resolve_precision(precision, dev)
         opts = optimize if isinstance(optimize, Optimizations) else Optimizations.parse(optimize)
         opts.validate(dev, prec)
+        if model in PRESETS:  # refused before loading when the preset says which denoiser it has
+            opts.check_denoiser(PRESETS[model].denoiser)
         clock = clock or (profiler.clock if profiler is not None else SYSTEM_CLOCK)
         profiler = profiler or Profiler("standard", device=dev, clock=clock)
         load_device = torch.device("cpu") if opts.offload != "none" else dev
@@ -119,6 +122,8 @@ class Engine:
         t0 = clock()
         with profiler.profile_operation("pipeline_load", "model_loading", model=model, weights=weights, precision=prec) as rec:
             loaded = load_pipeline(model, weights, dtype=DTYPES[prec], device=load_device, seed=seed, allow_pickle=allow_pickle)
+            anatomy = anatomy_of(loaded)  # a pipeline diffprof cannot run is refused here, naming what it lacks
+            opts.check_denoiser(anatomy.denoiser)
             settings = apply_optimizations(loaded.pipeline, opts, dev)
             synchronize(dev)
         seconds = (clock() - t0) / 1e9
@@ -133,7 +138,8 @@ class Engine:
         )
         if rec is not None:
             rec.labels.update(bytes_read=loaded.bytes_read, source=loaded.source)
-        engine = cls(loaded, model=model, device=dev, precision=prec, optimizations=opts, profiler=profiler, load_info=info, clock=clock)
+        engine = cls(loaded, model=model, device=dev, precision=prec, optimizations=opts, profiler=profiler, load_info=info, clock=clock,
+                     anatomy=anatomy)
         engine._settings = settings
         if opts.compile:
             from diffprof.engine import compile_cache
@@ -193,11 +199,12 @@ class Engine:
             raise ConfigError(f"diffusers has no {task} pipeline for {self.anatomy.pipeline_class}", "run --task txt2img on this model")
         return pipe
 
-    def set_scheduler(self, name: str) -> None:
+    def set_scheduler(self, name: str, task: str = "txt2img") -> None:
         """Swap the scheduler on every task pipeline (``from_config``: no weights reloaded); a scheduler of
-        the other kind (a noise-schedule solver on a flow-matching model) is refused with the ones that fit."""
+        the other kind (a noise-schedule solver on a flow-matching model), or one ``task`` cannot use,
+        is refused with the ones that fit."""
         check_scheduler(name)
-        check_applies(name, self.anatomy.scheduler_kind, self.model)
+        check_applies(name, self.anatomy.scheduler_kind, self.model, task)
         if name == self._scheduler:
             return
         if name == DEFAULT:
@@ -293,9 +300,9 @@ class Engine:
     def _prepare(self, req: GenerationRequest) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         check_request(req)
         pipe = self.pipeline_for(req.task)
-        self.set_scheduler(req.scheduler)
+        self.set_scheduler(req.scheduler, req.task)
         width, height, image, mask = call_images(req, self.native_size)
-        check_multiple(self.anatomy, width, height)
+        check_multiple(width, height, self.anatomy.size_multiple, self.model, self.anatomy.denoiser)
         generator = torch.Generator("cpu").manual_seed(req.seed)
         kwargs = call_kwargs(pipe, self.anatomy, req, width=width, height=height, image=image, mask=mask, generator=generator)
         settings: dict[str, Any] = {

@@ -10,7 +10,8 @@ sigmas, for SD3, FLUX, SANA and other rectified-flow models). A model takes only
 (:func:`applies`: a noise solver on a flow model runs, but integrates the wrong equation); a flow
 solver carries the model's shift (``shift`` / ``flow_shift``) and dynamic shifting over from its
 config. FLUX-style pipelines hand the scheduler their own sigma schedule, so solvers whose
-``set_timesteps`` takes no ``sigmas`` are refused on them too.
+``set_timesteps`` takes no ``sigmas`` are refused on them too; img2img and inpainting on a flow model
+noise the init image with the scheduler's ``scale_noise``, which only the FlowMatch classes have.
 
 The names are plain data; diffusers is imported only by the functions that build schedulers, so
 checking a name (``check_scheduler``) costs no torch import.
@@ -109,7 +110,7 @@ SCHEDULERS: dict[str, SchedulerSpec] = {s.name: s for s in _SPECS}
 
 #: What the schedulers suite and ``tune`` sweep on a flow-matching model when no list is given (a
 #: model takes only its own kind; :func:`applicable` drops those its pipeline cannot run).
-FLOW_DEFAULTS: tuple[str, ...] = ("flow_euler", "flow_heun", "flow_dpmpp_2m", "flow_unipc")
+FLOW_DEFAULTS: tuple[str, ...] = ("flow_euler", "flow_heun", "flow_dpmpp_2m", "flow_unipc", "flow_euler_karras")
 
 #: Keeps the model's own scheduler (the preset's or the checkpoint's).
 DEFAULT = DEFAULT_SCHEDULER
@@ -140,29 +141,32 @@ class SchedulerKind:
         return "flow-matching" if self.flow else "noise-schedule"
 
 
-def refusal(name: str, kind: SchedulerKind, model: str = "this model") -> str | None:
-    """Why scheduler ``name`` cannot run on a model of ``kind`` (``None`` when it can)."""
+def refusal(name: str, kind: SchedulerKind, model: str = "this model", task: str = "txt2img") -> str | None:
+    """Why scheduler ``name`` cannot run ``task`` on a model of ``kind`` (``None`` when it can)."""
     if name == DEFAULT:
         return None
     spec = get_scheduler_spec(name)
     if spec.flow != kind.flow:
         return (f"{name} is a {'flow-matching' if spec.flow else 'noise-schedule'} solver and {model} is a {kind.name} model: "
                 "it would integrate the wrong equation")
-    if kind.sets_sigmas and spec.flow and not _takes_sigmas(spec.class_name):
+    if kind.sets_sigmas and spec.flow and not _has(spec.class_name, "set_timesteps", "sigmas"):
         return f"{model}'s pipeline sets its own sigma schedule, which {spec.class_name}.set_timesteps cannot take"
+    if task != "txt2img" and spec.flow and not _has(spec.class_name, "scale_noise"):
+        return f"{name} cannot run {task} on {model}: flow-matching pipelines noise the init image with scale_noise, which {spec.class_name} lacks"
     return None
 
 
-def applicable(kind: SchedulerKind) -> list[str]:
-    """Every registered scheduler a model of ``kind`` can run, in registry order."""
-    return [n for n in SCHEDULERS if refusal(n, kind) is None]
+def applicable(kind: SchedulerKind, task: str = "txt2img") -> list[str]:
+    """Every registered scheduler a model of ``kind`` can run ``task`` with, in registry order."""
+    return [n for n in SCHEDULERS if refusal(n, kind, task=task) is None]
 
 
-def check_applies(name: str, kind: SchedulerKind, model: str = "this model") -> None:
+def check_applies(name: str, kind: SchedulerKind, model: str = "this model", task: str = "txt2img") -> None:
     """Refuse ``name`` on a model of ``kind`` with the reason and the schedulers that do apply."""
-    reason = refusal(name, kind, model)
+    reason = refusal(name, kind, model, task)
     if reason is not None:
-        raise ConfigError(f"scheduler {reason}", f"{kind.name} schedulers for {model}: {', '.join(applicable(kind))} (or default)")
+        what = f"{kind.name} schedulers for {model}" + (f" ({task})" if task != "txt2img" else "")
+        raise ConfigError(f"scheduler {reason}", f"{what}: {', '.join(applicable(kind, task))} (or default)")
 
 
 def for_reference(name: str, kind: SchedulerKind) -> str:
@@ -175,12 +179,14 @@ def for_reference(name: str, kind: SchedulerKind) -> str:
     return DEFAULT
 
 
-def _takes_sigmas(class_name: str) -> bool:
+def _has(class_name: str, method: str, parameter: str | None = None) -> bool:
+    """Whether diffusers' ``class_name`` has ``method`` (taking ``parameter``, when given)."""
     import inspect
 
     import diffusers
 
-    return "sigmas" in inspect.signature(getattr(diffusers, class_name).set_timesteps).parameters
+    fn = getattr(getattr(diffusers, class_name), method, None)
+    return fn is not None and (parameter is None or parameter in inspect.signature(fn).parameters)
 
 
 def make_scheduler(name: str, base_config: Any) -> Any:
@@ -200,7 +206,9 @@ def make_scheduler(name: str, base_config: Any) -> Any:
 
     cls = getattr(diffusers, spec.class_name)
     # Karras sigmas and other options are reset unless this spec sets them, so names mean one thing.
-    accepted = cls.__init__.__code__.co_varnames
+    import inspect
+
+    accepted = inspect.signature(cls.__init__).parameters  # register_to_config wraps __init__; the signature follows it
     overrides: dict[str, Any] = {"use_karras_sigmas": False} if "use_karras_sigmas" in accepted else {}
     if spec.flow:  # FlowMatch classes call the shift `shift`, flow-sigma solvers `flow_shift`
         shift = base_config.get("shift", base_config.get("flow_shift"))
@@ -217,7 +225,10 @@ def model_evals(name: str, steps: int, base_config: Any) -> int:
     diffusers changes its solvers.
     """
     scheduler = make_scheduler(name, base_config) if name != DEFAULT else _from_own_config(base_config)
-    dynamic = {"mu": 0.0} if scheduler.config.get("use_dynamic_shifting") else {}  # the count does not depend on mu
+    import inspect
+
+    takes_mu = "mu" in inspect.signature(scheduler.set_timesteps).parameters
+    dynamic = {"mu": 0.0} if takes_mu and scheduler.config.get("use_dynamic_shifting") else {}  # the count does not depend on mu
     scheduler.set_timesteps(steps, **dynamic)
     return len(scheduler.timesteps)
 

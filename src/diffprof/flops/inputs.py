@@ -86,56 +86,60 @@ def instruction_tokens(pipe: Any) -> int:
     return len(tokenizer.encode("\n".join(instruction)))
 
 
-def _zeros(*shape: int) -> torch.Tensor:
-    return torch.zeros(*shape, device=_META)
+Zeros = Callable[..., torch.Tensor]
 
 
-def _unet(model: Any, pipe: Any, n: int, h: int, w: int, lengths: Mapping[str, int] | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _zeros_in(dtype: torch.dtype) -> Zeros:
+    """A maker of meta zeros of ``dtype`` (activation traces need the run's dtype; FLOPs do not)."""
+    return lambda *shape: torch.zeros(*shape, device=_META, dtype=dtype)
+
+
+def _unet(model: Any, pipe: Any, n: int, h: int, w: int, lengths: Mapping[str, int] | None, zeros: Zeros) -> tuple[tuple[Any, ...], dict[str, Any]]:
     cfg = model.config
     encoder_2 = getattr(pipe, "text_encoder_2", None)
     pooled = int(getattr(encoder_2.config, "projection_dim", 0)) if encoder_2 is not None else 0
-    kwargs: dict[str, Any] = {"encoder_hidden_states": _zeros(n, 77, cfg.cross_attention_dim), "return_dict": False}
+    kwargs: dict[str, Any] = {"encoder_hidden_states": zeros(n, 77, cfg.cross_attention_dim), "return_dict": False}
     if getattr(cfg, "addition_embed_type", None) == "text_time":
         time_dims = (cfg.projection_class_embeddings_input_dim - pooled) // cfg.addition_time_embed_dim
-        kwargs["added_cond_kwargs"] = {"text_embeds": _zeros(n, pooled), "time_ids": _zeros(n, time_dims)}
-    return (_zeros(n, cfg.in_channels, h, w), _zeros(n)), kwargs
+        kwargs["added_cond_kwargs"] = {"text_embeds": zeros(n, pooled), "time_ids": zeros(n, time_dims)}
+    return (zeros(n, cfg.in_channels, h, w), zeros(n)), kwargs
 
 
-def _sd3(model: Any, pipe: Any, n: int, h: int, w: int, lengths: Mapping[str, int] | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _sd3(model: Any, pipe: Any, n: int, h: int, w: int, lengths: Mapping[str, int] | None, zeros: Zeros) -> tuple[tuple[Any, ...], dict[str, Any]]:
     cfg = model.config
     t5 = _length("sd3", "text_encoder_3", lengths) if getattr(pipe, "text_encoder_3", None) is not None else 77
     tokens = 77 + t5  # CLIP-L and CLIP-G hidden states side by side (77), then T5 (zeros of 77 without it)
-    return (), {"hidden_states": _zeros(n, cfg.in_channels, h, w), "timestep": _zeros(n),
-                "encoder_hidden_states": _zeros(n, tokens, cfg.joint_attention_dim),
-                "pooled_projections": _zeros(n, cfg.pooled_projection_dim), "return_dict": False}
+    return (), {"hidden_states": zeros(n, cfg.in_channels, h, w), "timestep": zeros(n),
+                "encoder_hidden_states": zeros(n, tokens, cfg.joint_attention_dim),
+                "pooled_projections": zeros(n, cfg.pooled_projection_dim), "return_dict": False}
 
 
-def _flux(model: Any, pipe: Any, n: int, h: int, w: int, lengths: Mapping[str, int] | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _flux(model: Any, pipe: Any, n: int, h: int, w: int, lengths: Mapping[str, int] | None, zeros: Zeros) -> tuple[tuple[Any, ...], dict[str, Any]]:
     cfg = model.config
     image = (h // 2) * (w // 2)  # 2x2 latents packed into one token
     text = _length("flux", "text_encoder_2", lengths)
-    return (), {"hidden_states": _zeros(n, image, cfg.in_channels), "timestep": _zeros(n),
-                "guidance": _zeros(n) if cfg.guidance_embeds else None,
-                "pooled_projections": _zeros(n, cfg.pooled_projection_dim),
-                "encoder_hidden_states": _zeros(n, text, cfg.joint_attention_dim),
-                "txt_ids": _zeros(text, 3), "img_ids": _zeros(image, 3), "return_dict": False}
+    return (), {"hidden_states": zeros(n, image, cfg.in_channels), "timestep": zeros(n),
+                "guidance": zeros(n) if cfg.guidance_embeds else None,
+                "pooled_projections": zeros(n, cfg.pooled_projection_dim),
+                "encoder_hidden_states": zeros(n, text, cfg.joint_attention_dim),
+                "txt_ids": zeros(text, 3), "img_ids": zeros(image, 3), "return_dict": False}
 
 
-def _pixart(model: Any, pipe: Any, n: int, h: int, w: int, lengths: Mapping[str, int] | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _pixart(model: Any, pipe: Any, n: int, h: int, w: int, lengths: Mapping[str, int] | None, zeros: Zeros) -> tuple[tuple[Any, ...], dict[str, Any]]:
     cfg = model.config
     text = _length("pixart", "text_encoder", lengths)
-    added = {"resolution": _zeros(n, 2), "aspect_ratio": _zeros(n, 1)} if cfg.use_additional_conditions else {"resolution": None, "aspect_ratio": None}
-    return (_zeros(n, cfg.in_channels, h, w),), {"encoder_hidden_states": _zeros(n, text, cfg.caption_channels),
-                                                 "encoder_attention_mask": torch.ones(n, text, device=_META),
-                                                 "timestep": _zeros(n), "added_cond_kwargs": added, "return_dict": False}
+    added = {"resolution": zeros(n, 2), "aspect_ratio": zeros(n, 1)} if cfg.use_additional_conditions else {"resolution": None, "aspect_ratio": None}
+    return (zeros(n, cfg.in_channels, h, w),), {"encoder_hidden_states": zeros(n, text, cfg.caption_channels),
+                                                 "encoder_attention_mask": zeros(n, text) + 1,
+                                                 "timestep": zeros(n), "added_cond_kwargs": added, "return_dict": False}
 
 
-def _sana(model: Any, pipe: Any, n: int, h: int, w: int, lengths: Mapping[str, int] | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _sana(model: Any, pipe: Any, n: int, h: int, w: int, lengths: Mapping[str, int] | None, zeros: Zeros) -> tuple[tuple[Any, ...], dict[str, Any]]:
     cfg = model.config
     text = _length("sana", "text_encoder", lengths)  # the transformer sees <bos> + the last 299 tokens
-    return (_zeros(n, cfg.in_channels, h, w),), {"encoder_hidden_states": _zeros(n, text, cfg.caption_channels),
-                                                 "encoder_attention_mask": torch.ones(n, text, device=_META),
-                                                 "timestep": _zeros(n), "return_dict": False}
+    return (zeros(n, cfg.in_channels, h, w),), {"encoder_hidden_states": zeros(n, text, cfg.caption_channels),
+                                                 "encoder_attention_mask": zeros(n, text) + 1,
+                                                 "timestep": zeros(n), "return_dict": False}
 
 
 _BUILDERS: dict[str, Callable[..., tuple[tuple[Any, ...], dict[str, Any]]]] = {
@@ -143,7 +147,8 @@ _BUILDERS: dict[str, Callable[..., tuple[tuple[Any, ...], dict[str, Any]]]] = {
 
 
 def denoiser_inputs(kind: str, model: Any, pipe: Any, *, batch: int, guidance: bool, latent_h: int, latent_w: int,
-                    sequence_lengths: Mapping[str, int] | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """``(args, kwargs)`` of one denoiser evaluation for ``batch`` images on the meta device."""
+                    sequence_lengths: Mapping[str, int] | None = None, dtype: torch.dtype = torch.float32) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``(args, kwargs)`` of one denoiser evaluation for ``batch`` images on the meta device, floating
+    inputs in ``dtype``."""
     n = batch * (2 if _cfg(kind, guidance) else 1)
-    return _BUILDERS[kind](model, pipe, n, latent_h, latent_w, sequence_lengths)
+    return _BUILDERS[kind](model, pipe, n, latent_h, latent_w, sequence_lengths, _zeros_in(dtype))

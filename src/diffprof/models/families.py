@@ -67,6 +67,8 @@ class FamilySpec:
             SANA snap sizes to trained aspect-ratio bins unless ``use_resolution_binning=False``, and
             clean captions only where beautifulsoup4 and ftfy are installed: ``clean_caption=False``).
         tiny: the built-in tiny preset of the family (tests, CPU).
+        size_multiple: what the pipelines' own input checks demand of each side, beyond the denoiser's
+            token (SANA's: 32, even for a VAE that downsamples less).
         sets_sigmas: the pipelines hand the scheduler their own sigma schedule (FLUX: ``np.linspace(1, 1/n, n)``
             shifted by ``mu``), so only schedulers whose ``set_timesteps`` takes ``sigmas`` can run them.
     """
@@ -87,6 +89,7 @@ class FamilySpec:
     pipeline_options: Mapping[str, Any] = field(default_factory=dict)
     call_options: Mapping[str, Any] = field(default_factory=dict)
     sets_sigmas: bool = False
+    size_multiple: int = 8
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -164,7 +167,7 @@ FAMILIES: dict[str, FamilySpec] = {
             "sana", "SANA: linear-attention DiT over Gemma-2 2B (300 tokens + instruction), 32x DC-AE, flow DPM-Solver",
             {"txt2img": "SanaPipeline"},
             "transformer", (_long("text_encoder", "tokenizer", "gemma-2-2b", 300),), "cfg", 20, 4.5,
-            flow_matching=True, single_file=False, tiny="tiny-sana", call_options=_NO_BINNING),
+            flow_matching=True, single_file=False, tiny="tiny-sana", call_options=_NO_BINNING, size_multiple=32),
     )
 }
 
