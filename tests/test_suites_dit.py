@@ -155,5 +155,6 @@ def test_tune_searches_flow_schedulers_on_flux(tmp_path):
     assert result.chosen is not None and result.baseline.setting.scheduler == "default"
     assert {c.setting.scheduler for c in result.candidates} == {"default", "flow_euler"} and all(c.ok for c in result.candidates)
     assert all(c.quality > 0 for c in result.candidates)  # PSNR against the flow_euler reference solve
+    assert "note: stand-in tokenizers" in result.summary()
     with pytest.raises(ConfigError, match="ddim is a noise-schedule solver"):
         SearchSpace.for_device(torch.device("cpu"), model="tiny-flux", schedulers=["ddim"])
