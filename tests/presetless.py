@@ -62,7 +62,7 @@ def flux2_klein_pipeline():
                                           num_attention_heads=2, joint_attention_dim=48, timestep_guidance_channels=256,
                                           axes_dims_rope=[4, 4, 4, 4], guidance_embeds=False)
     config = Qwen3Config(intermediate_size=16, hidden_size=16, num_hidden_layers=28, num_attention_heads=2, num_key_value_heads=2,
-                         vocab_size=151936, max_position_embeddings=1024)
+                         vocab_size=512, max_position_embeddings=1024)  # the byte tokenizer's ids are < 300
     vae = AutoencoderKLFlux2(sample_size=32, in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",),
                              up_block_types=("UpDecoderBlock2D",), block_out_channels=(4,), layers_per_block=1,
                              latent_channels=1, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False)

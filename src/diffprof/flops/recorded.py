@@ -44,16 +44,20 @@ def _copy(module: Any, fake: bool) -> Any:
 
 
 def _count(module: Any, part: Callable[[Any], Any], signatures: list[Signature], count: Callable[..., int]) -> list[int]:
-    """FLOPs of each recorded forward of ``part(module)`` (the module itself, or the VAE's decoder)."""
+    """FLOPs of each recorded forward of ``part(module)`` (the module itself, or the VAE's decoder); a
+    signature seen before (CFG's conditional and unconditional prompts) is counted once."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    distinct = list(dict.fromkeys(repr(s) for s in signatures))
+    first = {key: next(s for s in signatures if repr(s) == key) for key in distinct}
     try:
         target = part(_copy(module, fake=False))
-        return [count(target, *args, **kwargs) for args, kwargs in (_inputs(s, torch.device("meta")) for s in signatures)]
+        flops = {key: count(target, *a, **kw) for key in distinct for a, kw in [_inputs(first[key], torch.device("meta"))]}
     except RuntimeError:  # code that reads values (Tensor.item() on meta): replay on fake tensors
         target = part(_copy(module, fake=True))
         with FakeTensorMode(allow_non_fake_inputs=True):
-            return [count(target, *args, **kwargs) for args, kwargs in (_inputs(s, None) for s in signatures)]
+            flops = {key: count(target, *a, **kw) for key in distinct for a, kw in [_inputs(first[key], None)]}
+    return [flops[repr(s)] for s in signatures]
 
 
 def replay(pipe: Any, inputs: Any, denoiser: str, count: Callable[..., int]) -> Any:
