@@ -182,7 +182,7 @@ def test_show_console_and_markdown_print_a_cell_the_same() -> None:
         text = format_metric(name, cell.metrics[name])
         assert text in compact_show and text in compact_console
     assert "[1.20–1.25]" not in compact_show and "[1.20–1.25]" not in compact_console
-    assert "UNet evals" not in compact_show and "UNet evals" not in compact_console
+    assert "denoiser evals" not in compact_show and "denoiser evals" not in compact_console
 
 
 # ---------------------------------------------------------------------------------------------

@@ -208,6 +208,11 @@ def generate(
         ]
         if any(t.vae_encode_s for t in timings):
             rows.insert(1, ("VAE encode", fmt_seconds(med([t.vae_encode_s for t in timings]))))
+        encoders = list(dict.fromkeys(c for t in timings for c in t.text_encode_by))
+        if len(encoders) > 1:  # SD3's CLIP-L, CLIP-G and T5; FLUX's CLIP-L and T5: each one's share
+            spec = engine.anatomy.spec
+            kinds = {t.component: f" ({t.kind})" for t in spec.text_encoders} if spec is not None else {}
+            rows[1:1] = [(f"  {c}{kinds.get(c, '')}", fmt_seconds(med([t.text_encode_by.get(c, 0.0) for t in timings]))) for c in encoders]
         peaks = [t.peak_allocated for t in timings if t.peak_allocated is not None]
         if peaks:
             rows.append(("peak GPU memory (allocated)", fmt_bytes(max(peaks))))

@@ -84,7 +84,7 @@ def tune(
     dev = resolve_engine_device(cfg.device)
     space = SearchSpace.for_device(
         dev, schedulers=split_values(schedulers or []) or None, steps=steps,
-        precisions=split_values(precisions or []) or None, optimizations=split_values(optimizations or []) or None,
+        precisions=split_values(precisions or []) or None, optimizations=split_values(optimizations or []) or None, model=cfg.model,
     )
     metric_name = resolve_metric(metric, cfg.model).name
     if dry_run:

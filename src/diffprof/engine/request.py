@@ -53,6 +53,9 @@ class GenerationResult:
     request: GenerationRequest
     settings: dict[str, Any]
     records: list[OperationRecord] = field(default_factory=list)
+    #: Input shapes of the call's first forwards per component (what FLOPs are counted from when no
+    #: family builder covers the pipeline); ``None`` for a graphed loop.
+    inputs: Any = None
 
 
 def check_request(req: GenerationRequest) -> None:

@@ -59,7 +59,7 @@ def measure_cell(
         write_trace(engine, cell, config.trace)
     # 3. Metrics, from the readings.
     timings = [r.timing for r in results]
-    flops, unet_flops = count_flops(engine, results[0], timings[0].n_steps)
+    flops, unet_flops = count_flops(engine, results[0], timings[0].denoiser_calls or timings[0].n_steps)
     metrics, samples = derive_metrics(Measurements(
         timings=timings, load_s=engine.load_info.seconds, host_peak_rss=resources.host_peak_rss,
         first_call_s=first_call_s, compiled=bool(engine.optimizations.compile),
@@ -114,23 +114,29 @@ def timed_repeats(engine: Engine, request: GenerationRequest, repeats: int) -> t
 
 
 def count_flops(engine: Engine, result: GenerationResult, unet_evals: int) -> tuple[float | None, float | None]:
-    """FLOPs of one call and of one UNet evaluation, from the meta-device count (None when the
-    architecture can't be counted)."""
-    from diffprof.flops import pipeline_flops
+    """FLOPs of one call and of one denoising step's denoiser evaluations, from the meta-device count
+    (None when the architecture can't be counted).
+
+    Registered families are counted from their architecture (:func:`~diffprof.flops.pipeline_flops`,
+    the count ``estimate`` predicts with); pipelines no builder covers from the input shapes the call
+    recorded (:func:`~diffprof.flops.recorded_flops`). ``unet_evals`` is the call's denoiser
+    evaluations; the step's FLOPs are theirs over the loop's steps (two per step when a pipeline
+    runs its guidance halves apart)."""
+    from diffprof.flops import UnsupportedDenoiser, pipeline_flops, recorded_flops
 
     s = result.settings
+    encode = s["task"] != "txt2img"
     try:
-        breakdown = pipeline_flops(
-            engine.base,
-            width=s["width"],
-            height=s["height"],
-            batch=s["batch"],
-            guidance=s["guidance"] > 1,
-            encode=s["task"] != "txt2img",
-        )
+        try:
+            breakdown = pipeline_flops(engine.base, width=s["width"], height=s["height"], batch=s["batch"], guidance=s["guidance"] > 1,
+                                       encode=encode, sequence_lengths=engine.preset.sequence_lengths if engine.preset else None)
+        except UnsupportedDenoiser:
+            breakdown = recorded_flops(engine.base, result.inputs, engine.anatomy.denoiser)
     except Exception:  # counting is a bonus; never fail a measured cell over it
         return None, None
-    return float(breakdown.per_call(unet_evals, decode=bool(result.images), encode=s["task"] != "txt2img")), float(breakdown.unet_per_eval)
+    steps = result.timing.n_steps or unet_evals
+    per_step = breakdown.unet_per_eval * unet_evals / steps if steps else float(breakdown.unet_per_eval)
+    return float(breakdown.per_call(unet_evals, decode=bool(result.images), encode=encode)), float(per_step)
 
 
 def matmul_peaks(engine: Engine) -> DevicePeaks | None:

@@ -133,7 +133,7 @@ def tune(
     from diffprof.models.resolve import resolve_source
 
     resolve_source(config.model, config.weights)  # a model that cannot load: say so, not "no candidate could be measured"
-    space = space or SearchSpace.for_device(device)
+    space = space or SearchSpace.for_device(device, model=config.model)
     memory_metric = "peak_allocated_bytes" if device.type == "cuda" else "host_peak_rss_bytes"
     if config.threads:
         torch.set_num_threads(config.threads)
