@@ -135,3 +135,57 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     CLIPModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, installed with apt-get when missing (skips only if that fails)."""
+    import shutil
+    import subprocess
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if shutil.which("apt-get") is None:
+        pytest.skip("chromium is not installed and there is no apt-get to install it")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    try:
+        proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
+        if proc.returncode != 0:  # a fresh machine may lack package lists
+            subprocess.run(["apt-get", "update"], capture_output=True, text=True, env=env, timeout=600)
+            proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        pytest.skip(f"could not install chromium with apt-get: {exc}")
+    found = shutil.which("chromium")
+    if not found:
+        pytest.skip(f"could not install chromium with apt-get (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
+    return found
+
+
+@pytest.fixture(scope="session")
+def presetless_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny QwenImage and FLUX.2 [klein] pipelines saved as plain diffusers folders, once per session
+    (tests/presetless.py): the generic path's inputs."""
+    from presetless import save_presetless
+
+    return save_presetless(tmp_path_factory.mktemp("presetless"))
+
+
+@pytest.fixture(scope="session")
+def dit_engine():
+    """``dit_engine(name)``: one loaded CPU engine per tiny diffusion-transformer preset (or presetless
+    folder) for the whole session, built on first use (tests/test_*_dit.py share them)."""
+    from diffprof.engine import Engine
+    from diffprof.profiler import Profiler
+
+    engines: dict[str, Engine] = {}
+
+    def get(model: str) -> Engine:
+        if model not in engines:
+            engines[model] = Engine.load(model, device="cpu", profiler=Profiler("standard", device="cpu", measure_overhead=False))
+        return engines[model]
+
+    yield get
+    for engine in engines.values():
+        engine.close()

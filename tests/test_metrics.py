@@ -165,7 +165,7 @@ def test_show_console_and_markdown_print_a_cell_the_same() -> None:
     cell = _cell()
     run = RunInfo(1, "2026-01-01T00:00:00", None, "finished", "bench", {}, {}, [cell])
     full = metric_texts(cell, list(VALUES))
-    assert full["s_per_image"] == "1.23 s ± 25 ms"  # IQR of call_s / batch
+    assert full["s_per_image"] == "1.2 s [1.20–1.25]"  # call_s / batch: 3 repeats, so min–max; 2 figures from the spread
     show = _text(cells_table(run))
     console = get_renderer("console").render(run, ReportOptions(width=400))
     markdown = get_renderer("markdown").render(run)
@@ -175,14 +175,14 @@ def test_show_console_and_markdown_print_a_cell_the_same() -> None:
             assert metric_header(name) in out, f"{name}: header {metric_header(name)!r} missing from {where}"
     # the values the two old formatters disagreed on
     assert "0.81 1/s" not in show and "1.607e+12" not in show and "28.25 dB" not in markdown
-    # compact views (show, report --format console in a terminal): the key metrics, no ±
+    # compact views (show, report --format console in a terminal): the key metrics, no spread
     compact_show = _text(cells_table(run, compact=True))
     compact_console = get_renderer("console").render(run, ReportOptions(width=400, compact=True))
     for name in key_metrics():
         text = format_metric(name, cell.metrics[name])
         assert text in compact_show and text in compact_console
-    assert "±" not in compact_show and "±" not in compact_console
-    assert "UNet evals" not in compact_show and "UNet evals" not in compact_console
+    assert "[1.20–1.25]" not in compact_show and "[1.20–1.25]" not in compact_console
+    assert "denoiser evals" not in compact_show and "denoiser evals" not in compact_console
 
 
 # ---------------------------------------------------------------------------------------------

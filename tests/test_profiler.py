@@ -142,9 +142,14 @@ def test_chrome_trace_shape(clock):
     meta = [e for e in trace["traceEvents"] if e["ph"] == "M"]
     assert {m["name"] for m in meta} == {"process_name", "thread_name"}
     outer, inner = sorted(events, key=lambda e: e["ts"])
-    assert (outer["name"], outer["cat"], outer["ts"], outer["dur"]) == ("outer", "model_inference", 0.0, 5.0)
-    assert (inner["ts"], inner["dur"]) == (2.0, 3.0)  # microseconds
-    assert inner["tid"] == outer["tid"] and inner["pid"] == outer["pid"]
+    assert (outer["name"], outer["cat"], outer["dur"]) == ("outer", "model_inference", 5.0)
+    assert (inner["ts"] - outer["ts"], inner["dur"]) == (2.0, 3.0)  # microseconds
+    # on the Unix time base kernel traces use: the base is a whole second, the span where the
+    # profiler's clock-sync reading puts it
+    sync = p.clock_sync
+    assert trace["baseTimeNanoseconds"] % 1_000_000_000 == 0
+    assert trace["baseTimeNanoseconds"] + round(outer["ts"] * 1e3) == sync["unix_ns"] + (1_000 - sync["clock_ns"])  # FakeClock starts at 1000
+    assert inner["tid"] == outer["tid"] == threading.get_native_id() and inner["pid"] == outer["pid"] == os.getpid()
     assert outer["args"]["steps"] == 1
     assert outer["ts"] <= inner["ts"] and inner["ts"] + inner["dur"] <= outer["ts"] + outer["dur"]
 

@@ -226,7 +226,7 @@ def test_quality_and_guidance_suites_through_the_runner_and_the_report(tmp_path)
     html = get_renderer("html").render(run)
     assert 'data-plot="quality_tradeoff"' in html and 'data-plot="scheduler_step_grid"' in html
     assert html.count('data-plot="quality_tradeoff"') == 2  # quality and guidance
-    assert "PSNR, SSIM and latent error against dpmpp_2m, 4 steps, fp32 on 2 the cell prompt (seeds 10000-10001)" in html
+    assert "PSNR, SSIM and latent error against dpmpp_2m, 4 steps, fp32 on the cell prompt at 2 seeds (10000-10001)" in html
     kinds = [p.kind for p in suite_plots("quality", by_suite["quality"])]
     assert kinds[0] == "quality_tradeoff" and "scheduler_step_grid" in kinds and "image_grid" not in kinds
 
@@ -309,22 +309,22 @@ def test_quality_tradeoff_names_the_front_and_drops_screens():
     cells = grid_cells()
     # a screen on fewer prompts that would dominate everything if it were compared
     cells.append(qcell("tune", {"scheduler": "unipc", "steps": 5}, 0.001, {"adherence": 1.0}, prompts=1))
-    description = png_description(quality_tradeoff(cells))
+    description = quality_tradeoff(cells).description
     assert description == (
-        "Pareto front of time vs adherence: scheduler=dpmpp_2m, steps=5 (0.05 s, 0.85); "
-        "scheduler=dpmpp_2m, steps=10 (0.1 s, 0.95); scheduler=dpmpp_2m, steps=20 (0.2 s, 1)"
+        "Pareto front of time vs adherence: scheduler=dpmpp_2m, steps=5 (50 ms, 0.85); "
+        "scheduler=dpmpp_2m, steps=10 (100 ms, 0.95); scheduler=dpmpp_2m, steps=20 (200 ms, 1)"
     )
     lower = [CellResult(c.suite, c.labels, c.settings, metrics={"s_per_image": c.metrics["s_per_image"], "latent_rel_error": c.metrics["latent_rel_error"]}) for c in grid_cells()]
-    assert "Pareto front of time vs latent_rel_error: scheduler=dpmpp_2m, steps=5" in png_description(quality_tradeoff(lower))
+    assert "Pareto front of time vs latent error: scheduler=dpmpp_2m, steps=5" in quality_tradeoff(lower).description
     assert quality_tradeoff([CellResult("x", {}, {}, metrics={"s_per_image": 1.0})]) is None
 
 
 def test_scheduler_step_grid_layout():
     cells = grid_cells()
     cells[4].artifacts.clear()  # dpmpp_2m at 10 steps kept no image: a blank in its place
-    description = png_description(scheduler_step_grid(cells))
-    assert description == "5 images: rows scheduler (euler, dpmpp_2m), columns steps (5, 10, 20), each with its adherence"
-    image = Image.open(io.BytesIO(scheduler_step_grid(cells)))
+    drawn = scheduler_step_grid(cells)
+    assert drawn.description == png_description(drawn.png) == "5 images: rows scheduler (euler, dpmpp_2m), columns steps (5, 10, 20), each with its adherence"
+    image = Image.open(io.BytesIO(drawn.png))
     assert image.width > image.height  # three columns, two rows
     assert scheduler_step_grid([CellResult("x", {"knob": 1}, {}, metrics={"s_per_image": 1.0})]) is None
 

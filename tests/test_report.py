@@ -1,5 +1,5 @@
-"""Reports: one body over every renderer, format-specific checks, each plot on its own, and the
-html report opened in headless Chromium."""
+"""Reports: one body over every renderer, the shared tables, and format-specific checks (the plots
+on their own: test_report_plots.py; the pages in a browser: test_report_browser.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ import csv
 import io
 import json
 import math
-import os
 import re
-import shutil
-import subprocess
 import sys
 from html.parser import HTMLParser
 
@@ -19,16 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffprof.analysis.pareto import pareto_front
 from diffprof.errors import ConfigError, DiffprofError, InputError
 from diffprof.report import RENDERERS, ReportOptions, get_renderer, load_run, run_frame
-from diffprof.report.artifacts import parse_timeline
 from diffprof.report.environment import environment_items
-from diffprof.report.figure import png_description
 from diffprof.report.format import format_metric
 from diffprof.report.html import CSP, suite_ids
-from diffprof.report.image_plots import image_grid, step_timeline
-from diffprof.report.plots import batch_throughput, memory_tradeoff, resolution_scaling, scheduler_times, suite_plots, time_by_label
 from diffprof.report.tables import suite_table
 from diffprof.results import CellResult, RunInfo
 
@@ -211,11 +203,12 @@ def test_suite_table_columns_follow_the_data(run):
     by_suite = {s: [c for c in run.cells if c.suite == s] for s in run.suites()}
     sched = suite_table("schedulers", by_suite["schedulers"])
     assert [c.header for c in sched.columns] == [
-        "status", "scheduler", "s/image", "steps/s", "images/s", "text encode", "step", "VAE decode",
+        "status", "scheduler", "s/image", "n", "steps/s", "images/s", "text encode", "step", "VAE decode",
         "peak alloc", "adherence", "CLIP score",
     ]
     euler = sched.rows[0].text
-    assert euler["s_per_image"] == "1.2 s ± 12 ms"  # median of call_s, IQR of the three repeats
+    assert euler["s_per_image"] == "1.2 s [1.19–1.21]" and euler["n"] == "3"  # median of call_s; 3 repeats: their range
+    assert sched.legend.startswith("s/image: median [25th–75th percentile] of the n timed repeats ([min–max] when n < 4)")
     assert euler["peak_allocated_bytes"] == "2.98 GiB"
     assert euler["clip_score"] == "31.2"
     assert sched.common["model"] == "sd15" and "scheduler" not in sched.common
@@ -229,8 +222,13 @@ def test_suite_table_columns_follow_the_data(run):
     assert len(failed) == 1 and failed[0].text["error"] == "CUDA out of memory. Tried to allocate 2.00 GiB <GPU 0>"
     assert failed[0].text["s_per_image"] == "-" and memory.failed == 1
 
-    batch = suite_table("batch", by_suite["batch"])  # per-image IQR divides call_s by the batch
-    assert batch.rows[4].text["s_per_image"] == f"{1 / 3.5 * 1e3:.3g} ms ± {0.01 / 3.5 * 1e3:.3g} ms"
+    batch = suite_table("batch", by_suite["batch"])  # per image: call_s divided by the batch
+    assert batch.rows[4].text["s_per_image"] == "286 ms [282.9–288.6]"
+
+    # a label and a metric never share a header: the precision suite's compile label, compile_s' "compile time"
+    precision = suite_table("precision", [make_cell("precision", {"precision": "fp16", "compile": True}, 0.8, extra_metrics={"compile_s": 51.0})])
+    headers = [c.header for c in precision.columns]
+    assert "compile" in headers and "compile time" in headers and len(set(headers)) == len(headers)
 
 
 def test_metric_formatting():
@@ -268,6 +266,12 @@ def test_markdown_golden():
     expected = """\
 # diffprof run #1
 
+## Summary
+
+- **failed:** 1 of 2 cells failed: schedulers scheduler=ddim: boom \\| &lt;oops&gt;
+
+<details><summary>Run and environment</summary>
+
 - **run**: #1
 - **status**: finished
 - **started**: 2026-01-02T03:04:05
@@ -278,6 +282,8 @@ def test_markdown_golden():
 - **torch**: 2.13.0
 - **gpu.name**: H100
 
+</details>
+
 ## Failed cells (1)
 
 - **schedulers** scheduler=ddim: boom \\| &lt;oops&gt;
@@ -286,12 +292,15 @@ def test_markdown_golden():
 
 Shared settings: steps=20
 
-| status | scheduler | s/image | steps/s | error |
-|---|---|---:|---:|---|
-| ok | euler | 1.5 s ± 100 ms | 13.3 |  |
-| failed | ddim | - | - | boom \\| &lt;oops&gt; |
+s/image: median [25th–75th percentile] of the n timed repeats ([min–max] when n &lt; 4); the median has as many figures as its spread supports.
+
+| status | scheduler | s/image | n | steps/s | error |
+|---|---|---:|---:|---:|---|
+| ok | euler | 1.5 s [1.40–1.60] | 3 | 13.3 |  |
+| failed | ddim | - |  | - | boom \\| &lt;oops&gt; |
 """
     assert get_renderer("markdown").render(run) == expected
+    assert get_renderer("md").render(run) == expected  # `--format md` is markdown
 
 
 def test_markdown_tables_are_well_formed(run):
@@ -306,9 +315,10 @@ def test_console_colour_and_literal_brackets(run):
     run.cells.append(make_cell("schedulers", {"scheduler": "[red]x[/red]"}, 1.0))
     plain = get_renderer("console").render(run, ReportOptions(width=220))
     assert "\x1b[" not in plain and "[red]x[/red]" in plain
-    assert "1.2 s ± 12 ms" in plain and "noisy (IQR 25.0%)" in plain
+    assert "1.2 s [1.19–1.21]" in plain and "noisy (IQR 25.0%)" in plain
+    assert plain.index("Summary") < plain.index("torch")  # the answer before the environment
     coloured = get_renderer("console").render(run, ReportOptions(width=220, color=True))
-    failed_line = next(line for line in coloured.splitlines() if "sequential_cpu_offload" in line)
+    failed_line = next(line for line in coloured.splitlines() if "sequential_cpu_offload" in line and "│" in line)
     assert "\x1b[31m" in failed_line  # the failed cell is red
     narrow = get_renderer("console").render(run, ReportOptions(width=80))
     assert "vae_slicing+vae_tiling" in narrow and "sequential_cpu_offload" in narrow  # axes stay whole
@@ -366,7 +376,8 @@ class _Tags(HTMLParser):
         self.tags.append((tag, dict(attrs)))
 
 
-EXPECTED_PLOTS = {"scheduler_times", "resolution_scaling", "memory_tradeoff", "batch_throughput", "time_by_label", "step_timeline", "image_grid"}
+EXPECTED_PLOTS = {"scheduler_times", "resolution_scaling", "memory_tradeoff", "batch_throughput", "time_by_label", "step_timeline",
+                  "image_grid", "cell_timeline"}
 
 
 def test_html_is_self_contained_escaped_and_has_every_plot(html_report):
@@ -374,19 +385,38 @@ def test_html_is_self_contained_escaped_and_has_every_plot(html_report):
     parser = _Tags()
     parser.feed(text)
     urls = [v for _, attrs in parser.tags for k, v in attrs.items() if k in ("src", "href") and v]
-    assert urls and all(u.startswith("data:image/png;base64,") or u.startswith("#suite-") for u in urls)
-    assert not re.search(r"https?://", text)
+    assert urls and all(u.startswith("data:image/png;base64,") or u.startswith("#") for u in urls)  # '#': anchors, SVG <use>
+    assert not re.search(r"https?://", text)  # not even an SVG namespace
     assert not any(tag in ("script", "link", "iframe", "object") for tag, _ in parser.tags)
     imgs = [a for t, a in parser.tags if t == "img"]
-    for attrs in imgs:  # every embedded figure is a PNG that decodes
+    for attrs in imgs:  # photographs stay PNG, and decode
         Image.open(io.BytesIO(base64.b64decode(attrs["src"].split(",", 1)[1]))).verify()
-    figures = [a["data-plot"] for t, a in parser.tags if t == "figure"]
-    assert set(figures) == EXPECTED_PLOTS and len(figures) == len(imgs)
-    assert figures.count("image_grid") == len(build_run().suites())  # every suite kept images
+    figures = re.findall(r'<figure class="plot" data-plot="([^"]+)">(<svg|<img)', text)
+    assert {kind for kind, _ in figures} == EXPECTED_PLOTS and len(figures) == text.count('<figure class="plot"')
+    assert {kind for kind, body in figures if body == "<img"} == {"image_grid"}  # every chart is inline SVG
+    assert [kind for kind, _ in figures].count("image_grid") == len(build_run().suites())  # every suite kept images
+    # hover values: each point of a chart carries its numbers
+    assert "<title>1. optimization=none: 4.84 GiB, 1 s per image</title>" in text
+    assert "<title>batch 8: 3.4 images/s (batch=8: 294 ms [291.2–297.1] per image (n=3))</title>" in text
     assert "&lt;b&gt;bold&lt;/b&gt; cat &amp; a dog" in text and "<b>bold" not in text and "a&lt;b&gt;|c" in text
     assert "exponent 1.00" in text and "knee at batch 8" in text
     assert CSP in text and "NVIDIA H100 80GB HBM3" in text and "diffprof bench --suite all" in text
-    assert "Failures (1 of" in text and "Traceback (most recent call last)" in text
+    assert "Failures <span class=\"count\">(1 of 32 cells)" in text and "Traceback (most recent call last)" in text
+
+
+def test_html_answer_first_environment_folded_tables_scroll(html_report):
+    text = html_report
+    assert text.index('id="summary"') < text.index('id="environment"') < text.index('id="failures"') < text.index('class="suite"')
+    summary = text[text.index('id="summary"'):text.index('id="environment"')]
+    assert "fastest model=sd15 at 1.2 s per image" in summary and "batching stops paying at batch 8" in summary
+    assert "Pareto picks, time against peak alloc: optimization=none (4.84 GiB, 1 s)" in summary
+    assert 'class="failure"' in summary and 'class="warning"' in summary and "3 of 32 cells are noisy" in summary
+    assert re.search(r'<section id="environment"><details><summary>Run and environment', text)  # folded: closed by default
+    assert text.count('<div class="scroll"><table class="suite">') == text.count('<table class="suite">') == len(build_run().suites())
+    # a failed cell's reason: a full-width row of its own, not a column squeezed beside the numbers
+    row = re.search(r'<tr class="failed">(.*?)</tr><tr class="reason"><td colspan="(\d+)">CUDA out of memory', text)
+    assert row and int(row.group(2)) == row.group(1).count("<td")
+    assert "<th>error</th>" not in text.split('id="suite-memory"')[1].split("</table>")[0]
 
 
 def test_suite_ids_are_distinct_and_safe():
@@ -395,10 +425,21 @@ def test_suite_ids_are_distinct_and_safe():
 
 def test_html_options_leave_out_plots_or_artifacts(run):
     tables_only = get_renderer("html").render(run, ReportOptions(plots=False))
-    assert "<img" not in tables_only and "<table" in tables_only
+    assert "<img" not in tables_only and "<svg" not in tables_only and "<table" in tables_only
     no_artifacts = get_renderer("html").render(run, ReportOptions(include_artifacts=False))
-    assert 'data-plot="image_grid"' not in no_artifacts and 'data-plot="step_timeline"' not in no_artifacts
+    for kind in ("image_grid", "step_timeline", "cell_timeline"):
+        assert f'data-plot="{kind}"' not in no_artifacts
     assert 'data-plot="batch_throughput"' in no_artifacts
+
+
+def test_markdown_keeps_the_quality_note_and_whole_settings():
+    prompt = "a large red circle in the center on a blue background, drawn with a thick black outline, photographed at noon"
+    about = {"metrics": ["convergence"], "prompts": 4, "prompt_set": "shapes scenes", "seeds": [10000, 10003], "reference": "dpmpp_2m at 100 steps"}
+    cells = [make_cell("guidance", {"guidance": g}, 1.2, prompt=prompt, quality=about, extra_metrics={"psnr_db": q}) for g, q in ((1.0, 28.0), (7.5, 31.0))]
+    run = RunInfo(5, "2026-11-26T10:00:00", None, "finished", "bench", {}, {}, cells)
+    text = get_renderer("md").render(run)
+    assert "PSNR, SSIM and latent error against dpmpp_2m at 100 steps on 4 shapes scenes (seeds 10000-10003)" in text
+    assert f"prompt={prompt}" in text and "…" not in text and 'quality={"metrics"' not in text
 
 
 def test_empty_run_renders_everywhere():
@@ -422,166 +463,6 @@ def test_run_frame_without_pandas_says_how_to_get_it(run, monkeypatch):
     with pytest.raises(DiffprofError) as err:
         run_frame(run)
     assert "pandas" in str(err.value) and "pip install" in err.value.hint
-
-
-# ---------------------------------------------------------------------------------------------
-# Plots, each on its own
-
-
-def suite_cells(run: RunInfo, suite: str) -> list[CellResult]:
-    return [c for c in run.cells if c.suite == suite]
-
-
-def test_resolution_plot_shows_fitted_exponents(run):
-    png = resolution_scaling(suite_cells(run, "resolutions"))
-    assert png_description(png) == "time per image exponent 1.00; peak alloc exponent 0.50"
-    assert Image.open(io.BytesIO(png)).size[0] >= 900  # two panels side by side
-    assert resolution_scaling(suite_cells(run, "resolutions")[:1]) is None  # one size: nothing to fit
-
-
-def test_batch_plot_marks_the_knee(run):
-    png = batch_throughput(suite_cells(run, "batch"))
-    assert png_description(png).startswith("knee at batch 8: 3.4 images/s, 97% of the best 3.5")
-    assert batch_throughput(suite_cells(run, "batch")[:1]) is None
-
-
-def test_memory_plot_labels_the_pareto_front(run):
-    cells = suite_cells(run, "memory")
-    # time against memory, both lower-is-better: the fastest first
-    assert pareto_front([1.0, 1.35, 1.02, 2.1], [5.2, 4.9, 4.6, 2.8], "lower") == [0, 2, 3]
-    description = png_description(memory_tradeoff(cells))
-    assert description == (
-        "Pareto-optimal: optimization=none; optimization=vae_slicing; "
-        "optimization=vae_slicing+vae_tiling; optimization=model_cpu_offload"
-    )
-    no_memory = [CellResult(c.suite, c.labels, c.settings, metrics={"s_per_image": 1.0}) for c in cells]
-    assert memory_tradeoff(no_memory) is None
-
-
-def test_time_by_label_line_for_numbers_bars_for_names(run):
-    steps = png_description(time_by_label(suite_cells(run, "steps")))
-    assert steps == "Time per image by steps: fastest steps=10 at 0.53 s per image (error bars: IQR)"
-    precision = png_description(time_by_label(suite_cells(run, "precision")))
-    assert precision.startswith("Time per image by precision / compile: fastest precision=fp16, compile=True at 0.8 s")
-    assert png_description(scheduler_times(suite_cells(run, "schedulers"))).startswith("Time per image by scheduler: fastest scheduler=euler")
-    failed_only = [c for c in run.cells if not c.ok]
-    assert time_by_label(failed_only) is None
-
-
-@pytest.mark.filterwarnings("error")
-def test_user_labels_are_plain_text_in_figures():
-    """``$`` would start matplotlib mathtext (and fail on ``$x^``); a glyph the font lacks must not warn."""
-    cells = [make_cell("x", {"name": "$5 $x^"}, 1.0), make_cell("x", {"name": "cost $ 猫"}, 2.0)]
-    assert "fastest name=$5 $x^" in png_description(time_by_label(cells))
-    assert png_description(image_grid(cells)) == "2 images: name=$5 $x^; name=cost $ 猫"
-
-
-def test_step_timeline_from_artifact(run):
-    spans = parse_timeline(run.cells[0].artifacts["timeline.json"])
-    assert [s.name for s in spans[:2]] == ["text_encoding", "denoising_step"] and spans[-1].name == "vae_decode"
-    assert spans[1].step == 0 and spans[1].gpu_s == pytest.approx(0.9 * spans[1].dur_s)
-    description = png_description(step_timeline(spans, "sd15"))
-    assert description.startswith("sd15: 1.2 s; text_encoding 1%, denoising_step 97%, vae_decode 2%")
-    assert step_timeline(None) is None and step_timeline([]) is None
-    for garbage in (b"not json", b"{}", b'[{"name": 3}]', b'[{"name": "x", "start_s": "a", "dur_s": 1}]'):
-        assert parse_timeline(garbage) is None
-    partial = parse_timeline(b'[{"name": "x", "start_s": 0, "dur_s": 1, "step": true}, 5]')
-    assert len(partial) == 1 and partial[0].step is None
-
-
-def test_image_grid_labels_every_image_and_skips_broken_ones(run):
-    cells = suite_cells(run, "memory")
-    cells[0].artifacts["image.png"] = b"\x89PNG\r\n\x1a\nbroken"
-    description = png_description(image_grid(cells))
-    assert description == "4 images: optimization=attention_slicing; optimization=vae_slicing; optimization=vae_slicing+vae_tiling; optimization=model_cpu_offload"
-    assert png_description(image_grid(cells, max_images=2)).startswith("2 images")
-    assert image_grid([c for c in cells if not c.ok]) is None
-
-
-def test_suite_plots_choose_by_suite(run):
-    kinds = {s: [p.kind for p in suite_plots(s, suite_cells(run, s), max_images=1)] for s in ("resolutions", "batch", "memory", "schedulers", "my_custom_sweep")}
-    assert kinds["resolutions"] == ["resolution_scaling", "step_timeline", "image_grid"]
-    assert kinds["batch"][0] == "batch_throughput" and kinds["memory"][0] == "memory_tradeoff"
-    assert kinds["schedulers"][0] == "scheduler_times" and kinds["my_custom_sweep"][0] == "time_by_label"
-    assert [p.kind for p in suite_plots("steps", suite_cells(run, "steps"), artifacts=False)] == ["time_by_label"]
-
-
-# ---------------------------------------------------------------------------------------------
-# The html report in a real browser
-
-_PROBE = """<script>
-window.__problems = [];
-window.addEventListener("error", function (e) {
-  var t = e.target && e.target.tagName ? e.target.tagName + " failed to load" : e.message;
-  window.__problems.push("error: " + t);
-}, true);
-document.addEventListener("securitypolicyviolation", function (e) {
-  window.__problems.push("csp: " + e.violatedDirective + " " + e.blockedURI);
-});
-window.addEventListener("load", function () {
-  var lines = [];
-  var imgs = document.images;
-  for (var i = 0; i < imgs.length; i++) {
-    var fig = imgs[i].closest("figure");
-    lines.push("img " + (fig ? fig.getAttribute("data-plot") : "-") + " " + imgs[i].naturalWidth + " " + imgs[i].naturalHeight);
-  }
-  window.__problems.forEach(function (p) { lines.push(p); });
-  var pre = document.createElement("pre");
-  pre.id = "diffprof-check";
-  pre.textContent = lines.join("\\n");
-  document.body.appendChild(pre);
-});
-</script>"""
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium, installed with apt-get when missing (skips only if that fails)."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if shutil.which("apt-get") is None:
-        pytest.skip("chromium is not installed and there is no apt-get to install it")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-    try:
-        proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
-        if proc.returncode != 0:  # a fresh machine may lack package lists
-            subprocess.run(["apt-get", "update"], capture_output=True, text=True, env=env, timeout=600)
-            proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
-    except (subprocess.TimeoutExpired, OSError) as exc:
-        pytest.skip(f"could not install chromium with apt-get: {exc}")
-    found = shutil.which("chromium")
-    if not found:
-        pytest.skip(f"could not install chromium with apt-get (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
-    return found
-
-
-def test_html_renders_in_headless_chromium(html_report, chromium, tmp_path):
-    report = html_report
-    assert report.count(CSP) == 1
-    # the probe is the only script; the copy's policy allows inline scripts and nothing else more
-    probed = report.replace(CSP, CSP + "; script-src 'unsafe-inline'").replace("<head>", "<head>" + _PROBE, 1)
-    page = tmp_path / "report.html"
-    page.write_text(probed, encoding="utf-8")
-    cmd = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp_path / 'profile'}",
-        "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom", page.as_uri(),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    match = re.search(r'<pre id="diffprof-check">(.*?)</pre>', proc.stdout, flags=re.S)
-    assert match, f"chromium exit {proc.returncode}; no probe output. stderr tail:\n{proc.stderr[-2000:]}"
-    lines = match.group(1).splitlines()
-    imgs = [line.split() for line in lines if line.startswith("img ")]
-    problems = [line for line in lines if not line.startswith("img ")]
-    assert not problems, problems
-    expected = len(re.findall(r"<img ", report))
-    assert len(imgs) == expected and {kind for _, kind, _, _ in imgs} == EXPECTED_PLOTS
-    assert all(int(w) > 0 and int(h) > 0 for _, _, w, h in imgs), imgs
-    console = [line for line in proc.stderr.splitlines() if re.search(r"CONSOLE[:(]|Uncaught", line)]
-    assert not console, console
 
 
 @pytest.mark.parametrize("name", ["console", "markdown", "html"])

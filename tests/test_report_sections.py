@@ -66,7 +66,7 @@ def test_report_into_writes_the_runs_tables_into_the_page(tmp_path, capsys):
     assert text.startswith(PAGE)  # a new key goes after everything a person wrote
     section = text[text.index(begin_marker("sched")):text.index(end_marker("sched"))]
     assert "`diffprof bench -s schedulers`" in section and "NVIDIA H100" in section
-    assert "#### schedulers" in section and "| status | scheduler | s/image |" in section and "| ok | euler | 500 ms" in section
+    assert "#### schedulers" in section and "| status | scheduler | s/image |" in section and "| ok | euler | 500 ms [500.0–500.0] | 2 |" in section
     assert main(["report", "sched", "--into", str(page), "--section", "e2e", "--db", str(db)]) == 0
     assert "old table" not in page.read_text() and page.read_text().count(begin_marker("sched")) == 1
     capsys.readouterr()

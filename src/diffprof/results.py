@@ -35,8 +35,28 @@ FAST_PATH_NOTE = "fast_path_note"
 #: later kernel launch dearer (``profiler.trackers.cupti_left_attached``).
 TIMING_NOTE = "timing_note"
 
+#: The settings key under which a cell or generation says a tokenizer is one of diffprof's stand-ins
+#: (T5, Gemma: vocabularies that cannot be had offline): sequence lengths, and so time and memory,
+#: are the real model's; token ids and images are not (``models.stand_ins``).
+STAND_IN_NOTE = "stand_in_note"
+
+#: The settings key under which a cell or generation says it was timed at profiler level
+#: ``detailed``: its kernel capture makes every call several times slower (tiny-sd on a CPU: 68 ->
+#: 398 ms per image), so those times are the profiler's as much as the model's.
+PROFILE_NOTE = "profile_note"
+
+#: The settings key under which a cell says what its run left out on this device (a run-wide
+#: offload switch on a CPU, where the weights already live in host memory).
+DEVICE_NOTE = "device_note"
+
+#: The settings key under which a cell says its peak memory is not its own: host RSS measured in a
+#: process that ran other cells first, a high-water mark that only grows in cell order.
+MEMORY_NOTE = "memory_note"
+
 #: Every per-cell note, in the order tables list them.
-NOTE_KEYS = (FAST_PATH_NOTE, TIMING_NOTE)
+NOTE_KEYS = (FAST_PATH_NOTE, TIMING_NOTE, PROFILE_NOTE, DEVICE_NOTE, MEMORY_NOTE, STAND_IN_NOTE)
+#: Notes about the model rather than the cell: a table lists each distinct one once, not per cell.
+MODEL_NOTES = (STAND_IN_NOTE,)
 
 def cell_key(suite: str, labels: dict[str, Any], settings: dict[str, Any]) -> str:
     """Stable identity of a cell within a run: what ``--resume`` uses to skip finished cells."""

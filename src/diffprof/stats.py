@@ -15,6 +15,8 @@ import numpy as np
 
 #: IQR / median above which a measurement is flagged as noisy (torch.utils.benchmark uses 10%).
 NOISE_THRESHOLD = 0.10
+#: Bounds of :attr:`SampleStats.significant_figures` (torch.utils.benchmark's 2 and 4).
+MIN_FIGURES, MAX_FIGURES = 2, 4
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,30 @@ class SampleStats:
         if self.count == 0 or self.median == 0:
             return float("nan")
         return self.iqr / abs(self.median)
+
+    @property
+    def q1(self) -> float:
+        return float(np.percentile(self.samples, 25)) if self.count else float("nan")
+
+    @property
+    def q3(self) -> float:
+        return float(np.percentile(self.samples, 75)) if self.count else float("nan")
+
+    @property
+    def significant_figures(self) -> int:
+        """How many figures of the median the spread supports (2 to 4): ``floor(log10(median /
+        ci))`` with ``ci`` = 1.645 x the standard deviation of the interquartile samples over the
+        square root of their count, as ``torch.utils.benchmark.Measurement.significant_figures``
+        estimates it. One or two samples say too little about their spread: 3, the default of tables."""
+        if self.count < 3 or not np.isfinite(self.median) or self.median == 0:
+            return 3
+        ordered = np.sort(np.asarray(self.samples))
+        middle = ordered[self.count // 4 : int(np.ceil(3 * self.count / 4))]
+        ci = 1.645 * float(np.std(middle)) / np.sqrt(len(middle))
+        if not ci > 0:
+            return MAX_FIGURES
+        figures = int(np.floor(np.log10(abs(self.median) / ci)))
+        return min(max(figures, MIN_FIGURES), MAX_FIGURES)
 
     @property
     def noisy(self) -> bool:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from diffprof.analysis.cells import time_stats
+from diffprof.analysis.noise import MIN_CHANGE, MIN_MEMORY_CHANGE, any_pair, scores_differ, times_differ, values_vary
 from diffprof.metrics import Direction, direction_of, quality_metrics
 from diffprof.results import CellResult
+from diffprof.stats import SampleStats
 
 
 def _finite(value: float | None) -> bool:
@@ -82,3 +85,97 @@ def quality_metric_of(cells: Sequence[CellResult]) -> str | None:
         if any(c.ok and _finite(c.metrics.get(metric)) for c in cells):
             return metric
     return None
+
+
+@dataclass(frozen=True)
+class Front:
+    """A Pareto front judged against noise.
+
+    ``indices`` are the picks, fastest first: the points no other point beats beyond noise, one
+    per group of picks that cannot be told apart (its fastest), with ``ties[i]`` the others of
+    that group. Empty when no time and no value differ beyond noise anywhere (then no front is
+    drawn or named; ``times_differ`` and ``values_differ`` say which axis lacked differences).
+    """
+
+    indices: list[int]
+    times_differ: bool
+    values_differ: bool
+    ties: dict[int, list[int]] = field(default_factory=dict)
+
+
+def judged_front(
+    times: Sequence[float],
+    time_samples: Sequence[SampleStats | None],
+    values: Sequence[float],
+    value_samples: Sequence[Sequence[float] | None] | None,
+    direction: Direction,
+    value_threshold: float = MIN_CHANGE,
+) -> Front:
+    """The Pareto front of time against ``values`` where the differences are beyond noise
+    (:mod:`diffprof.analysis.noise`: times by their quartiles, scores with per-prompt samples by
+    their standard errors, single values such as peak memory by their relative range against
+    ``value_threshold``).
+
+    A point is beaten when another is no slower and no worse (within noise) and better beyond
+    noise on one axis; of the points nobody beats, those no test tells apart form one pick.
+    """
+    n = len(times)
+    sign = 1.0 if direction == "higher" else -1.0
+
+    def t_apart(i: int, j: int) -> bool:
+        return times_differ(time_samples[i], time_samples[j], times[i], times[j])
+
+    def v_apart(i: int, j: int) -> bool:
+        if value_samples is None:
+            return values_vary([values[i], values[j]], value_threshold)
+        return scores_differ(value_samples[i], value_samples[j], values[i], values[j])
+
+    fast, better = any_pair(n, t_apart), (values_vary(values, value_threshold) if value_samples is None else any_pair(n, v_apart))
+    if not (fast and better):
+        return Front([], fast, better)
+    ok = [i for i in range(n) if _finite(times[i]) and _finite(values[i])]
+
+    def beats(j: int, i: int) -> bool:
+        faster = t_apart(i, j) and times[j] < times[i]
+        slower = t_apart(i, j) and times[j] > times[i]
+        up = v_apart(i, j) and sign * values[j] > sign * values[i]
+        down = v_apart(i, j) and sign * values[j] < sign * values[i]
+        return not slower and not down and (faster or up)
+
+    picks = [i for i in ok if not any(beats(j, i) for j in ok if j != i)]
+    picks.sort(key=lambda i: (times[i], -sign * values[i]))
+    groups: list[list[int]] = []
+    for i in picks:  # the fastest of a group first; a later pick joins a group it cannot be told from
+        home = next((g for g in groups if not t_apart(g[0], i) and not v_apart(g[0], i)), None)
+        if home is None:
+            groups.append([i])
+        else:
+            home.append(i)
+    return Front([g[0] for g in groups], fast, better, {g[0]: g[1:] for g in groups if len(g) > 1})
+
+
+def prompt_count(cell: CellResult) -> int:
+    """How many prompts the cell's quality was scored on (0 when not recorded)."""
+    about = cell.settings.get("quality")
+    prompts = about.get("prompts") if isinstance(about, dict) else None
+    return int(prompts) if isinstance(prompts, int) and not isinstance(prompts, bool) else 0
+
+
+def comparable_points(cells: Sequence[CellResult], metric: str) -> tuple[list[TradeoffPoint], int]:
+    """The cells' time/quality points scored on the most prompts, and that count: only cells
+    scored alike compare (tune's screens use fewer prompts and drop out)."""
+    points = tradeoff_points(cells, metric)
+    most = max((prompt_count(p.cell) for p in points), default=0)
+    return [p for p in points if prompt_count(p.cell) == most], most
+
+
+def quality_front(points: Sequence[TradeoffPoint], metric: str) -> Front:
+    """:func:`judged_front` of time against quality, per-prompt samples weighing the scores."""
+    return judged_front([p.seconds_per_image for p in points], [time_stats(p.cell) for p in points], [p.quality for p in points],
+                        [p.cell.samples.get(metric) for p in points], direction_of(metric))
+
+
+def memory_front(points: Sequence[tuple[CellResult, float, float]]) -> Front:
+    """:func:`judged_front` of time against peak memory for ``(cell, bytes, seconds)`` points."""
+    return judged_front([t for _, _, t in points], [time_stats(c) for c, _, _ in points], [m for _, m, _ in points], None, "lower",
+                        MIN_MEMORY_CHANGE)

@@ -14,17 +14,19 @@ from typing import Any
 
 import typer
 
-from diffprof.cli.app import app, console, err_console
+from diffprof.cli.app import CONTINUE, app, console, err_console
 from diffprof.cli.options import config_options, flag_of
 from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
+from diffprof.interrupts import Kept
 
 H = RunConfig.help_for
 CELLS_FAILED = 3
 #: Config keys that say where cells run, not what they measure: a resume may change them.
 EXECUTION = ("executor", "workers", "ray_address")
-#: Config keys that say where results go and how many threads measure: a resume keeps what it is given.
-RESUMABLE = ("db", "report", "threads")
+#: Config keys that say where results go, how many threads measure and whether to override the
+#: checks: a resume keeps what it is given.
+RESUMABLE = ("db", "report", "threads", "trace", "force")
 
 
 def write_report(store: Any, run_id: int, path: str, fmt: str | None = None) -> Path:
@@ -49,7 +51,8 @@ def bench(
     config: Path = typer.Option(None, "--config", "-c", help="YAML/TOML/JSON config (diffprof or SEOConfig keys); flags override it."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write a report."),
     name: str = typer.Option(None, help="Name the run, so `compare baseline latest` works."),
-    resume: str = typer.Option(None, help="Resume run REF (id, latest, latest~1, name): skip its finished cells, rerun the rest with its stored config (only --db, --report, --threads and the executor options may change)."),
+    resume: str = typer.Option(None, help="Resume run REF (id, latest, latest~1, name): skip its finished cells, rerun the rest with its stored config (only --db, --report, --threads, --force and the executor options may change). Refused while the process measuring it still runs."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate the config and list the cells it expands to (and what this device cannot run), measuring nothing; with --resume, the cells still to run."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     *,
     overrides: dict[str, Any],
@@ -58,45 +61,39 @@ def bench(
 
     With no arguments: the `quick` group on the built-in model, results in ./diffprof.db and an HTML
     report in ./diffprof-report.html. Examples: `diffprof bench -s schedulers,resolutions --model sd15
-    --weights synthetic`; `diffprof bench --config seed.yaml`; `diffprof bench --resume latest`;
-    `diffprof bench --executor local` (every GPU of this host); `diffprof bench --executor ray
-    --ray-address auto` (a Ray cluster).
+    --weights synthetic`; `diffprof bench --config seed.yaml`; `diffprof bench --dry-run -c seed.yaml`;
+    `diffprof bench --resume latest`; `diffprof bench --executor local` (every GPU of this host);
+    `diffprof bench --executor ray --ray-address auto` (a Ray cluster). Interrupted (Ctrl-C, SIGTERM),
+    it says which cells it kept and the `--resume` command that finishes the run.
     """
     if no_report and "report" in overrides:
         raise ConfigError("--report names the report to write and --no-report writes none", "drop one of them")
     if no_report:
         overrides["report"] = None
     # 1. Validate the whole config before touching the store: the schema first (no torch needed), then
-    #    the registry names (schedulers, switches, suites, executor).
+    #    the registry names (schedulers, switches, suites, executor) and the models.
     cfg = RunConfig.load(config, overrides) if config else RunConfig.from_mapping(overrides)
-    from diffprof.suites.checks import check_config
+    from diffprof.suites.checks import check_config, check_inputs
 
     check_config(cfg)
+    if resume is None:
+        check_inputs(cfg)
+    elif name is not None:
+        raise ConfigError("--name labels a new run; a resumed run keeps its own name", "drop --name, or drop --resume")
+    if dry_run and resume is None:
+        return _dry_run(cfg)
     from diffprof.store import Store
-    from diffprof.suites.runner import Runner
 
     # closed on every exit, so the store is one self-contained file again (WAL checkpointed)
     with Store(cfg.db) as store:
         if resume is not None:
-            if name is not None:
-                raise ConfigError("--name labels a new run; a resumed run keeps its own name", "drop --name, or drop --resume")
-            measuring = sorted(k for k in overrides if k not in (*RESUMABLE, *EXECUTION))
-            if measuring or config:
-                given = ", ".join(flag_of(k) for k in measuring) or f"--config {config}"
-                raise ConfigError(
-                    f"--resume reruns a stored run's cells with its stored config; {given} would change what it measures",
-                    "drop those options to finish the run as it was, or start a new run without --resume",
-                )
-            stored = store.get_run(resume)
-            keep = {k: v for k, v in overrides.items() if k in RESUMABLE}
-            base = dict(stored.config)
-            if any(k in overrides for k in EXECUTION):  # where to run is this command's choice, as a whole
-                base = {k: v for k, v in base.items() if k not in EXECUTION}
-                keep |= {k: v for k, v in overrides.items() if k in EXECUTION}
-            base.setdefault("rounds", 1)  # a run stored before rounds measured each cell in one go
-            cfg = RunConfig.from_mapping(base | keep)
-            err_console.print(f"resuming run {stored.id} with its stored config", highlight=False)
+            cfg = _resumed_config(store, resume, config, overrides)
+            if dry_run:
+                return _dry_run(cfg, done=store.finished_keys(store.resolve(resume)))
+            err_console.print(f"resuming run {store.resolve(resume)} with its stored config", highlight=False)
         # 2. Run.
+        from diffprof.suites.runner import Runner
+
         command = "diffprof " + shlex.join(sys.argv[1:])
         runner = Runner(cfg, store, command=command, console=err_console, progress=progress, name=name)
         summary = runner.run(resume=resume)
@@ -115,6 +112,53 @@ def bench(
             console.print(f"report: [bold]{path.resolve()}[/]", highlight=False)
         if summary.failed:
             raise typer.Exit(CELLS_FAILED)
+
+
+def _resumed_config(store: Any, resume: str, config: Path | None, overrides: dict[str, Any]) -> RunConfig:
+    """The stored run's config, with what a resume may change (where results go, where cells run)."""
+    measuring = sorted(k for k in overrides if k not in (*RESUMABLE, *EXECUTION))
+    if measuring or config:
+        given = ", ".join(flag_of(k) for k in measuring) or f"--config {config}"
+        raise ConfigError(
+            f"--resume reruns a stored run's cells with its stored config; {given} would change what it measures",
+            "drop those options to finish the run as it was, or start a new run without --resume",
+        )
+    stored = store.get_run(resume)
+    keep = {k: v for k, v in overrides.items() if k in RESUMABLE}
+    base = dict(stored.config)
+    if any(k in overrides for k in EXECUTION):  # where to run is this command's choice, as a whole
+        base = {k: v for k, v in base.items() if k not in EXECUTION}
+        keep |= {k: v for k, v in overrides.items() if k in EXECUTION}
+    base.setdefault("rounds", 1)  # a run stored before rounds measured each cell in one go
+    return RunConfig.from_mapping(base | keep)
+
+
+def _dry_run(cfg: RunConfig, done: set[str] | None = None) -> None:
+    """List the cells (as ``pytest --collect-only`` lists tests): suite and labels, one a line, and
+    what this device cannot run; measures nothing, stores nothing."""
+    from diffprof.suites.base import expand
+    from diffprof.suites.preflight import Preflight
+
+    plan = Preflight.for_config(cfg)
+    cells = expand(plan.config)
+    todo = [c for c in cells if not done or c.key not in done]
+    message = plan.message(todo, plan.refusals(todo, memory=False))
+    for cell in cells:
+        mark = "done " if done and cell.key in done else ""
+        console.print(f"{mark}{cell.label}  [dim]{cell.key}[/]", highlight=False)
+    if message:
+        err_console.print(message, highlight=False, soft_wrap=True)
+    where = f"executor {cfg.executor}" + (f", device {plan.device}" if plan.device is not None else "")
+    left = f", {len(todo)} to run" if done else ""
+    console.print(f"{len(cells)} cells{left} ({where}); nothing measured (--dry-run; each cell's peak memory is checked when the run starts)",
+                  highlight=False)
+
+
+def _continue_bench(kept: Kept, args: list[str]) -> str:
+    return f"resume: diffprof bench --resume {kept.run_id} --db {shlex.quote(kept.db)}"
+
+
+CONTINUE["bench"] = _continue_bench
 
 
 @app.command()
@@ -212,7 +256,7 @@ def compare(
 @app.command("report")
 def report_cmd(
     run: str = typer.Argument("latest", help="Run id, latest, latest~N or a run name."),
-    format: str = typer.Option(None, "--format", "-f", help="console, markdown, csv, json or html (default html)."),
+    format: str = typer.Option(None, "--format", "-f", help="console, markdown (or md), csv, json or html (default html)."),
     out: Path = typer.Option(None, "--out", "-o", help="Output file (default: diffprof-report-RUN.EXT; console prints)."),
     into: Path = typer.Option(
         None, "--into", help="Markdown page to update in place: the run's tables replace the part between the "
@@ -230,7 +274,7 @@ def report_cmd(
     from diffprof.store import Store
 
     if into is not None:
-        if format not in (None, "markdown") or out is not None:
+        if format not in (None, "markdown", "md") or out is not None:
             raise ConfigError("--into writes a markdown section in place", "drop --format/--out, or drop --into")
         from diffprof.report.markdown import render_markdown_section
         from diffprof.report.sections import write_section

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -116,7 +118,7 @@ class Operation:
             self.name,
             self.category,
             self.labels,
-            thread.ident or 0,
+            thread.native_id or thread.ident or 0,  # the OS thread id, as torch.profiler's kernel traces name threads
             thread.name,
             parent.id if parent is not None else None,
             len(stack),
@@ -208,6 +210,9 @@ class Profiler:
         self._measure_overhead = measure_overhead
         self._overhead_ns: float | None = None
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        # One reading of this profiler's clock beside the Unix clock: traces place every span on
+        # the Unix time base torch.profiler's kernel traces use, so both line up on one timeline.
+        self.clock_sync = {"clock_ns": self._clock(), "unix_ns": time.time_ns()}
         self._trace_dir = Path(trace_dir) if trace_dir is not None else Path("diffprof-traces")
         self._trackers = self._build_trackers()
         self._reversed_trackers = list(reversed(self._trackers))
@@ -290,7 +295,7 @@ class Profiler:
         if self._measure_overhead and self._overhead_ns is None and self.level != "off":
             self._overhead_ns = measure_overhead(self.level, self.device)
         traces: list[str] = []
-        metadata: dict[str, Any] = {"torch": torch.__version__}
+        metadata: dict[str, Any] = {"torch": torch.__version__, "pid": os.getpid(), "clock_sync": dict(self.clock_sync)}
         for tracker in self._trackers:
             traces += getattr(tracker, "trace_files", [])
             if isinstance(tracker, CudaEventTracker):

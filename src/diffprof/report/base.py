@@ -78,6 +78,8 @@ class Renderer:
 
 #: Report formats by name; filled by :func:`register` when :mod:`diffprof.report` is imported.
 RENDERERS: dict[str, type[Renderer]] = {}
+#: Other names a format answers to (``--format md``).
+ALIASES: dict[str, str] = {"md": "markdown"}
 
 
 def register(cls: type[Renderer]) -> type[Renderer]:
@@ -86,9 +88,10 @@ def register(cls: type[Renderer]) -> type[Renderer]:
 
 
 def get_renderer(name: str) -> Renderer:
-    """The renderer called ``name``; an unknown name raises an error listing the formats."""
+    """The renderer called ``name`` (or an alias: ``md``); an unknown name raises an error listing the formats."""
     from diffprof import report  # noqa: F401  (registers the built-in formats)
 
+    name = ALIASES.get(name, name)
     if name not in RENDERERS:
         raise unknown_choice("report format", name, RENDERERS)
     return RENDERERS[name]()

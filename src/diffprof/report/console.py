@@ -33,7 +33,7 @@ def suite_rich_table(table: SuiteTable, compact: bool = False) -> Table:
     failed = f", {table.failed} failed" if table.failed else ""
     out = Table(title=Text(f"{table.suite} ({len(table.rows)} cells{failed})", style="bold"), title_justify="left")
     if compact and not table.failed:  # every row says "ok": give the room to the numbers
-        table = SuiteTable(table.suite, [c for c in table.columns if c.kind != "status"], table.rows, table.common)
+        table = SuiteTable(table.suite, [c for c in table.columns if c.kind != "status"], table.rows, table.common, table.warnings)
     for i, col in enumerate(table.columns):
         if col.kind == "error":
             out.add_column(col.header, overflow="fold", min_width=20)
@@ -50,10 +50,23 @@ def suite_rich_table(table: SuiteTable, compact: bool = False) -> Table:
             cells.append(Text(text, style=style))
         out.add_row(*cells, style="red" if row.failed else None)
     caption = [f"shared settings: {format_settings(table.common)}"] if table.common and not compact else []
+    caption += [f"{table.legend}"] if table.legend and not compact else []
     caption += [f"note: {note}" for note in table.notes]
+    caption += [f"warning: {w}" for w in table.warnings]
     if caption:
         out.caption = Text("\n".join(caption), style="dim")
         out.caption_justify = "left"
+    return out
+
+
+def summary_text(run: RunInfo) -> Text:
+    """The summary (:func:`diffprof.report.summary.summarize`) as lines: answers, failures, warnings."""
+    from diffprof.report.summary import summarize
+
+    styles = {"answer": "", "failure": "red", "warning": "yellow"}
+    out = Text("Summary\n", style="bold")
+    for f in summarize(run):
+        out.append(f"- {f.suite + ': ' if f.suite else ''}{f.text}\n", style=styles[f.kind])
     return out
 
 
@@ -67,7 +80,7 @@ def console_renderables(run: RunInfo, options: ReportOptions | None = None) -> R
         warnings = [Text(f"warning: {v}", style="yellow") for k, v in machine_items(run) if k == "warning"]
         parts: list[RenderableType] = [Text(options.title_for(run), style="bold underline"), about, *warnings, Text("")]
     else:
-        parts = [Text(options.title_for(run), style="bold underline"), environment_table(run), Text("")]
+        parts = [Text(options.title_for(run), style="bold underline"), summary_text(run), Text(""), environment_table(run), Text("")]
     for table in suite_tables(run, key_metrics() if options.compact else None):
         parts += [suite_rich_table(table, options.compact), Text("")]
     if not run.cells:

@@ -19,8 +19,8 @@ from diffprof.environment import describe_environment
 from diffprof.metrics import key_metrics
 from diffprof.report.format import metric_header
 from diffprof.report.tables import metric_texts, shown_metrics
-from diffprof.results import RunInfo
-from diffprof.units import fmt_seconds
+from diffprof.results import NOTE_KEYS, RunInfo
+from diffprof.units import fmt_pct, fmt_seconds
 
 _STATUS_STYLE = {"running": "cyan", "finished": "green", "failed": "red", "interrupted": "yellow", "ok": "green"}
 _VERDICT_STYLE = {
@@ -125,6 +125,9 @@ def cells_table(run: RunInfo, metrics: list[str] | None = None, compact: bool = 
             note = f"[red]{escape(lines[0]) if lines else 'failed'}[/]"
         elif is_noisy(cell):
             note = "[yellow]noisy: IQR > 10% of median[/]"
+        if cell.ok:  # what the cell's numbers need said (a detailed-level timing, a shared-process RSS, ...)
+            said = [escape(str(cell.settings[k])) for k in NOTE_KEYS if cell.settings.get(k)]
+            note = "; ".join(filter(None, [note, *said]))
         texts = metric_texts(cell, names, spread=not compact)
         table.add_row(
             escape(cell.suite),

@@ -1,42 +1,33 @@
-"""HTML: one self-contained file to mail or attach to an issue.
+"""HTML: one self-contained file to mail or attach to an issue, answer first.
 
-Nothing is fetched when it opens: styles are inline, figures and images are base64 PNG data URIs,
-there is no script, and a Content-Security-Policy forbids every other source, so a report that
-somehow referenced the network would show a broken image rather than leak a request. All text
-from the run (labels, prompts, errors, the command) is escaped.
+The page opens with the summary (:mod:`diffprof.report.summary`: the fastest setting per suite,
+the knee, the Pareto picks, failures, and warnings about noise, implausible results and a busy
+host); the run and its environment follow, folded; then the failures and one section per suite:
+its table (scrolling inside its own box, a failed cell's reason in a full-width row under it),
+its figures (inline SVG, values on hover) and the step timeline of every cell, folded.
+
+Nothing is fetched when it opens: styles are inline, figures are inline SVG or base64 PNG, there
+is no script, and a Content-Security-Policy forbids every other source
+(:mod:`diffprof.report.html_parts`). All text from the run (labels, prompts, errors, the command)
+is escaped.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import re
-import struct
 from html import escape
 
-from diffprof import __version__
 from diffprof.report.base import Renderer, ReportOptions, register
 from diffprof.report.environment import environment_items, machine_items, run_items
 from diffprof.report.format import first_line, format_settings
-from diffprof.report.plots import Plot, suite_plots
+from diffprof.report.html_parts import CSP, figure, findings_list, kv_table, page, scroll
+from diffprof.report.plots import cell_timelines, suite_plots
+from diffprof.report.summary import summarize
 from diffprof.report.tables import SuiteTable, cells_by_suite, quality_note, suite_table
-from diffprof.results import RunInfo
+from diffprof.results import CellResult, RunInfo
 
-#: Only inline styles and data: images; no scripts, fonts, frames or connections.
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-
-_STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:1rem 2rem;color:#1b1b1b}
-h1{font-size:1.6rem;margin-bottom:.2rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
-table{border-collapse:collapse;margin:.5rem 0;font-variant-numeric:tabular-nums}
-th,td{border:1px solid #ddd;padding:.25rem .5rem;vertical-align:top}th{background:#f4f4f4;text-align:left}
-td.num{text-align:right;white-space:nowrap}table.kv td:first-child{color:#555;white-space:nowrap}
-tr.failed td{color:#b00020;background:#fff3f3}td.noise{color:#8a6d00}
-.settings,.quality,.note{color:#555;font-size:.9rem}pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;white-space:pre-wrap}
-.kvs,.plots{display:flex;flex-wrap:wrap;gap:0 2rem;align-items:flex-start}figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{color:#555;font-size:.9rem}nav a{margin-right:1rem}.ok{color:#1a7f37}
-footer{margin-top:3rem;color:#888;font-size:.8rem}p.warning{color:#8a4b00;background:#fff8e1;padding:.3rem .6rem}
-"""
+__all__ = ["CSP", "HtmlRenderer", "render_html", "suite_ids"]
 
 
 def suite_ids(suites: list[str]) -> dict[str, str]:
@@ -51,59 +42,77 @@ def suite_ids(suites: list[str]) -> dict[str, str]:
     return ids
 
 
-def data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def _png_size(png: bytes) -> tuple[int, int] | None:
-    if len(png) >= 24 and png[12:16] == b"IHDR":
-        return struct.unpack(">II", png[16:24])
-    return None
-
-
-def _kv_table(items: list[tuple[str, str]], css_id: str) -> str:
-    rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in items)
-    return f'<table class="kv" id="{css_id}">{rows}</table>'
+def _error_html(cell: CellResult) -> str:
+    error = escape(first_line(cell.error) or "failed")
+    if cell.error and "\n" in cell.error.strip():  # a traceback: folded under its first line
+        error += f"<details><summary>full error</summary><pre>{escape(cell.error)}</pre></details>"
+    return error
 
 
 def _table(table: SuiteTable) -> str:
-    head = "".join(f"<th>{escape(c.header)}</th>" for c in table.columns)
+    """The suite's table; a failed cell's reason gets a row of its own, the table's full width."""
+    columns = [c for c in table.columns if c.kind != "error"]
+    head = "".join(f"<th>{escape(c.header)}</th>" for c in columns)
     body = []
     for row in table.rows:
-        tds = []
-        for col, text in zip(table.columns, row.texts(table.columns)):
-            css = "num" if col.numeric else col.kind
-            title = f' title="{escape(row.cell.error)}"' if col.kind == "error" and row.cell.error else ""
-            tds.append(f'<td class="{css}"{title}>{escape(text)}</td>')
-        body.append(f'<tr class="{"failed" if row.failed else "ok-row"}">{"".join(tds)}</tr>')
-    return f"<table class=\"suite\"><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _figure(plot: Plot) -> str:
-    description = plot.description
-    size = _png_size(plot.png)
-    dims = f' width="{size[0]}" height="{size[1]}"' if size else ""
-    return (
-        f'<figure class="plot" data-plot="{escape(plot.kind)}">'
-        f'<img src="{data_uri(plot.png)}" alt="{escape(description)}"{dims}>'
-        f"<figcaption>{escape(description)}</figcaption></figure>"
-    )
+        tds = "".join(f'<td class="{"num" if c.numeric else c.kind}">{escape(text)}</td>' for c, text in zip(columns, row.texts(columns)))
+        body.append(f'<tr class="{"failed" if row.failed else "ok-row"}">{tds}</tr>')
+        if row.failed:
+            body.append(f'<tr class="reason"><td colspan="{len(columns)}">{_error_html(row.cell)}</td></tr>')
+    return scroll(f'<table class="suite"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
 
 
 def _failures(run: RunInfo) -> str:
     failed = run.failed_cells
     if not failed:
-        return f'<section id="failures"><h2>Failures</h2><p class="ok">All {len(run.cells)} cells succeeded.</p></section>'
-    items = []
-    for cell in failed:
-        error = escape(first_line(cell.error) or "failed")
-        if cell.error and "\n" in cell.error.strip():  # a traceback: folded under its first line
-            error += f"<details><summary>full error</summary><pre>{escape(cell.error)}</pre></details>"
-        items.append(f"<tr><td>{escape(cell.suite)}</td><td>{escape(cell.label)}</td><td>{error}</td></tr>")
-    return (
-        f'<section id="failures"><h2>Failures ({len(failed)} of {len(run.cells)} cells)</h2>'
-        f"<table><thead><tr><th>suite</th><th>cell</th><th>error</th></tr></thead><tbody>{''.join(items)}</tbody></table></section>"
-    )
+        return ""
+    items = "".join(f"<tr><td>{escape(c.suite)}</td><td>{escape(c.label)}</td></tr><tr class=\"reason\"><td colspan=\"2\">{_error_html(c)}</td></tr>"
+                    for c in failed)
+    return (f'<section id="failures"><h2>Failures <span class="count">({len(failed)} of {len(run.cells)} cells)</span></h2>'
+            + scroll(f"<table><thead><tr><th>suite</th><th>cell</th></tr></thead><tbody>{items}</tbody></table>") + "</section>")
+
+
+def _summary(run: RunInfo) -> str:
+    findings = [(f.kind, f.suite, f.text) for f in summarize(run)]
+    ok = "" if run.failed_cells or not run.cells else f'<p class="ok">All {len(run.cells)} cells succeeded.</p>'
+    return f'<section id="summary"><h2>Summary</h2>{findings_list(findings)}{ok}</section>'
+
+
+def _environment(run: RunInfo) -> str:
+    env = environment_items(run)
+    parts = ['<section id="environment"><details><summary>Run and environment '
+             f'<span class="count">({len(env)} entries)</span></summary>',
+             '<div class="kvs">' + kv_table(run_items(run) + machine_items(run), "run") + kv_table(env, "env") + "</div>"]
+    if run.config:
+        config = json.dumps(run.config, indent=2, default=str, sort_keys=False)
+        parts.append(f"<details><summary>configuration</summary><pre>{escape(config)}</pre></details>")
+    return "".join(parts) + "</details></section>"
+
+
+def _suite(suite: str, cells: list[CellResult], css_id: str, options: ReportOptions) -> str:
+    table = suite_table(suite, cells)
+    failed = f", {table.failed} failed" if table.failed else ""
+    parts = [f'<section class="suite" id="{css_id}"><h2>{escape(suite)} <span class="count">({len(cells)} cells{failed})</span></h2>']
+    note = quality_note(cells)
+    common = {k: v for k, v in table.common.items() if not (note and k == "quality")}
+    if common:
+        parts.append(f'<p class="settings">Shared settings: {escape(format_settings(common, max_len=400))}</p>')
+    if note:
+        parts.append(f'<p class="quality">{escape(note)}</p>')
+    if table.legend:
+        parts.append(f'<p class="legend-note">{escape(table.legend)}</p>')
+    parts += [f'<p class="note">Note: {escape(n)}</p>' for n in table.notes]
+    parts += [f'<p class="warning">⚠ {escape(w)}</p>' for w in table.warnings]
+    parts.append(_table(table))
+    if options.plots:
+        plots = suite_plots(suite, cells, artifacts=options.include_artifacts, max_images=options.max_images)
+        if plots:
+            parts.append('<div class="plots">' + "".join(figure(p.kind, p.drawn) for p in plots) + "</div>")
+        timelines = cell_timelines(cells) if options.include_artifacts else []
+        if len(timelines) > 1:
+            parts.append(f"<details class=\"timelines\"><summary>Step timeline of every cell ({len(timelines)})</summary>"
+                         + "".join(figure("cell_timeline", t.drawn) for t in timelines) + "</details>")
+    return "".join(parts) + "</section>"
 
 
 def render_html(run: RunInfo, options: ReportOptions | None = None) -> str:
@@ -111,43 +120,19 @@ def render_html(run: RunInfo, options: ReportOptions | None = None) -> str:
     title = options.title_for(run)
     suites = cells_by_suite(run)
     ids = suite_ids(list(suites))
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<header><h1>{escape(title)}</h1>",
+    counts = f"{len(run.cells)} cells" + (f", {len(run.failed_cells)} failed" if run.failed_cells else "")
+    meta = " · ".join(x for x in (f"run #{run.id}", run.status, run.created_at or "", counts, run.command or "") if x)
+    body = [
+        f"<header><h1>{escape(title)}</h1><p class=\"meta\">{escape(meta)}</p>",
         "<nav>" + "".join(f'<a href="#{ids[s]}">{escape(s)}</a>' for s in suites) + "</nav></header>",
-        '<section id="environment"><h2>Run and environment</h2>',
-        "".join(f'<p class="warning">Warning: {escape(v)}</p>' for k, v in machine_items(run) if k == "warning"),
-        '<div class="kvs">' + _kv_table(run_items(run) + machine_items(run), "run") + _kv_table(environment_items(run), "env") + "</div>",
+        _summary(run),
+        _environment(run),
+        _failures(run),
     ]
-    if run.config:
-        config = json.dumps(run.config, indent=2, default=str, sort_keys=False)
-        parts.append(f"<details><summary>configuration</summary><pre>{escape(config)}</pre></details>")
-    parts.append("</section>")
-    parts.append(_failures(run))
-    for suite, cells in suites.items():
-        table = suite_table(suite, cells)
-        parts.append(f'<section class="suite" id="{ids[suite]}"><h2>{escape(suite)}</h2>')
-        note = quality_note(cells)
-        common = {k: v for k, v in table.common.items() if not (note and k == "quality")}
-        if common:
-            parts.append(f'<p class="settings">Shared settings: {escape(format_settings(common, max_len=200))}</p>')
-        if note:
-            parts.append(f'<p class="quality">{escape(note)}</p>')
-        parts += [f'<p class="note">Note: {escape(n)}</p>' for n in table.notes]
-        parts.append(_table(table))
-        if options.plots:
-            plots = suite_plots(suite, cells, artifacts=options.include_artifacts, max_images=options.max_images)
-            if plots:
-                parts.append('<div class="plots">' + "".join(_figure(p) for p in plots) + "</div>")
-        parts.append("</section>")
+    body += [_suite(suite, cells, ids[suite], options) for suite, cells in suites.items()]
     if not run.cells:
-        parts.append("<p>No cells in this run.</p>")
-    parts.append(f"<footer>diffprof {escape(__version__)}</footer></body></html>")
-    return "\n".join(parts) + "\n"
+        body.append("<p>No cells in this run.</p>")
+    return page(title, body)
 
 
 @register

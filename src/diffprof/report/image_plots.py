@@ -1,7 +1,8 @@
 """Figures of what a call did and what it drew: the step timeline and the image grids.
 
-Like :mod:`diffprof.report.plots`, each function returns PNG bytes (with a ``Description`` chunk)
-or ``None`` when the cells lack what the figure needs.
+Like :mod:`diffprof.report.plots`, each function returns a :class:`~diffprof.report.figure.Drawn`
+or ``None`` when the cells lack what the figure needs: the timeline as a small hand-drawn SVG
+(one per cell fits in a report), the image grids as PNG (photographs).
 """
 
 from __future__ import annotations
@@ -14,49 +15,101 @@ import numpy as np
 
 from diffprof.analysis.pareto import quality_metric_of
 from diffprof.report.artifacts import Span, cell_image
-from diffprof.report.figure import COLORS, DPI, is_number, long_label, new_figure, plain, time_unit, to_png, varying_labels
+from diffprof.report.figure import COLORS, DPI, FONT, Drawn, xml_escape, is_number, long_label, plain, time_unit, to_png, varying_labels
+from diffprof.report.format import format_metric, metric_header
 from diffprof.results import CellResult
+from diffprof.units import fmt_number, fmt_seconds
 
 #: Largest scheduler x steps image grid drawn (beyond it, the generic capped grid is used).
 MAX_GRID_CELLS = 96
 
 
-def step_timeline(spans: Sequence[Span] | None, title: str = "One call") -> bytes | None:
-    """A Gantt chart of one call: a row per span name (text encoding, each denoising step, VAE
-    decode...), wall time as bars and GPU time, where measured, as a darker inner bar."""
+def text_width(text: str, size: float) -> float:
+    """Width in pixels of ``text`` in DejaVu Sans at ``size`` px (the font the SVG asks for)."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    width, _, _ = TextToPath().get_text_width_height_descent(text, FontProperties(family="DejaVu Sans", size=size), ismath=False)
+    return float(width)
+
+
+def timeline_title(cell: CellResult, spans: Sequence[Span] | None) -> str:
+    """``One call of steps=10: 10 steps (11 loop iterations)``: the steps asked for, and the loop's
+    iterations when a solver takes more (PNDM's warm-up call, Heun's two evaluations per step)."""
+    asked = cell.settings.get("steps", cell.labels.get("steps"))
+    iterations = sum(1 for s in spans or () if s.name == "denoising_step")
+    if is_number(asked):
+        steps = f"{asked:g} step{'s' * (asked != 1)}"
+        if iterations and iterations != asked:
+            steps += f" ({iterations} loop iterations)"
+    else:
+        steps = f"{iterations} loop iterations" if iterations else ""
+    return f"One call of {cell.label}" + (f": {steps}" if steps else "")
+
+
+def step_timeline(spans: Sequence[Span] | None, title: str = "One call") -> Drawn | None:
+    """A Gantt chart of one call as a small hand-drawn SVG: a row per span name (text encoding,
+    each denoising step, each UNet call, VAE decode...), wall time as bars, GPU time where
+    measured as a dark inner bar, each bar with its duration on hover. Drawn by hand, not by
+    matplotlib, so a report can carry one per cell (a few KB each)."""
     if not spans:
         return None
+    from matplotlib.ticker import MaxNLocator
+
     rows: dict[str, int] = {}
     for span in spans:
         rows.setdefault(span.name, len(rows))
     end = max(s.end_s for s in spans)
     scale, unit = time_unit([end])
-    fig, (ax,) = new_figure(8.0, 1.2 + 0.45 * len(rows))
-    has_gpu = False
+    has_gpu = any(s.gpu_s is not None for s in spans)
+    heading = f"{title} · {end * scale:.4g} {unit}" + (" · dark: GPU time" if has_gpu else "")
+    width, row_h, top, bottom = 760.0, 18.0, 30.0, 36.0
+    left = 10 + max(text_width(n, 11) for n in rows)
+    plot_w = width - left - 16
+    height = top + row_h * len(rows) + bottom
+    size = 12.0
+    while text_width(heading, size) > width - 12 and size > 8:
+        size -= 0.5
+
+    def x(t: float) -> float:
+        return left + (t / end * plot_w if end > 0 else 0.0)
+
+    out = [f'<svg class="timeline" width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
+           f'aria-label="{xml_escape(heading)}" style="font-family:{FONT}">',
+           f'<text x="6" y="18" font-size="{size:g}" font-weight="bold">{xml_escape(heading)}</text>']
+    ticks = [t for t in MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(0, end * scale) if 0 <= t <= end * scale * 1.0001]
+    axis_y = top + row_h * len(rows)
+    for t in ticks:
+        tx = x(t / scale)
+        out.append(f'<line x1="{tx:.1f}" y1="{top - 2:.0f}" x2="{tx:.1f}" y2="{axis_y + 3:.0f}" stroke="#ddd"/>')
+        out.append(f'<text x="{tx:.1f}" y="{axis_y + 15:.0f}" font-size="10" text-anchor="middle">{fmt_number(t, 3)}</text>')
+    out.append(f'<text x="{left + plot_w / 2:.0f}" y="{axis_y + 30:.0f}" font-size="10" text-anchor="middle">time since call start ({unit})</text>')
+    for name, r in rows.items():
+        out.append(f'<text x="{left - 6:.1f}" y="{top + r * row_h + 13:.0f}" font-size="11" text-anchor="end">{xml_escape(name)}</text>')
     for span in spans:
-        y = rows[span.name]
-        color = COLORS[y % len(COLORS)]
-        alpha = 0.55 if (span.step is not None and span.step % 2) else 0.85
-        ax.barh(y, span.dur_s * scale, left=span.start_s * scale, height=0.6, color=color, alpha=alpha, edgecolor="white", linewidth=0.4)
+        r = rows[span.name]
+        y = top + r * row_h + 3
+        w = max(0.5, x(span.end_s) - x(span.start_s))
+        color = COLORS[r % len(COLORS)]
+        opacity = 0.55 if (span.step is not None and span.step % 2) else 0.85
+        step = f" {span.step}" if span.step is not None else ""
+        gpu = f", GPU {fmt_seconds(span.gpu_s)}" if span.gpu_s is not None else ""
+        tip = f"{span.name}{step}: {fmt_seconds(span.dur_s)}{gpu}, from {fmt_seconds(span.start_s)}"
+        out.append(f'<rect x="{x(span.start_s):.1f}" y="{y:.0f}" width="{w:.1f}" height="12" fill="{color}" fill-opacity="{opacity}">'
+                   f"<title>{xml_escape(tip)}</title></rect>")
         if span.gpu_s is not None:
-            has_gpu = True
-            ax.barh(y, min(span.gpu_s, span.dur_s) * scale, left=span.start_s * scale, height=0.22, color="#222222", alpha=0.6)
-    ax.set_yticks(list(rows.values()), [plain(n) for n in rows])
-    ax.invert_yaxis()
-    ax.set_xlabel(f"time since call start ({unit})")
-    ax.set_xlim(0, end * scale * 1.02)
-    ax.grid(axis="x", alpha=0.3)
-    steps = [s for s in spans if s.name == "denoising_step"]
-    note = f", {len(steps)} steps" if steps else ""
-    ax.set_title(plain(f"{title}: {end * scale:.4g} {unit}{note}" + (" (dark: GPU time)" if has_gpu else "")))
-    totals = {}
+            g = max(0.5, min(span.gpu_s, span.dur_s) / end * plot_w if end > 0 else 0.0)
+            out.append(f'<rect x="{x(span.start_s):.1f}" y="{y + 4:.0f}" width="{g:.1f}" height="4" fill="#222" fill-opacity="0.6"/>')
+    out.append("</svg>")
+    totals: dict[str, float] = {}
     for span in spans:
-        totals[span.name] = totals.get(span.name, 0.0) + span.dur_s
+        if span.name != "unet":  # inside the steps: counted there
+            totals[span.name] = totals.get(span.name, 0.0) + span.dur_s
     share = ", ".join(f"{name} {t / end:.0%}" for name, t in totals.items()) if end > 0 else ""
-    return to_png(fig, f"{title}: {end:.4g} s; {share}")
+    return Drawn(f"{title}: {end:.4g} s; {share}", svg="".join(out))
 
 
-def image_grid(cells: Sequence[CellResult], max_images: int = 24, thumb_px: int = 192) -> bytes | None:
+def image_grid(cells: Sequence[CellResult], max_images: int = 24, thumb_px: int = 192) -> Drawn | None:
     """The cells' first images side by side, each titled with its cell label (thumbnails of at
     most ``thumb_px`` pixels, so a sweep of 1024 px images stays a small figure)."""
     images = []
@@ -89,7 +142,7 @@ def _axis_value(cell: CellResult, key: str) -> Any:
     return cell.labels.get(key, cell.settings.get(key))
 
 
-def scheduler_step_grid(cells: Sequence[CellResult], thumb_px: int = 128) -> bytes | None:
+def scheduler_step_grid(cells: Sequence[CellResult], thumb_px: int = 128) -> Drawn | None:
     """Generated images laid out scheduler (rows) x steps (columns), each with its quality:
     what fewer steps look like per scheduler, the ``quality`` suite's image grid."""
     images: dict[tuple[str, Any], tuple[CellResult, Any]] = {}
@@ -131,9 +184,9 @@ def scheduler_step_grid(cells: Sequence[CellResult], thumb_px: int = 128) -> byt
             ax.imshow(np.asarray(image))
             value = cell.metrics.get(metric) if metric else None
             if value is not None and not math.isnan(value):
-                ax.set_xlabel(f"{metric} {value:.3g}", fontsize=7)
+                ax.set_xlabel(f"{metric_header(metric)} {format_metric(metric, value, 3)}", fontsize=7)
     return to_png(
         fig,
         f"{len(images)} images: rows scheduler ({', '.join(schedulers)}), columns steps ({', '.join(f'{n:g}' for n in steps)})"
-        + (f", each with its {metric}" if metric else ""),
+        + (f", each with its {metric_header(metric)}" if metric else ""),
     )

@@ -16,7 +16,8 @@ from diffprof.report.base import Renderer, ReportOptions, register
 from diffprof.report.environment import header_items
 from diffprof.report.format import first_line, format_settings
 from diffprof.report.sections import provenance
-from diffprof.report.tables import SuiteTable, suite_tables
+from diffprof.report.summary import summarize
+from diffprof.report.tables import SuiteTable, cells_by_suite, quality_note, suite_table
 from diffprof.results import RunInfo
 
 
@@ -43,19 +44,30 @@ def markdown_table(table: SuiteTable) -> list[str]:
     return pipe_table([escape(h) for h in table.headers], ([escape(v) for v in row] for row in table.text_rows()), [c.numeric for c in table.columns])
 
 
+def summary_lines(run: RunInfo) -> list[str]:
+    """The summary as a list: answers per suite, then failures and warnings (marked)."""
+    marks = {"answer": "", "failure": "**failed:** ", "warning": "**warning:** "}
+    return [f"- {marks[f.kind]}{'**' + escape(f.suite) + '**: ' if f.suite else ''}{escape(f.text)}" for f in summarize(run)]
+
+
 def _body(run: RunInfo, heading: str) -> list[str]:
-    """Failed cells, then per suite its shared settings, notes and table."""
+    """Failed cells, then per suite its shared settings (whole: nothing cut), quality note,
+    legend, notes, warnings and table: what the html report says, as text."""
     lines: list[str] = []
     failed = run.failed_cells
     if failed:
         lines += [f"{heading} Failed cells ({len(failed)})", ""]
         lines += [f"- **{escape(c.suite)}** {escape(c.label)}: {escape(first_line(c.error) or 'failed')}" for c in failed]
         lines.append("")
-    for table in suite_tables(run):
+    for suite, cells in cells_by_suite(run).items():
+        table = suite_table(suite, cells)
+        note = quality_note(cells)
+        common = {k: v for k, v in table.common.items() if not (note and k == "quality")}
         lines += [f"{heading} {escape(table.suite)}", ""]
-        if table.common:
-            lines += [f"Shared settings: {escape(format_settings(table.common))}", ""]
-        lines += [line for note in table.notes for line in (f"Note: {escape(note)}", "")]
+        if common:
+            lines += [f"Shared settings: {escape(format_settings(common, max_len=100_000))}", ""]
+        paragraphs = [note, table.legend, *(f"Note: {n}" for n in table.notes), *(f"Warning: {w}" for w in table.warnings)]
+        lines += [line for p in paragraphs if p for line in (escape(p), "")]
         lines += markdown_table(table)
         lines.append("")
     return lines
@@ -64,8 +76,12 @@ def _body(run: RunInfo, heading: str) -> list[str]:
 def render_markdown(run: RunInfo, options: ReportOptions | None = None) -> str:
     options = options or ReportOptions()
     lines = [f"# {escape(options.title_for(run))}", ""]
+    summary = summary_lines(run)
+    if summary:
+        lines += ["## Summary", "", *summary, ""]
+    lines += ["<details><summary>Run and environment</summary>", ""]
     lines += [f"- **{escape(k)}**: {escape(v)}" for k, v in header_items(run)]
-    lines.append("")
+    lines += ["", "</details>", ""]
     lines += _body(run, "##")
     return "\n".join(lines)
 

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from diffprof.analysis.cells import time_stats
+from diffprof.analysis.sanity import monotonic_flags
 from diffprof.metrics import ordered
-from diffprof.report.format import first_line, format_metric, format_value, metric_header, missing
-from diffprof.results import NOTE_KEYS, CellResult, RunInfo
-from diffprof.units import fmt_pct, fmt_seconds
+from diffprof.report.format import SPREAD_LEGEND, first_line, format_metric, format_spread, format_value, metric_header, missing
+from diffprof.results import MODEL_NOTES, NOTE_KEYS, CellResult, RunInfo
+from diffprof.units import fmt_pct
 
-ColumnKind = Literal["status", "label", "metric", "noise", "error"]
+ColumnKind = Literal["status", "label", "metric", "count", "noise", "error"]
 
 
 def common_settings(cells: Sequence[CellResult]) -> dict[str, Any]:
@@ -51,7 +52,7 @@ class Column:
     @property
     def numeric(self) -> bool:
         """Right-aligned in every format."""
-        return self.kind == "metric"
+        return self.kind in ("metric", "count")
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class SuiteTable:
     columns: list[Column]
     rows: list[Row]
     common: dict[str, Any]
+    #: Results of this suite that cannot be right (:func:`diffprof.analysis.sanity.monotonic_flags`).
+    warnings: tuple[str, ...] = ()
 
     @property
     def headers(self) -> list[str]:
@@ -89,12 +92,22 @@ class SuiteTable:
         return sum(r.failed for r in self.rows)
 
     @property
+    def legend(self) -> str | None:
+        """What the bracketed s/image column shows, when it shows a spread."""
+        spread = any("[" in r.text.get("s_per_image", "") for r in self.rows)
+        return f"s/image: {SPREAD_LEGEND}." if spread else None
+
+    @property
     def notes(self) -> list[str]:
         """Cells whose times are not what was asked, and why (``label: reason``): a refused CUDA
         graph or a task diffprof's loop does not cover (``FAST_PATH_NOTE``), or a kernel capture
         earlier in the process that taxes every launch (``TIMING_NOTE``), so a reader does not
-        take those times at face value."""
-        return [f"{r.cell.label}: {r.cell.settings[key]}" for r in self.rows for key in NOTE_KEYS if r.cell.settings.get(key)]
+        take those times at face value. Notes about the model (stand-in tokenizers, ``MODEL_NOTES``)
+        come once each, after the per-cell ones."""
+        cells = [f"{r.cell.label}: {r.cell.settings[key]}" for r in self.rows for key in NOTE_KEYS
+                 if key not in MODEL_NOTES and r.cell.settings.get(key)]
+        model = dict.fromkeys(str(r.cell.settings[key]) for key in MODEL_NOTES for r in self.rows if r.cell.settings.get(key))
+        return cells + list(model)
 
 
 def _label_keys(cells: Iterable[CellResult]) -> list[str]:
@@ -121,13 +134,27 @@ def shown_metrics(cells: Sequence[CellResult], only: Iterable[str] | None = None
 
 
 def metric_texts(cell: CellResult, metrics: Sequence[str], spread: bool = True) -> dict[str, str]:
-    """The formatted metrics of one cell; with ``spread`` s/image carries the IQR of its repeats
-    (``1.2 s ± 12 ms``); compact views leave it to the noise flag."""
+    """The formatted metrics of one cell; with ``spread`` s/image is its median with the figures
+    the repeats support and their spread (``1.2 s [1.19–1.21]``, :func:`format_spread`);
+    compact views leave the spread to the noise flag."""
     text = {m: format_metric(m, cell.metrics.get(m)) for m in metrics}
     s = time_stats(cell)
     if spread and text.get("s_per_image", "-") != "-" and s is not None and s.count > 1:
-        text["s_per_image"] += f" ± {fmt_seconds(s.iqr)}"
+        text["s_per_image"] = format_spread("s_per_image", s)
     return text
+
+
+def repeat_count(cell: CellResult) -> str:
+    """How many timed samples the cell's s/image comes from ('' when it kept none)."""
+    s = time_stats(cell)
+    return str(s.count) if s is not None and s.count else ""
+
+
+def _unique_headers(columns: list[Column]) -> list[Column]:
+    """A metric whose header a label already uses (the precision suite's ``compile`` label) is
+    titled with its name too, so no two columns read alike."""
+    taken = {c.header for c in columns if c.kind != "metric"}
+    return [Column(c.key, f"{c.header} ({c.key})", c.kind) if c.kind == "metric" and c.header in taken else c for c in columns]
 
 
 def noise_text(cell: CellResult) -> str:
@@ -146,18 +173,24 @@ def suite_table(suite: str, cells: Sequence[CellResult], only: Sequence[str] | N
     columns = [Column("status", "status", "status")]
     columns += [Column(k, k, "label") for k in labels]
     columns += [Column(m, metric_header(m), "metric") for m in metrics]
+    counts = [repeat_count(c) for c in cells]
+    if only is None and "s_per_image" in metrics and any(counts):
+        at = next(i for i, c in enumerate(columns) if c.key == "s_per_image") + 1
+        columns.insert(at, Column("n", "n", "count"))
+    columns = _unique_headers(columns)
     if any(noise):
         columns.append(Column("noise", "noise", "noise"))
     if any(not c.ok for c in cells):
         columns.append(Column("error", "error", "error"))
 
     rows = []
-    for cell, noisy in zip(cells, noise):
-        text = {"status": cell.status, "error": first_line(cell.error), "noise": noisy}
+    for cell, noisy, count in zip(cells, noise, counts):
+        text = {"status": cell.status, "error": first_line(cell.error), "noise": noisy, "n": count}
         text.update({k: format_value(cell.labels[k]) if k in cell.labels else "" for k in labels})
         text.update(metric_texts(cell, metrics, spread=only is None))
         rows.append(Row(cell, text, bool(noisy)))
-    return SuiteTable(suite, columns, rows, common_settings(cells))
+    warnings = tuple(f.message for f in monotonic_flags(suite, cells))
+    return SuiteTable(suite, columns, rows, common_settings(cells), warnings)
 
 
 def _describe_quality(about: dict[str, Any]) -> str:
@@ -165,9 +198,15 @@ def _describe_quality(about: dict[str, Any]) -> str:
     metrics = about.get("metrics") or []
     prompts = about.get("prompts")
     seeds = about.get("seeds") or []
-    on = f"{prompts} {about.get('prompt_set', 'prompts')}" if prompts else "its prompts"
+    prompt_set = str(about.get("prompt_set", "prompts"))
+    one_prompt = prompt_set.startswith("the ")  # one prompt at several seeds: "the cell prompt at 4 seeds (10000-10003)"
+    if one_prompt:
+        on = f"{prompt_set} at {prompts} seed{'s' * (prompts != 1)}" if prompts else prompt_set
+    else:
+        on = f"{prompts} {prompt_set}" if prompts else "its prompts"
     if len(seeds) == 2:
-        on += f" (seeds {seeds[0]}-{seeds[1]})" if seeds[0] != seeds[1] else f" (seed {seeds[0]})"
+        word = "" if one_prompt and prompts else ("seeds " if seeds[0] != seeds[1] else "seed ")
+        on += f" ({word}{seeds[0]}-{seeds[1]})" if seeds[0] != seeds[1] else f" ({word}{seeds[0]})"
     parts = []
     if "adherence" in metrics:
         parts.append("adherence (shapes detector)")

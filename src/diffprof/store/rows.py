@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
 import sqlite3
 from datetime import datetime, timezone
 from typing import Any
 
 from diffprof.results import CellResult, RunInfo
+from diffprof.store.owner import Owner
 
-RUN_COLUMNS = "id, created_at, finished_at, status, command, config, environment, name, host, pid, machine"
+RUN_COLUMNS = "id, created_at, finished_at, status, command, config, environment, name, host, pid, started, machine"
 
 
 def now_iso() -> str:
@@ -39,12 +38,12 @@ def real(value: Any) -> float | None:
 # ---------------------------------------------------------------------- runs
 def run_from_row(row: tuple[Any, ...]) -> RunInfo:
     """A :class:`RunInfo` (without cells) from a ``SELECT RUN_COLUMNS FROM runs`` row."""
-    rid, created, finished, status, command, config, environment, name, host, pid, machine = row
+    rid, created, finished, status, command, config, environment, name, host, pid, started, machine = row
     return RunInfo(
         id=int(rid),
         created_at=created,
         finished_at=finished,
-        status=effective_status(status, host, pid),
+        status=effective_status(status, Owner(host, pid, started)),
         command=command,
         config=json.loads(config),
         environment=json.loads(environment),
@@ -53,21 +52,16 @@ def run_from_row(row: tuple[Any, ...]) -> RunInfo:
     )
 
 
-def effective_status(status: str, host: str | None, pid: int | None) -> str:
+def effective_status(status: str, owner: Owner) -> str:
     """``running`` runs whose process is gone from this host are shown as ``interrupted``.
 
     A process killed outright (SIGKILL, out-of-memory killer, power loss) never marks its run;
-    without this check it would read "running" forever. Runs started on other hosts are shown as
-    stored: their processes cannot be checked from here.
+    without this check it would read "running" forever. A pid that now belongs to another process
+    (its start time differs) is gone too. Runs started on other hosts are shown as stored: their
+    processes cannot be checked from here.
     """
-    if status != "running" or pid is None or host != socket.gethostname() or os.name == "nt":
-        return status  # (on Windows os.kill(pid, 0) would terminate the process)
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
+    if status == "running" and owner.alive() is False:
         return "interrupted"
-    except OSError:  # PermissionError: alive, owned by someone else
-        return status
     return status
 
 

@@ -26,7 +26,7 @@ from diffprof import __version__
 from diffprof.errors import StoreError
 
 #: The version this diffprof writes; bump it and append a step to :data:`MIGRATIONS` together.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -88,7 +88,15 @@ def _create_v1(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
-def _v1_to_v2(conn: sqlite3.Connection) -> None:
+def _owner_start_time(conn: sqlite3.Connection) -> None:
+    """v2: ``runs.started``, the start time of the process measuring the run (with host and pid it
+    tells a live owner from a reused pid; :mod:`diffprof.store.owner`). Older runs keep NULL."""
+    conn.execute("ALTER TABLE runs ADD COLUMN started REAL")
+
+
+def _rounds_and_machine(conn: sqlite3.Connection) -> None:
+    """v3: per-round metric values (``rounds``), the machine state of a run (``runs.machine``) and an
+    index on ``cell_key`` for the history of a cell across runs."""
     conn.execute(
         'CREATE TABLE IF NOT EXISTS rounds (cell_id INTEGER NOT NULL REFERENCES cells(id) ON DELETE CASCADE, '
         'name TEXT NOT NULL, "values" TEXT NOT NULL, PRIMARY KEY (cell_id, name))'
@@ -98,7 +106,7 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
 
 
 #: ``MIGRATIONS[n]`` takes a database from version ``n`` to ``n + 1`` (0 = empty file).
-MIGRATIONS: dict[int, Migration] = {0: _create_v1, 1: _v1_to_v2}
+MIGRATIONS: dict[int, Migration] = {0: _create_v1, 1: _owner_start_time, 2: _rounds_and_machine}
 
 
 def read_version(conn: sqlite3.Connection) -> int | None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from diffprof.errors import StoreError
 from diffprof.results import CellResult, RunInfo
 from diffprof.store import schema
 from diffprof.store.connection import connect, locked_error
+from diffprof.store.owner import Owner
 from diffprof.store.refs import RunRefLike, resolve_ref
 from diffprof.store.rows import RUN_COLUMNS, dumps, insert_cell, now_iso, read_cells, run_from_row
 
@@ -132,11 +132,12 @@ class Store:
                 f"bad run name {name!r}: names must not be empty, all digits, or start with 'latest'",
                 "those read as run ids or latest~N; pick a word such as 'baseline'",
             )
+        me = Owner.current()
         with self._write() as conn:
             cursor = conn.execute(
-                "INSERT INTO runs (created_at, status, command, config, environment, name, host, pid) "
-                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
-                (now_iso(), command, dumps(config), dumps(environment), name, socket.gethostname(), os.getpid()),
+                "INSERT INTO runs (created_at, status, command, config, environment, name, host, pid, started) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                (now_iso(), command, dumps(config), dumps(environment), name, me.host, me.pid, me.started),
             )
         return int(cursor.lastrowid or 0)
 
@@ -148,18 +149,37 @@ class Store:
         with self._write() as conn:
             conn.execute("UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, now_iso(), rid))
 
-    def resume_run(self, ref: RunRefLike) -> int:
-        """Mark a run ``running`` again (owned by this process) and return its id.
+    def resume_run(self, ref: RunRefLike, *, force: bool = False) -> int:
+        """Mark a run ``running`` again, owned by this process, and return its id.
 
+        Refused while the process that owns a ``running`` run still lives (both would measure the
+        same cells); a run whose owner is gone (killed, or its pid now another process's) is taken
+        over. An owner on another host cannot be checked and counts as alive unless ``force``.
+        Check and claim are one transaction, so of two resumes started together one wins.
         Pair with :meth:`finished_keys` to skip what is done and :meth:`add_cell` for the rest.
         """
         rid = self.resolve(ref)
+        me = Owner.current()
         with self._write() as conn:
+            status, host, pid, started = conn.execute("SELECT status, host, pid, started FROM runs WHERE id = ?", (rid,)).fetchone()
+            owner = Owner(host, pid, started)
+            if status == "running" and owner != me:
+                alive = owner.alive()
+                if alive or (alive is None and not force):
+                    raise owned_error(rid, owner, self.path, checked=alive is not None)
             conn.execute(
-                "UPDATE runs SET status = 'running', finished_at = NULL, host = ?, pid = ? WHERE id = ?",
-                (socket.gethostname(), os.getpid(), rid),
+                "UPDATE runs SET status = 'running', finished_at = NULL, host = ?, pid = ?, started = ? WHERE id = ?",
+                (me.host, me.pid, me.started, rid),
             )
         return rid
+
+    def cell_counts(self, run_id: RunRefLike) -> dict[str, int]:
+        """How many of the run's cells are stored ``ok`` and ``failed``."""
+        rid = self.resolve(run_id)
+        counts = {"ok": 0, "failed": 0}
+        for status, count in self._conn.execute("SELECT status, COUNT(*) FROM cells WHERE run_id = ? GROUP BY status", (rid,)):
+            counts[status] = int(count)
+        return counts
 
     def delete_run(self, ref: RunRefLike) -> int:
         """Delete a run with its cells, metrics, samples and artifacts; return its id."""
@@ -285,3 +305,15 @@ class Store:
 
         return cells_frame(self.get_run(ref))
 
+
+def owned_error(rid: int, owner: Owner, path: str, *, checked: bool) -> StoreError:
+    """The refusal of a resume while another live process (or one that cannot be checked) measures the run."""
+    if checked:
+        return StoreError(
+            f"run {rid} in {path} is still being measured by {owner.describe()}: resuming it too would measure its cells twice",
+            "wait for it to finish (`diffprof runs` shows its status), or stop that process first: it keeps every cell it finished",
+        )
+    return StoreError(
+        f"run {rid} in {path} is marked running by {owner.describe()}, which cannot be checked from this host",
+        "resume it on that host; if that process is gone, add --force to take the run over",
+    )

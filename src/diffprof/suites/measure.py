@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import datetime, timezone
+from pathlib import Path
 
 from PIL import Image
 
@@ -55,12 +57,14 @@ def measure_cell(
     #    round on an engine that stayed loaded is warm already: it measures straight away.
     warm = cell.round is not None and cell.round.index > 1 and reused_engine
     first_call_s = warm_up(engine, request, 0 if warm else config.warmup, clock or engine.clock)
-    # 2. Repeats (this round's share of them), with resource sampling around them.
+    # 2. Repeats (this round's share of them), with resource sampling around them; the trace of warm-up and repeats, if asked.
     results, resources = timed_repeats(engine, request, cell.calls)
     allocated_peak, reserved_peak = peak_memory(engine.device)
+    if config.trace:
+        write_trace(engine, cell, config.trace)
     # 3. Metrics, from the readings.
     timings = [r.timing for r in results]
-    flops, unet_flops = count_flops(engine, results[0], timings[0].n_steps)
+    flops, unet_flops = count_flops(engine, results[0], timings[0].denoiser_calls or timings[0].n_steps)
     metrics, samples = derive_metrics(Measurements(
         timings=timings, load_s=engine.load_info.seconds, host_peak_rss=resources.host_peak_rss,
         first_call_s=first_call_s, compiled=bool(engine.optimizations.compile),
@@ -115,29 +119,55 @@ def timed_repeats(engine: Engine, request: GenerationRequest, repeats: int) -> t
 
 
 def count_flops(engine: Engine, result: GenerationResult, unet_evals: int) -> tuple[float | None, float | None]:
-    """FLOPs of one call and of one UNet evaluation, from the meta-device count (None when the
-    architecture can't be counted)."""
-    from diffprof.flops import pipeline_flops
+    """FLOPs of one call and of one denoising step's denoiser evaluations, from the meta-device count
+    (None when the architecture can't be counted).
+
+    Registered families are counted from their architecture (:func:`~diffprof.flops.pipeline_flops`,
+    the count ``estimate`` predicts with); pipelines no builder covers from the input shapes the call
+    recorded (:func:`~diffprof.flops.recorded_flops`). ``unet_evals`` is the call's denoiser
+    evaluations; the step's FLOPs are theirs over the loop's steps (two per step when a pipeline
+    runs its guidance halves apart)."""
+    from diffprof.flops import UnsupportedDenoiser, pipeline_flops, recorded_flops
 
     s = result.settings
+    encode = s["task"] != "txt2img"
     try:
-        breakdown = pipeline_flops(
-            engine.base,
-            width=s["width"],
-            height=s["height"],
-            batch=s["batch"],
-            guidance=s["guidance"] > 1,
-            encode=s["task"] != "txt2img",
-        )
+        try:
+            breakdown = pipeline_flops(engine.base, width=s["width"], height=s["height"], batch=s["batch"], guidance=s["guidance"] > 1,
+                                       encode=encode, sequence_lengths=engine.preset.sequence_lengths if engine.preset else None)
+        except UnsupportedDenoiser:
+            breakdown = recorded_flops(engine.base, result.inputs, engine.anatomy.denoiser)
     except Exception:  # counting is a bonus; never fail a measured cell over it
         return None, None
-    return float(breakdown.per_call(unet_evals, decode=bool(result.images), encode=s["task"] != "txt2img")), float(breakdown.unet_per_eval)
+    steps = result.timing.n_steps or unet_evals
+    per_step = breakdown.unet_per_eval * unet_evals / steps if steps else float(breakdown.unet_per_eval)
+    return float(breakdown.per_call(unet_evals, decode=bool(result.images), encode=encode)), float(per_step)
 
 
 def matmul_peaks(engine: Engine) -> DevicePeaks | None:
     """The device's measured matmul ceilings for MFU: CUDA only (a CPU's ceiling says little about a
     diffusion step), probed once per device and cached."""
     return device_peaks(engine.device) if engine.device.type == "cuda" else None
+
+
+def trace_path(cell: Cell, folder: str | Path) -> Path:
+    """``FOLDER/<suite>-<labels>-<key>.trace.json``: readable, and distinct for every cell."""
+    labels = "_".join(f"{k}-{v}" for k, v in cell.labels.items()) or "default"
+    slug = re.sub(r"[^A-Za-z0-9.=+-]+", "_", f"{cell.suite}-{labels}")[:80]
+    return Path(folder) / f"{slug}-{cell.key[:8]}.trace.json"
+
+
+def write_trace(engine: Engine, cell: Cell, folder: str | Path) -> Path:
+    """The cell's calls so far (warm-up and repeats) as one Chrome trace: spans, memory counters
+    and, at ``detailed``, the kernel traces captured during this cell (not earlier cells')."""
+    from diffprof.profiler import get_exporter
+
+    profile = engine.profiler.profile()
+    own = {r.labels["kernel_trace"] for r in profile.records if "kernel_trace" in r.labels}
+    profile.trace_files = [p for p in profile.trace_files if p in own]
+    path = trace_path(cell, folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return get_exporter("chrome").write(profile, path)
 
 
 def thumbnail_png(image: Image.Image, size: int = THUMBNAIL) -> bytes:

@@ -108,7 +108,8 @@ class EngineCache:
         device = resolve_engine_device(c.device)
         if device.type != "cpu" or any(e.device.type != "cpu" for e in self._engines.values()):
             self.drop()
-        profiler = Profiler(c.profile_level, device=device, measure_overhead=False)
+        kernels = Path(c.trace) / "kernels" if c.trace else None  # detailed captures beside the cells' traces
+        profiler = Profiler(c.profile_level, device=device, measure_overhead=False, trace_dir=kernels)
         engine = Engine.load(
             c.model, c.weights, device=c.device, precision=c.precision, optimize=c.optimize, profiler=profiler, seed=c.seed, allow_pickle=c.allow_pickle
         )
@@ -318,6 +319,9 @@ def main() -> int:
     isolated mode: one cell as JSON on stdin, its CellResult as one JSON line on stdout."""
     from diffprof.profiler.samplers import process_peak_rss
 
+    # Ctrl-C reaches the whole process group; the parent decides (it stops its workers and says what
+    # it kept), so a worker does not answer it with a traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if "--serve" in sys.argv[1:]:
         args = sys.argv[1:]
         name = args[args.index("--name") + 1] if "--name" in args else None
