@@ -325,7 +325,7 @@ def judge(
 def _believed(judgement: Judgement, busy: str | None) -> Judgement:
     if busy is None or judgement.verdict not in ("regression", "improvement"):
         return judgement
-    note = f"would be a{'n' if judgement.verdict == 'improvement' else ''} {judgement.verdict}, but {busy}"
+    note = f"inconclusive: would be a{'n' if judgement.verdict == 'improvement' else ''} {judgement.verdict}, but {busy}"
     return Judgement("host busy", note)
 
 
