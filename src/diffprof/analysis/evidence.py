@@ -9,9 +9,9 @@ the same cell (same requested key, same rounds, same environment apart from the 
 host not busy) into a :class:`~diffprof.analysis.verdicts.NoiseFloor`.
 
 Speed adjustment (:mod:`diffprof.profiler.probe`): each round of a cell stores the time of a fixed
-piece of work beside it. Between runs in the same environment, a time divided by its round's probe
-cancels the drift of the machine (a noisy neighbour slows both) and keeps a change of the code (the
-probe's work did not change). :func:`speed_reference` is what the adjusted values are scaled back to.
+piece of work beside it. Between runs in the same environment, a cell's times divided by its probes
+cancel the drift of the machine between processes (a noisy neighbour, a slower core: both slow
+down) and keep a change of the code (the probe's work did not change). :func:`speed_reference` is what the adjusted values are scaled back to.
 """
 
 from __future__ import annotations
@@ -62,16 +62,20 @@ def speed_reference(cells: Iterable[CellResult]) -> float | None:
 def cell_values(cell: CellResult, metric: str, sample: str | None, speed: float | None = None) -> tuple[list[float], Evidence]:
     """The values of ``metric`` a comparison weighs for ``cell``, and what they are.
 
-    With ``speed`` (a :func:`speed_reference`) per-round values of a time are scaled by that over
-    the round's probe (rates by the probe over that): each round as if the machine had run at the
-    reference speed. Cells without probes are weighed as measured.
+    With ``speed`` (a :func:`speed_reference`) the values of a time are scaled by that over the
+    geometric mean of the cell's probes (rates by its inverse): the cell as if its process had run at
+    the reference speed. The cell's probes together, not each round's own: drift between processes
+    (the one rounds cannot average) is what the adjustment removes, and one probe per round would
+    add that probe's own noise to every round. Cells without probes are weighed as measured.
     """
     rounds = cell.rounds.get(metric)
     if rounds and len(rounds) > 1:
         probe = probes(cell, metric) if speed is not None and speed_adjustable(metric) else None
         if probe is not None and speed is not None:
-            rate = describe(metric).unit == "1/s"
-            return [float(v) * (p / speed if rate else speed / p) for v, p in zip(rounds, probe)], "rounds"
+            factor = speed / math.exp(sum(map(math.log, probe)) / len(probe))
+            if describe(metric).unit == "1/s":
+                factor = 1 / factor
+            return [float(v) * factor for v in rounds], "rounds"
         return [float(v) for v in rounds], "rounds"
     value = cell.metrics.get(metric)
     raw = [float(v) for v in cell.samples.get(sample, [])] if sample else []
