@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from diffprof.analysis.evidence import Evidence, cell_values, history_floor
+from diffprof.analysis.evidence import Evidence, cell_values, history_floor, probes, same_environment, speed_adjustable, speed_reference
 from diffprof.analysis.machine import HostLoad, host_load, machine_changes, machine_warnings
 from diffprof.analysis.verdicts import CORRECTIONS, Change, Correction, Prior, Verdict, adjust, estimate_change, judge, pooled_prior, run_value
 from diffprof.environment import environment_changes
@@ -128,6 +128,9 @@ class Comparison:
     machine_a: dict[str, Any] = field(default_factory=dict)
     machine_b: dict[str, Any] = field(default_factory=dict)
     machine_changes: list[str] = field(default_factory=list)
+    #: Whether times were divided by their rounds' speed probes, and the note that says how (or why not).
+    speed_adjusted: bool = False
+    speed_note: str = ""
 
     def _with(self, verdict: Verdict) -> list[CellComparison]:
         return [c for c in self.cells if c.verdict == verdict]
@@ -161,6 +164,8 @@ class Comparison:
         """What every rendering of this comparison must say: busy hosts, states and environments that differ."""
         out = [f"run {side} ({rid}): {w}" for side, rid, m in (("A", self.run_a, self.machine_a), ("B", self.run_b, self.machine_b)) for w in machine_warnings(m)]
         out += [f"machine state differs: {c}" for c in self.machine_changes]
+        if self.speed_note and not self.speed_adjusted:  # said as a note, not a warning, when it worked
+            out.append(self.speed_note)
         if self.environment_changes:
             out.append(f"environment differs in {len(self.environment_changes)} field{'s' * (len(self.environment_changes) != 1)}")
         if any(c.evidence == "calls" for c in self.cells):
@@ -209,6 +214,8 @@ class Comparison:
             "environment_changes": {k: list(v) for k, v in self.environment_changes.items()},
             "machine": {"a": self.machine_a, "b": self.machine_b, "load_a": load(self.load_a), "load_b": load(self.load_b)},
             "machine_changes": self.machine_changes,
+            "speed_adjusted": self.speed_adjusted,
+            "speed_note": self.speed_note,
         }
 
 
@@ -227,6 +234,7 @@ def compare(
     *,
     correction: Correction = "bh",
     history: Sequence[RunInfo] = (),
+    adjust_speed: bool = True,
 ) -> Comparison:
     """Compare run ``run_b`` against the baseline ``run_a``, cell by cell.
 
@@ -242,6 +250,8 @@ def compare(
         correction (`"bh"`, `"holm"` or `"none"`): the multiple-comparison correction.
         history: earlier runs (with their cells) whose measurements of the same cells give the
             noise floor; A and B themselves are skipped if present.
+        adjust_speed: divide each round's time by its speed probe when both runs hold probes and
+            share an environment (:mod:`diffprof.analysis.evidence`).
 
     Raises:
         ConfigError: bad threshold/alpha/correction, a metric neither registered nor in either
@@ -266,9 +276,10 @@ def compare(
     busy = " and ".join(f"run {s}'s host was busy ({load.reason})" for s, load in (("A", load_a), ("B", load_b)) if load.busy) or None
     pairs, only_a, only_b = match_cells(run_a.cells, run_b.cells)
     exclude = (run_a.id, run_b.id)
-    rows = [_row(a, b, metric, sample) for a, b in pairs]
+    speed, speed_note = _speed(run_a, run_b, pairs, metric) if adjust_speed else (None, "")
+    rows = [_row(a, b, metric, sample, speed) for a, b in pairs]
     prior_a, prior_b = (_prior([r.values_a if r.evidence == "rounds" else [] for r in rows]), _prior([r.values_b if r.evidence == "rounds" else [] for r in rows]))
-    changes = [_change(row, a, metric, sample, run_a, history, exclude, prior_a, prior_b) for row, (a, _) in zip(rows, pairs)]
+    changes = [_change(row, a, metric, sample, run_a, history, exclude, prior_a, prior_b, speed) for row, (a, _) in zip(rows, pairs)]
     adjusted = adjust([change.p_value if change is not None else None for change in changes], correction)
     judged = [_judge(row, change, p, threshold, alpha, direction, busy) for row, change, p in zip(rows, changes, adjusted)]
     return Comparison(
@@ -276,7 +287,35 @@ def compare(
         cells=judged, only_a=only_a, only_b=only_b, environment_changes=environment_changes(run_a.environment, run_b.environment),
         correction=correction, name_a=run_a.name, name_b=run_b.name, load_a=load_a, load_b=load_b,
         machine_a=run_a.machine, machine_b=run_b.machine, machine_changes=machine_changes(run_a.machine, run_b.machine),
+        speed_adjusted=speed is not None, speed_note=speed_note,
     )
+
+
+def _speed(run_a: RunInfo, run_b: RunInfo, pairs: Sequence[tuple[CellResult, CellResult]], metric: str) -> tuple[float | None, str]:
+    """The speed reference times are adjusted to, and the note that says so (None, "" when not).
+
+    Only between runs of one environment (apart from the source revision): a new torch, driver or
+    device may change the probe's own speed, which is a change to report, not to divide out. Only
+    when every compared cell carries probes, so all cells are judged alike."""
+    if not speed_adjustable(metric) or not pairs:
+        return None, ""
+    if not all(probes(a, metric) and probes(b, metric) for a, b in pairs if a.ok and b.ok):
+        return None, ""
+    if not same_environment(run_a.environment, run_b.environment):
+        return None, "times compared as measured, not speed-adjusted: the runs' environments differ (see the environment changes)"
+    ref_a, ref_b = speed_reference(a for a, _ in pairs), speed_reference(b for _, b in pairs)
+    reference = speed_reference(c for pair in pairs for c in pair)
+    if reference is None or ref_a is None or ref_b is None:
+        return None, ""
+    ratio = ref_b / ref_a
+    return reference, (f"times adjusted for the machine's speed: the speed probe ran {_pct_change(ratio)} in B than in A "
+                       "(a fixed piece of work timed beside every round; --no-speed-adjust compares them as measured)")
+
+
+def _pct_change(ratio: float) -> str:
+    if abs(ratio - 1) < 0.005:
+        return "as fast"
+    return f"{100 * abs(ratio - 1):.0f}% {'slower' if ratio > 1 else 'faster'}"
 
 
 def match_cells(
@@ -307,7 +346,7 @@ def _match_key(cell: CellResult) -> str:
     return json.dumps([cell.suite, cell.labels], sort_keys=True, default=str)
 
 
-def _row(a: CellResult, b: CellResult, metric: str, sample: str | None) -> CellComparison:
+def _row(a: CellResult, b: CellResult, metric: str, sample: str | None, speed: float | None = None) -> CellComparison:
     """One matched pair's row with the values it weighs (its verdict already set where a failed
     or missing side decides it)."""
     value_a, value_b = _value(a, metric), _value(b, metric)
@@ -325,7 +364,7 @@ def _row(a: CellResult, b: CellResult, metric: str, sample: str | None) -> CellC
         row.verdict = "missing"
         row.note = f"{metric} missing in {'A' if value_a is None else 'B'}"
         return row
-    (values_a, kind_a), (values_b, kind_b) = cell_values(a, metric, sample), cell_values(b, metric, sample)
+    (values_a, kind_a), (values_b, kind_b) = cell_values(a, metric, sample, speed), cell_values(b, metric, sample, speed)
     row.values_a, row.values_b = values_a, values_b
     row.n_a, row.n_b = len(values_a), len(values_b)
     row.evidence = kind_a if kind_a == kind_b else "calls" if "calls" in (kind_a, kind_b) else "value"
@@ -342,7 +381,7 @@ def _prior(series: list[list[float]]) -> Prior | None:
 
 def _change(
     row: CellComparison, a: CellResult, metric: str, sample: str | None, run_a: RunInfo, history: Sequence[RunInfo],
-    exclude: tuple[int, int], prior_a: Prior | None, prior_b: Prior | None,
+    exclude: tuple[int, int], prior_a: Prior | None, prior_b: Prior | None, speed: float | None = None,
 ) -> Change | None:
     """The change of one row (None where a failed or missing side, or no positive value, decides it)."""
     if row.verdict in ("failed", "missing"):
@@ -352,7 +391,7 @@ def _change(
         row.ratio = (1.0 if value_b == 0 else math.inf) if value_a == 0 else value_b / value_a
         return None
     use_priors = row.evidence == "rounds"
-    floor = history_floor(a, run_a, history, metric, sample, exclude)
+    floor = history_floor(a, run_a, history, metric, sample, exclude, speed)
     change = estimate_change(row.values_a, row.values_b, floor, prior_a if use_priors else None, prior_b if use_priors else None)
     row.ratio, row.p_value = change.ratio, change.p_value
     row.history_runs = change.floor.runs if change.floor is not None else 0
