@@ -30,7 +30,6 @@ fails in B: what ``diffprof compare`` turns into exit code 1. :func:`compare` ne
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections import defaultdict
@@ -38,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from diffprof.analysis.evidence import Evidence, cell_values, history_floor, probes, same_environment, speed_adjustable, speed_reference
+from diffprof.analysis.evidence import Evidence, cell_values, history_floor, match_cells, speed_for
 from diffprof.analysis.machine import HostLoad, host_load, machine_changes, machine_warnings
 from diffprof.analysis.verdicts import CORRECTIONS, Change, Correction, Prior, Verdict, adjust, estimate_change, judge, pooled_prior, run_value
 from diffprof.environment import environment_changes
@@ -276,7 +275,7 @@ def compare(
     busy = " and ".join(f"run {s}'s host was busy ({load.reason})" for s, load in (("A", load_a), ("B", load_b)) if load.busy) or None
     pairs, only_a, only_b = match_cells(run_a.cells, run_b.cells)
     exclude = (run_a.id, run_b.id)
-    speed, speed_note = _speed(run_a, run_b, pairs, metric) if adjust_speed else (None, "")
+    speed, speed_note = speed_for(run_a, run_b, pairs, metric) if adjust_speed else (None, "")
     rows = [_row(a, b, metric, sample, speed) for a, b in pairs]
     prior_a, prior_b = (_prior([r.values_a if r.evidence == "rounds" else [] for r in rows]), _prior([r.values_b if r.evidence == "rounds" else [] for r in rows]))
     changes = [_change(row, a, metric, sample, run_a, history, exclude, prior_a, prior_b, speed) for row, (a, _) in zip(rows, pairs)]
@@ -289,61 +288,6 @@ def compare(
         machine_a=run_a.machine, machine_b=run_b.machine, machine_changes=machine_changes(run_a.machine, run_b.machine),
         speed_adjusted=speed is not None, speed_note=speed_note,
     )
-
-
-def _speed(run_a: RunInfo, run_b: RunInfo, pairs: Sequence[tuple[CellResult, CellResult]], metric: str) -> tuple[float | None, str]:
-    """The speed reference times are adjusted to, and the note that says so (None, "" when not).
-
-    Only between runs of one environment (apart from the source revision): a new torch, driver or
-    device may change the probe's own speed, which is a change to report, not to divide out. Only
-    when every compared cell carries probes, so all cells are judged alike."""
-    if not speed_adjustable(metric) or not pairs:
-        return None, ""
-    if not all(probes(a, metric) and probes(b, metric) for a, b in pairs if a.ok and b.ok):
-        return None, ""
-    if not same_environment(run_a.environment, run_b.environment):
-        return None, "times compared as measured, not speed-adjusted: the runs' environments differ (see the environment changes)"
-    ref_a, ref_b = speed_reference(a for a, _ in pairs), speed_reference(b for _, b in pairs)
-    reference = speed_reference(c for pair in pairs for c in pair)
-    if reference is None or ref_a is None or ref_b is None:
-        return None, ""
-    ratio = ref_b / ref_a
-    return reference, (f"times adjusted for the machine's speed: the speed probe ran {_pct_change(ratio)} in B than in A "
-                       "(a fixed piece of work timed beside every round; --no-speed-adjust compares them as measured)")
-
-
-def _pct_change(ratio: float) -> str:
-    if abs(ratio - 1) < 0.005:
-        return "as fast"
-    return f"{100 * abs(ratio - 1):.0f}% {'slower' if ratio > 1 else 'faster'}"
-
-
-def match_cells(
-    cells_a: list[CellResult], cells_b: list[CellResult]
-) -> tuple[list[tuple[CellResult, CellResult]], list[CellResult], list[CellResult]]:
-    """Pair cells with equal (suite, labels); return the pairs and the unmatched of each side.
-
-    Should one run hold several cells with the same suite and labels (settings differing outside
-    the labels), they pair up in stored order.
-    """
-    by_key: dict[str, list[CellResult]] = defaultdict(list)
-    for cell in cells_b:
-        by_key[_match_key(cell)].append(cell)
-    pairs: list[tuple[CellResult, CellResult]] = []
-    only_a: list[CellResult] = []
-    for cell in cells_a:
-        candidates = by_key.get(_match_key(cell))
-        if candidates:
-            pairs.append((cell, candidates.pop(0)))
-        else:
-            only_a.append(cell)
-    matched_b = {id(b) for _, b in pairs}
-    only_b = [c for c in cells_b if id(c) not in matched_b]
-    return pairs, only_a, only_b
-
-
-def _match_key(cell: CellResult) -> str:
-    return json.dumps([cell.suite, cell.labels], sort_keys=True, default=str)
 
 
 def _row(a: CellResult, b: CellResult, metric: str, sample: str | None, speed: float | None = None) -> CellComparison:

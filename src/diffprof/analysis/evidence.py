@@ -16,7 +16,9 @@ down) and keep a change of the code (the probe's work did not change). :func:`sp
 
 from __future__ import annotations
 
+import json
 import math
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
@@ -125,3 +127,58 @@ def history_floor(
         return None
     series = [cell_values(c, metric, sample, speed)[0] for c in [*earlier, cell]]
     return noise_floor([s for s in series if s])
+
+
+def match_cells(
+    cells_a: list[CellResult], cells_b: list[CellResult]
+) -> tuple[list[tuple[CellResult, CellResult]], list[CellResult], list[CellResult]]:
+    """Pair cells with equal (suite, labels); return the pairs and the unmatched of each side.
+
+    Should one run hold several cells with the same suite and labels (settings differing outside
+    the labels), they pair up in stored order.
+    """
+    by_key: dict[str, list[CellResult]] = defaultdict(list)
+    for cell in cells_b:
+        by_key[_match_key(cell)].append(cell)
+    pairs: list[tuple[CellResult, CellResult]] = []
+    only_a: list[CellResult] = []
+    for cell in cells_a:
+        candidates = by_key.get(_match_key(cell))
+        if candidates:
+            pairs.append((cell, candidates.pop(0)))
+        else:
+            only_a.append(cell)
+    matched_b = {id(b) for _, b in pairs}
+    only_b = [c for c in cells_b if id(c) not in matched_b]
+    return pairs, only_a, only_b
+
+
+def _match_key(cell: CellResult) -> str:
+    return json.dumps([cell.suite, cell.labels], sort_keys=True, default=str)
+
+
+def speed_for(run_a: RunInfo, run_b: RunInfo, pairs: Sequence[tuple[CellResult, CellResult]], metric: str) -> tuple[float | None, str]:
+    """The speed reference times are adjusted to, and the note that says so (None, "" when not).
+
+    Only between runs of one environment (apart from the source revision): a new torch, driver or
+    device may change the probe's own speed, which is a change to report, not to divide out. Only
+    when every compared cell carries probes, so all cells are judged alike."""
+    if not speed_adjustable(metric) or not pairs:
+        return None, ""
+    if not all(probes(a, metric) and probes(b, metric) for a, b in pairs if a.ok and b.ok):
+        return None, ""
+    if not same_environment(run_a.environment, run_b.environment):
+        return None, "times compared as measured, not speed-adjusted: the runs' environments differ (see the environment changes)"
+    ref_a, ref_b = speed_reference(a for a, _ in pairs), speed_reference(b for _, b in pairs)
+    reference = speed_reference(c for pair in pairs for c in pair)
+    if reference is None or ref_a is None or ref_b is None:
+        return None, ""
+    ratio = ref_b / ref_a
+    return reference, (f"times adjusted for the machine's speed: the speed probe ran {_pct_change(ratio)} in B than in A "
+                       "(a fixed piece of work timed beside every round; --no-speed-adjust compares them as measured)")
+
+
+def _pct_change(ratio: float) -> str:
+    if abs(ratio - 1) < 0.005:
+        return "as fast"
+    return f"{100 * abs(ratio - 1):.0f}% {'slower' if ratio > 1 else 'faster'}"
