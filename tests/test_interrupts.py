@@ -134,3 +134,28 @@ def test_a_live_run_is_not_resumed_twice_and_sigterm_exits_143(tmp_path):
         if first.poll() is None:
             first.kill()
     assert first.returncode == 143 and "interrupted (SIGTERM)" in err and "resume: diffprof bench --resume" in err
+
+
+def test_an_interruption_after_the_run_finished_says_the_run_is_complete(tmp_path, capsys):
+    """A signal that lands while bench prints its tables or writes its report (all cells stored):
+    the message names the complete run, not 'no run was being recorded' (the interrupt campaign
+    hit this twice in 33 interruptions)."""
+    from diffprof.cli import commands  # noqa: F401  (registers bench's way to continue)
+    from diffprof.cli.app import _interrupted
+    from diffprof.results import CellResult
+    from diffprof.suites.runner import RunSummary, after_run
+
+    with Store(tmp_path / "r.db") as store:
+        rid = store.create_run("diffprof bench", {}, {})
+        for i in range(3):
+            store.add_cell(rid, CellResult("s", {"i": i}, {}, metrics={"m": 1.0}))
+        store.finish_run(rid)
+        with pytest.raises(Interrupted) as caught:
+            with after_run(store, RunSummary(run_id=rid)):
+                raise KeyboardInterrupt
+    kept = caught.value.kept
+    assert kept is not None and kept.finished and (kept.ok, kept.stored, kept.total) == (3, 3, 3)
+    assert _interrupted(caught.value, ["bench", "--db", str(tmp_path / "r.db")]) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"kept: run {rid} in " in err and "3 of 3 cells stored" in err and "had finished measuring" in err
+    assert f"its tables: diffprof show {rid} --db " in err and "--resume" not in err

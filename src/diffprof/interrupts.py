@@ -28,6 +28,8 @@ class Kept:
     failed: int
     #: Cells the run was asked to measure (``None`` when it grows as it goes, as ``tune``'s does).
     total: int | None = None
+    #: The run had finished measuring: the interruption cut short what follows it (a report, a fit).
+    finished: bool = False
 
     @property
     def stored(self) -> int:

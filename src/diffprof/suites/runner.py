@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -200,6 +200,21 @@ def kept_on_interrupt(exc: KeyboardInterrupt, store: Any, run_id: int, total: in
     counts = store.cell_counts(run_id)
     stopped.kept = Kept(run_id, str(store.path), counts["ok"], counts["failed"], total)
     return stopped
+
+
+@contextmanager
+def after_run(store: Any, summary: RunSummary) -> Iterator[None]:
+    """What a command does once its run finished (print the tables, write the report, fit): an
+    interruption there says what the run kept, complete, rather than that no run was recorded."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Interrupted) and exc.kept is not None:
+            raise
+        stopped = kept_on_interrupt(exc, store, summary.run_id, None)
+        assert stopped.kept is not None
+        stopped.kept = replace(stopped.kept, total=stopped.kept.stored, finished=True)
+        raise stopped from None
 
 
 class RecordedRun:
