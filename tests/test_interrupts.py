@@ -159,3 +159,25 @@ def test_an_interruption_after_the_run_finished_says_the_run_is_complete(tmp_pat
     err = " ".join(capsys.readouterr().err.split())
     assert f"kept: run {rid} in " in err and "3 of 3 cells stored" in err and "had finished measuring" in err
     assert f"its tables: diffprof show {rid} --db " in err and "--resume" not in err
+
+
+def test_a_signal_swallowed_in_a_destructor_stops_the_run_at_the_next_cell():
+    """SIGINT landing in a ``__del__`` is only printed by Python ("Exception ignored in"); the
+    interruption is raised again where the runner may stop, between cells."""
+    import gc
+    import os
+
+    from diffprof.interrupts import raise_pending
+
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler raises here, inside __del__: swallowed
+
+    with signals_interrupt() as caught:
+        raise_pending()  # nothing caught yet: nothing raised
+        Finalized()
+        gc.collect()
+        assert len(caught.raised) == 1  # caught, but the code running on never saw it
+        with pytest.raises(Interrupted, match="SIGINT"):
+            raise_pending()
+    raise_pending()  # outside the block: nothing pending

@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
-from diffprof.interrupts import Interrupted, Kept, as_interrupted
+from diffprof.interrupts import Interrupted, Kept, as_interrupted, raise_pending
 from diffprof.profiler.machine import MachineState, MachineTracker
 from diffprof.results import CellResult
 from diffprof.suites.base import Cell, expand
@@ -177,6 +177,7 @@ class Runner:
                     tracker.mark(f"round {index}")
                 if following is None:
                     self._stored(summary, stored)
+                raise_pending()  # a signal swallowed on its way (in a __del__, say) stops the run here
 
     def _stored(self, summary: RunSummary, stored: CellResult, *, quiet: bool = False) -> None:
         summary.cells.append(stored)
