@@ -80,7 +80,7 @@ def measure_cell(
     names = quality_metrics(config, cell.suite) if cell.round is None or cell.round.index == 1 else []
     if names:
         cache = quality if quality is not None else QualityCache(config.reference_cache)
-        score = score_quality(engine, config, names, cache, request)
+        score = score_quality(engine, config, names, cache, request, timed=results[0])
         metrics.update(score.metrics)
         samples.update(score.samples)
         settings["quality"] = score.about
