@@ -118,7 +118,7 @@ class CellsRunner(Runner):
 
 def snap(value: float, model: str = "tiny-sd") -> int:
     """A side near ``value`` the model takes (multiples of 8; of 16 for FLUX and SD3, 32 for SANA)."""
-    from diffprof.suites.model_facts import model_facts
+    from diffprof.engine.model_facts import model_facts
 
     return model_facts(model).round_size(value)
 

@@ -178,18 +178,17 @@ class Architecture:
         """:meth:`features` without FLOPs (zero): the weights and traced activations a memory check
         needs, sharing :meth:`features`' traces."""
         w = workload
-        n = w.batch * (2 if w.guided else 1)
         h, wd = w.height // self.vae_scale, w.width // self.vae_scale
         weights = self.component_bytes(precision)
-        text_act = self._cached(("text", n, precision), lambda: self._text_activation(n, precision))
-        unet_act = self._cached(("unet", h, wd, n, precision, optimizations.attention),
-                                lambda: self._unet_activation(h, wd, n, precision, optimizations))
+        text_act = self._cached(("text", w.batch, w.guided, precision), lambda: self._text_activation(w.batch, w.guided, precision))
+        unet_act = self._cached(("unet", h, wd, w.batch, w.guided, precision, optimizations.attention),
+                                lambda: self._unet_activation(h, wd, w.batch, w.guided, precision, optimizations))
         vae_precision = self.vae_precision(precision)
         vae_act = self._cached(("vae-act", h, wd, w.batch, vae_precision, optimizations.vae_slicing, optimizations.vae_tiling),
                                lambda: self._vae_activation(h, wd, w.batch, vae_precision, optimizations))
         return Features(
             text=Phase(0.0, float(text_act), sum(weights[name] for name in self.text_encoders)),
-            unet=Phase(0.0, float(unet_act), weights["unet"]),
+            unet=Phase(0.0, float(unet_act), weights[self.denoiser]),
             vae=Phase(0.0, float(vae_act), self.component_bytes(vae_precision)["vae"]),
             pixels=w.pixels, batch=w.batch, largest_layer_bytes=self.largest_layer_bytes(precision),
         )

@@ -117,7 +117,7 @@ class Estimator:
     # ------------------------------------------------------------------ helpers
     def _workload(self, width: int, height: int, steps: int, batch: int, guidance: float | None) -> Workload:
         from diffprof.engine.calls import check_multiple
-        from diffprof.suites.model_facts import model_facts
+        from diffprof.engine.model_facts import model_facts
 
         facts = model_facts(self.key.model)  # FLUX and SD3 sides are multiples of 16, SANA's of 32
         check_multiple(int(width), int(height), facts.size_multiple, self.key.model, facts.denoiser)

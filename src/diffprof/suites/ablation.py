@@ -7,9 +7,9 @@ fp8 on a diffusion transformer, where the device runs it)."""
 from __future__ import annotations
 
 from diffprof.config import RunConfig
+from diffprof.engine.model_facts import model_facts
 from diffprof.engine.switches import compiles, expand_fast, fast_switches, runs_on, uncompiled
 from diffprof.suites.base import Cell, Suite, cuda_expected, register
-from diffprof.suites.model_facts import model_facts
 
 
 @register

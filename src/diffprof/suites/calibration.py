@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from diffprof.config import RunConfig, parse_resolution
 from diffprof.suites.base import Cell, Suite, cuda_expected, register
-from diffprof.suites.model_facts import model_facts
+from diffprof.engine.model_facts import model_facts
 
 #: Sizes as fractions of the native size, and batches: on a GPU or for a tiny model ...
 FACTORS, BATCHES = (0.5, 1.0, 1.5), (1, 4)

@@ -23,10 +23,10 @@ from __future__ import annotations
 from typing import Any
 
 from diffprof.config import RunConfig
+from diffprof.engine.model_facts import ModelFacts, model_facts
 from diffprof.engine.switches import Optimizations, label_switches, yield_to
 from diffprof.errors import ConfigError
 from diffprof.suites.base import Cell, Suite, cuda_expected, register
-from diffprof.suites.model_facts import ModelFacts, model_facts
 
 #: What the default list adds on a diffusion transformer (those the model and device run).
 TRANSFORMER_OPTIONS = ("group_offload", "group_offload=leaf", "t5_offload", "drop_t5", "layerwise_casting", "int8_weights", "fp8")

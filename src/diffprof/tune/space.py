@@ -94,7 +94,7 @@ class SearchSpace:
     ) -> SearchSpace:
         """The default space for ``device`` (and ``model``: its scheduler kind and denoiser, read from
         its configs), with any axis replaced; invalid values raise ConfigError."""
-        from diffprof.suites.model_facts import ModelFacts, model_facts
+        from diffprof.engine.model_facts import ModelFacts, model_facts
 
         facts = model_facts(model) if model is not None else ModelFacts()
         scheduler_kind = facts.kind or SchedulerKind(flow=False)
