@@ -335,10 +335,10 @@ def write_out(model: str, rows: dict[str, dict[str, Any]], args: argparse.Namesp
              *table(model, rows, args.steps), *verdicts(rows)]
     for variant, r in rows.items():
         if r.get("text_by_s"):
-            lines.append(f"{variant} text encoders: " + ", ".join(f"{c} {s * 1e3:.1f} ms" for c, s in r["text_by_s"].items())
-                         + (f" (text embeddings {r['text']} on the timed calls)" if r.get("text") else ""))
+            lines.append(f"{variant} text encoders: " + ", ".join(f"{c} {s * 1e3:.1f} ms" for c, s in r["text_by_s"].items()))
         if r.get("switches"):
-            lines.append(f"{variant} ran {r['switches']}; first call {r['first_call_s'] or 0:.1f} s; compile cache {r.get('compile_cache') or '-'}")
+            text = f"; text embeddings {r['text']} on the timed calls" if r.get("text") else ""
+            lines.append(f"{variant} ran {r['switches']}{text}; first call {r['first_call_s'] or 0:.1f} s; compile cache {r.get('compile_cache') or '-'}")
         if r.get("note"):
             lines.append(f"{variant}: {r['note']}")
     if "check" in rows.get("diffprof eager", {}):

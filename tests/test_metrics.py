@@ -166,7 +166,7 @@ def test_show_console_and_markdown_print_a_cell_the_same() -> None:
     run = RunInfo(1, "2026-01-01T00:00:00", None, "finished", "bench", {}, {}, [cell])
     full = metric_texts(cell, list(VALUES))
     assert full["s_per_image"] == "1.2 s [1.20–1.25]"  # call_s / batch: 3 repeats, so min–max; 2 figures from the spread
-    show = _text(cells_table(run))
+    show = _text(cells_table(run), width=480)  # every registered metric in one row
     console = get_renderer("console").render(run, ReportOptions(width=400))
     markdown = get_renderer("markdown").render(run)
     for name, text in full.items():

@@ -141,7 +141,10 @@ def count_flops(engine: Engine, result: GenerationResult, unet_evals: int) -> tu
         return None, None
     steps = result.timing.n_steps or unet_evals
     per_step = breakdown.unet_per_eval * unet_evals / steps if steps else float(breakdown.unet_per_eval)
-    return float(breakdown.per_call(unet_evals, decode=bool(result.images), encode=encode)), float(per_step)
+    total = breakdown.per_call(unet_evals, decode=bool(result.images), encode=encode)
+    if s.get("text_embeddings") == "cached":  # the text cache answered: no text encoder ran
+        total -= breakdown.text_encoder
+    return float(total), float(per_step)
 
 
 def matmul_peaks(engine: Engine) -> DevicePeaks | None:
