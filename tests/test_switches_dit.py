@@ -124,6 +124,10 @@ class Pipe:
         for name, module in self.components.items():
             setattr(self, name, module)
 
+    def to(self, device):
+        self.calls.append(("pipe.to", {}))
+        return self
+
     def _module(self, name: str) -> torch.nn.Module:
         calls = self.calls
         module = torch.nn.Linear(2, 2)
@@ -200,8 +204,17 @@ def test_the_ablation_suite_takes_out_each_element_of_the_models_fast(gpu):
     assert "fast - fp8" not in [c.labels["variant"] for c in expand(RunConfig.from_mapping({"suites": ["ablation"], "model": "flux-dev"}))]
 
 
-def test_estimate_refuses_what_its_model_does_not_derive():
-    from diffprof.estimate.model import UNMODELLED
-
-    opts = Optimizations.parse("group_offload,layerwise_casting")
-    assert [n for n, (f, v) in UNMODELLED.items() if getattr(opts, f) == v] == ["group_offload", "layerwise_casting"]
+def test_fp8_quantizes_a_transformers_large_linear_layers(monkeypatch):
+    """fp8 reaches the denoiser whichever it is: a FLUX transformer's linear layers, per-row scales at bf16
+    (the kernels need Ada/Hopper, so torchao's quantize_ is recorded here, not run)."""
+    torchao_quantization = pytest.importorskip("torchao.quantization")
+    calls = []
+    monkeypatch.setattr(torchao_quantization, "quantize_", lambda module, config, filter_fn: calls.append((module, config, filter_fn)))
+    pipe = Pipe()
+    pipe.transformer = torch.nn.Sequential(torch.nn.Linear(3072, 3072), torch.nn.Linear(3072, 64)).to(torch.bfloat16)
+    pipe.transformer.dtype = torch.bfloat16
+    apply_optimizations(pipe, Optimizations.parse("fp8"), CPU)
+    (module, config, filter_fn), = calls
+    granularity = config.granularity if isinstance(config.granularity, list) else [config.granularity]
+    assert module is pipe.transformer and {type(g).__name__ for g in granularity} == {"PerRow"} and config.set_inductor_config is False
+    assert [filter_fn(m, n) for n, m in module.named_children()] == [True, False]
