@@ -147,6 +147,7 @@ def main() -> int:
     parser.add_argument("--sizes", default=None, help="calibrate on these square sizes (comma-separated) instead of the plan's")
     parser.add_argument("--quick", action="store_true", help="five short held-out workloads (HELD_OUT_QUICK) instead of eight")
     parser.add_argument("--doc", metavar="PAGE.md", help="also write the table into this page's estimate-MODEL section")
+    parser.add_argument("--force", action="store_true", help="skip the up-front memory check of each cell (a GPU known to hold them)")
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     threads = args.threads if args.threads is not None else (None if cuda else 1)
@@ -159,7 +160,7 @@ def main() -> int:
         os.environ["MALLOC_MMAP_THRESHOLD_"] = str(int(args.mmap_threshold))  # read by each fresh cell process
     db = args.db or str(Path(tempfile.mkdtemp(prefix="diffprof-estimate-")) / "estimate.db")
     base = {"model": args.model, "weights": args.weights, "device": args.device, "precision": args.precision, "threads": threads,
-            "repeats": args.repeats, "warmup": 1, "isolate": isolate, "db": db, "report": None}
+            "repeats": args.repeats, "warmup": 1, "isolate": isolate, "db": db, "report": None, "force": args.force}
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
 

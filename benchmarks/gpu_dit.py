@@ -57,8 +57,8 @@ LOSSLESS = "diffprof -O fast - fp8 (lossless)"
 
 def lossless_switches(model: str, device: torch.device, precision: str) -> list[str]:
     """What ``fast`` holds on ``model`` on this device, less fp8."""
-    from diffprof.engine.switches import expand_fast, runs_on
     from diffprof.engine.model_facts import model_facts
+    from diffprof.engine.switches import expand_fast, runs_on
 
     return [t for t in expand_fast(["fast"], model_facts(model).denoiser, runs_on(device, precision)) if t != "fp8"]
 

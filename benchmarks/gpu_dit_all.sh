@@ -29,7 +29,7 @@ else
   PY=python3
   DEV=(--device cuda --size 1024 --steps 28 --warmup 1 --repeats 2)
   MODELS=(flux-dev sd35-large)
-  EST=(--model flux-dev --weights synthetic --device cuda --precision bf16 --sizes 512,768,1024 --quick --steps 4 --repeats 2)
+  EST=(--model flux-dev --weights synthetic --device cuda --precision bf16 --sizes 512,768,1024 --quick --steps 4 --repeats 2 --force)
   MEM=(--model flux-dev --device cuda --size 1024 --steps 8 --slow-steps 2 --repeats 1)
   FAST=(--optimize fast --lossless --eager-repeats 1)
 fi
@@ -53,8 +53,8 @@ case $PART in
     step 300 dit-flux-dev benchmarks/gpu_dit.py --model flux-dev "${DEV[@]}" "${FAST[@]}" --doc "$DOC"
     step 180 dit-memory-flux-dev benchmarks/gpu_dit_memory.py "${MEM[@]}" --doc "$DOC" ;;
   2)
-    step 330 dit-sd35-large benchmarks/gpu_dit.py --model sd35-large "${DEV[@]}" "${FAST[@]}" --doc "$DOC"
-    step 160 estimate-flux-dev benchmarks/estimate_accuracy.py "${EST[@]}" --time-target 0.15 --memory-target 0.10 --doc "$DOC" ;;
+    step 320 dit-sd35-large benchmarks/gpu_dit.py --model sd35-large "${DEV[@]}" "${FAST[@]}" --doc "$DOC"
+    step 170 estimate-flux-dev benchmarks/estimate_accuracy.py "${EST[@]}" --time-target 0.15 --memory-target 0.10 --doc "$DOC" ;;
   smoke)
     for model in "${MODELS[@]}"; do
       step 300 "dit-$model" benchmarks/gpu_dit.py --model "$model" "${DEV[@]}" --precision fp32 "${FAST[@]}" --doc "$OUT/benchmarks.md"
