@@ -209,6 +209,10 @@ def compare(
     alpha: float = typer.Option(0.05, help="Significance level, after the correction for the number of cells compared."),
     correction: str = typer.Option("bh", help="Multiple-comparison correction over the cells: bh (Benjamini-Hochberg), holm or none."),
     history: bool = typer.Option(True, "--history/--no-history", help="Use earlier runs of the same cells in the store as a noise floor."),
+    speed_adjust: bool = typer.Option(
+        True, "--speed-adjust/--no-speed-adjust",
+        help="Divide each round's time by the speed probe timed beside it (runs of one environment only), so a machine that ran slower is not read as slower code.",
+    ),
     format: str = typer.Option("console", "--format", "-f", help="console, markdown, json or html."),
     out: Path = typer.Option(None, "--out", "-o", help="Write the comparison to this file (html default: diffprof-compare-A-B.html)."),
     db: str = typer.Option("diffprof.db", help=H("db")),
@@ -231,7 +235,8 @@ def compare(
         raise ConfigError(f"threshold {threshold!r} is not a number", "e.g. 5% or 0.05") from exc
     renderer = get_comparison_renderer(format)  # an unknown format fails before the store is read
     with Store(_existing(db)) as store:
-        result = compare_runs(store, run_a, run_b, threshold=t, metric=metric, alpha=alpha, correction=correction, history=history)  # type: ignore[arg-type]
+        result = compare_runs(store, run_a, run_b, threshold=t, metric=metric, alpha=alpha, correction=correction, history=history,  # type: ignore[arg-type]
+                              adjust_speed=speed_adjust)
     if format == "console" and out is None:
         from diffprof.report.comparison.console import comparison_renderables
 

@@ -40,10 +40,12 @@ def compare_runs(
     *,
     correction: Correction = "bh",
     history: bool = True,
+    adjust_speed: bool = True,
 ) -> Comparison:
     """Compare run ``ref_b`` against the baseline ``ref_a`` (run references: an id, ``latest``,
     ``latest~N`` or a name); the other arguments are :func:`~diffprof.analysis.compare.compare`'s.
-    ``history=False`` leaves the store's earlier runs out (no noise floor).
+    ``history=False`` leaves the store's earlier runs out (no noise floor); ``adjust_speed=False``
+    compares times as measured (not divided by their rounds' speed probes).
 
     Raises:
         StoreError: a reference names no run.
@@ -53,5 +55,5 @@ def compare_runs(
     earlier = store.history([c.key for c in run_a.cells if c.ok], before=max(run_a.id, run_b.id)) if history else []
     return compare(
         run_a, run_b, threshold=threshold, metric=metric, sample=sample, alpha=alpha, direction=direction,
-        correction=correction, history=earlier,
+        correction=correction, history=earlier, adjust_speed=adjust_speed,
     )
