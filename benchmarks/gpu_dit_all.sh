@@ -6,6 +6,8 @@
 #                                      #   (c) peak memory and time per memory option (8 steps; sequential offload 2)
 #   bash benchmarks/gpu_dit_all.sh 2   # SD 3.5 Large 1024, 28 steps, CFG 3.5, bf16: (b) the same table as (a), and (d);
 #                                      #   (e) estimate held out on FLUX.1-dev (calibrate 512-1024 px, predict five other workloads)
+#   bash benchmarks/gpu_dit_all.sh tests   # the GPU-only paths' tests on the tiny presets (pytest -m cuda tests/test_fast_dit.py: flow-loop
+#                                          #   CUDA graphs, fast with fp8 and regional compile, every memory switch), ~3-5 min
 #   bash benchmarks/gpu_dit_all.sh smoke   # the whole chain on the tiny presets, on this machine's CPU (what the tests run)
 #
 # Everything goes to $OUT: each table as text (dit-*.txt, estimate-*.txt), as JSON, and docs/benchmarks.md with the tables in its
@@ -14,7 +16,7 @@
 # Compile caches (inductor's and diffprof's warm-start blobs) go to .cache/ in the repository (git-ignored): on a machine that
 # stays warm between the two calls, part 2 reuses part 1's VAE kernels.
 set -u
-PART=${1:?"which part: 1 (FLUX.1-dev), 2 (SD 3.5 Large + estimate) or smoke"}
+PART=${1:?"which part: 1 (FLUX.1-dev), 2 (SD 3.5 Large + estimate), tests or smoke"}
 if [ "$PART" = smoke ]; then
   export OUT="${OUT:-/tmp/out}" PYTHONUNBUFFERED=1
   mkdir -p "$OUT"
@@ -55,13 +57,17 @@ case $PART in
   2)
     step 320 dit-sd35-large benchmarks/gpu_dit.py --model sd35-large "${DEV[@]}" "${FAST[@]}" --doc "$DOC"
     step 170 estimate-flux-dev benchmarks/estimate_accuracy.py "${EST[@]}" --time-target 0.15 --memory-target 0.10 --doc "$DOC" ;;
+  tests)
+    echo "=== dit-cuda-tests (limit 330 s)"
+    timeout --signal=INT --kill-after=20 330 python3 -m pytest tests/test_fast_dit.py -m "cuda and not slow" -q -p no:cacheprovider -rs 2>&1 \
+      | grep -Ev "$QUIET" | tail -40 | tee "$OUT/dit-cuda-tests.txt" ;;
   smoke)
     for model in "${MODELS[@]}"; do
       step 300 "dit-$model" benchmarks/gpu_dit.py --model "$model" "${DEV[@]}" --precision fp32 "${FAST[@]}" --doc "$OUT/benchmarks.md"
     done
     step 300 dit-memory-tiny-flux benchmarks/gpu_dit_memory.py "${MEM[@]}" --doc "$OUT/benchmarks.md"
     step 600 estimate-tiny-flux benchmarks/estimate_accuracy.py "${EST[@]}" --doc "$OUT/benchmarks.md" ;;
-  *) echo "unknown part $PART: give 1, 2 or smoke" >&2; exit 2 ;;
+  *) echo "unknown part $PART: give 1, 2, tests or smoke" >&2; exit 2 ;;
 esac
-[ "$PART" != smoke ] && cp "$DOC" "$OUT/benchmarks.md"
+case $PART in 1|2) cp "$DOC" "$OUT/benchmarks.md" ;; esac
 echo "=== part $PART done in $SECONDS s; files in $OUT"

@@ -354,6 +354,7 @@ def test_each_memory_switch_runs_flux_on_a_gpu(switches):
 
 
 @pytest.mark.cuda
+@pytest.mark.slow  # nine of its ten cells compile
 def test_the_ablation_suite_on_a_transformer_on_a_gpu(tmp_path):
     result = run(tmp_path, model="tiny-flux", device="cuda", precision="bf16", suites=["ablation"], quality=["auto"])
     variants = [c.labels["variant"] for c in result.cells]
