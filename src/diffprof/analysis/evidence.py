@@ -169,6 +169,13 @@ def speed_for(run_a: RunInfo, run_b: RunInfo, pairs: Sequence[tuple[CellResult, 
         return None, ""
     if not same_environment(run_a.environment, run_b.environment):
         return None, "times compared as measured, not speed-adjusted: the runs' environments differ (see the environment changes)"
+    cells = [c for pair in pairs for c in pair if c.ok]
+    probe_spread, value_spread = _median_spread(cells, PROBE), _median_spread(cells, metric)
+    if probe_spread is not None and value_spread is not None and probe_spread > value_spread:
+        # dividing by a probe noisier than the cells adds its noise (H200, SD 1.5 -O fast: cells 0.1-0.3%,
+        # a 0.26 ms probe 1-3%; a real 2% slowdown read as +0.6%)
+        return None, (f"times compared as measured, not speed-adjusted: the speed probe scatters by {100 * probe_spread:.1f}% "
+                      f"from round to round, the cells by {100 * value_spread:.1f}%")
     ref_a, ref_b = speed_reference(a for a, _ in pairs), speed_reference(b for _, b in pairs)
     reference = speed_reference(c for pair in pairs for c in pair)
     if reference is None or ref_a is None or ref_b is None:
@@ -176,6 +183,16 @@ def speed_for(run_a: RunInfo, run_b: RunInfo, pairs: Sequence[tuple[CellResult, 
     ratio = ref_b / ref_a
     return reference, (f"times adjusted for the machine's speed: the speed probe ran {_pct_change(ratio)} in B than in A "
                        "(a fixed piece of work timed beside every round; --no-speed-adjust compares them as measured)")
+
+
+def _median_spread(cells: Sequence[CellResult], name: str) -> float | None:
+    """The median over ``cells`` of the round-to-round standard deviation of log ``name``."""
+    spreads = []
+    for cell in cells:
+        logs = [math.log(v) for v in cell.rounds.get(name) or [] if math.isfinite(v) and v > 0]
+        if len(logs) > 1:
+            spreads.append(float(np.std(logs, ddof=1)))
+    return float(np.median(spreads)) if spreads else None
 
 
 def _pct_change(ratio: float) -> str:
