@@ -1,8 +1,9 @@
 """How runs and cells map to the store's rows, both ways (the tables are in :mod:`.schema`).
 
 JSON text for labels, settings, config and environment; one row per metric (NaN as NULL), per
-sample series (a JSON list) and per artifact (a BLOB). Kept apart from :class:`~.store.Store`,
-which owns the connection and the transactions: these functions run inside them.
+sample series (a JSON list) and per artifact (a BLOB / BYTEA). Kept apart from
+:class:`~.store.Store`, which owns the connection and the transactions: these functions run inside
+them, on either backend (:mod:`.connection`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import json
 import math
 import os
 import socket
-import sqlite3
 from datetime import datetime, timezone
 from typing import Any
 
 from diffprof.results import CellResult, RunInfo
+from diffprof.store.connection import Connection
 
-RUN_COLUMNS = "id, created_at, finished_at, status, command, config, environment, name, host, pid"
+RUN_COLUMNS = "id, created_at, finished_at, status, command, config, environment, name, host, pid, uid"
 
 
 def now_iso() -> str:
@@ -39,7 +40,7 @@ def real(value: Any) -> float | None:
 # ---------------------------------------------------------------------- runs
 def run_from_row(row: tuple[Any, ...]) -> RunInfo:
     """A :class:`RunInfo` (without cells) from a ``SELECT RUN_COLUMNS FROM runs`` row."""
-    rid, created, finished, status, command, config, environment, name, host, pid = row
+    rid, created, finished, status, command, config, environment, name, host, pid, uid = row
     return RunInfo(
         id=int(rid),
         created_at=created,
@@ -49,6 +50,7 @@ def run_from_row(row: tuple[Any, ...]) -> RunInfo:
         config=json.loads(config),
         environment=json.loads(environment),
         name=name,
+        uid=uid,
     )
 
 
@@ -71,14 +73,16 @@ def effective_status(status: str, host: str | None, pid: int | None) -> str:
 
 
 # ---------------------------------------------------------------------- cells
-def insert_cell(conn: sqlite3.Connection, rid: int, cell: CellResult) -> int:
+def insert_cell(conn: Connection, rid: int, cell: CellResult) -> int:
     """Write ``cell`` into run ``rid`` (replacing an earlier attempt of its key); return its id.
 
-    Call inside a write transaction: the delete and the inserts commit together.
+    Call inside a write transaction: the run is locked against other writers of it, and the delete
+    and the inserts commit together.
     """
     key = cell.key
+    conn.lock_run(rid)
     conn.execute("DELETE FROM cells WHERE run_id = ? AND cell_key = ?", (rid, key))
-    cursor = conn.execute(
+    cid = conn.insert(
         "INSERT INTO cells (run_id, cell_key, suite, labels, settings, status, error, started_at, finished_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -93,7 +97,6 @@ def insert_cell(conn: sqlite3.Connection, rid: int, cell: CellResult) -> int:
             cell.finished_at or now_iso(),
         ),
     )
-    cid = int(cursor.lastrowid or 0)
     conn.executemany(
         "INSERT INTO metrics (cell_id, name, value) VALUES (?, ?, ?)",
         [(cid, name, real(value)) for name, value in cell.metrics.items()],
@@ -104,12 +107,12 @@ def insert_cell(conn: sqlite3.Connection, rid: int, cell: CellResult) -> int:
     )
     conn.executemany(
         "INSERT INTO artifacts (cell_id, name, data) VALUES (?, ?, ?)",
-        [(cid, name, sqlite3.Binary(bytes(data))) for name, data in cell.artifacts.items()],
+        [(cid, name, bytes(data)) for name, data in cell.artifacts.items()],
     )
     return cid
 
 
-def read_cells(conn: sqlite3.Connection, rid: int, artifacts: bool = False) -> list[CellResult]:
+def read_cells(conn: Connection, rid: int, artifacts: bool = False) -> list[CellResult]:
     """Run ``rid``'s cells in the order they were stored, with metrics and samples in theirs
     (artifact bytes only when asked)."""
     cells: dict[int, CellResult] = {}
