@@ -1,7 +1,8 @@
 """Run comparison: matching, significance, verdicts, directions, thresholds and the tables.
 
 Timings are synthetic and seeded: a base time per cell times a factor, with log-normal noise like
-real repeats, so every verdict here is deterministic.
+real repeats, so every verdict here is deterministic. The runs are stored in SQLite and in
+PostgreSQL (the ``store_url`` fixture): one test body, the same verdicts.
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ def bench_run(
 
 
 @pytest.fixture
-def store():
-    with Store(":memory:") as s:
+def store(store_url: str):
+    """Each comparison test runs on both backends: verdicts must not depend on where runs are stored."""
+    with Store(store_url) as s:
         yield s
 
 

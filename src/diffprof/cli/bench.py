@@ -16,6 +16,7 @@ import typer
 
 from diffprof.cli.app import app, console, err_console
 from diffprof.cli.options import config_options, flag_of
+from diffprof.cli.stores import db_option, open_store
 from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
 
@@ -54,10 +55,10 @@ def bench(
     *,
     overrides: dict[str, Any],
 ) -> None:
-    """Run benchmark suites, store every cell in SQLite, and write a report.
+    """Run benchmark suites, store every cell in the results store, and write a report.
 
-    With no arguments: the `quick` group on the built-in model, results in ./diffprof.db and an HTML
-    report in ./diffprof-report.html. Examples: `diffprof bench -s schedulers,resolutions --model sd15
+    With no arguments: the `quick` group on the built-in model, results in ./diffprof.db (or the
+    PostgreSQL store `--db postgresql://user@host/db` names) and an HTML report in ./diffprof-report.html. Examples: `diffprof bench -s schedulers,resolutions --model sd15
     --weights synthetic`; `diffprof bench --config seed.yaml`; `diffprof bench --resume latest`;
     `diffprof bench --executor local` (every GPU of this host); `diffprof bench --executor ray
     --ray-address auto` (a Ray cluster).
@@ -108,7 +109,7 @@ def bench(
         done = f"run {summary.run_id}: {summary.ok} ok, {summary.failed} failed"
         if summary.skipped:
             done += f", {summary.skipped} already done"
-        console.print(f"{done} in {summary.seconds:.1f} s · store {cfg.db}", highlight=False)
+        console.print(f"{done} in {summary.seconds:.1f} s · store {store.path}", highlight=False)
         if cfg.report:
             path = write_report(store, summary.run_id, cfg.report)
             console.print(f"report: [bold]{path.resolve()}[/]", highlight=False)
@@ -118,29 +119,27 @@ def bench(
 
 @app.command()
 def runs(
-    db: str = typer.Option("diffprof.db", help=H("db")),
+    db: str = db_option(),
     limit: int = typer.Option(20, help="How many runs, newest first."),
 ) -> None:
     """List stored runs, newest first, with their cell counts and status."""
     from diffprof.report.console_tables import runs_table
-    from diffprof.store import Store
 
-    with Store(_existing(db)) as store:
+    with open_store(db) as store:
         console.print(runs_table(store.list_runs(limit)))
 
 
 @app.command()
 def show(
     run: str = typer.Argument("latest", help="Run id, latest, latest~N or a run name."),
-    db: str = typer.Option("diffprof.db", help=H("db")),
+    db: str = db_option(),
     full: bool = typer.Option(False, "--full", help="Every metric (wide); by default the key ones: time, throughput, components, memory, MFU, quality."),
 ) -> None:
     """Show one run's cells with their metrics (failed cells with their reasons)."""
     from diffprof.environment import describe_environment
     from diffprof.report.console_tables import cells_table
-    from diffprof.store import Store
 
-    with Store(_existing(db)) as store:
+    with open_store(db) as store:
         info = store.get_run(run)
     console.print(f"run {info.id} · {info.status} · {info.created_at} · {info.command}", highlight=False)
     console.print(describe_environment(info.environment), highlight=False)
@@ -162,31 +161,70 @@ def compare(
     threshold: str = typer.Option("5%", help="Smallest change that counts, e.g. 5% or 0.05."),
     metric: str = typer.Option("s_per_image", help="Metric to compare (lower is better for times, higher for images_per_s)."),
     alpha: float = typer.Option(0.05, help="Significance level of the test on raw samples."),
-    db: str = typer.Option("diffprof.db", help=H("db")),
+    db: str = db_option(),
+    baseline_db: str = typer.Option(
+        None, "--baseline-db", help="Store of the baseline run A, when it is not --db: e.g. the team's postgresql:// store, "
+        "with B in this machine's diffprof.db."),
+    format: str = typer.Option(
+        "console", "--format", "-f", help="console (a table), junit (JUnit XML: one test case per cell, a regression fails) "
+        "or github (markdown for a GitHub Actions job summary)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the junit or github output to this file (default: standard output)."),
 ) -> None:
-    """Compare two runs cell by cell; exit code 1 on a significant regression beyond the threshold (for CI)."""
-    from diffprof.errors import ConfigError
-    from diffprof.report.console_tables import comparison_table
-    from diffprof.store import Store
-    from diffprof.store.compare import compare_runs
+    """Compare two runs cell by cell; exit code 1 on a significant regression beyond the threshold (for CI).
+
+    In CI: `diffprof compare main latest --baseline-db "$SHARED_DB" --format junit --out compare.xml`
+    (see docs/ci.md); `--format github >> "$GITHUB_STEP_SUMMARY"` puts the verdict table on the job's page.
+    """
+    from diffprof.analysis.compare import compare as compare_pair
+    from diffprof.errors import ConfigError, InputError
 
     try:
         t = float(threshold.rstrip("%")) / (100 if threshold.endswith("%") else 1)
     except ValueError as exc:
         raise ConfigError(f"threshold {threshold!r} is not a number", "e.g. 5% or 0.05") from exc
-    with Store(_existing(db)) as store:
-        result = compare_runs(store, run_a, run_b, threshold=t, metric=metric, alpha=alpha)
-    console.print(comparison_table(result))
-    console.print(result.summary(), highlight=False)
-    if not result.cells:
-        from diffprof.errors import InputError
+    renderer = None
+    if format != "console":
+        from diffprof.report.comparison import get_comparison_renderer
 
+        renderer = get_comparison_renderer(format)
+    elif out is not None:
+        raise ConfigError("--out writes the junit or github output; the console table is printed", "add --format junit or --format github, or drop --out")
+    with open_store(baseline_db or db) as store:
+        a = store.get_run(run_a)
+        if baseline_db is None:
+            b = store.get_run(run_b)
+    if baseline_db is not None:
+        with open_store(db) as store:
+            b = store.get_run(run_b)
+    result = compare_pair(a, b, threshold=t, metric=metric, alpha=alpha)
+    if renderer is None:
+        from diffprof.report.console_tables import comparison_table
+
+        console.print(comparison_table(result))
+        console.print(result.summary(), highlight=False)
+    else:
+        from diffprof.report.comparison import ComparisonOptions
+
+        text = renderer.render(result, ComparisonOptions(label_a=_run_label(a), label_b=_run_label(b)))
+        if out is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+        err_console.print(f"{result.summary()}" + (f" · {format}: {out}" if out else ""), highlight=False)
+    if not result.cells:
         raise InputError(
             f"runs {result.run_a} and {result.run_b} share no cell: nothing was compared",
             "compare runs of the same suites and settings (`diffprof show RUN` lists a run's cells)",
         )
     if result.has_regression:
         raise typer.Exit(1)
+
+
+def _run_label(run: Any) -> str:
+    """``main (run 12)``, or ``run 12`` for a run without a name."""
+    return f"{run.name} (run {run.id})" if run.name else f"run {run.id}"
 
 
 @app.command("report")
@@ -198,7 +236,7 @@ def report_cmd(
         None, "--into", help="Markdown page to update in place: the run's tables replace the part between the "
         "HTML comments 'diffprof:begin KEY' and 'diffprof:end KEY' (added at the end if absent); the rest stays."),
     section: str = typer.Option(None, "--section", help="KEY of the --into section (default: the run's name, else run-ID)."),
-    db: str = typer.Option("diffprof.db", help=H("db")),
+    db: str = db_option(),
     full: bool = typer.Option(False, "--full", help="Console: every metric and the whole environment, not just the key ones."),
 ) -> None:
     """Render a stored run as a report (html: one self-contained file with plots and images).
@@ -207,7 +245,6 @@ def report_cmd(
     --section memory-sdxl` writes the run's tables under a line naming its command, date and machine.
     """
     from diffprof.report import ReportOptions, get_renderer
-    from diffprof.store import Store
 
     if into is not None:
         if format not in (None, "markdown", "md") or out is not None:
@@ -215,7 +252,7 @@ def report_cmd(
         from diffprof.report.markdown import render_markdown_section
         from diffprof.report.sections import write_section
 
-        with Store(_existing(db)) as store:
+        with open_store(db) as store:
             info = store.get_run(store.resolve(run), artifacts=False)
         key = section or info.name or f"run-{info.id}"
         write_section(into, key, render_markdown_section(info))
@@ -225,7 +262,7 @@ def report_cmd(
         raise ConfigError("--section names a part of the --into page", "add --into PAGE.md, or drop --section")
     format = format or "html"
     renderer = get_renderer(format)
-    with Store(_existing(db)) as store:
+    with open_store(db) as store:
         rid = store.resolve(run)
         if format == "console" and out is None:
             from diffprof.report.console import console_renderables
@@ -234,11 +271,3 @@ def report_cmd(
             return
         path = write_report(store, rid, str(out or f"diffprof-report-{rid}.{renderer.file_extension}"), format)
     console.print(f"report: [bold]{path.resolve()}[/]", highlight=False)
-
-
-def _existing(db: str) -> str:
-    from diffprof.errors import StoreError
-
-    if not Path(db).exists():
-        raise StoreError(f"no results store at {db!r}", "run `diffprof bench` first, or pass --db PATH")
-    return db

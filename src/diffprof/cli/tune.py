@@ -17,6 +17,7 @@ from diffprof.cli.app import app, console, err_console
 from diffprof.cli.options import config_options
 from diffprof.config import RunConfig, from_text, split_values
 from diffprof.config.spec import check_value
+from diffprof.config.location import redact
 
 
 @app.command()
@@ -85,4 +86,4 @@ def tune(
     # 3. The evidence and the choice.
     console.print(result.table())
     console.print(result.summary(), highlight=False)
-    console.print(f"tuned config: [bold]{result.config_path}[/] · candidates stored as run {result.run_id} in {cfg.db}", highlight=False)
+    console.print(f"tuned config: [bold]{result.config_path}[/] · candidates stored as run {result.run_id} in {redact(cfg.db)}", highlight=False)

@@ -39,12 +39,14 @@ class Copied:
     unchanged: int
 
     def describe(self, source: str, dest: str) -> str:
-        """``run 3 of a.db -> run 12 of postgresql://ci@db/x: 4 cells copied``."""
+        """``run 3 of a.db -> run 12 of postgresql://ci@db/x: 4 cells copied``, or that it was there."""
+        if not self.created and not self.copied:
+            return f"run {self.source_id} of {source} is already run {self.dest_id} of {dest}: nothing to copy ({self.unchanged} cells)"
         what = f"{self.copied} cell{'s' if self.copied != 1 else ''} copied"
         if self.unchanged:
             what += f", {self.unchanged} already there"
-        verb = "->" if self.created else "-> (already there as)"
-        return f"run {self.source_id} of {source} {verb} run {self.dest_id} of {dest}: {what}"
+        there = "" if self.created else " (there before)"
+        return f"run {self.source_id} of {source} -> run {self.dest_id} of {dest}{there}: {what}"
 
 
 CellRows = tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]
