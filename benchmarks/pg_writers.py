@@ -42,12 +42,14 @@ class Outcome:
     victim_cells: int
     resume_s: float
     resume_output: str
+    load: float = 0.0
     problems: list[str] = field(default_factory=list)
     logs: dict[str, str] = field(default_factory=dict)
 
     def figures(self) -> str:
         return "\n".join([
-            f"{self.writers} bench processes at once: {self.cells} cells in {self.wall_s:.1f} s ({self.cells / self.wall_s:.2f} cells/s, all processes)",
+            f"{self.writers} bench processes at once: {self.cells} cells in {self.wall_s:.1f} s ({self.cells / self.wall_s:.2f} cells/s, all processes; "
+            f"host load average {self.load:.1f} on {os.cpu_count()} cores at the end)",
             f"killed writer: {self.killed_kept} of {self.victim_cells} cells were stored when it died; --resume finished it in {self.resume_s:.1f} s",
             "checks: " + ("every cell exactly once, all runs finished, integrity ok" if not self.problems else "; ".join(self.problems)),
         ])  # fmt: skip
@@ -97,7 +99,7 @@ def run(db: str, writers: int = 8, logs: Path | None = None, timeout: float = 54
         problems.append(f"resume exited {resumed.returncode}: {resumed.stderr[-2000:]}")
     problems += check(db, {**{n: SCHEDULERS for n in names}, VICTIM: VICTIM_SCHEDULERS})
     return Outcome(writers, wall, writers * len(SCHEDULERS), killed_kept, len(VICTIM_SCHEDULERS), resume_s, resumed.stdout + resumed.stderr,
-                   problems, {p.stem: p.read_text() for p in logs.glob("*.log")})
+                   os.getloadavg()[0], problems, {p.stem: p.read_text() for p in logs.glob("*.log")})
 
 
 def check(db: str, expected: dict[str, list[str]]) -> list[str]:

@@ -165,6 +165,25 @@ def test_finish_run_statuses_and_resume(store: Store) -> None:
         store.finish_run(rid, "done")  # type: ignore[arg-type]
 
 
+def test_a_run_interrupted_on_another_host_resumes_here(store: Store) -> None:
+    """One shared store, many machines: the run's owner is recorded (host, pid) and a resume
+    anywhere that reaches the store takes it over, keeping the cells the other host finished."""
+    import socket
+
+    rid = store.create_run("bench", {}, {})
+    store.add_cell(rid, make_cell(0))
+    store.finish_run(rid, "interrupted")
+    url = store.location.target
+    query(url, "UPDATE runs SET host = ?, pid = ? WHERE id = ?", ("ci-runner-7", 4242, rid))
+    assert store.get_run(rid).status == "interrupted"
+    assert store.resume_run(rid) == rid
+    assert query(url, "SELECT status, host, pid FROM runs WHERE id = ?", (rid,)) == [("running", socket.gethostname(), os.getpid())]
+    assert store.finished_keys(rid) == {make_cell(0).key}
+    store.add_cell(rid, make_cell(1))
+    store.finish_run(rid)
+    assert store.get_run(rid).counts == {"ok": 2}
+
+
 def test_add_cell_to_unknown_run_and_bad_status(store: Store) -> None:
     with pytest.raises(StoreError, match="run 5 not found"):
         store.add_cell(5, make_cell(0))
@@ -376,6 +395,38 @@ def test_failed_migration_leaves_the_database_as_it_was(store_url: str, monkeypa
     with Store(store_url) as s:
         assert s.schema_version == SCHEMA_VERSION
     assert "tags" not in columns(store_url, "runs")
+
+
+def test_the_integrity_check_finds_orphans_and_broken_keys(store: Store) -> None:
+    """The check the concurrency tests rely on can fail: rows written behind the store's back,
+    with the database's own foreign key enforcement switched off, are all found."""
+    rid = store.create_run("bench", {}, {})
+    store.add_cell(rid, make_cell(0))
+    assert store.integrity_problems() == []
+    url = store.location.target
+    behind_its_back = [
+        "INSERT INTO metrics (cell_id, name, value) VALUES (999, 'x', 1.0)",
+        "INSERT INTO cells (run_id, cell_key, suite, labels, settings, status) VALUES (999, 'k', 's', '{}', '{}', 'ok')",
+        "UPDATE runs SET uid = NULL",
+    ]
+    if is_postgres(url):  # one session in replica mode: PostgreSQL skips its foreign key checks
+        _pg_script(url, ["SET session_replication_role = replica", *behind_its_back])
+    else:  # a plain sqlite3 connection: foreign keys are off unless switched on
+        for sql in behind_its_back:
+            query(url, sql)
+    problems = store.integrity_problems()
+    assert "1 metrics row(s) belong to no cell" in problems and "1 cells row(s) belong to no run" in problems
+    assert "1 run(s) without a uid" in problems
+    if not is_postgres(url):  # SQLite's own foreign_key_check names them too
+        assert any("refers to a missing runs row" in p for p in problems)
+
+
+def _pg_script(url: str, statements: list[str]) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
 
 
 def test_runs_have_a_uid_that_survives_reopening(store: Store) -> None:
