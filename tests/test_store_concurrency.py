@@ -48,5 +48,6 @@ def test_concurrent_bench_processes_and_a_killed_one_store_every_cell_once(pg_se
         assert query(db, f"SELECT COUNT(*) FROM {table} WHERE cell_id NOT IN (SELECT id FROM cells)") == [(0,)], table
     assert query(db, "SELECT COUNT(*) FROM cells WHERE id NOT IN (SELECT cell_id FROM metrics)") == [(0,)]  # no cell without its metrics
     assert query(db, "SELECT DISTINCT status FROM runs") == [("finished",)]
-    foreign = query(db, "SELECT conrelid::regclass::text, convalidated FROM pg_constraint WHERE contype = 'f' ORDER BY 1")
+    foreign = query(db, "SELECT conrelid::regclass::text, convalidated FROM pg_constraint "
+                    "WHERE contype = 'f' AND connamespace = current_schema()::regnamespace ORDER BY 1")  # this store's schema only
     assert [t for t, _ in foreign] == ["artifacts", "cells", "metrics", "samples"] and all(v for _, v in foreign)

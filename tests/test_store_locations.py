@@ -117,6 +117,30 @@ def test_someone_elses_postgresql_database_suggests_a_schema_of_its_own(pg_serve
     assert "search_path" in (err.value.hint or "")
 
 
+def test_a_url_libpq_cannot_read_is_refused() -> None:
+    pytest.importorskip("psycopg")
+    with pytest.raises(StoreError, match="bad PostgreSQL URL 'postgresql://ci@db/x\\?colour=blue': .*colour") as err:
+        Store("postgresql://ci@db/x?colour=blue")
+    assert "postgresql://user@host:5432/dbname" in (err.value.hint or "")
+
+
+def test_a_server_lost_mid_run_is_one_error_and_keeps_what_was_stored(pg_server) -> None:
+    """The database ends this store's session (a restart, a failover) between two cells."""
+    from diffprof.results import CellResult
+
+    store_url = pg_server.create_store()
+    with Store(store_url) as store:
+        rid = store.create_run("bench", {}, {})
+        store.add_cell(rid, CellResult("s", {"i": 0}, {}, metrics={"m": 1.0}))
+        (pid,) = store._conn.raw.execute("SELECT pg_backend_pid()").fetchone()
+        query(store_url, "SELECT pg_terminate_backend(?)", (pid,))
+        with pytest.raises(StoreError, match="lost the connection to postgresql://") as err:
+            store.add_cell(rid, CellResult("s", {"i": 1}, {}, metrics={"m": 2.0}))
+        assert "--resume" in (err.value.hint or "")
+    with Store(store_url) as store:
+        assert [c.labels for c in store.get_run(rid).cells] == [{"i": 0}]
+
+
 # ----------------------------------------------------------------------------- DIFFPROF_DB
 def test_diffprof_db_names_the_store_when_no_db_is_given(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:

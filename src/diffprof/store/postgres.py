@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from diffprof.config.location import StoreLocation
@@ -57,13 +59,29 @@ class PostgresConnection(Connection):
 
     def execute(self, sql: str, params: Params = ()) -> Any:
         params = tuple(params)
-        return self.raw.execute(postgres_sql(sql, bool(params)), params or None)
+        with self._lost():
+            return self.raw.execute(postgres_sql(sql, bool(params)), params or None)
 
     def executemany(self, sql: str, rows: Any) -> None:
         rows = [tuple(r) for r in rows]
         if rows:
-            with self.raw.cursor() as cursor:
+            with self._lost(), self.raw.cursor() as cursor:
                 cursor.executemany(postgres_sql(sql, True), rows)
+
+    @contextmanager
+    def _lost(self) -> Iterator[None]:
+        """A server gone between statements (a restart, a failover, a terminated session) is the one
+        :class:`StoreError` :meth:`translate` gives, wherever the statement ran (inside a
+        transaction or not: resolving a run reference reads outside one)."""
+        import psycopg
+
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            error = self.translate(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     def insert(self, sql: str, params: Params) -> int:
         return int(self.execute(sql + " RETURNING id", params).fetchone()[0])
