@@ -101,8 +101,11 @@ class CellsRunner(Runner):
         return self._cells
 
 
-def snap(value: float) -> int:
-    return max(16, round(value / 8) * 8)
+def snap(value: float, model: str = "tiny-sd") -> int:
+    """A side near ``value`` the model takes (multiples of 8; of 16 for FLUX and SD3, 32 for SANA)."""
+    from diffprof.engine.model_facts import model_facts
+
+    return model_facts(model).round_size(value)
 
 
 def main() -> int:
@@ -145,7 +148,7 @@ def main() -> int:
     calibration = RunConfig.from_mapping({**base, "suites": ["calibration"], "steps": args.steps})
     if args.scale != 1.0:
         sizes = sorted({(w, h) for w, h, _ in plan(calibration)})
-        resolutions = [f"{snap(w * args.scale)}x{snap(h * args.scale)}" for w, h in sizes]
+        resolutions = [f"{snap(w * args.scale, args.model)}x{snap(h * args.scale, args.model)}" for w, h in sizes]
         calibration = RunConfig.from_mapping({"resolutions": resolutions}, base=calibration)
     summary = Runner(calibration, store, command="benchmarks/estimate_accuracy.py (calibration)", progress=False).run()
     if summary.ok < 3:
@@ -160,7 +163,7 @@ def main() -> int:
     max_batch = estimator.model.batch_range[1]
 
     # 2. Held-out workloads (and the smallest calibration point again, as the CPU growth reference).
-    workloads = [(snap(fw * native * scale), snap(fh * native * scale), min(b, max_batch), s) for fw, fh, b, s in HELD_OUT]
+    workloads = [(snap(fw * native * scale, args.model), snap(fh * native * scale, args.model), min(b, max_batch), s) for fw, fh, b, s in HELD_OUT]
     reference = (smallest.workload.width, smallest.workload.height, smallest.workload.batch, args.steps)
     cells = []
     for w, h, b, s in [*workloads, reference]:

@@ -4,12 +4,13 @@
     python benchmarks/pg_writers.py --writers 16 --db postgresql://ci@db.internal/diffprof_bench
     python benchmarks/pg_writers.py --doc docs/benchmarks.md   # also into that page's pg-writers section
 
-Each writer is a real `diffprof bench` (tiny-sd, 2 steps, 32 px, one torch thread) with a run of
-its own; all start together. One more, the victim, measures more and slower cells and is
-SIGKILLed as soon as its first cell is stored; `diffprof bench --resume` then finishes its run.
-Checked afterwards: every run holds each of its cells exactly once, all ok, finished; the victim
-lost only the cell it was measuring; the store's integrity checks (foreign keys, orphans,
-duplicated keys) pass. Prints the figures: wall time of the writers, cells per second, what the
+Each writer is a real `diffprof bench` (tiny-sd, 2 steps, 32 px, one torch thread, one round) with
+a run of its own; all start together. One more, the victim, measures more cells in 2 rounds and is
+SIGKILLed as soon as its first round of a cell is stored (cells are stored after every round);
+`diffprof bench --resume` then finishes its run, each cell from its next round. Checked
+afterwards: every run holds each of its cells exactly once, all ok, finished; the victim lost only
+the round it was measuring; the store's integrity checks (foreign keys, orphans, duplicated keys)
+pass. Prints the figures: wall time of the writers, cells per second, what the
 kill left, the resume. tests/test_store_concurrency.py runs the same with 2 writers and the
 victim (each bench process costs ~6 CPU-seconds of imports and model building, so 8 belong here).
 """
@@ -50,14 +51,15 @@ class Outcome:
         return "\n".join([
             f"{self.writers} bench processes at once: {self.cells} cells in {self.wall_s:.1f} s ({self.cells / self.wall_s:.2f} cells/s, all processes; "
             f"host load average {self.load:.1f} on {os.cpu_count()} cores at the end)",
-            f"killed writer: {self.killed_kept} of {self.victim_cells} cells were stored when it died; --resume finished it in {self.resume_s:.1f} s",
+            f"killed writer: {self.killed_kept} of {self.victim_cells} cells had a round stored when it died; --resume finished it in {self.resume_s:.1f} s",
             "checks: " + ("every cell exactly once, all runs finished, integrity ok" if not self.problems else "; ".join(self.problems)),
         ])  # fmt: skip
 
 
 def bench(db: str, name: str, schedulers: list[str], repeats: int) -> list[str]:
+    """A bench command measuring each cell in ``repeats`` rounds of one call."""
     return [sys.executable, "-m", "diffprof", "bench", "-s", "schedulers", "--schedulers", ",".join(schedulers), "--repeats", str(repeats),
-            *FAST, "--name", name, "--db", db]
+            "--rounds", str(repeats), *FAST, "--name", name, "--db", db]
 
 
 def _stored(db: str, name: str) -> int:

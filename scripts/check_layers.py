@@ -31,9 +31,10 @@ MAX_LINES = 400
 LAYERS: dict[str, int] = {
     # 0 foundation: no diffprof imports above it; ``diffprof`` itself is the package root
     # (__version__ and lazy exports through importlib); ``request`` is GenerationRequest, plain data
-    # the config schema builds and the engine runs
+    # the config schema builds and the engine runs; ``interrupts`` is SIGINT/SIGTERM as one exception and
+    # what an interrupted run kept (the runner raises it, the CLI prints it)
     "diffprof": 0, "errors": 0, "units": 0, "stats": 0, "fileio": 0, "clock": 0, "metrics": 0, "results": 0,
-    "request": 0,
+    "request": 0, "interrupts": 0,
     # 1
     "models": 1, "environment": 1, "profiler": 1, "analysis": 1,
     # 2: the config schema

@@ -190,3 +190,29 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "results.db")
     return str(request.getfixturevalue("pg_server").create_store())
+@pytest.fixture(scope="session")
+def presetless_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny QwenImage and FLUX.2 [klein] pipelines saved as plain diffusers folders, once per session
+    (tests/presetless.py): the generic path's inputs."""
+    from presetless import save_presetless
+
+    return save_presetless(tmp_path_factory.mktemp("presetless"))
+
+
+@pytest.fixture(scope="session")
+def dit_engine():
+    """``dit_engine(name)``: one loaded CPU engine per tiny diffusion-transformer preset (or presetless
+    folder) for the whole session, built on first use (tests/test_*_dit.py share them)."""
+    from diffprof.engine import Engine
+    from diffprof.profiler import Profiler
+
+    engines: dict[str, Engine] = {}
+
+    def get(model: str) -> Engine:
+        if model not in engines:
+            engines[model] = Engine.load(model, device="cpu", profiler=Profiler("standard", device="cpu", measure_overhead=False))
+        return engines[model]
+
+    yield get
+    for engine in engines.values():
+        engine.close()

@@ -138,12 +138,12 @@ def test_every_verdict_from_in_memory_runs():
                    _cell("new", calls(1.0))], {"torch": "2.14"})  # fmt: skip
     result = compare(a, b)
     verdicts = {c.labels["x"]: c.verdict for c in result.cells}
-    assert verdicts == {"slower": "regression", "faster": "improvement", "same": "same", "noisy": "not significant",
+    assert verdicts == {"slower": "regression", "faster": "improvement", "same": "same", "noisy": "too noisy",
                         "broken": "failed", "nomfu": "same"}  # fmt: skip
     assert [c.labels["x"] for c in result.only_a] == ["gone"] and [c.labels["x"] for c in result.only_b] == ["new"]
     assert result.has_regression and [c.labels["x"] for c in result.newly_failed] == ["broken"]
     assert result.environment_changes == {"torch": ("2.13", "2.14")}
-    assert result.summary() == "1 regression, 1 improvement, 2 same, 1 not significant, 1 failed; 1 cell only in A, 1 cell only in B"
+    assert result.summary() == "1 regression, 1 improvement, 2 same, 1 too noisy, 1 failed; 1 cell only in A, 1 cell only in B"
     mfu = compare(a, b, metric="mfu")
     assert {c.labels["x"]: c.verdict for c in mfu.cells}["nomfu"] == "missing" and mfu.sample is None
 

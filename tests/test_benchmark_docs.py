@@ -20,6 +20,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 def load(name: str):
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module
 
@@ -146,3 +147,28 @@ def test_profile_own_cost_is_per_operation_cost_times_operations(monkeypatch):
     monkeypatch.setattr(diffprof.profiler, "measure_overhead", lambda level, device: {"minimal": 2_000.0, "standard": 20_000.0}[level])
     assert prof.accounted("standard", 55, 0.35) == pytest.approx(100 * 20e-6 * 55 / 0.35)
     assert prof.accounted("minimal", 55, 0.35) == pytest.approx(100 * 2e-6 * 55 / 0.35)
+
+
+def test_compare_calibration_counts_false_alarms_detections_and_inconclusive_pairs():
+    from types import SimpleNamespace
+
+    cal = load("compare_calibration")
+    args = SimpleNamespace(pairs=4, detect=4, busy_every=2, slow_label="", base="-s schedulers", slow="--steps 9", busy_cores=1,
+                           busy_seconds=0.0, threshold=0.05, correction="bh")
+    assert cal.plan(args) == [("A/A", ""), ("A/A", "A"), ("A/A", ""), ("A/A", "B"), ("slowdown", ""), ("slowdown", "A"), ("slowdown", ""), ("slowdown", "B")]
+    def comparison(*verdicts, regression=False):
+        return SimpleNamespace(cells=[SimpleNamespace(verdict=v) for v in verdicts], has_regression=regression)
+    assert cal.classify("A/A", comparison("same", "regression", regression=True)) == "false alarm"
+    assert cal.classify("A/A", comparison("same", "too noisy")) == "inconclusive" and cal.classify("A/A", comparison("same")) == "clean"
+    assert cal.classify("slowdown", comparison("regression", regression=True)) == "flagged"
+    assert cal.classify("slowdown", comparison("host busy")) == "inconclusive" and cal.classify("slowdown", comparison("same")) == "missed"
+    pairs = [cal.Pair("A/A", 1, 2, "", {"gate": "clean"}), cal.Pair("A/A", 3, 4, "A", {"gate": "false alarm"}),
+             cal.Pair("slowdown", 5, 6, "", {"gate": "flagged"}, needs=""), cal.Pair("slowdown", 7, 8, "B", {"gate": "inconclusive"}, needs="up to 9 rounds")]
+    rows = cal.rates(pairs, "gate")
+    assert ["A/A", "busy", "1", "1 (100%)", "1 false alarm"] in rows and ["A/A", "all", "2", "1 (50%)", "1 false alarm, 1 clean"] in rows
+    assert ["slowdown", "idle", "1", "1 (100%)", "1 flagged"] in rows and ["slowdown", "busy", "1", "0 (0%)", "1 inconclusive"] in rows
+    from diffprof.results import CellResult, RunInfo
+
+    run = RunInfo(1, "t", None, "finished", "", {}, {}, [CellResult("steps", {"steps": 50}, {}), CellResult("steps", {"steps": 51}, {})])
+    assert [c.labels for c in cal.relabel(run, "steps", "51", to="50").cells] == [{"steps": 50}]  # B's 51 steps, named as A's 50
+    assert [c.labels for c in cal.relabel(run, "steps", "50").cells] == [{"steps": 50}]

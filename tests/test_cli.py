@@ -146,7 +146,7 @@ def test_bench_yaml_with_every_seed_field_drives_a_run(tmp_path, capsys):
 
 def test_bench_writes_report_and_failed_cells_exit_3(tmp_path, capsys):
     db, report = tmp_path / "r.db", tmp_path / "r.html"
-    code, out, err = run_cli(["bench", "-s", "memory", "--memory-optimizations", "none,model_cpu_offload", "--db", str(db), "--report", str(report), *BENCH_FAST], capsys)
+    code, out, err = run_cli(["bench", "-s", "memory", "--memory-optimizations", "none,model_cpu_offload", "--no-isolate", "--db", str(db), "--report", str(report), *BENCH_FAST], capsys)
     assert code == 3  # the offload cell failed (no CUDA) and says why; the other cell is stored
     assert "needs a CUDA device" in err
     with Store(db) as store:
@@ -288,12 +288,18 @@ def test_tables_written_to_a_pipe_are_not_squeezed_to_80_columns():
 
 @pytest.mark.parametrize("args", [["bnech"], ["generate", "x", "--steps", "abc"], ["compare"], ["report", "--bogus-flag"], ["runs", "--limit", "x"], []])
 def test_command_line_parse_errors_are_usage_errors_not_tracebacks(args, capsys):
-    """typer 0.2x raises parse errors from its bundled copy of click; they must still end as a usage
-    message and exit 2 (they escaped as tracebacks with exit 1)."""
+    """typer 0.2x raises parse errors from its bundled copy of click; they must still end as exit 2
+    (they escaped as tracebacks with exit 1), as the two lines every refusal prints: `error:` with
+    click's message and `hint:` naming the command's --help. `diffprof` alone shows the help."""
     code, out, err = run_cli(args, capsys)
     assert code == 2
     text = out + err
-    assert "Traceback" not in text and ("Error" in text or "Usage" in text)
+    assert "Traceback" not in text
+    if not args:
+        assert "Usage" in text
+        return
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: run `diffprof") and "--help`" in lines[1], err
 
 
 def test_generate_into_a_used_folder_keeps_the_earlier_images(tmp_path, capsys):
@@ -344,9 +350,9 @@ def test_an_unwritable_output_path_is_a_clean_error_before_anything_is_measured(
 
 @pytest.mark.parametrize(("args", "words"), [
     (["device", "--device", "bogus"], "is not a device"),
-    ([*GEN[:-2], "--threads", "-2"], "threads must be a whole number >= 1"),
-    ([*GEN[:-2], "--threads", "0"], "threads must be a whole number >= 1"),
-    (["bench", "-s", "steps", *BENCH_FAST[:-3], "--threads", "-2", "--no-progress"], "threads must be a whole number >= 1"),
+    ([*GEN[:-2], "--threads", "-2"], "threads must be a whole number from 1 to 4096"),
+    ([*GEN[:-2], "--threads", "0"], "threads must be a whole number from 1 to 4096"),
+    (["bench", "-s", "steps", *BENCH_FAST[:-3], "--threads", "-2", "--no-progress"], "threads must be a whole number from 1 to 4096"),
 ])
 def test_bad_device_or_thread_counts_are_one_line_errors(args, words, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -430,15 +436,15 @@ def test_calibrate_too_small_to_fit_is_refused_before_measuring(tmp_path, capsys
 #: Every flag each command had before its options were generated from the schema (issue 20): none may go.
 FLAGS = {
     "bench": "--batch --batch-sizes --config --db --device --executor --guidance --guidance-scales --height --isolate --memory-optimizations "
-             "--model --models --name --no-isolate --no-progress --no-report --optimize --precision --precisions --profile-level --progress "
+             "--dry-run --force --model --models --name --no-isolate --no-progress --no-report --optimize --precision --precisions --profile-level --progress "
              "--prompt --ray-address --repeats --report --resolutions --resume --scheduler --schedulers --seed --step-counts --steps --suite "
-             "--task --tasks --threads --trace --warmup --weights --width --workers -O -c -s",
-    "generate": "--allow-pickle --batch --config --device --guidance --height --image --mask --model --negative-prompt --optimize --out "
+             "--task --tasks --threads --trace --warmup --weights --width --workers -O -c -s --rounds",
+    "generate": "--allow-pickle --batch --config --device --dry-run --force --guidance --height --image --mask --model --negative-prompt --optimize --out "
                 "--precision --profile-level --profile-out --prompts --scheduler --seed --steps --strength --task --threads --warmup --weights --width -O -c",
-    "tune": "--clip-model --config --db --device --guidance --height --max-memory --metric --min-quality --model --no-progress --optimizations "
+    "tune": "--clip-model --config --db --device --dry-run --guidance --height --max-memory --metric --min-quality --model --no-progress --optimizations "
             "--out --precisions --progress --prompt --prompts --reference-steps --repeats --schedulers --step-counts --threads --tolerance --weights --width -c -o",
-    "calibrate": "--batch-sizes --db --device --isolate --model --no-isolate --no-progress --optimize --out --precision --progress --repeats "
-                 "--resolutions --steps --threads --warmup --weights -O",
+    "calibrate": "--batch-sizes --db --device --dry-run --force --isolate --model --no-isolate --no-progress --optimize --out --precision --progress --repeats "
+                 "--resolutions --steps --threads --warmup --weights -O --rounds",
 }
 
 
@@ -489,9 +495,10 @@ BENCH_VALUES = {
     "step_counts": (["--step-counts", "1,2", "--step-counts", "3"], [1, 2, 3]), "guidance_scales": (["--guidance-scales", "1,7.5"], [1.0, 7.5]),
     "batch_sizes": (["--batch-sizes", "1,3"], [1, 3]), "precisions": (["--precisions", "fp32,bfloat16"], ["fp32", "bf16"]),
     "tasks": (["--tasks", "inpaint"], ["inpaint"]), "models": (["--models", "tiny-sd"], ["tiny-sd"]), "repeats": (["--repeats", "5"], 5),
-    "warmup": (["--warmup", "0"], 0), "isolate": (["--isolate"], True), "executor": (["--executor", "local"], "local"),
+    "warmup": (["--warmup", "0"], 0), "rounds": (["--rounds", "4"], 4), "isolate": (["--isolate"], True), "executor": (["--executor", "local"], "local"),
     "workers": (["--workers", "2"], 2), "ray_address": (["--ray-address", "auto"], "auto"), "profile_level": (["--profile-level", "detailed"], "detailed"),
     "db": (["--db", "x.db"], "x.db"), "report": (["--report", "r.md"], "r.md"), "trace": (["--trace", "traces"], "traces"),
+    "force": (["--force"], True),
 }
 
 

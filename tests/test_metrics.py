@@ -182,7 +182,7 @@ def test_show_console_and_markdown_print_a_cell_the_same() -> None:
         text = format_metric(name, cell.metrics[name])
         assert text in compact_show and text in compact_console
     assert "[1.20–1.25]" not in compact_show and "[1.20–1.25]" not in compact_console
-    assert "UNet evals" not in compact_show and "UNet evals" not in compact_console
+    assert "denoiser evals" not in compact_show and "denoiser evals" not in compact_console
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,6 +213,6 @@ def test_adding_a_metric_is_one_registry_entry(monkeypatch: pytest.MonkeyPatch) 
     b = RunInfo(2, "2026-01-02T00:00:00", None, "finished", "b", {}, {}, [cell([0.20, 0.21, 0.20, 0.21, 0.20])])
     result = compare(a, b, metric="lpips")
     assert (result.direction, result.sample) == ("lower", "lpips")
-    assert [c.verdict for c in result.cells] == ["regression"] and result.cells[0].test == "mann-whitney"
+    assert [c.verdict for c in result.cells] == ["regression"] and result.cells[0].test == "welch-log calls"
     # and the quality plots would choose it when nothing else was scored
     assert quality_metric_of(a.cells) == "lpips"

@@ -50,7 +50,6 @@ from diffprof.models.dit_single_file import flux_transformer_entries, match_pres
 from diffprof.models.materialize import materialize
 from diffprof.models.pipelines import weightless_components
 from diffprof.models.stand_ins import stand_in_note
-from diffprof.models.tokenizer import _bytes_to_unicode
 
 PROMPT = "a photo of a cat"
 DIT_PRESETS = [name for name, p in PRESETS.items() if p.denoiser == "transformer"]
@@ -361,70 +360,7 @@ def test_single_files_diffusers_cannot_read_are_clear_errors(tiny, tmp_path) -> 
 
 
 # --- pipelines no preset names: QwenImage and FLUX.2 [klein], as plain diffusers folders -------------
-
-
-def byte_tokenizer():
-    """A byte-level BPE tokenizer (no merges) with Qwen's chat tokens: what the Qwen text encoders read."""
-    from tokenizers import Tokenizer, decoders, pre_tokenizers
-    from tokenizers.models import BPE
-    from transformers import PreTrainedTokenizerFast
-
-    backend = Tokenizer(BPE(vocab={c: i for i, c in enumerate(_bytes_to_unicode())}, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<|endoftext|>", eos_token="<|im_end|>",
-                                        additional_special_tokens=["<|im_start|>"], model_max_length=1024)
-    tokenizer.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                               "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-    return tokenizer
-
-
-def qwenimage_pipeline():
-    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImagePipeline, QwenImageTransformer2DModel
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    torch.manual_seed(0)
-    transformer = QwenImageTransformer2DModel(patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16,
-                                              num_attention_heads=3, joint_attention_dim=16, guidance_embeds=False,
-                                              axes_dims_rope=(8, 4, 4))
-    vae = AutoencoderKLQwenImage(base_dim=24, z_dim=4, dim_mult=[1, 2, 4], num_res_blocks=1, temperal_downsample=[False, True],
-                                 latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
-    config = Qwen2_5_VLConfig(
-        text_config={"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
-                     "num_key_value_heads": 2, "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
-                     "rope_theta": 1000000.0},
-        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16},
-        hidden_size=16, vocab_size=152064, vision_end_token_id=151653, vision_start_token_id=151652, vision_token_id=151654)
-    return QwenImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, transformer=transformer,
-                             text_encoder=Qwen2_5_VLForConditionalGeneration(config).eval(), tokenizer=byte_tokenizer())
-
-
-def flux2_klein_pipeline():
-    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
-    torch.manual_seed(0)
-    transformer = Flux2Transformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
-                                          num_attention_heads=2, joint_attention_dim=16, timestep_guidance_channels=256,
-                                          axes_dims_rope=[4, 4, 4, 4], guidance_embeds=False)
-    config = Qwen3Config(intermediate_size=16, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         vocab_size=151936, max_position_embeddings=512)
-    vae = AutoencoderKLFlux2(sample_size=32, in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",),
-                             up_block_types=("UpDecoderBlock2D",), block_out_channels=(4,), layers_per_block=1,
-                             latent_channels=1, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False)
-    return Flux2KleinPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=Qwen3ForCausalLM(config).eval(),
-                              tokenizer=byte_tokenizer(), transformer=transformer)
-
-
-@pytest.fixture(scope="module")
-def presetless_folders(tmp_path_factory):
-    """Tiny QwenImage and FLUX.2 [klein] pipelines saved as plain diffusers folders (the generic path's inputs)."""
-    root = tmp_path_factory.mktemp("presetless")
-    folders = {}
-    for name, build in (("QwenImagePipeline", qwenimage_pipeline), ("Flux2KleinPipeline", flux2_klein_pipeline)):
-        build().save_pretrained(root / name)
-        folders[name] = root / name
-    return folders
+# (built once per session by conftest's presetless_folders, from tests/presetless.py)
 
 
 @pytest.mark.parametrize("name", ["QwenImagePipeline", "Flux2KleinPipeline"])
@@ -433,8 +369,6 @@ def test_pipelines_without_a_preset_load_from_folders_and_run(presetless_folders
     plain = DiffusionPipeline.from_pretrained(folder)
     assert type(plain).__name__ == name
     kwargs = {"max_sequence_length": 64, "height": 32, "width": 32}
-    if name == "Flux2KleinPipeline":
-        kwargs["text_encoder_out_layers"] = (1,)  # the tiny Qwen3 has 2 layers, not the real 36
     first = run(plain, **kwargs)
     assert first.shape == (1, 32, 32, 3) and np.isfinite(first).all()
     loaded = load_pipeline(folder)

@@ -10,7 +10,7 @@ import pytest
 from diffprof import DiffusionBenchmark, SEOConfig
 from diffprof.store import Store
 
-FAST = dict(repeats=1, warmup=0, threads=1, report=None)
+FAST = dict(repeats=1, warmup=0, threads=1, report=None, isolate=False)  # memory cells in this process (each a note that says so)
 
 
 @pytest.fixture

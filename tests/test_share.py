@@ -1,11 +1,14 @@
-"""Results a team shares: copying runs between stores (push/pull), a previous release's store
-pushed into PostgreSQL and compared across backends, and exports read by pandas and duckdb.
+"""Results a team shares: copying runs between stores (push/pull) with everything a run holds
+(cells, metrics, samples, per-round values, artifacts, machine state, its owner), a previous
+release's store pushed into PostgreSQL and compared across backends, and exports read by pandas and
+duckdb.
 
 Every copy runs between real stores: SQLite files and schemas of the session's PostgreSQL server.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import subprocess
@@ -23,6 +26,9 @@ from diffprof.store import Store
 from rawdb import count, query
 
 DATA = Path(__file__).parent / "data"
+MACHINE = {"cpus": 2, "wall_s": 10.0, "own_cpu_s": 9.0, "others_cpu_s": 0.4, "steal_s": 0.0, "before": {"loadavg": [0.1, 0.1, 0.1]},
+           "after": {"loadavg": [0.9, 0.3, 0.1]}, "spans": [{"round": 1, "wall_s": 5.0, "others_cpu_s": 0.2}]}
+BUSY = {**MACHINE, "others_cpu_s": 9.5}
 
 
 def cell(i: int, status: str = "ok", factor: float = 1.0) -> CellResult:
@@ -34,6 +40,7 @@ def cell(i: int, status: str = "ok", factor: float = 1.0) -> CellResult:
         error=None if status == "ok" else "RuntimeError: CUDA out of memory\nTraceback ...",
         metrics={"s_per_image": 0.1 * (i + 1) * factor, "mfu": math.nan},
         samples={"call_s": [0.1 * (i + 1) * factor + 0.001 * k for k in range(4)], "step_s": [0.02, 0.021]},
+        rounds={"s_per_image": [0.1 * (i + 1) * factor + 0.002 * k for k in range(3)], "peak_allocated_bytes": [2e9, 2e9, 2.1e9]},
         artifacts={"image.png": bytes(range(256)) * (i + 1), "timeline.json": b'{"steps": [1, 2]}'},
         started_at="2026-11-26T10:00:00+00:00",
         finished_at=f"2026-11-26T10:00:0{i}+00:00",
@@ -63,7 +70,7 @@ def _same_cells(a: list[CellResult], b: list[CellResult]) -> None:
             y.suite, y.labels, y.settings, y.status, y.error, y.started_at, y.finished_at)  # fmt: skip
         assert list(x.metrics) == list(y.metrics) and all(
             (math.isnan(v) and math.isnan(y.metrics[k])) or v == y.metrics[k] for k, v in x.metrics.items())
-        assert x.samples == y.samples and x.artifacts == y.artifacts
+        assert x.samples == y.samples and x.rounds == y.rounds and x.artifacts == y.artifacts
 
 
 # ----------------------------------------------------------------------------- copying runs
@@ -75,6 +82,7 @@ def test_a_copied_run_keeps_everything_and_copying_twice_stores_it_once(new_stor
         rid = src.create_run("diffprof bench -s schedulers", {"suites": ["schedulers"]}, {"torch": {"version": "2.13.0"}}, name="main")
         for i, status in enumerate(("ok", "failed", "ok")):
             src.add_cell(rid, cell(i, status))
+        src.set_machine(rid, MACHINE)
         src.finish_run(rid)
 
         first = src.copy_to(dst, "main")
@@ -89,11 +97,15 @@ def test_a_copied_run_keeps_everything_and_copying_twice_stores_it_once(new_stor
         assert (copy.name, copy.status, copy.command, copy.config, copy.environment) == (
             "main", "finished", original.command, original.config, original.environment)  # fmt: skip
         assert (copy.created_at, copy.finished_at, copy.counts) == (original.created_at, original.finished_at, {"ok": 2, "failed": 1})
+        assert copy.machine == original.machine == MACHINE and dst.machine(2) == MACHINE
         _same_cells(original.cells, copy.cells)
+        assert copy.cells[0].rounds["s_per_image"] == pytest.approx([0.1, 0.102, 0.104])
         assert dst.finished_keys(2) == src.finished_keys(rid)
         assert dst.integrity_problems() == [] and src.integrity_problems() == []
     assert [r[0] for r in query(dst_url, "SELECT COUNT(*) FROM runs WHERE uid = ?", (first.uid,))] == [1]
-    assert count(dst_url, "cells") == 3 and count(dst_url, "artifacts") == 6
+    assert count(dst_url, "cells") == 3 and count(dst_url, "artifacts") == 6 and count(dst_url, "rounds") == 6
+    owner = "SELECT host, pid, started FROM runs WHERE uid = ?"
+    assert query(dst_url, owner, (first.uid,)) == query(src_url, owner, (first.uid,))  # the owner travels: host, pid, start time
 
 
 @pytest.mark.parametrize("source_kind, dest_kind", PAIRS[:2])
@@ -120,17 +132,23 @@ def test_copying_again_after_a_resume_brings_the_new_cells_and_status(new_store,
         assert dst.integrity_problems() == []
 
 
-def test_a_running_run_whose_process_is_gone_is_copied_as_interrupted(new_store) -> None:
+def test_a_running_run_whose_owner_is_gone_is_copied_as_interrupted(new_store) -> None:
+    """Its pid ended, or now belongs to another process (a start time that differs): copied as
+    interrupted, since no other host could tell. A run whose owner still measures stays running."""
     src_url, dst_url = new_store("sqlite"), new_store("postgresql")
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     with Store(src_url) as src, Store(dst_url) as dst:
-        rid = src.create_run("bench", {}, {})
-        src.add_cell(rid, cell(0))
-        query(src_url, "UPDATE runs SET pid = ? WHERE id = ?", (gone.pid, rid))  # its writer was killed
-        assert src.get_run(rid).status == "interrupted"
-        src.copy_to(dst, rid)
-    assert query(dst_url, "SELECT status FROM runs") == [("interrupted",)]  # stored so: no other host can check that pid
+        killed, reused, live = (src.create_run(what, {}, {}) for what in ("killed", "reused pid", "live"))
+        for rid in (killed, reused, live):
+            src.add_cell(rid, cell(0))
+        query(src_url, "UPDATE runs SET pid = ? WHERE id = ?", (gone.pid, killed))  # its writer was killed
+        query(src_url, "UPDATE runs SET started = started - 3600 WHERE id = ?", (reused,))  # our pid, but an hour older: another process
+        assert [src.get_run(r).status for r in (killed, reused, live)] == ["interrupted", "interrupted", "running"]
+        for rid in (killed, reused, live):
+            src.copy_to(dst, rid)
+    assert query(dst_url, "SELECT command, status FROM runs ORDER BY id") == [
+        ("killed", "interrupted"), ("reused pid", "interrupted"), ("live", "running")]  # stored so: no other host can check those pids
 
 
 def test_copying_into_the_same_store_is_refused(new_store) -> None:
@@ -172,16 +190,17 @@ def _junit_cases(xml: str) -> list[tuple[str, str | None]]:
 
 def test_an_old_store_pushed_into_postgresql_compares_the_same_across_backends(new_store, tmp_path: Path,
                                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    """store-v1.db (schema 1, written by an older main) opens, takes a candidate run that is 5x
+    """store-v1.db (schema 1, written by an older main) opens, takes a candidate run that is 10x
     slower in one cell, is pushed into PostgreSQL, and `compare` gives the same verdicts within
-    SQLite, within PostgreSQL, and with the baseline in one backend and the candidate in the other."""
+    SQLite, within PostgreSQL, and with the baseline in one backend and the candidate in the other
+    (the gate's verdicts: a believed regression, and a cell too noisy to judge on 2 calls)."""
     local, shared = tmp_path / "store-v1.db", new_store("postgresql")
     shutil.copyfile(DATA / "store-v1.db", local)
     with Store(local) as store:
         base = store.get_run("baseline")
         candidate = store.create_run("diffprof bench (candidate)", base.config, base.environment, name="candidate")
         for old in base.cells:
-            factor = 5.0 if old.labels["scheduler"] == "euler" else 1.0  # its 2 repeats are noisy: a clear slowdown
+            factor = 10.0 if old.labels["scheduler"] == "euler" else 1.0  # its 2 repeats scatter by ±36%: a slowdown beyond that
             old.metrics = {k: v * factor if k == "s_per_image" else v for k, v in old.metrics.items()}
             old.samples = {k: [x * factor for x in v] if k == "call_s" else v for k, v in old.samples.items()}
             store.add_cell(candidate, old)
@@ -198,13 +217,13 @@ def test_an_old_store_pushed_into_postgresql_compares_the_same_across_backends(n
     }.items():
         assert main(["compare", "baseline", "candidate", *args, "--format", "junit"]) == 1, where  # exit 1: a regression
         verdicts[where] = _junit_cases(capsys.readouterr().out)
-    assert verdicts["sqlite"] == [("scheduler=euler", "regression"), ("scheduler=ddim", None)]
+    assert verdicts["sqlite"] == [("scheduler=euler", "regression"), ("scheduler=ddim", "too noisy")]
     assert all(v == verdicts["sqlite"] for v in verdicts.values()), verdicts
     with Store(local) as a, Store(shared) as b:
         within = compare(a.get_run("baseline"), a.get_run("candidate"))
         across = compare(b.get_run("baseline"), a.get_run("candidate"))
     assert [(c.verdict, c.p_value, c.ratio) for c in within.cells] == [(c.verdict, c.p_value, c.ratio) for c in across.cells]
-    assert within.cells[0].ratio == pytest.approx(5.0)
+    assert within.cells[0].ratio == pytest.approx(10.0)
 
 
 # ----------------------------------------------------------------------------- exports
@@ -218,10 +237,12 @@ def _two_runs(url: str) -> list[int]:
         odd.suite, odd.labels, odd.metrics = "resolutions", {"width": 64, "height": 64}, {}
         store.add_cell(b, cell(0, factor=2.0))
         store.add_cell(b, odd)
+        store.set_machine(a, MACHINE)
+        store.set_machine(b, BUSY)
         return [a, b]
 
 
-def test_export_cells_and_samples_read_back_with_pandas_and_duckdb(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_cells_samples_and_rounds_read_back_with_pandas_and_duckdb(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
     duckdb = pytest.importorskip("duckdb")
@@ -229,32 +250,41 @@ def test_export_cells_and_samples_read_back_with_pandas_and_duckdb(tmp_path: Pat
     a, b = _two_runs(db)
     files = {}
     for fmt in ("csv", "parquet"):
-        for rows in ("cell", "sample"):
+        for rows in ("cell", "sample", "round"):
             files[fmt, rows] = tmp_path / f"{rows}.{fmt}"
             assert main(["export", str(a), "latest", "--db", db, "--rows", rows, "--out", str(files[fmt, rows])]) == 0
     out = capsys.readouterr().out
-    assert "4 cell rows of 2 run(s)" in out and "24 sample rows of 2 run(s)" in out
+    assert "4 cell rows of 2 run(s)" in out and "24 sample rows of 2 run(s)" in out and "24 round rows of 2 run(s)" in out
 
     with Store(db) as store:
         uids = {r.id: r.uid for r in store.list_runs()}
     for fmt, read in (("csv", pd.read_csv), ("parquet", pd.read_parquet)):
         cells = read(files[fmt, "cell"])
-        assert list(cells.columns[:6]) == ["run_id", "run_uid", "run_name", "run_created_at", "cell_id", "suite"]
+        assert list(cells.columns[:7]) == ["run_id", "run_uid", "run_name", "run_created_at", "run_host_busy", "cell_id", "suite"]
+        assert cells["run_host_busy"].tolist() == [False, False, True, True] and cells["round_count"].tolist() == [3, 3, 3, 3]
+        assert json.loads(cells["run_machine"].tolist()[0]) == MACHINE
         assert cells["run_id"].tolist() == [a, a, b, b] and cells["run_uid"].tolist() == [uids[a]] * 2 + [uids[b]] * 2
         assert cells["scheduler"].tolist()[:3] == ["s0", "s1", "s0"] and cells["width"].tolist()[3] == 64
         assert cells["s_per_image"].tolist()[:3] == pytest.approx([0.1, 0.2, 0.2]) and math.isnan(cells["s_per_image"].tolist()[3])
         assert cells["status"].tolist() == ["ok", "ok", "ok", "failed"]
         samples = read(files[fmt, "sample"])
-        assert list(samples.columns) == ["run_id", "run_uid", "run_name", "run_created_at", "cell_id", "suite", "scheduler", "width", "height",
-                                         "status", "sample", "index", "value"]
+        assert list(samples.columns) == ["run_id", "run_uid", "run_name", "run_created_at", "run_host_busy", "cell_id", "suite", "scheduler",
+                                         "width", "height", "status", "sample", "index", "value"]
         call = samples[(samples["run_id"] == a) & (samples["scheduler"] == "s1") & (samples["sample"] == "call_s")]
         assert call["index"].tolist() == [0, 1, 2, 3] and call["value"].tolist() == pytest.approx([0.2, 0.201, 0.202, 0.203])
+        rounds = read(files[fmt, "round"])
+        assert list(rounds.columns) == ["run_id", "run_uid", "run_name", "run_created_at", "run_host_busy", "cell_id", "suite", "scheduler",
+                                        "width", "height", "status", "metric", "round", "value"]
+        per_round = rounds[(rounds["run_id"] == a) & (rounds["scheduler"] == "s1") & (rounds["metric"] == "s_per_image")]
+        assert per_round["round"].tolist() == [1, 2, 3] and per_round["value"].tolist() == pytest.approx([0.2, 0.202, 0.204])
     con = duckdb.connect()
     medians = con.execute(
         f"SELECT run_id, scheduler, median(value) FROM '{files['parquet', 'sample']}' WHERE sample = 'call_s' GROUP BY ALL ORDER BY ALL"
     ).fetchall()
     assert medians == [(a, "s0", pytest.approx(0.1015)), (a, "s1", pytest.approx(0.2015)), (b, "s0", pytest.approx(0.2015)), (b, None, pytest.approx(0.6015))]  # the resolutions cell has no scheduler
     assert con.execute(f"SELECT count(*) FROM read_csv_auto('{files['csv', 'cell']}')").fetchone() == (4,)
+    busy = con.execute(f"SELECT run_host_busy, max(value) FROM '{files['parquet', 'round']}' WHERE metric = 's_per_image' GROUP BY ALL ORDER BY ALL")
+    assert busy.fetchall() == [(False, pytest.approx(0.204)), (True, pytest.approx(0.604))]  # the busy run: filter it out in one line
 
 
 def test_export_mixed_label_types_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -42,6 +42,7 @@ def make_cell(i: int, status: str = "ok", artifact_size: int = 16) -> CellResult
         error=None if status == "ok" else "RuntimeError: CUDA out of memory\nTraceback ...",
         metrics={"s_per_image": 0.1 * (i + 1), "peak_allocated_bytes": 1024.0 * (i + 1)},
         samples={"call_s": [0.1 * (i + 1) + 0.001 * k for k in range(3)], "step_s": [0.02, 0.021]},
+        rounds={"s_per_image": [0.1 * (i + 1) + 0.002 * k for k in range(3)]},
         artifacts={"image.png": bytes([i % 256]) * artifact_size},
         started_at="2026-11-26T10:00:00+00:00",
     )
@@ -77,7 +78,7 @@ def test_round_trip_run_with_cells(store: Store) -> None:
     assert a.key == ok.key  # a reloaded cell keeps its resume identity
     assert a.metrics["s_per_image"] == pytest.approx(0.1) and math.isnan(a.metrics["mfu"])
     assert list(a.metrics) == ["s_per_image", "peak_allocated_bytes", "mfu"]
-    assert a.samples == ok.samples
+    assert a.samples == ok.samples and a.rounds == ok.rounds and a.round_count == 3
     assert a.started_at == "2026-11-26T10:00:00+00:00" and a.finished_at  # stamped on add
     assert b.status == "failed" and b.error == failed.error and b.metrics == failed.metrics
     assert run.failed_cells == [b]
@@ -90,6 +91,12 @@ def test_round_trip_run_with_cells(store: Store) -> None:
     with pytest.raises(StoreError, match=r"no artifact 'timeline\.json'") as err:
         store.artifact(ok_id, "timeline.json")
     assert "image.png" in (err.value.hint or "")
+
+    # the machine state, kept as JSON beside the run
+    assert run.machine == {} and store.machine(rid) == {}
+    machine = {"cpus": 2, "wall_s": 3.5, "others_cpu_s": 0.25, "spans": [{"round": 1, "wall_s": 1.0}], "gpus": []}
+    store.set_machine(rid, machine)
+    assert store.machine(rid) == machine and store.get_run(rid).machine == machine
 
     store.finish_run(rid)
     run = store.get_run("latest")
@@ -121,13 +128,15 @@ def test_readding_a_key_replaces_the_earlier_attempt(store: Store) -> None:
     retried = make_cell(1)
     retried.metrics = {"s_per_image": 9.0}
     retried.artifacts = {}
+    failed_id = store.get_run(rid).cells[1].id
     new_id = store.add_cell(rid, retried)
     run = store.get_run(rid)
     assert [c.status for c in run.cells] == ["ok", "ok"]
-    assert run.cells[1].id == new_id and run.cells[1].metrics == {"s_per_image": 9.0}
-    assert store.finished_keys(rid) == {make_cell(0).key, make_cell(1).key}
+    assert run.cells[1].id == new_id == failed_id and run.cells[1].metrics == {"s_per_image": 9.0}  # same id: it keeps its place
+    assert store.add_cell(rid, make_cell(2)) > new_id  # and the next new cell's id is a fresh one (PostgreSQL's identity too)
+    assert store.finished_keys(rid) == {make_cell(0).key, make_cell(1).key, make_cell(2).key}
     # the first attempt's metrics, samples and artifacts went with it
-    for table, expected in (("cells", 2), ("metrics", 3), ("samples", 4), ("artifacts", 1)):
+    for table, expected in (("cells", 3), ("metrics", 5), ("samples", 6), ("rounds", 3), ("artifacts", 2)):
         assert count(store.location.target, table) == expected, table
     assert store.integrity_problems() == []
 
@@ -316,9 +325,11 @@ def test_the_same_tables_on_both_backends(store: Store) -> None:
     keeps SQLite's implicit rowid as a column of its own)."""
     url = store.location.target
     extra = ["rowid"] if is_postgres(url) else []
-    assert columns(url, "runs") == ["id", "created_at", "finished_at", "status", "command", "config", "environment", "name", "host", "pid", "uid"]
+    assert columns(url, "runs") == [
+        "id", "created_at", "finished_at", "status", "command", "config", "environment", "name", "host", "pid", "started", "machine", "uid"]
     assert columns(url, "cells") == ["id", "run_id", "cell_key", "suite", "labels", "settings", "status", "error", "started_at", "finished_at"]
-    for table, names in (("metrics", ["cell_id", "name", "value"]), ("samples", ["cell_id", "name", "values"]), ("artifacts", ["cell_id", "name", "data"])):
+    for table, names in (("metrics", ["cell_id", "name", "value"]), ("samples", ["cell_id", "name", "values"]),
+                         ("rounds", ["cell_id", "name", "values"]), ("artifacts", ["cell_id", "name", "data"])):
         assert sorted(columns(url, table)) == sorted(extra + names), table
 
 
@@ -378,6 +389,46 @@ def test_older_schema_is_migrated(store_url: str, monkeypatch: pytest.MonkeyPatc
         assert s.schema_version == SCHEMA_VERSION + 1
         assert s.get_run(rid).cells[0].metrics["s_per_image"] == pytest.approx(0.1)
     assert query(store_url, "SELECT tags, score FROM runs") == [("[]", 1.0 / 3.0)]  # REAL is 8 bytes on both
+
+
+def test_a_version_1_store_migrates_through_every_step(store_url: str) -> None:
+    """Every real migration (2: the owner's start time, 3: rounds, machine state and the cell-key
+    index, 4: run uids) runs through the Connection on both backends, one step at a time."""
+    from diffprof.config.location import parse_location
+    from diffprof.store.postgres import open_postgres
+    from diffprof.store.sqlite import open_sqlite
+
+    loc = parse_location(store_url)
+    conn = open_postgres(loc, 5.0) if is_postgres(store_url) else open_sqlite(loc, 5.0)
+    try:
+        schema.ensure_schema(conn, loc.shown, target=1)  # what diffprof 0.1 created
+        conn.execute("INSERT INTO runs (created_at, status, command, config, environment, name, host, pid) "
+                     "VALUES ('2026-11-01T00:00:00+00:00', 'finished', 'diffprof bench', '{}', '{}', 'old', 'box', 7)")
+        conn.execute("INSERT INTO cells (run_id, cell_key, suite, labels, settings, status) VALUES (1, 'k1', 'schedulers', '{}', '{}', 'ok')")
+        conn.execute("INSERT INTO metrics (cell_id, name, value) VALUES (1, 's_per_image', 0.1)")
+        conn.execute("INSERT INTO samples (cell_id, name, \"values\") VALUES (1, 'call_s', '[0.1, 0.101]')")
+        for version in (2, 3):
+            assert schema.ensure_schema(conn, loc.shown, target=version) == version - 1 and schema.read_version(conn) == version
+    finally:
+        conn.close()
+    assert "started" in columns(store_url, "runs") and "uid" not in columns(store_url, "runs")
+    with Store(store_url) as store:
+        assert store.schema_version == SCHEMA_VERSION == 4
+        old = store.get_run("old")
+        assert old.machine == {} and old.cells[0].rounds == {} and old.cells[0].round_count == 1
+        assert old.uid == schema.legacy_uid("2026-11-01T00:00:00+00:00", "box", 7, "diffprof bench")  # the same on either backend
+        assert query(store_url, "SELECT started, machine FROM runs") == [(None, None)]
+        rid = store.create_run("new", {}, {})
+        store.add_cell(rid, make_cell(0))
+        store.set_machine(rid, {"cpus": 2})
+        assert store.get_run(rid).cells[0].rounds == make_cell(0).rounds and store.machine(rid) == {"cpus": 2}
+        assert [r.id for r in store.history(["k1"], before=rid)] == [old.id]
+        assert store.integrity_problems() == []
+    if is_postgres(store_url):
+        indexes = query(store_url, "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")
+    else:
+        indexes = query(store_url, "SELECT name FROM sqlite_master WHERE type = 'index'")
+    assert {"cells_key", "runs_uid", "runs_name"} <= {name for (name,) in indexes}
 
 
 def test_failed_migration_leaves_the_database_as_it_was(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

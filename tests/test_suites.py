@@ -13,7 +13,7 @@ from diffprof.store import Store
 from diffprof.suites import SUITES, expand
 from diffprof.suites.runner import Runner
 
-BASE = dict(model="tiny-sd", steps=2, width=32, height=32, repeats=2, warmup=1, threads=1, report=None, scheduler="euler")
+BASE = dict(model="tiny-sd", steps=2, width=32, height=32, repeats=2, warmup=1, threads=1, report=None, scheduler="euler", isolate=False)
 
 #: suite -> (extra config, expected labels in order, statuses)
 CASES = {

@@ -45,6 +45,11 @@ class StoreError(DiffprofError):
     """The results store does not hold what was asked for."""
 
 
+class ResourceError(DiffprofError):
+    """This machine lacks what the request needs (memory): refused before anything runs, with the
+    numbers; ``--force`` runs it anyway."""
+
+
 def closest(word: str, choices: Iterable[str]) -> str | None:
     """The valid choice nearest to a misspelt ``word``, for 'did you mean' hints."""
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)

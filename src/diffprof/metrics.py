@@ -27,6 +27,10 @@ Direction = Literal["lower", "higher"]
 #: How a value prints: a duration, a size in binary units, a fraction as a percentage, a number
 #: with an SI prefix and the unit (``1.61 TFLOP``), or a bare number (the header names its unit).
 Format = Literal["seconds", "bytes", "percent", "si", "number"]
+#: How a cell measured in rounds gets one value from its rounds' values: their median (times,
+#: rates), their largest (memory peaks) or the first round's (what is measured once: load, first
+#: call, quality scored after round 1).
+Combine = Literal["median", "max", "first"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class Metric:
         auto_suites: the suites in which ``quality: [auto]`` scores it (adherence only on the
             shapes model, convergence on the others; CLIP never automatically).
         help: one line on what it measures.
+        combine: how the values of a cell's rounds make the cell's value (:data:`Combine`).
         registered: False for the generic description of a name the registry lacks.
     """
 
@@ -60,6 +65,7 @@ class Metric:
     quality: str | None = None
     auto_suites: frozenset[str] = frozenset()
     help: str = ""
+    combine: Combine = "median"
     registered: bool = True
 
 
@@ -114,7 +120,7 @@ def _generic(name: str) -> Metric:
     if name.endswith(("_per_s", "_per_kj", "tflops")):
         return Metric(name, "", "higher", name, "number", 4, registered=False)
     if name.endswith("_bytes"):
-        return Metric(name, "B", "lower", name, "bytes", registered=False)
+        return Metric(name, "B", "lower", name, "bytes", combine="max", registered=False)
     if name.endswith("_s"):
         return Metric(name, "s", "lower", name, "seconds", registered=False)
     if name.endswith(("_ms", "_j")):
@@ -122,12 +128,12 @@ def _generic(name: str) -> Metric:
     return Metric(name, "", None, name, "number", 4, registered=False)
 
 
-def _time(name: str, header: str, help: str, sample: str | None = None, key: bool = False) -> Metric:
-    return Metric(name, "s", "lower", header, "seconds", sample=sample, key=key, help=help)
+def _time(name: str, header: str, help: str, sample: str | None = None, key: bool = False, combine: Combine = "median") -> Metric:
+    return Metric(name, "s", "lower", header, "seconds", sample=sample, key=key, help=help, combine=combine)
 
 
 def _bytes(name: str, header: str, help: str, key: bool = False) -> Metric:
-    return Metric(name, "B", "lower", header, "bytes", key=key, help=help)
+    return Metric(name, "B", "lower", header, "bytes", key=key, help=help, combine="max")
 
 
 #: Suites whose question is about quality: ``quality: [auto]`` scores their cells (by convergence
@@ -151,25 +157,26 @@ METRICS = MetricRegistry([
     _bytes("peak_reserved_bytes", "peak reserved", "peak memory the CUDA allocator reserved"),
     _bytes("nvml_used_bytes", "GPU used (NVML)", "peak device memory in use as NVML reports it"),
     _bytes("host_peak_rss_bytes", "host peak RSS", "peak resident memory of the process"),
-    _time("load_s", "load", "time to load the pipeline"),
-    _time("compile_s", "compile time", "first call less a warm call, when compiling"),
+    _time("load_s", "load", "time to load the pipeline", combine="first"),
+    _time("compile_s", "compile time", "first call less a warm call, when compiling", combine="first"),
     Metric("flops_per_image", "FLOP", "lower", "FLOP/image", "si", 3, help="floating-point operations per image"),
     Metric("achieved_tflops", "TFLOP/s", "higher", "TFLOP/s", "number", 3, help="FLOPs per call over the call time"),
     Metric("mfu", "", "higher", "MFU", "percent", key=True, help="denoising step FLOP/s over the measured matmul peak"),
     Metric("energy_j_per_image", "J", "lower", "J/image", "number", 3, help="GPU energy per image (NVML)"),
     Metric("images_per_kj", "1/kJ", "higher", "images/kJ", "number", 3, help="images per kilojoule of GPU energy"),
-    _time("first_call_s", "first call", "the first call: compile, capture and lazy initialisation"),
-    Metric("unet_evals", "", "lower", "UNet evals", "number", 4, help="denoiser evaluations per call"),
+    _time("first_call_s", "first call", "the first call: compile, capture and lazy initialisation", combine="first"),
+    Metric("unet_evals", "", "lower", "denoiser evals", "number", 4,
+           help="denoiser evaluations per call (UNet or transformer forwards; the name predates transformers)"),
     _time("vae_encode_s", "VAE encode", "median VAE encode time per call (img2img, inpaint)", "vae_encode_s"),
-    Metric("adherence", "", "higher", "adherence", "number", 4, "adherence", key=True, quality="adherence",
+    Metric("adherence", "", "higher", "adherence", "number", 4, "adherence", key=True, quality="adherence", combine="first",
            auto_suites=_ADHERENCE_SUITES, help="fraction of prompted shape attributes the detector finds"),
-    Metric("clip_score", "", "higher", "CLIP score", "number", 4, "clip_score", key=True, quality="clip",
+    Metric("clip_score", "", "higher", "CLIP score", "number", 4, "clip_score", key=True, quality="clip", combine="first",
            help="CLIP image-text similarity x 100"),
-    Metric("psnr_db", "dB", "higher", "PSNR (dB)", "number", 4, "psnr_db", key=True, quality="convergence",
+    Metric("psnr_db", "dB", "higher", "PSNR (dB)", "number", 4, "psnr_db", key=True, quality="convergence", combine="first",
            auto_suites=_QUALITY_SUITES, help="PSNR against a reference solve"),
-    Metric("ssim", "", "higher", "SSIM", "number", 4, "ssim", key=True, quality="convergence",
+    Metric("ssim", "", "higher", "SSIM", "number", 4, "ssim", key=True, quality="convergence", combine="first",
            auto_suites=_QUALITY_SUITES, help="SSIM against a reference solve"),
-    Metric("latent_rel_error", "", "lower", "latent error", "number", 4, "latent_rel_error", quality="convergence",
+    Metric("latent_rel_error", "", "lower", "latent error", "number", 4, "latent_rel_error", quality="convergence", combine="first",
            auto_suites=_QUALITY_SUITES, help="relative L2 error of the final latents against a reference solve"),
 ])  # fmt: skip
 

@@ -35,8 +35,28 @@ FAST_PATH_NOTE = "fast_path_note"
 #: later kernel launch dearer (``profiler.trackers.cupti_left_attached``).
 TIMING_NOTE = "timing_note"
 
+#: The settings key under which a cell or generation says a tokenizer is one of diffprof's stand-ins
+#: (T5, Gemma: vocabularies that cannot be had offline): sequence lengths, and so time and memory,
+#: are the real model's; token ids and images are not (``models.stand_ins``).
+STAND_IN_NOTE = "stand_in_note"
+
+#: The settings key under which a cell or generation says it was timed at profiler level
+#: ``detailed``: its kernel capture makes every call several times slower (tiny-sd on a CPU: 68 ->
+#: 398 ms per image), so those times are the profiler's as much as the model's.
+PROFILE_NOTE = "profile_note"
+
+#: The settings key under which a cell says what its run left out on this device (a run-wide
+#: offload switch on a CPU, where the weights already live in host memory).
+DEVICE_NOTE = "device_note"
+
+#: The settings key under which a cell says its peak memory is not its own: host RSS measured in a
+#: process that ran other cells first, a high-water mark that only grows in cell order.
+MEMORY_NOTE = "memory_note"
+
 #: Every per-cell note, in the order tables list them.
-NOTE_KEYS = (FAST_PATH_NOTE, TIMING_NOTE)
+NOTE_KEYS = (FAST_PATH_NOTE, TIMING_NOTE, PROFILE_NOTE, DEVICE_NOTE, MEMORY_NOTE, STAND_IN_NOTE)
+#: Notes about the model rather than the cell: a table lists each distinct one once, not per cell.
+MODEL_NOTES = (STAND_IN_NOTE,)
 
 def cell_key(suite: str, labels: dict[str, Any], settings: dict[str, Any]) -> str:
     """Stable identity of a cell within a run: what ``--resume`` uses to skip finished cells."""
@@ -55,6 +75,10 @@ class CellResult:
         status: ``ok`` or ``failed``; a failed cell keeps ``error`` and whatever was measured.
         metrics: scalar results, names from :data:`diffprof.metrics.METRICS` (medians where repeated).
         samples: raw per-repeat samples behind the metrics (``call_s``, ``step_s``, ...).
+        rounds: per-round values of the metrics measured in every round (``s_per_image`` of
+            round 1, 2, ...): what ``compare`` tests, since rounds interleaved across a run's
+            cells carry the drift between them that repeats of one round do not. Empty for cells
+            measured in one round (and those older versions stored).
         artifacts: small binary outputs (a PNG of the first image, a JSON step timeline).
     """
 
@@ -66,6 +90,7 @@ class CellResult:
     metrics: dict[str, float] = field(default_factory=dict)
     samples: dict[str, list[float]] = field(default_factory=dict)
     artifacts: dict[str, bytes] = field(default_factory=dict)
+    rounds: dict[str, list[float]] = field(default_factory=dict)
     started_at: str = ""
     finished_at: str = ""
     id: int | None = None
@@ -80,6 +105,11 @@ class CellResult:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def round_count(self) -> int:
+        """Rounds the cell was measured in (1 for a cell measured in one go)."""
+        return max((len(v) for v in self.rounds.values()), default=1)
 
     def stats(self, sample: str) -> SampleStats:
         """Statistics of one raw sample series (e.g. ``stats("call_s").median``)."""
@@ -105,6 +135,7 @@ class CellResult:
             "error": self.error,
             "metrics": self.metrics,
             "samples": self.samples,
+            "rounds": self.rounds,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "cell_key": self.cell_key,
@@ -126,6 +157,7 @@ class CellResult:
         if status not in ("ok", "failed"):
             raise InputError(f"cell status must be 'ok' or 'failed', not {status!r}", _HINT)
         samples = _field(data, "samples", dict, {})
+        rounds = _field(data, "rounds", dict, {})
         try:
             artifacts = {str(k): base64.b64decode(v, validate=True) for k, v in _field(data, "artifacts", dict, {}).items()}
         except (binascii.Error, TypeError, ValueError) as exc:
@@ -139,6 +171,7 @@ class CellResult:
             metrics={str(k): _number(v, f"metric {k}") for k, v in _field(data, "metrics", dict, {}).items()},
             samples={str(k): [_number(x, f"sample {k}") for x in _list(v, f"sample {k}")] for k, v in samples.items()},
             artifacts=artifacts,
+            rounds={str(k): [_number(x, f"round {k}") for x in _list(v, f"round {k}")] for k, v in rounds.items()},
             started_at=_field(data, "started_at", str, ""),
             finished_at=_field(data, "finished_at", str, ""),
             id=_field(data, "id", int, None),
@@ -154,6 +187,8 @@ class RunInfo:
     identifies the run in every store it is copied to (``id`` is its number in one store).
     ``counts`` maps cell status to how many cells have it (``{"ok": 5, "failed": 1}``); the store
     fills it even when the cells themselves are not loaded, so listing runs stays cheap.
+    ``machine`` is the state of the host while the run measured (load, CPU time other processes
+    took, clocks; :mod:`diffprof.profiler.machine`), empty for runs older versions stored.
     """
 
     id: int
@@ -167,6 +202,7 @@ class RunInfo:
     name: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     uid: str | None = None
+    machine: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, with_artifacts: bool = False) -> dict[str, Any]:
         """Plain data with every cell (:meth:`CellResult.to_dict`); :meth:`from_dict` reads it back."""
@@ -180,6 +216,7 @@ class RunInfo:
             "command": self.command,
             "config": self.config,
             "environment": self.environment,
+            "machine": self.machine,
             "counts": self.counts,
             "cells": [c.to_dict(with_artifacts=with_artifacts) for c in self.cells],
         }
@@ -204,6 +241,7 @@ class RunInfo:
             name=_field(data, "name", str, None),
             counts={str(k): int(v) for k, v in _field(data, "counts", dict, {}).items()},
             uid=_field(data, "uid", str, None),
+            machine=_field(data, "machine", dict, {}),
         )
 
     @property

@@ -8,7 +8,11 @@
 
 Each method runs the matching suite through the same runner as ``diffprof bench`` and records a
 run in the store (``config.db``), then returns plain dicts (JSON-serialisable) keyed by the swept
-value, so existing code that printed or logged those dicts keeps working.
+value, so existing code that printed or logged those dicts keeps working. Where one call runs two
+suites over the same axis (``benchmark_diffusion_pipelines``: the generation cell and the pipelines
+suite's cells are both keyed by model), the later suite's keys carry its name (``pipelines:sd15``),
+so no cell overwrites another. What the device cannot run (the seed's sequential offload on a CPU)
+is said on stderr before measuring and returned under ``notes``.
 """
 
 from __future__ import annotations
@@ -113,13 +117,24 @@ class DiffusionBenchmark:
 
         config = RunConfig.from_mapping({"prompt": prompt, "suites": suites, **changes}, base=replace(self.config))
         with Store(config.db) as store:
-            summary = Runner(config, store, command=f"python: DiffusionBenchmark {suites}", console=Console(stderr=True, quiet=True), progress=False).run()
+            runner = Runner(config, store, command=f"python: DiffusionBenchmark {suites}", console=Console(stderr=True), progress=False)
+            summary = runner.run()
         self.last_run_id = summary.run_id
         results: dict[str, Any] = {}
         for cell in summary.cells:
-            name = str(cell.labels.get(key, cell.labels.get("model", cell.suite)))
             entry = {"status": cell.status, "suite": cell.suite, **cell.metrics}
             if cell.error:
                 entry["error"] = cell.error
-            results[name] = entry
-        return {"run_id": summary.run_id, "db": str(config.db), "ok": summary.ok, "failed": summary.failed, "results": results}
+            results[result_key(cell, key, first=suites[0])] = entry
+        notes = [line for line in (runner.notice or "").splitlines() if line.strip()]
+        return {"run_id": summary.run_id, "db": str(config.db), "ok": summary.ok, "failed": summary.failed, "results": results, "notes": notes}
+
+
+def result_key(cell: Any, key: str, *, first: str) -> str:
+    """A cell's key in a method's results: the swept value (``euler``, ``tiny-sd``); a cell of a later
+    suite of the same call is prefixed with its suite (``pipelines:tiny-sd``), so the generation cell
+    and the pipelines suite's cell of one model do not collide; several labels join with commas."""
+    labels = cell.labels or {}
+    value = labels.get(key, labels.get("model"))
+    name = str(value) if value is not None else (", ".join(f"{k}={v}" for k, v in labels.items()) or cell.suite)
+    return name if cell.suite == first else f"{cell.suite}:{name}"

@@ -1,55 +1,65 @@
-"""Compare two runs cell by cell: is B slower than A, and is the difference real?
+"""Compare two runs cell by cell: is B slower than A, and is the difference believed?
 
 Cells are matched on (suite, labels): the swept axis values name a cell, so a run of the same
 sweep on another commit or machine lines up even when its other settings differ (those differences
-are reported per cell in ``settings_changes``, and environment differences in
-``Comparison.environment_changes``, so an unlike-for-unlike comparison is visible). Cells present
-in only one run are listed in ``only_a`` / ``only_b``.
+are reported per cell in ``settings_changes``, environment differences in
+``Comparison.environment_changes`` and machine-state differences in ``machine_changes``, so an
+unlike-for-unlike comparison is visible). Cells in only one run are listed in ``only_a`` / ``only_b``.
 
-Per matched cell the verdict needs two things:
+Per matched cell (the statistics are :mod:`diffprof.analysis.verdicts`):
 
-1. **Size**: the metric moved the worse way by more than ``threshold`` (5%: below that, GPU clock
-   and thermal drift make differences meaningless even when a test calls them significant). The
-   threshold is symmetric in log space: 1.05x slower is a regression, 1/1.05x is an improvement,
-   and for higher-is-better metrics (``images_per_s``) the ratio is inverted first (the metric's
-   direction in :mod:`diffprof.metrics`).
-2. **Significance**: a two-sided test on the raw per-repeat samples behind the metric (the
-   registry's ``sample``, e.g. ``call_s``) rejects "same distribution" at level ``alpha``
-   (:func:`~diffprof.analysis.significance.significance`: Mann-Whitney U, or Welch's t-test on
-   log-times where the samples are too few for it). Cells without samples (single-valued metrics
-   such as peak memory) are judged on size alone.
+1. **Values**: the metric's per-round values on each side (per-call samples for cells stored
+   without rounds; :func:`~diffprof.analysis.evidence.cell_values`), and the noise floor of the
+   cell's earlier runs when ``history`` holds three or more (same requested cell, rounds and
+   environment; :func:`~diffprof.analysis.evidence.history_floor`).
+2. **Change**: the ratio of geometric means B/A with a Welch test on log-values and its interval.
+3. **Correction**: the p-values of every tested cell are corrected for their number
+   (Benjamini-Hochberg by default, Holm on request), so six cells at alpha 0.05 do not give six
+   chances at a false alarm.
+4. **Verdict** (:func:`~diffprof.analysis.verdicts.judge`): ``regression`` / ``improvement`` beyond
+   the threshold (5%, symmetric in log space; the metric's direction from the registry) and
+   significant after correction; ``same``; ``too noisy`` when the cell's noise is wider than the
+   threshold (with the rounds that would resolve it); ``not significant``; ``host busy`` when a
+   believed change was measured while either run's host was busy (others took CPU the run needed,
+   :mod:`diffprof.analysis.machine`); ``failed``; ``missing``.
 
-Verdicts: ``regression``, ``improvement``, ``same`` (within the threshold), ``not significant``
-(beyond it, but noise could explain it), ``failed`` (failed in either run), ``missing`` (the
-metric is absent on one side). :attr:`Comparison.has_regression` is true for any regression or any
-cell that was ok in A and fails in B: what ``diffprof compare`` turns into exit code 1.
-
-:func:`compare` needs only the two runs; :func:`diffprof.store.compare.compare_runs` loads them
-from a store first.
+:attr:`Comparison.has_regression` is true for a believed regression or a cell that was ok in A and
+fails in B: what ``diffprof compare`` turns into exit code 1. :func:`compare` needs only the runs;
+:func:`diffprof.store.compare.compare_runs` loads them, and the history, from a store.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
-
-from diffprof.analysis.significance import significance
+from diffprof.analysis.evidence import Evidence, cell_values, history_floor
+from diffprof.analysis.machine import HostLoad, host_load, machine_changes, machine_warnings
+from diffprof.analysis.verdicts import CORRECTIONS, Change, Correction, Prior, Verdict, adjust, estimate_change, judge, pooled_prior, run_value
 from diffprof.environment import environment_changes
 from diffprof.errors import ConfigError
 from diffprof.metrics import Direction, direction_of, ordered, require
 from diffprof.results import CellResult, RunInfo
 
-Verdict = Literal["regression", "improvement", "same", "not significant", "failed", "missing"]
+__all__ = ["CellComparison", "Comparison", "Verdict", "compare", "match_cells"]
+
+#: Verdicts in the order summaries and tables list them.
+VERDICTS: tuple[Verdict, ...] = ("regression", "improvement", "same", "not significant", "too noisy", "host busy", "failed", "missing")
 
 
 @dataclass
 class CellComparison:
-    """One matched cell: the metric in each run, the ratio, the test, the verdict."""
+    """One matched cell: the metric in each run, the change and its interval, the test, the verdict.
+
+    ``value_a``/``value_b`` are the cells' stored metric values; ``values_a``/``values_b`` the values
+    weighed (per round, or per call), ``mean_a``/``mean_b`` their geometric means, whose ratio is
+    ``ratio`` and is what the test, the interval and the verdict are about.
+    """
 
     suite: str
     labels: dict[str, Any]
@@ -61,6 +71,8 @@ class CellComparison:
     test: str
     median_a: float | None = None
     median_b: float | None = None
+    mean_a: float | None = None
+    mean_b: float | None = None
     n_a: int = 0
     n_b: int = 0
     cell_a: int | None = None
@@ -68,6 +80,14 @@ class CellComparison:
     settings_changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     failed_in: Literal["A", "B", "both"] | None = None
     note: str = ""
+    evidence: Evidence | None = None
+    p_adjusted: float | None = None
+    low: float | None = None
+    high: float | None = None
+    rounds_needed: int | None = None
+    history_runs: int = 0
+    values_a: list[float] = field(default_factory=list)
+    values_b: list[float] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -79,26 +99,10 @@ class CellComparison:
         return None if self.ratio is None else self.ratio - 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "suite": self.suite,
-            "labels": self.labels,
-            "verdict": self.verdict,
-            "value_a": self.value_a,
-            "value_b": self.value_b,
-            "ratio": self.ratio,
-            "change": self.change,
-            "p_value": self.p_value,
-            "test": self.test,
-            "median_a": self.median_a,
-            "median_b": self.median_b,
-            "n_a": self.n_a,
-            "n_b": self.n_b,
-            "cell_a": self.cell_a,
-            "cell_b": self.cell_b,
-            "settings_changes": {k: list(v) for k, v in self.settings_changes.items()},
-            "failed_in": self.failed_in,
-            "note": self.note,
-        }
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data["settings_changes"] = {k: list(v) for k, v in self.settings_changes.items()}
+        data["change"] = self.change
+        return data
 
 
 @dataclass
@@ -116,6 +120,14 @@ class Comparison:
     only_a: list[CellResult] = field(default_factory=list)
     only_b: list[CellResult] = field(default_factory=list)
     environment_changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    correction: Correction = "bh"
+    name_a: str | None = None
+    name_b: str | None = None
+    load_a: HostLoad = field(default_factory=lambda: HostLoad(recorded=False))
+    load_b: HostLoad = field(default_factory=lambda: HostLoad(recorded=False))
+    machine_a: dict[str, Any] = field(default_factory=dict)
+    machine_b: dict[str, Any] = field(default_factory=dict)
+    machine_changes: list[str] = field(default_factory=list)
 
     def _with(self, verdict: Verdict) -> list[CellComparison]:
         return [c for c in self.cells if c.verdict == verdict]
@@ -135,22 +147,32 @@ class Comparison:
 
     @property
     def has_regression(self) -> bool:
-        """True for any significant slowdown beyond the threshold or any newly failing cell."""
+        """True for any believed slowdown beyond the threshold or any newly failing cell."""
         return bool(self.regressions or self.newly_failed)
 
     @property
     def geomean_ratio(self) -> float | None:
         """Geometric mean of B/A over cells with a ratio: the run-level change in one number."""
         ratios = [c.ratio for c in self.cells if c.ratio is not None and c.ratio > 0 and math.isfinite(c.ratio)]
-        return float(np.exp(np.mean(np.log(ratios)))) if ratios else None
+        return math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else None
+
+    @property
+    def warnings(self) -> list[str]:
+        """What every rendering of this comparison must say: busy hosts, states and environments that differ."""
+        out = [f"run {side} ({rid}): {w}" for side, rid, m in (("A", self.run_a, self.machine_a), ("B", self.run_b, self.machine_b)) for w in machine_warnings(m)]
+        out += [f"machine state differs: {c}" for c in self.machine_changes]
+        if self.environment_changes:
+            out.append(f"environment differs in {len(self.environment_changes)} field{'s' * (len(self.environment_changes) != 1)}")
+        if any(c.evidence == "calls" for c in self.cells):
+            out.append("some cells were stored without rounds: their per-call samples share one stretch of time, so drift between runs is not in their test")
+        return out
 
     def summary(self) -> str:
         """``1 regression, 4 same; 1 cell only in B`` - one line for logs and table captions."""
         counts: dict[str, int] = defaultdict(int)
         for c in self.cells:
             counts[c.verdict] += 1
-        order: list[Verdict] = ["regression", "improvement", "same", "not significant", "failed", "missing"]
-        parts = [f"{counts[v]} {_plural(v, counts[v])}" for v in order if counts[v]]
+        parts = [f"{counts[v]} {_plural(v, counts[v])}" for v in VERDICTS if counts[v]]
         extra = [
             f"{len(cells)} {'cell' if len(cells) == 1 else 'cells'} only in {side}"
             for side, cells in (("A", self.only_a), ("B", self.only_b))
@@ -163,21 +185,30 @@ class Comparison:
         def unmatched(cells: list[CellResult]) -> list[dict[str, Any]]:
             return [{"id": c.id, "suite": c.suite, "labels": c.labels, "status": c.status} for c in cells]
 
+        def load(value: HostLoad) -> dict[str, Any]:
+            return {k: getattr(value, k) for k in value.__dataclass_fields__} | {"reason": value.reason}
+
         return {
             "run_a": self.run_a,
             "run_b": self.run_b,
+            "name_a": self.name_a,
+            "name_b": self.name_b,
             "metric": self.metric,
             "sample": self.sample,
             "direction": self.direction,
             "threshold": self.threshold,
             "alpha": self.alpha,
+            "correction": self.correction,
             "has_regression": self.has_regression,
             "geomean_ratio": self.geomean_ratio,
             "summary": self.summary(),
+            "warnings": self.warnings,
             "cells": [c.to_dict() for c in self.cells],
             "only_a": unmatched(self.only_a),
             "only_b": unmatched(self.only_b),
             "environment_changes": {k: list(v) for k, v in self.environment_changes.items()},
+            "machine": {"a": self.machine_a, "b": self.machine_b, "load_a": load(self.load_a), "load_b": load(self.load_b)},
+            "machine_changes": self.machine_changes,
         }
 
 
@@ -193,6 +224,9 @@ def compare(
     sample: str | None = None,
     alpha: float = 0.05,
     direction: Direction | None = None,
+    *,
+    correction: Correction = "bh",
+    history: Sequence[RunInfo] = (),
 ) -> Comparison:
     """Compare run ``run_b`` against the baseline ``run_a``, cell by cell.
 
@@ -200,21 +234,25 @@ def compare(
         run_a, run_b: the runs with their cells; A is the baseline.
         threshold (`float`, defaults to 0.05): smallest relative change that counts (5%).
         metric (`str`, defaults to ``"s_per_image"``): the metric judged.
-        sample (`str`, *optional*): the raw sample series tested for significance; defaults to
-            the one behind the metric in the registry (``call_s`` for ``s_per_image``), else a
-            series named like the metric, else none (judged on size alone).
-        alpha (`float`, defaults to 0.05): significance level of the test.
+        sample (`str`, *optional*): the per-call series used for cells stored without rounds;
+            defaults to the one behind the metric in the registry (``call_s`` for ``s_per_image``).
+        alpha (`float`, defaults to 0.05): significance level, after correction.
         direction (`"lower"` or `"higher"`, *optional*): which way is better; defaults to the
             metric's direction (:func:`diffprof.metrics.direction_of`).
+        correction (`"bh"`, `"holm"` or `"none"`): the multiple-comparison correction.
+        history: earlier runs (with their cells) whose measurements of the same cells give the
+            noise floor; A and B themselves are skipped if present (by uid, else by id).
 
     Raises:
-        ConfigError: bad threshold/alpha, a metric neither registered nor in either run, or one
-            that is in neither run while they hold others (the message lists those they hold).
+        ConfigError: bad threshold/alpha/correction, a metric neither registered nor in either
+            run, or one that is in neither run while they hold others (the message lists those).
     """
     if not threshold >= 0:
         raise ConfigError(f"threshold must be >= 0, got {threshold}", "0.05 means changes under 5% count as the same")
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be between 0 and 1, got {alpha}", "0.05 is the usual significance level")
+    if correction not in CORRECTIONS:
+        raise ConfigError(f"unknown correction {correction!r}", f"choose one of: {', '.join(CORRECTIONS)} (bh = Benjamini-Hochberg)")
     cells = run_a.cells + run_b.cells
     available = {m for c in cells for m in c.metrics}
     described = require(metric, available)  # an unknown name: the error lists what the runs hold
@@ -224,20 +262,27 @@ def compare(
     if sample is None:
         sample = described.sample or (metric if any(metric in c.samples for c in cells) else None)
 
+    load_a, load_b = host_load(run_a.machine), host_load(run_b.machine)
+    busy = " and ".join(f"run {s}'s host was busy ({load.reason})" for s, load in (("A", load_a), ("B", load_b)) if load.busy) or None
     pairs, only_a, only_b = match_cells(run_a.cells, run_b.cells)
+    # A and B are never their own history: matched by uid where both have one (B may come from
+    # another store than the history, where its id means another run), else by id
+    history = [h for h in history if not (_same_run(h, run_a) or _same_run(h, run_b))]
+    rows = [_row(a, b, metric, sample) for a, b in pairs]
+    prior_a, prior_b = (_prior([r.values_a if r.evidence == "rounds" else [] for r in rows]), _prior([r.values_b if r.evidence == "rounds" else [] for r in rows]))
+    changes = [_change(row, a, metric, sample, run_a, history, prior_a, prior_b) for row, (a, _) in zip(rows, pairs)]
+    adjusted = adjust([change.p_value if change is not None else None for change in changes], correction)
+    judged = [_judge(row, change, p, threshold, alpha, direction, busy) for row, change, p in zip(rows, changes, adjusted)]
     return Comparison(
-        run_a=run_a.id,
-        run_b=run_b.id,
-        metric=metric,
-        sample=sample,
-        direction=direction,
-        threshold=threshold,
-        alpha=alpha,
-        cells=[_compare_cell(a, b, metric, sample, direction, threshold, alpha) for a, b in pairs],
-        only_a=only_a,
-        only_b=only_b,
-        environment_changes=environment_changes(run_a.environment, run_b.environment),
+        run_a=run_a.id, run_b=run_b.id, metric=metric, sample=sample, direction=direction, threshold=threshold, alpha=alpha,
+        cells=judged, only_a=only_a, only_b=only_b, environment_changes=environment_changes(run_a.environment, run_b.environment),
+        correction=correction, name_a=run_a.name, name_b=run_b.name, load_a=load_a, load_b=load_b,
+        machine_a=run_a.machine, machine_b=run_b.machine, machine_changes=machine_changes(run_a.machine, run_b.machine),
     )
+
+
+def _same_run(x: RunInfo, y: RunInfo) -> bool:  # one run, wherever it was loaded from
+    return x.uid == y.uid if x.uid and y.uid else x.id == y.id
 
 
 def match_cells(
@@ -268,69 +313,74 @@ def _match_key(cell: CellResult) -> str:
     return json.dumps([cell.suite, cell.labels], sort_keys=True, default=str)
 
 
-def _compare_cell(
-    a: CellResult, b: CellResult, metric: str, sample: str | None, direction: Direction, threshold: float, alpha: float
-) -> CellComparison:
-    """The verdict for one matched pair (phases: values, samples and test, size, significance)."""
-    # 1. The metric on each side (None where a cell lacks it).
+def _row(a: CellResult, b: CellResult, metric: str, sample: str | None) -> CellComparison:
+    """One matched pair's row with the values it weighs (its verdict already set where a failed
+    or missing side decides it)."""
     value_a, value_b = _value(a, metric), _value(b, metric)
-    base = CellComparison(
-        suite=a.suite,
-        labels=a.labels,
-        verdict="same",
-        value_a=value_a,
-        value_b=value_b,
-        ratio=None,
-        p_value=None,
-        test="none",
-        cell_a=a.id,
-        cell_b=b.id,
-        settings_changes=_settings_changes(a.settings, b.settings),
+    row = CellComparison(
+        suite=a.suite, labels=a.labels, verdict="same", value_a=value_a, value_b=value_b, ratio=None, p_value=None, test="none",
+        cell_a=a.id, cell_b=b.id, settings_changes=_settings_changes(a.settings, b.settings),
     )
     if not (a.ok and b.ok):
-        base.verdict = "failed"
-        base.failed_in = "B" if a.ok else "A" if b.ok else "both"
+        row.verdict = "failed"
+        row.failed_in = "B" if a.ok else "A" if b.ok else "both"
         failed = b if a.ok else a
-        base.note = "failed in both runs" if base.failed_in == "both" else f"failed in {base.failed_in}: {_first_line(failed.error)}"
-        return base
+        row.note = "failed in both runs" if row.failed_in == "both" else f"failed in {row.failed_in}: {_first_line(failed.error)}"
+        return row
     if value_a is None or value_b is None:
-        base.verdict = "missing"
-        base.note = f"{metric} missing in {'A' if value_a is None else 'B'}"
-        return base
+        row.verdict = "missing"
+        row.note = f"{metric} missing in {'A' if value_a is None else 'B'}"
+        return row
+    (values_a, kind_a), (values_b, kind_b) = cell_values(a, metric, sample), cell_values(b, metric, sample)
+    row.values_a, row.values_b = values_a, values_b
+    row.n_a, row.n_b = len(values_a), len(values_b)
+    row.evidence = kind_a if kind_a == kind_b else "calls" if "calls" in (kind_a, kind_b) else "value"
+    row.median_a, row.median_b = (statistics.median(v) if v else None for v in (values_a, values_b))
+    row.mean_a, row.mean_b = run_value(values_a), run_value(values_b)
+    return row
 
-    # 2. Samples and the significance test.
-    samples_a = a.samples.get(sample, []) if sample else []
-    samples_b = b.samples.get(sample, []) if sample else []
-    base.n_a, base.n_b = len(samples_a), len(samples_b)
-    if samples_a:
-        base.median_a = float(np.median(samples_a))
-    if samples_b:
-        base.median_b = float(np.median(samples_b))
-    base.p_value, base.test = significance(samples_a, samples_b, alpha)
 
-    # 3. Size of the change, as "how much worse" whichever way is better.
-    if value_a == 0:
-        base.ratio = 1.0 if value_b == 0 else math.inf
-    else:
-        base.ratio = value_b / value_a
-    worse = base.ratio if direction == "lower" else (1.0 / base.ratio if base.ratio else math.inf)
-    if worse > 1.0 + threshold:
-        verdict: Verdict = "regression"
-    elif worse < 1.0 / (1.0 + threshold):
-        verdict = "improvement"
-    else:
-        base.verdict = "same"
-        return base
+def _prior(series: list[list[float]]) -> Prior | None:
+    """What one run's cells say together about their round-to-round variance (:func:`pooled_prior`)."""
+    logs = [[math.log(v) for v in values if v > 0 and math.isfinite(v)] for values in series]
+    return pooled_prior([statistics.variance(x) for x in logs if len(x) > 1], [len(x) - 1.0 for x in logs if len(x) > 1])
 
-    # 4. Beyond the threshold: does the test back it? (No samples: size alone decides.)
-    if base.p_value is not None and base.p_value >= alpha:
-        base.verdict = "not significant"
-        base.note = f"p={base.p_value:.2g} >= {alpha}: more repeats would tell"
-    else:
-        base.verdict = verdict
-        if base.p_value is None:
-            base.note = "no samples to test; judged on size alone"
-    return base
+
+def _change(row: CellComparison, a: CellResult, metric: str, sample: str | None, run_a: RunInfo, history: Sequence[RunInfo],
+            prior_a: Prior | None, prior_b: Prior | None) -> Change | None:
+    """The change of one row (None where a failed or missing side, or no positive value, decides it)."""
+    if row.verdict in ("failed", "missing"):
+        return None
+    if row.mean_a is None or row.mean_b is None:  # no positive values: the plain ratio of the metric
+        value_a, value_b = row.value_a or 0.0, row.value_b or 0.0
+        row.ratio = (1.0 if value_b == 0 else math.inf) if value_a == 0 else value_b / value_a
+        return None
+    use_priors = row.evidence == "rounds"
+    floor = history_floor(a, run_a, history, metric, sample, ())
+    change = estimate_change(row.values_a, row.values_b, floor, prior_a if use_priors else None, prior_b if use_priors else None)
+    row.ratio, row.p_value = change.ratio, change.p_value
+    row.history_runs = change.floor.runs if change.floor is not None else 0
+    row.test = "none" if change.p_value is None else ("welch-log " + str(row.evidence) + (" + history floor" if change.floored else ""))
+    return change
+
+
+def _judge(
+    row: CellComparison, change: Change | None, p_adjusted: float | None, threshold: float, alpha: float, direction: Direction, busy: str | None
+) -> CellComparison:
+    if change is None:
+        if row.verdict == "same" and row.ratio is not None:  # values that are not positive: size alone
+            worse = row.ratio if direction == "lower" else (1 / row.ratio if row.ratio else math.inf)
+            row.verdict = "regression" if worse > 1 + threshold else "improvement" if worse < 1 / (1 + threshold) else "same"
+            row.note = "judged on size alone"
+        return row
+    verdict = judge(change, threshold, alpha=alpha, p_adjusted=p_adjusted, direction=direction, busy=busy)
+    row.verdict, row.rounds_needed, row.p_adjusted = verdict.verdict, verdict.rounds_needed, p_adjusted
+    row.note = verdict.note
+    if change.testable:
+        row.low, row.high = change.interval(alpha)
+    if row.evidence == "calls" and row.verdict not in ("same",):
+        row.note = "; ".join(filter(None, [row.note, "per-call samples (no rounds stored)"]))
+    return row
 
 
 def _value(cell: CellResult, metric: str) -> float | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 import click
 import typer
@@ -17,6 +18,7 @@ from rich.markup import escape
 
 from diffprof import __version__
 from diffprof.errors import DiffprofError
+from diffprof.interrupts import Kept, as_interrupted, signals_interrupt
 
 app = typer.Typer(
     name="diffprof",
@@ -61,20 +63,32 @@ def root(
     """Profile, benchmark and tune diffusers pipelines."""
 
 
+#: Third-party loggers that report their own setup on every import (torchao's optional CUDA
+#: kernels it cannot load on this machine, torch's pytree deprecations of torchao's enums): nothing
+#: a diffprof user can act on. Set to ERROR before anything imports them; ``--debug`` keeps them.
+NOISY_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
 def quiet_libraries(debug: bool) -> None:
-    """diffusers/transformers log advice meant for their own users (torchvision fallbacks, dtype
-    casts of random weights); diffprof reports what matters itself. ``--debug`` keeps it all."""
+    """Keep third-party noise out of diffprof's output, at its source: diffusers/transformers log
+    advice meant for their own users (torchvision fallbacks, dtype casts of random weights), torchao
+    and torch log their import-time setup. Levels and warning filters only (stderr is not
+    redirected: a real error still shows). ``--debug`` keeps it all."""
+    import logging
     import os
+    import warnings
 
     if debug:
         return
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    import warnings
-
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*torchvision.*")
+    warnings.filterwarnings("ignore", module=r"torch\.utils\._pytree")
+    warnings.filterwarnings("ignore", module=r"torchao(\.|$)")
 
 
 def _cli_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
@@ -88,46 +102,98 @@ def _cli_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseE
     return exits, errors, aborts
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point: run the app, map errors to exit codes (2 = bad input)."""
+def _print_error(message: str, hint: str | None) -> None:
+    # soft_wrap: one line each however narrow the terminal (scripts grep these)
+    err_console.print(f"[bold red]error:[/] {escape(_one_line(message))}", highlight=False, soft_wrap=True)
+    if hint:
+        err_console.print(f"[dim]hint:[/] {escape(_one_line(hint))}", highlight=False, soft_wrap=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _usage_hint(exc: BaseException) -> str:
+    """Where the valid options are listed: the failing command's own --help."""
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None) or "diffprof"
+    return f"run `{path} --help` for its options"
+
+
+#: How to continue an interrupted run, per command (``diffprof bench`` registers ``--resume``);
+#: a command without an entry gets the generic line.
+CONTINUE: dict[str, Callable[[Kept, list[str]], str]] = {}
+
+
+def _interrupted(exc: BaseException, args: list[str]) -> int:
+    """Say what an interruption kept (the run, its stored cells) and how to go on; 130 / 143."""
+    stopped = as_interrupted(exc)
+    kept = stopped.kept
+    err_console.print(f"interrupted ({stopped.signal_name})", highlight=False, soft_wrap=True)
+    if kept is None:
+        err_console.print("kept: whatever was written before this point (no run was being recorded)", highlight=False, soft_wrap=True)
+        return stopped.exit_code
+    of = f" of {kept.total}" if kept.total is not None else ""
+    err_console.print(
+        f"kept: run {kept.run_id} in {kept.db}: {kept.stored}{of} cells stored ({kept.ok} ok, {kept.failed} failed), each exactly once",
+        highlight=False, soft_wrap=True,
+    )
+    command = next((a for a in args if not a.startswith("-")), "")
+    follow = CONTINUE.get(command)
+    if follow is not None:
+        err_console.print(follow(kept, args), highlight=False, soft_wrap=True)
+    return stopped.exit_code
+
+
+def main(argv: list[str] | None = None, *, last: bool = False) -> int:
+    """Console entry point: run the app, map errors to exit codes (2 = bad input; 130 / 143 =
+    interrupted by SIGINT / SIGTERM, after saying what was kept). ``last``: the process exits next
+    (:func:`run`), so once the command is done, signals no longer interrupt its teardown."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     quiet_libraries(debug)
     from diffprof.cli import commands  # noqa: F401  (registers every command)
 
     exits, errors, aborts = _cli_exceptions()
-    try:
-        result = app(args=args, prog_name="diffprof", standalone_mode=False)
-    except DiffprofError as exc:
-        if debug:
-            raise
-        # soft_wrap: one line each however narrow the terminal (scripts grep these)
-        err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
-        if exc.hint:
-            err_console.print(f"[dim]hint:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
-        return exc.exit_code
-    except exits as exc:
-        return int(exc.exit_code)  # type: ignore[attr-defined]
-    except errors as exc:
-        exc.show()  # type: ignore[attr-defined]
-        return int(exc.exit_code)  # type: ignore[attr-defined]
-    except aborts:
-        err_console.print("aborted")
-        return 1
-    except OSError as exc:
-        # a path that cannot be written (a folder where a file is, no permission, disk full): what
-        # was measured before it is already in the store
-        if debug:
-            raise
-        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-        err_console.print(f"[bold red]error:[/] {escape(exc.strerror or str(exc))}{escape(where)}", highlight=False, soft_wrap=True)
-        err_console.print("[dim]hint:[/] choose a path whose folders exist or can be created (not a file) and that you may write", highlight=False, soft_wrap=True)
-        return 2
-    except KeyboardInterrupt:
-        err_console.print("interrupted: everything finished before this point is kept")
-        return 130
+    with signals_interrupt(then_ignore=last) as caught:
+        try:
+            result = app(args=args, prog_name="diffprof", standalone_mode=False)
+            if caught.last is not None:  # typer answered Ctrl-C / SIGTERM with exit code 130 of its own
+                return _interrupted(caught.last, args)
+        except DiffprofError as exc:
+            if debug:
+                raise
+            _print_error(exc.message, exc.hint)
+            return exc.exit_code
+        except exits as exc:
+            if caught.last is not None:
+                return _interrupted(caught.last, args)
+            return int(exc.exit_code)  # type: ignore[attr-defined]
+        except errors as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `diffprof` alone: the help, as click shows it
+                exc.show()  # type: ignore[attr-defined]
+                return 2
+            # a flag click could not parse (unknown option, not a number, missing value): the same
+            # two lines and exit 2 as every other refusal
+            _print_error(exc.format_message(), _usage_hint(exc))  # type: ignore[attr-defined]
+            return 2
+        except aborts as exc:
+            if caught.last is not None or isinstance(exc.__cause__, KeyboardInterrupt):  # click's own Ctrl-C handling
+                return _interrupted(caught.last or exc.__cause__, args)
+            err_console.print("aborted")
+            return 1
+        except OSError as exc:
+            # a path that cannot be written (a folder where a file is, no permission, disk full): what
+            # was measured before it is already in the store
+            if debug:
+                raise
+            where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+            _print_error(f"{exc.strerror or exc}{where}", "choose a path whose folders exist or can be created (not a file) and that you may write")
+            return 2
+        except KeyboardInterrupt as exc:
+            return _interrupted(exc, args)
     return int(result or 0)
 
 
 def run() -> None:
-    sys.exit(main())
+    sys.exit(main(last=True))

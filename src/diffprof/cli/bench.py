@@ -9,23 +9,26 @@ from __future__ import annotations
 
 import shlex
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from diffprof.cli.app import app, console, err_console
+from diffprof.cli.app import CONTINUE, app, console, err_console
 from diffprof.cli.options import config_options, flag_of
 from diffprof.cli.stores import db_option, open_store
 from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
+from diffprof.interrupts import Kept
 
 H = RunConfig.help_for
 CELLS_FAILED = 3
 #: Config keys that say where cells run, not what they measure: a resume may change them.
 EXECUTION = ("executor", "workers", "ray_address")
-#: Config keys that say where results go and how many threads measure: a resume keeps what it is given.
-RESUMABLE = ("db", "report", "threads", "trace")
+#: Config keys that say where results go, how many threads measure and whether to override the
+#: checks: a resume keeps what it is given.
+RESUMABLE = ("db", "report", "threads", "trace", "force")
 
 
 def write_report(store: Any, run_id: int, path: str, fmt: str | None = None) -> Path:
@@ -50,7 +53,8 @@ def bench(
     config: Path = typer.Option(None, "--config", "-c", help="YAML/TOML/JSON config (diffprof or SEOConfig keys); flags override it."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write a report."),
     name: str = typer.Option(None, help="Name the run, so `compare baseline latest` works."),
-    resume: str = typer.Option(None, help="Resume run REF (id, latest, latest~1, name): skip its finished cells, rerun the rest with its stored config (only --db, --report, --threads and the executor options may change)."),
+    resume: str = typer.Option(None, help="Resume run REF (id, latest, latest~1, name): skip its finished cells, rerun the rest with its stored config (only --db, --report, --threads, --force and the executor options may change). Refused while the process measuring it still runs."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate the config and list the cells it expands to (and what this device cannot run), measuring nothing; with --resume, the cells still to run."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     *,
     overrides: dict[str, Any],
@@ -58,45 +62,41 @@ def bench(
     """Run benchmark suites, store every cell in the results store, and write a report.
 
     With no arguments: the `quick` group on the built-in model, results in ./diffprof.db (or the
-    PostgreSQL store `--db postgresql://user@host/db` names) and an HTML report in ./diffprof-report.html. Examples: `diffprof bench -s schedulers,resolutions --model sd15
-    --weights synthetic`; `diffprof bench --config seed.yaml`; `diffprof bench --resume latest`;
-    `diffprof bench --executor local` (every GPU of this host); `diffprof bench --executor ray
-    --ray-address auto` (a Ray cluster).
+    PostgreSQL store `--db postgresql://user@host/db` names) and an HTML report in
+    ./diffprof-report.html. Examples: `diffprof bench -s schedulers,resolutions --model sd15
+    --weights synthetic`; `diffprof bench --config seed.yaml`; `diffprof bench --dry-run -c seed.yaml`;
+    `diffprof bench --resume latest`; `diffprof bench --executor local` (every GPU of this host);
+    `diffprof bench --executor ray --ray-address auto` (a Ray cluster). Interrupted (Ctrl-C, SIGTERM),
+    it says which cells it kept and the `--resume` command that finishes the run.
     """
     if no_report and "report" in overrides:
         raise ConfigError("--report names the report to write and --no-report writes none", "drop one of them")
     if no_report:
         overrides["report"] = None
     # 1. Validate the whole config before touching the store: the schema first (no torch needed), then
-    #    the registry names (schedulers, switches, suites, executor).
+    #    the registry names (schedulers, switches, suites, executor) and the models.
     cfg = RunConfig.load(config, overrides) if config else RunConfig.from_mapping(overrides)
-    from diffprof.suites.checks import check_config
+    from diffprof.suites.checks import check_config, check_inputs
 
     check_config(cfg)
+    if resume is None:
+        check_inputs(cfg)
+    elif name is not None:
+        raise ConfigError("--name labels a new run; a resumed run keeps its own name", "drop --name, or drop --resume")
+    if dry_run and resume is None:
+        return _dry_run(cfg)
     from diffprof.store import Store
-    from diffprof.suites.runner import Runner
 
     # closed on every exit, so the store is one self-contained file again (WAL checkpointed)
     with Store(cfg.db) as store:
         if resume is not None:
-            if name is not None:
-                raise ConfigError("--name labels a new run; a resumed run keeps its own name", "drop --name, or drop --resume")
-            measuring = sorted(k for k in overrides if k not in (*RESUMABLE, *EXECUTION))
-            if measuring or config:
-                given = ", ".join(flag_of(k) for k in measuring) or f"--config {config}"
-                raise ConfigError(
-                    f"--resume reruns a stored run's cells with its stored config; {given} would change what it measures",
-                    "drop those options to finish the run as it was, or start a new run without --resume",
-                )
-            stored = store.get_run(resume)
-            keep = {k: v for k, v in overrides.items() if k in RESUMABLE}
-            base = dict(stored.config)
-            if any(k in overrides for k in EXECUTION):  # where to run is this command's choice, as a whole
-                base = {k: v for k, v in base.items() if k not in EXECUTION}
-                keep |= {k: v for k, v in overrides.items() if k in EXECUTION}
-            cfg = RunConfig.from_mapping(base | keep)
-            err_console.print(f"resuming run {stored.id} with its stored config", highlight=False)
+            cfg = _resumed_config(store, resume, config, overrides)
+            if dry_run:
+                return _dry_run(cfg, done=store.finished_keys(store.resolve(resume)))
+            err_console.print(f"resuming run {store.resolve(resume)} with its stored config", highlight=False)
         # 2. Run.
+        from diffprof.suites.runner import Runner
+
         command = "diffprof " + shlex.join(sys.argv[1:])
         runner = Runner(cfg, store, command=command, console=err_console, progress=progress, name=name)
         summary = runner.run(resume=resume)
@@ -115,6 +115,53 @@ def bench(
             console.print(f"report: [bold]{path.resolve()}[/]", highlight=False)
         if summary.failed:
             raise typer.Exit(CELLS_FAILED)
+
+
+def _resumed_config(store: Any, resume: str, config: Path | None, overrides: dict[str, Any]) -> RunConfig:
+    """The stored run's config, with what a resume may change (where results go, where cells run)."""
+    measuring = sorted(k for k in overrides if k not in (*RESUMABLE, *EXECUTION))
+    if measuring or config:
+        given = ", ".join(flag_of(k) for k in measuring) or f"--config {config}"
+        raise ConfigError(
+            f"--resume reruns a stored run's cells with its stored config; {given} would change what it measures",
+            "drop those options to finish the run as it was, or start a new run without --resume",
+        )
+    stored = store.get_run(resume)
+    keep = {k: v for k, v in overrides.items() if k in RESUMABLE}
+    base = dict(stored.config)
+    if any(k in overrides for k in EXECUTION):  # where to run is this command's choice, as a whole
+        base = {k: v for k, v in base.items() if k not in EXECUTION}
+        keep |= {k: v for k, v in overrides.items() if k in EXECUTION}
+    base.setdefault("rounds", 1)  # a run stored before rounds measured each cell in one go
+    return RunConfig.from_mapping(base | keep)
+
+
+def _dry_run(cfg: RunConfig, done: set[str] | None = None) -> None:
+    """List the cells (as ``pytest --collect-only`` lists tests): suite and labels, one a line, and
+    what this device cannot run; measures nothing, stores nothing."""
+    from diffprof.suites.base import expand
+    from diffprof.suites.preflight import Preflight
+
+    plan = Preflight.for_config(cfg)
+    cells = expand(plan.config)
+    todo = [c for c in cells if not done or c.key not in done]
+    message = plan.message(todo, plan.refusals(todo, memory=False))
+    for cell in cells:
+        mark = "done " if done and cell.key in done else ""
+        console.print(f"{mark}{cell.label}  [dim]{cell.key}[/]", highlight=False)
+    if message:
+        err_console.print(message, highlight=False, soft_wrap=True)
+    where = f"executor {cfg.executor}" + (f", device {plan.device}" if plan.device is not None else "")
+    left = f", {len(todo)} to run" if done else ""
+    console.print(f"{len(cells)} cells{left} ({where}); nothing measured (--dry-run; each cell's peak memory is checked when the run starts)",
+                  highlight=False)
+
+
+def _continue_bench(kept: Kept, args: list[str]) -> str:
+    return f"resume: diffprof bench --resume {kept.run_id} --db {shlex.quote(kept.db)}"
+
+
+CONTINUE["bench"] = _continue_bench
 
 
 @app.command()
@@ -160,59 +207,55 @@ def compare(
     run_b: str = typer.Argument("latest", help="Candidate run."),
     threshold: str = typer.Option("5%", help="Smallest change that counts, e.g. 5% or 0.05."),
     metric: str = typer.Option("s_per_image", help="Metric to compare (lower is better for times, higher for images_per_s)."),
-    alpha: float = typer.Option(0.05, help="Significance level of the test on raw samples."),
+    alpha: float = typer.Option(0.05, help="Significance level, after the correction for the number of cells compared."),
+    correction: str = typer.Option("bh", help="Multiple-comparison correction over the cells: bh (Benjamini-Hochberg), holm or none."),
+    history: bool = typer.Option(True, "--history/--no-history", help="Use earlier runs of the same cells in the baseline's store as a noise floor."),
+    format: str = typer.Option(
+        "console", "--format", "-f", help="console, markdown, json, html, junit (JUnit XML: one test case per cell, a regression fails) "
+        "or github (markdown for a GitHub Actions job summary)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the comparison to this file (html default: diffprof-compare-A-B.html; others: standard output)."),
     db: str = db_option(),
     baseline_db: str = typer.Option(
-        None, "--baseline-db", help="Store of the baseline run A, when it is not --db: e.g. the team's postgresql:// store, "
-        "with B in this machine's diffprof.db."),
-    format: str = typer.Option(
-        "console", "--format", "-f", help="console (a table), junit (JUnit XML: one test case per cell, a regression fails) "
-        "or github (markdown for a GitHub Actions job summary)."),
-    out: Path = typer.Option(None, "--out", "-o", help="Write the junit or github output to this file (default: standard output)."),
+        None, "--baseline-db", help="Store of the baseline run A when it is not --db (e.g. the team's postgresql:// store, with B in "
+        "this machine's diffprof.db); the noise floor comes from its earlier runs."),
 ) -> None:
-    """Compare two runs cell by cell; exit code 1 on a significant regression beyond the threshold (for CI).
+    """Compare two runs cell by cell on their per-round values; exit code 1 only on a believed
+    regression beyond the threshold or a newly failing cell (for CI), 2 on bad input.
 
-    In CI: `diffprof compare main latest --baseline-db "$SHARED_DB" --format junit --out compare.xml`
-    (see docs/ci.md); `--format github >> "$GITHUB_STEP_SUMMARY"` puts the verdict table on the job's page.
+    Cells whose noise is wider than the threshold are `too noisy` (with the rounds that would
+    resolve them), and a regression measured while either run's host was busy is `host busy`:
+    neither fails the gate. In CI: `diffprof compare main latest --baseline-db "$SHARED_DB" --format
+    junit --out compare.xml` (docs/ci.md); `--format github >> "$GITHUB_STEP_SUMMARY"` puts the
+    verdict table on the job's page.
     """
-    from diffprof.analysis.compare import compare as compare_pair
-    from diffprof.errors import ConfigError, InputError
+    from diffprof.errors import InputError
+    from diffprof.report.comparison import get_comparison_renderer
+    from diffprof.store.compare import compare_runs
 
     try:
         t = float(threshold.rstrip("%")) / (100 if threshold.endswith("%") else 1)
     except ValueError as exc:
         raise ConfigError(f"threshold {threshold!r} is not a number", "e.g. 5% or 0.05") from exc
-    renderer = None
-    if format != "console":
-        from diffprof.report.comparison import get_comparison_renderer
+    renderer = get_comparison_renderer(format)  # an unknown format fails before the store is read
+    with open_store(db) as store, (open_store(baseline_db) if baseline_db is not None else nullcontext(None)) as baseline:
+        result = compare_runs(
+            store, run_a, run_b, threshold=t, metric=metric, alpha=alpha, correction=correction, history=history,  # type: ignore[arg-type]
+            baseline=baseline,
+        )
+    if format == "console" and out is None:
+        from diffprof.report.comparison.console import comparison_renderables
 
-        renderer = get_comparison_renderer(format)
-    elif out is not None:
-        raise ConfigError("--out writes the junit or github output; the console table is printed", "add --format junit or --format github, or drop --out")
-    with open_store(baseline_db or db) as store:
-        a = store.get_run(run_a)
-        if baseline_db is None:
-            b = store.get_run(run_b)
-    if baseline_db is not None:
-        with open_store(db) as store:
-            b = store.get_run(run_b)
-    result = compare_pair(a, b, threshold=t, metric=metric, alpha=alpha)
-    if renderer is None:
-        from diffprof.report.console_tables import comparison_table
-
-        console.print(comparison_table(result))
-        console.print(result.summary(), highlight=False)
+        console.print(comparison_renderables(result))
     else:
-        from diffprof.report.comparison import ComparisonOptions
-
-        text = renderer.render(result, ComparisonOptions(label_a=_run_label(a), label_b=_run_label(b)))
+        if out is None and format == "html":
+            out = Path(f"diffprof-compare-{result.run_a}-{result.run_b}.html")
         if out is None:
-            sys.stdout.write(text)
+            sys.stdout.write(renderer.render(result))
             sys.stdout.flush()
+            err_console.print(result.summary(), highlight=False)  # the job's log says it too, not only the file it feeds
         else:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, encoding="utf-8")
-        err_console.print(f"{result.summary()}" + (f" · {format}: {out}" if out else ""), highlight=False)
+            path = renderer.write(result, out)
+            console.print(f"comparison: [bold]{path.resolve()}[/] · {result.summary()}", highlight=False)
     if not result.cells:
         raise InputError(
             f"runs {result.run_a} and {result.run_b} share no cell: nothing was compared",
@@ -220,11 +263,6 @@ def compare(
         )
     if result.has_regression:
         raise typer.Exit(1)
-
-
-def _run_label(run: Any) -> str:
-    """``main (run 12)``, or ``run 12`` for a run without a name."""
-    return f"{run.name} (run {run.id})" if run.name else f"run {run.id}"
 
 
 @app.command("report")

@@ -52,11 +52,12 @@ def schedulers() -> None:
     """List scheduler short names for `--scheduler`, with what each one is."""
     from diffprof.engine.schedulers import SCHEDULERS
 
-    table = Table(title="schedulers (`--scheduler NAME`; `default` keeps the model's own)", title_justify="left")
-    for col in ("name", "diffusers class", "UNet calls/step", "stochastic", "what it is"):
+    table = Table(title="schedulers (`--scheduler NAME`; `default` keeps the model's own; a model takes only its own kind)", title_justify="left")
+    for col in ("name", "kind", "diffusers class", "denoiser calls/step", "stochastic", "what it is"):
         table.add_column(col, no_wrap=col == "name")
     for s in SCHEDULERS.values():
-        table.add_row(s.name, s.class_name, str(s.evals_per_step), "yes" if s.stochastic else "", s.description)
+        kind = "flow matching (SD3, FLUX, SANA)" if s.flow else "noise schedule (SD, SDXL, PixArt)"
+        table.add_row(s.name, kind, s.class_name, str(s.evals_per_step), "yes" if s.stochastic else "", s.description)
     console.print(table)
 
 

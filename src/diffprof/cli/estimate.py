@@ -4,8 +4,9 @@
 ordinary run and prints the fitted cost model; `estimate` predicts time and peak memory of any size,
 batch and step count from it, and with `--max-memory` picks the fastest memory optimizations that fit.
 
-Exit codes: 0 ok; 1 `estimate --max-memory` found nothing that fits; 2 bad input or no calibration
-(the hint is the `diffprof calibrate` command to run); 3 some calibration cells failed.
+Exit codes: 0 ok (also when `estimate --max-memory` finds nothing that fits: that is its answer,
+printed, and ``"fits": false`` in JSON; 1 is `compare`'s regression code); 2 bad input or no
+calibration (the hint is the `diffprof calibrate` command to run); 3 some calibration cells failed.
 """
 
 from __future__ import annotations
@@ -19,19 +20,34 @@ from typing import Any
 
 import typer
 
-from diffprof.cli.app import app, console, err_console
+from diffprof.cli.app import CONTINUE, app, console, err_console
 from diffprof.cli.options import config_options
 from diffprof.cli.stores import db_option
 from diffprof.config import RunConfig, from_text, split_values
+from diffprof.config.spec import Spec
+from diffprof.interrupts import Kept
 
 H = RunConfig.help_for
 GIB = 2**30
 CELLS_FAILED = 3
-NOTHING_FITS = 1
+#: estimate's own options, checked as config fields are (finite, in range).
+_MAX_MEMORY = Spec("max_memory", "", "", type=float, default=24.0, optional=True, flag="--max-memory", noun="--max-memory (GiB)")
+_HEADROOM = Spec("headroom", "", "", type=float, default=1.0, minimum=0, flag="--headroom", noun="--headroom (GiB)")
+#: estimate's guidance is optional (default: as calibrated); the rest check as the schema's fields.
+ESTIMATE_SPECS = {"guidance": Spec("guidance", "", "", type=float, optional=True, minimum=0, maximum=1000.0, flag="--guidance")}
 
 
 def _split(values: list[str] | None) -> list[str]:
     return split_values(values or [])
+
+
+def _continue_calibrate(kept: Kept, args: list[str]) -> str:
+    db = shlex.quote(kept.db)
+    return (f"resume: diffprof bench --resume {kept.run_id} --db {db} (the calibration's remaining cells), "
+            f"then: diffprof estimate --run {kept.run_id} --db {db} ...")
+
+
+CONTINUE["calibrate"] = _continue_calibrate
 
 
 @app.command()
@@ -44,45 +60,55 @@ def calibrate(
                                  "where peak memory is the process's resident set, a high-water mark an earlier cell would leave behind."),
     out: Path = typer.Option(None, "--out", help="Also write the fitted model (coefficients, residuals) as JSON here."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the workloads it would measure, measuring nothing."),
     *,
     overrides: dict[str, Any],
 ) -> None:
     """Measure the few points a cost model needs and store them; print the fitted model.
 
+    Interrupted, it says which cells it kept and the `diffprof bench --resume` command that finishes
+    them; `diffprof estimate --run RUN` then fits on that run.
+
     Then `diffprof estimate --model M --width W --height H --steps N --batch B` predicts any workload.
     Example: `diffprof calibrate --model sdxl --weights synthetic --device cuda --precision fp16`.
     """
     from diffprof.errors import ConfigError
-    from diffprof.estimate.calibration import calibrations
-    from diffprof.estimate.model import CostModel
-    from diffprof.report.estimate_views import calibration_view
-    from diffprof.store import Store
-    from diffprof.suites.checks import check_config
-    from diffprof.suites.runner import Runner
+    from diffprof.suites.checks import check_config, check_inputs
 
+    # 1. Validate everything before importing torch or measuring anything.
     overrides |= {"suites": ["calibration"], "steps": steps, "report": None}
     if resolutions:
         overrides["resolutions"] = from_text(RunConfig.spec("resolutions"), resolutions)
     if batch_sizes:
         overrides["batch_sizes"] = from_text(RunConfig.spec("batch_sizes"), batch_sizes)
+    overrides["isolate"] = isolate
+    cfg = check_config(RunConfig.from_mapping(overrides))
+    check_inputs(cfg)
     if isolate is None:  # on a CPU a cell's peak memory is the process's high-water mark: one process per cell
         import torch
 
-        device = overrides.get("device", RunConfig.default_of("device"))
-        isolate = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    overrides["isolate"] = isolate
-    cfg = check_config(RunConfig.from_mapping(overrides))
-    from diffprof.estimate.model import MIN_POINTS, can_fit
+        cfg.isolate = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    from diffprof.estimate.calibration import calibrations
+    from diffprof.estimate.model import MIN_POINTS, CostModel, can_fit
+    from diffprof.report.estimate_views import calibration_view
+    from diffprof.store import Store
     from diffprof.suites.calibration import plan
+    from diffprof.suites.runner import Runner
 
     points = plan(cfg)
     if not can_fit([w * h * b for w, h, b in points]):  # before measuring, not after
         raise ConfigError(f"this calibration would measure {len(points)} workload(s); a fit needs at least {MIN_POINTS} of different sizes or batches",
                           "give --resolutions with 3 or more sizes (e.g. 256x256,384x384,512x512), or more --batch-sizes, or drop both for the default plan")
-    if out is not None:  # before measuring: a path that cannot be written would lose the fit, not the cells
+    if out is not None and out.is_dir():  # before measuring: a path that cannot be written would lose the fit, not the cells
+        raise ConfigError(f"--out {out} is a folder", "name a .json file, e.g. --out calib/fit.json")
+    if dry_run:
+        for w, h, b in points:
+            console.print(f"calibration: {w}x{h}, batch {b}, {cfg.steps} steps", highlight=False)
+        console.print(f"{len(points)} workloads of {cfg.model} ({'each in its own process' if cfg.isolate else 'in this process'}); "
+                      "nothing measured (--dry-run)", highlight=False)
+        return
+    if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        if out.is_dir():
-            raise ConfigError(f"--out {out} is a folder", "name a .json file, e.g. --out calib/fit.json")
     store = Store(cfg.db)
     # Cells call gc.collect() before measuring; with torch and diffusers loaded that walks ~10^6
     # long-lived objects (~0.5 s each time). Freezing them keeps the collections and the results.
@@ -137,16 +163,21 @@ def estimate(
     `diffprof estimate --model sdxl --width 1536 --height 1536 --batch 4 --max-memory 24`.
     """
     from diffprof.config.location import parse_location
+    from diffprof.config.spec import check_value
     from diffprof.errors import ConfigError, StoreError
-    from diffprof.estimate import Estimator
-    from diffprof.report.estimate_views import budget_view, estimate_view
-    from diffprof.store import Store
 
+    # 1. Every option checked before anything heavy is imported (the same checks as config fields).
     if format not in ("console", "json"):
         raise ConfigError(f"unknown format {format!r}", "use console or json")
+    for name, value in (("width", width), ("height", height), ("steps", steps), ("batch", batch), ("guidance", guidance)):
+        check_value(ESTIMATE_SPECS.get(name) or RunConfig.spec(name), value)
+    for spec, value in ((_MAX_MEMORY, max_memory), (_HEADROOM, headroom)):
+        check_value(spec, value)
+    if max_memory is not None and max_memory <= 0:
+        raise ConfigError(f"--max-memory must be positive, got {max_memory}", "give the budget in GiB, e.g. --max-memory 24")
     if run is None:  # a model that cannot load cannot be calibrated: name the typo, not a calibrate command that fails too
         from diffprof.models.presets import PRESETS
-        from diffprof.models.sources import looks_like_repo_id, resolve_source
+        from diffprof.models.resolve import looks_like_repo_id, resolve_source
 
         if not looks_like_repo_id(model):  # a Hub id is calibrated with --weights hub, which estimate does not take
             resolve_source(model, "synthetic" if model in PRESETS else "auto")  # any preset calibrates with synthetic weights
@@ -154,6 +185,10 @@ def estimate(
         raise StoreError(f"results store {db} does not exist, so nothing is calibrated yet",
                          f"run: diffprof calibrate --model {shlex.quote(model)}" + (f" --db {shlex.quote(db)}" if db != RunConfig.default_of("db") else ""))
     switches = _split(optimize)
+    from diffprof.estimate import Estimator
+    from diffprof.report.estimate_views import budget_view, estimate_view
+    from diffprof.store import Store
+
     target: list[str] | None = None
     with Store(db, create=False) as store:  # the estimator keeps what it read; the store is not needed after
         try:
@@ -172,12 +207,10 @@ def estimate(
         else:
             console.print(estimate_view(result))
         return
-    if max_memory <= 0:
-        raise ConfigError(f"--max-memory must be positive, got {max_memory}", "give the budget in GiB, e.g. --max-memory 24")
     answer = est.fit_budget(max_memory * GIB, w, h, steps, batch, guidance, headroom_bytes=headroom * GIB)
     if format == "json":
         console.print_json(json.dumps(answer.to_dict(), default=str))
     else:
         console.print(budget_view(answer))
-    if not answer.fits:
-        raise typer.Exit(NOTHING_FITS)
+    # nothing fitting is an answer, not an error: exit 0 (1 means a regression to `compare`, 2 bad input);
+    # the answer says so, and the JSON has "fits": false for scripts

@@ -21,10 +21,17 @@ from diffprof.cli.app import app, console, err_console
 from diffprof.cli.options import config_options
 from diffprof.config import RunConfig, scalar_from_text
 from diffprof.config.spec import check_value
-from diffprof.errors import ConfigError, InputError, closest
-from diffprof.results import FAST_PATH_NOTE, TIMING_NOTE
+from diffprof.errors import ConfigError, DiffprofError, InputError, closest
+from diffprof.fileio import dumps_strict
+from diffprof.results import FAST_PATH_NOTE, NOTE_KEYS, TIMING_NOTE
 from diffprof.units import fmt_bytes, fmt_seconds
 
+
+#: How generate introduces each note it prints.
+NOTE_PREFIX = {
+    FAST_PATH_NOTE: "the denoising loop did not run as the optimizations asked: ",
+    TIMING_NOTE: "these times are not a fresh process's: ",
+}
 
 #: Config fields a prompts-file row may override (their types and checks come from the schema).
 ROW_KEYS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler", "width", "height", "batch", "task", "strength", "image", "mask")
@@ -75,7 +82,7 @@ def read_prompts(path: Path) -> list[Job]:
             raise InputError(f"{path.name} row {n} has no prompt", "every row needs a prompt")
         jobs.append(Job(n, overrides))
     if not jobs:
-        raise InputError(f"prompts file {path.name!r} holds no prompts")
+        raise InputError(f"prompts file {path.name!r} holds no prompts", "one prompt per line (.txt), or one row per job (.jsonl, .csv)")
     return jobs
 
 
@@ -87,7 +94,7 @@ def png_info(settings: dict[str, Any], prompt: str, negative: str | None) -> Png
         f"Seed: {settings['seed']}, Size: {settings['width']}x{settings['height']}, Model: {settings['model']}"
     )
     info.add_text("parameters", a1111)
-    info.add_text("diffprof", json.dumps(dict(settings, prompt=prompt, negative_prompt=negative)))
+    info.add_text("diffprof", dumps_strict(dict(settings, prompt=prompt, negative_prompt=negative)))
     return info
 
 
@@ -100,6 +107,7 @@ def generate(
     out: Path = typer.Option(Path("diffprof-images"), "--out", help="Folder for PNGs and their JSON sidecars; files already there are kept (a name taken by an earlier run gets -2, -3, ...)."),
     profile_out: Path = typer.Option(None, "--profile-out", help="Folder for profile.json and a Chrome trace (open in ui.perfetto.dev)."),
     warmup: int = typer.Option(0, min=0, help="Unrecorded calls before the first job (compile, cuDNN autotune and lazy init stay out of the timings)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate the prompt(s) and settings and list the jobs, generating nothing."),
     *,
     overrides: dict[str, Any],
 ) -> None:
@@ -124,6 +132,15 @@ def generate(
     if any(c.task == "txt2img" and (c.image or c.mask) for c in job_configs):
         raise InputError("--image and --mask are for img2img and inpainting; text-to-image would ignore them",
                          "add --task img2img (with --image) or --task inpaint (with --image and --mask), or drop them")
+    from diffprof.models.resolve import resolve_source
+
+    resolve_source(base.model, base.weights)  # a model typo: one line, before torch loads
+    if dry_run:
+        for job, c in zip(jobs, job_configs):
+            console.print(f"row {job.row}: {c.task} {c.prompt!r} · {c.scheduler}, {c.steps} steps, guidance {c.guidance:g}, "
+                          f"batch {c.batch}, seed {c.seed}, size {c.width or 'native'}x{c.height or 'native'}", highlight=False)
+        console.print(f"{len(jobs)} job(s) on {base.model}; nothing generated (--dry-run)", highlight=False)
+        return
     import torch
 
     from diffprof.engine import Engine
@@ -131,10 +148,13 @@ def generate(
 
     if base.threads:
         torch.set_num_threads(base.threads)
-    # 2. Load once.
+    # 2. Check the device and that the largest call fits it, then load once.
     from diffprof.engine.engine import resolve_engine_device
+    from diffprof.estimate.memory_check import check_fits
 
     resolved = resolve_engine_device(base.device)  # a device that is not there: a clean error, before anything loads
+    for c in {(c.width, c.height, c.batch, c.guidance): c for c in job_configs}.values():  # each distinct call shape once
+        check_fits(c, resolved, what=f"{c.model} at {c.width or 'native'}x{c.height or 'native'}")
     profiler = Profiler(base.profile_level, device=resolved, trace_dir=(profile_out / "kernels") if profile_out else None)
     engine = Engine.load(base.model, base.weights, device=resolved, precision=base.precision, optimize=list(base.optimize), profiler=profiler,
                          seed=base.seed, allow_pickle=base.allow_pickle)
@@ -155,23 +175,24 @@ def generate(
         for job, c in zip(jobs, job_configs):
             try:
                 result = engine.generate(c.to_request())
-            except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+            except DiffprofError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - out of memory, a scheduler refusing the step count: this row fails, the rest run
                 failures += 1
-                err_console.print(f"[red]row {job.row} failed:[/] {str(exc).splitlines()[0]}", highlight=False)
+                err_console.print(f"[red]row {job.row} failed:[/] {(str(exc).splitlines() or [type(exc).__name__])[0]}", highlight=False)
                 progress.advance(bar)
                 continue
             timings.append(result.timing)
-            if result.settings.get(FAST_PATH_NOTE):
-                fallbacks.setdefault(f"the denoising loop did not run as the optimizations asked: {result.settings[FAST_PATH_NOTE]}", None)
-            if result.settings.get(TIMING_NOTE):
-                fallbacks.setdefault(f"these times are not a fresh process's: {result.settings[TIMING_NOTE]}", None)
+            for key in NOTE_KEYS:  # every per-call note, once each (a detailed-level timing, a loop fallback, ...)
+                if result.settings.get(key):
+                    fallbacks.setdefault(f"{NOTE_PREFIX.get(key, '')}{result.settings[key]}", None)
             for k, img in enumerate(result.images):
                 stem = free_stem(out, f"{job.row:04d}-{k:02d}-seed{c.seed}")
                 path = out / f"{stem}.png"
                 img.save(path, pnginfo=png_info(result.settings, c.prompt, c.negative_prompt))
                 sidecar = dict(result.settings, prompt=c.prompt, negative_prompt=c.negative_prompt, image_index=k, timing=result.timing.to_dict())
                 sidecar["timing"].pop("timeline", None)
-                (out / f"{stem}.json").write_text(json.dumps(sidecar, indent=1, default=str))
+                (out / f"{stem}.json").write_text(dumps_strict(sidecar, indent=1))  # strict JSON: no NaN for a parser to refuse
                 written.append(path)
             progress.advance(bar)
     # 4. Summarize.
@@ -187,6 +208,11 @@ def generate(
         ]
         if any(t.vae_encode_s for t in timings):
             rows.insert(1, ("VAE encode", fmt_seconds(med([t.vae_encode_s for t in timings]))))
+        encoders = list(dict.fromkeys(c for t in timings for c in t.text_encode_by))
+        if len(encoders) > 1:  # SD3's CLIP-L, CLIP-G and T5; FLUX's CLIP-L and T5: each one's share
+            spec = engine.anatomy.spec
+            kinds = {t.component: f" ({t.kind})" for t in spec.text_encoders} if spec is not None else {}
+            rows[1:1] = [(f"  {c}{kinds.get(c, '')}", fmt_seconds(med([t.text_encode_by.get(c, 0.0) for t in timings]))) for c in encoders]
         peaks = [t.peak_allocated for t in timings if t.peak_allocated is not None]
         if peaks:
             rows.append(("peak GPU memory (allocated)", fmt_bytes(max(peaks))))

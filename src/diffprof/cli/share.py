@@ -54,7 +54,7 @@ def _copy(refs: list[str], *, source: str, dest: str) -> None:
 def export(
     runs: list[str] = typer.Argument(..., help="Runs to export: ids, latest, latest~N or run names."),
     format: str = typer.Option(None, "--format", "-f", help="csv or parquet (default: from --out's suffix, else csv)."),
-    rows: str = typer.Option("cell", "--rows", help="cell (one row per cell: labels, status, metrics) or sample (one row per raw sample: tidy data)."),
+    rows: str = typer.Option("cell", "--rows", help="cell (one row per cell: labels, status, metrics, the run's machine state), sample (one row per raw sample) or round (one row per round of a metric: what compare weighs)."),
     out: Path = typer.Option(None, "--out", "-o", help="Output file (default: diffprof-export.csv / .parquet; '-' writes csv to standard output)."),
     db: str = db_option(),
 ) -> None:

@@ -13,11 +13,27 @@ from typing import Any
 
 import typer
 
-from diffprof.cli.app import app, console, err_console
+from diffprof.cli.app import CONTINUE, app, console, err_console
 from diffprof.cli.options import config_options
 from diffprof.config import RunConfig, from_text, split_values
-from diffprof.config.spec import check_value
 from diffprof.config.location import redact
+from diffprof.config.spec import Spec, check_value
+from diffprof.interrupts import Kept
+
+
+#: tune's own numeric options, checked as schema fields are (finite, in range, one line when not).
+_MIN_QUALITY = Spec("min_quality", "", "", type=float, default=0.9, optional=True, flag="--min-quality")
+_TOLERANCE = Spec("tolerance", "", "", type=float, default=2.0, optional=True, minimum=0)
+_MAX_MEMORY = Spec("max_memory", "", "", type=float, default=24.0, optional=True, minimum=0, flag="--max-memory", noun="--max-memory (GiB)")
+_PROMPTS = Spec("prompts", "", "", type=int, default=8, minimum=1)
+
+
+def _continue_tune(kept: Kept, args: list[str]) -> str:
+    again = "diffprof " + shlex.join([a for a in args if a != "--debug"])
+    return f"the candidates measured are stored in run {kept.run_id}; tune has no resume: rerun {again}"
+
+
+CONTINUE["tune"] = _continue_tune
 
 
 @app.command()
@@ -35,6 +51,7 @@ def tune(
     prompts: int = typer.Option(8, help="Prompts each confirmed candidate is scored on (held-out seeds); screens use a quarter."),
     out: Path = typer.Option(Path("diffprof-tuned.yaml"), "--out", "-o", help="Where to write the tuned config (.yaml or .json)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Print each candidate as it is measured."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate everything and print the search space, measuring nothing."),
     *,
     overrides: dict[str, Any],
 ) -> None:
@@ -46,24 +63,38 @@ def tune(
     `diffprof generate --config FILE "prompt"` and `diffprof bench --config FILE` run. Example:
     `diffprof tune --model shapes-sd --device cpu --threads 1`.
     """
+    # 1. Validate the whole request before importing or loading anything heavy.
+    from diffprof.models.resolve import resolve_source
+    from diffprof.suites.checks import check_config
+
+    cfg = check_config(RunConfig.load(config, overrides) if config else RunConfig.from_mapping(overrides))
+    steps = check_value(counts := RunConfig.spec("step_counts"), from_text(counts, step_counts or [])) or None  # as the steps suite takes them
+    for spec, value in ((_MIN_QUALITY, min_quality), (_TOLERANCE, tolerance), (_MAX_MEMORY, max_memory), (_PROMPTS, prompts)):
+        check_value(spec, value)
+    check_value(RunConfig.spec("precisions"), split_values(precisions or []))  # names here; the device's own rules below
+    check_config(RunConfig.from_mapping({"schedulers": split_values(schedulers or []), "memory_optimizations": split_values(optimizations or [])}))
+    resolve_source(cfg.model, cfg.weights)
     import torch
 
     from diffprof.engine.engine import resolve_engine_device
-    from diffprof.suites.checks import check_config
     from diffprof.tune import NoConfigMeetsConstraints, SearchSpace, resolve_metric
     from diffprof.tune import tune as run_tune
     from diffprof.tune.result import fmt_quality
     from diffprof.units import fmt_seconds
 
-    # 1. Validate the whole request before loading anything.
-    cfg = check_config(RunConfig.load(config, overrides) if config else RunConfig.from_mapping(overrides))
-    steps = check_value(counts := RunConfig.spec("step_counts"), from_text(counts, step_counts or [])) or None  # as the steps suite takes them
     dev = resolve_engine_device(cfg.device)
     space = SearchSpace.for_device(
         dev, schedulers=split_values(schedulers or []) or None, steps=steps,
-        precisions=split_values(precisions or []) or None, optimizations=split_values(optimizations or []) or None,
+        precisions=split_values(precisions or []) or None, optimizations=split_values(optimizations or []) or None, model=cfg.model,
     )
     metric_name = resolve_metric(metric, cfg.model).name
+    if dry_run:
+        console.print(f"tune {cfg.model} on {dev} for {metric_name}: up to {space.size} settings, baseline {space.baseline.label}", highlight=False)
+        for axis, values in (("schedulers", space.schedulers), ("step counts", space.steps), ("precisions", space.precisions),
+                             ("optimizations", space.optimizations)):
+            console.print(f"  {axis}: {', '.join(map(str, values))}", highlight=False)
+        console.print("nothing measured (--dry-run)", highlight=False)
+        return
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 

@@ -26,8 +26,12 @@ def read_config_file(path: str | Path, keys: Collection[str] = ()) -> dict[str, 
     ``keys`` (as SEOConfig files do) is unwrapped."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist", "give the path of a .yaml, .toml or .json file")
-    text = path.read_text()
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"config file {str(path)!r} {what}", "give the path of a .yaml, .toml or .json file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path.name} is not UTF-8 text (byte {exc.start})", "save the config as UTF-8 YAML, TOML or JSON") from exc
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
@@ -48,7 +52,7 @@ def read_config_file(path: str | Path, keys: Collection[str] = ()) -> dict[str, 
     except Exception as exc:  # parse errors of any of the three formats
         raise ConfigError(f"cannot parse {path.name}{_parse_position(exc)}: {str(exc).splitlines()[0]}", "fix the syntax at that line") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{path.name} must hold a mapping of keys to values, not {type(data).__name__}")
+        raise ConfigError(f"{path.name} must hold a mapping of keys to values, not {type(data).__name__}", "e.g. a YAML file of lines such as `steps: 20`")
     # SEOConfig files often nest everything under one top-level key
     if len(data) == 1 and isinstance(next(iter(data.values())), dict) and next(iter(data)) not in keys:
         data = next(iter(data.values()))

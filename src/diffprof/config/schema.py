@@ -25,7 +25,7 @@ from diffprof.config.values import (
     QUALITY_CHOICES,
     TASKS,
     device_value,
-    fixed_precision_value,
+    nonempty_value,
     precision_value,
     resolution_value,
     size_value,
@@ -38,6 +38,18 @@ from diffprof.request import DEFAULT_PROMPT, DEFAULT_SCHEDULER, GenerationReques
 
 # help groups (the option panels of `--help`)
 MODEL, GENERATION, SUITES, QUALITY, MEASURE, EXECUTION, OUTPUT = "Model", "Generation", "Suites", "Quality", "Measurement", "Execution", "Output"
+#: torch.Generator.manual_seed takes a signed or unsigned 64-bit integer.
+SEEDS = (-(2**63), 2**64 - 1)
+#: torch.set_num_threads takes a C int; no machine diffprof runs on has more cores than this.
+MAX_THREADS = 4096
+MAX_WORKERS = 4096
+#: Schedulers of SD-style models refuse more steps than their 1000 training timesteps; flow-matching
+#: ones take more, but no sampler is run for more than this.
+MAX_STEPS = 10_000
+#: A million images per call is beyond every device's memory (the memory check says how many fit).
+MAX_BATCH = 1_000_000
+#: Beyond this every image is saturated or NaN (the guided noise estimate overflows in fp16).
+MAX_GUIDANCE = 1000.0
 # the commands that expose a field as an option
 RUN = ("bench", "generate", "tune", "calibrate")
 ENGINE = ("bench", "generate", "calibrate")
@@ -50,7 +62,9 @@ class RunConfig:
     """Everything a generation or a benchmark run needs; every field has a default."""
 
     # ---------------------------------------------------------------- model
-    model: str = declare(DEFAULT_MODEL, "Model preset (see `diffprof models`), a local diffusers folder, or a .safetensors file.", MODEL, commands=RUN)
+    model: str = declare(
+        DEFAULT_MODEL, "Model preset (see `diffprof models`), a local diffusers folder, or a .safetensors file.", MODEL, commands=RUN, check=nonempty_value
+    )
     weights: str = declare("auto", "Weight source: auto, hub, synthetic (full-size architecture, random weights) or builtin.", MODEL, commands=RUN)
     device: str = declare("auto", "auto (CUDA when available), cpu, cuda or cuda:N.", MODEL, commands=RUN, check=device_value)
     precision: str = declare(
@@ -61,19 +75,19 @@ class RunConfig:
     )
     allow_pickle: bool = declare(False, "Allow loading pickle checkpoints (.ckpt): they can run arbitrary code.", MODEL, commands=("generate",), negatable=False)
     threads: int | None = declare(
-        None, "torch CPU threads (default: torch's choice; 1 gives stable timings on small machines).", MODEL, commands=RUN, minimum=1
+        None, "torch CPU threads (default: torch's choice; 1 gives stable timings on small machines).", MODEL, commands=RUN, minimum=1, maximum=MAX_THREADS
     )
     # ----------------------------------------------------------- generation
     task: str = declare("txt2img", "txt2img, img2img or inpaint.", GENERATION, commands=BOTH, choices=TASKS)
     prompt: str = declare(DEFAULT_PROMPT, "Prompt used for every cell.", GENERATION, commands=("bench", "tune"))
     negative_prompt: str | None = declare(None, "Negative prompt.", GENERATION, commands=("generate",))
     scheduler: str = declare(DEFAULT_SCHEDULER, "Scheduler short name (see `diffprof schedulers`); default keeps the model's own.", GENERATION, commands=BOTH)
-    steps: int = declare(20, "Denoising steps.", GENERATION, commands=BOTH, minimum=1)
-    guidance: float = declare(7.5, "Classifier-free guidance scale (<= 1 disables guidance).", GENERATION, commands=SIZE, minimum=0)
+    steps: int = declare(20, "Denoising steps.", GENERATION, commands=BOTH, minimum=1, maximum=MAX_STEPS)
+    guidance: float = declare(7.5, "Classifier-free guidance scale (<= 1 disables guidance).", GENERATION, commands=SIZE, minimum=0, maximum=MAX_GUIDANCE)
     width: int | None = declare(None, "Image width in pixels (multiple of 8); default: the model's native size.", GENERATION, commands=SIZE, check=size_value)
     height: int | None = declare(None, "Image height in pixels (multiple of 8); default: the model's native size.", GENERATION, commands=SIZE, check=size_value)
-    batch: int = declare(1, "Images per call.", GENERATION, commands=BOTH, minimum=1)
-    seed: int = declare(0, "Seed: the same seed gives the same images.", GENERATION, commands=BOTH)
+    batch: int = declare(1, "Images per call.", GENERATION, commands=BOTH, minimum=1, maximum=MAX_BATCH)
+    seed: int = declare(0, "Seed: the same seed gives the same images.", GENERATION, commands=BOTH, minimum=SEEDS[0], maximum=SEEDS[1])
     strength: float = declare(
         0.75, "img2img/inpaint strength in (0, 1]: how much of the init image is re-noised.", GENERATION, commands=("generate",), check=strength_value
     )
@@ -92,14 +106,15 @@ class RunConfig:
         "Settings for the memory suite; join switches with + for combinations (vae_slicing+vae_tiling).",
         SUITES, commands=("bench",), noun="memory optimization",
     )
-    step_counts: list[int] = declare([10, 20, 30, 50], "Step counts for the steps suite.", SUITES, commands=("bench",), minimum=1, noun="step count")
+    step_counts: list[int] = declare([10, 20, 30, 50], "Step counts for the steps suite.", SUITES, commands=("bench",), minimum=1, maximum=MAX_STEPS, noun="step count")
     guidance_scales: list[float] = declare(
-        [1.0, 3.0, 5.0, 7.5, 10.0], "Guidance scales for the guidance suite.", SUITES, commands=("bench",), minimum=0, noun="guidance scale"
+        [1.0, 3.0, 5.0, 7.5, 10.0], "Guidance scales for the guidance suite.", SUITES, commands=("bench",), minimum=0, maximum=MAX_GUIDANCE, noun="guidance scale"
     )
-    batch_sizes: list[int] = declare([1, 2, 4, 8], "Batch sizes for the batch suite.", SUITES, commands=("bench",), minimum=1, noun="batch size")
+    batch_sizes: list[int] = declare([1, 2, 4, 8], "Batch sizes for the batch suite.", SUITES, commands=("bench",), minimum=1, maximum=MAX_BATCH, noun="batch size")
     precisions: list[str] = declare(
-        ["fp32", "fp16", "bf16"], "Precisions for the precision suite (each with and without compile).", SUITES,
-        commands=("bench",), check=fixed_precision_value, noun="precision",
+        ["fp32", "half", "bf16"], "Precisions for the precision suite (each with and without compile); auto and half resolve per "
+        "device as --precision does, so the default is fp32, fp16, bf16 on CUDA and fp32, bf16 on a CPU (where fp16 has no kernels).", SUITES,
+        commands=("bench",), check=precision_value, noun="precision",
     )
     tasks: list[str] = declare(list(TASKS), "Tasks for the tasks suite.", SUITES, commands=("bench",), choices=TASKS, noun="task")
     models: list[str] = declare(["sd15", "sd21", "sdxl"], "Models for the pipelines suite.", SUITES, commands=("bench",), noun="model")
@@ -114,7 +129,7 @@ class RunConfig:
     quality_prompts: int = declare(
         4, "Prompts scored per cell when quality is on, each with its own held-out seed (the cost: this many extra images per cell).", QUALITY, minimum=1
     )
-    reference_steps: int = declare(100, "Steps of the reference solve that convergence compares against.", QUALITY, commands=("tune",), minimum=1)
+    reference_steps: int = declare(100, "Steps of the reference solve that convergence compares against.", QUALITY, commands=("tune",), minimum=1, maximum=MAX_STEPS)
     reference_scheduler: str = declare(
         "dpmpp_2m", "Scheduler of the reference solve (deterministic: a stochastic one never converges to one image).", QUALITY
     )
@@ -123,9 +138,18 @@ class RunConfig:
         None, "CLIP model for the clip metric: a local folder or a hub id such as openai/clip-vit-large-patch14.", QUALITY, commands=("tune",)
     )
     # ---------------------------------------------------------- measurement
-    repeats: int = declare(3, "Measured calls per cell (after warm-up); statistics come from these.", MEASURE, commands=("bench", "tune", "calibrate"), minimum=1)
-    warmup: int = declare(1, "Unrecorded warm-up calls per cell.", MEASURE, commands=("bench", "calibrate"), minimum=0)
-    isolate: bool = declare(False, "Run each cell in a fresh subprocess (clean load time and peak memory).", MEASURE, commands=("bench",))
+    repeats: int = declare(3, "Measured calls per cell (after warm-up), spread over the rounds; statistics come from these.", MEASURE, commands=("bench", "tune", "calibrate"), minimum=1)
+    warmup: int = declare(1, "Unrecorded warm-up calls per cell (again in a later round only when its engine was loaded afresh).", MEASURE, commands=("bench", "calibrate"), minimum=0)
+    rounds: int = declare(
+        3,
+        "Rounds the repeats are spread over: round r measures every cell once before round r+1 starts, so each cell's "
+        "spread includes drift between rounds (compare tests per-round values). At most one round per repeat.",
+        MEASURE, commands=("bench", "calibrate"), minimum=1,
+    )
+    isolate: bool | None = declare(
+        None, "Run each cell in a fresh subprocess (clean load time and peak memory); default: the memory suite's cells on a CPU, whose "
+        "peak is the process's resident set, a high-water mark that only grows from cell to cell in one process.", MEASURE, commands=("bench",)
+    )
     executor: str = declare(
         "serial",
         "Where cells run: serial (one by one in this process), local (one worker process per visible GPU, "
@@ -133,7 +157,8 @@ class RunConfig:
         EXECUTION, commands=("bench",),
     )
     workers: int | None = declare(
-        None, "Workers of the local or ray executor; default: one per GPU (on CPU: the cores divided by threads).", EXECUTION, commands=("bench",), minimum=1
+        None, "Workers of the local or ray executor; default: one per GPU (on CPU: the cores divided by threads).", EXECUTION, commands=("bench",),
+        minimum=1, maximum=MAX_WORKERS,
     )
     ray_address: str | None = declare(
         None, "Ray cluster for --executor ray: auto, HOST:6379 or ray://HOST:10001; default: start a local one.", EXECUTION, commands=("bench",)
@@ -153,6 +178,10 @@ class RunConfig:
         OUTPUT, commands=("bench",),
     )
     use_diffusion: bool = declare(True, "Seed-config switch: false means there is nothing to run.", EXECUTION)
+    force: bool = declare(
+        False, "Run even when a check says not to: the memory check predicts the peak does not fit, or the owner of a resumed "
+        "run is on another host and cannot be checked.", EXECUTION, commands=ENGINE, negatable=False,
+    )
 
     # ---------------------------------------------------------------- schema
     @classmethod
@@ -187,7 +216,7 @@ class RunConfig:
         unknown = [k for k in data if k not in native and k not in seo]
         if unknown:
             key = unknown[0]
-            guess = closest(key, [*cls.field_names(), *SEO_ALIASES])
+            guess = closest(str(key), [*cls.field_names(), *SEO_ALIASES])
             raise ConfigError(
                 f"unknown config key {key!r}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""),
                 (f"did you mean {guess!r}? " if guess else "") + "run `diffprof bench --help` for every key",
@@ -196,6 +225,7 @@ class RunConfig:
         suite_flags: list[str] = []
         for key, value in seo.items():
             SEO_ALIASES[key](values, value, suite_flags)
+        values.update({k: v for k, v in native.items() if k != "optimize"})  # a field given by name wins over its alias
         if suite_flags and "suites" not in native:
             # canonical order, whatever order the file's keys came in (YAML dumps sort them)
             order = ["generation", "pipelines", "schedulers", "resolutions", "memory", "precision"]

@@ -46,6 +46,8 @@ class Spec:
     choices: tuple[str, ...] | None = None
     #: Numbers: the smallest value allowed (inclusive).
     minimum: float | None = None
+    #: Numbers: the largest value allowed (inclusive); where what takes the value has a limit.
+    maximum: float | None = None
     #: What one value is called in errors ("step count", "task"); default: the field name.
     noun: str = ""
     #: A further check of each value (sizes, resolutions, device strings); returns it, normalized.
@@ -85,45 +87,114 @@ def spec_of(f: Field[Any], hint: Any) -> Spec:
 
 
 # ----------------------------------------------------------------------------- checking
+def _range(spec: Spec) -> str:
+    low, high = spec.minimum, spec.maximum
+    if low is not None and high is not None:
+        return f" from {low:g} to {high:g}"
+    if low is not None:
+        return f" >= {low:g}"
+    return f" <= {high:g}" if high is not None else ""
+
+
+def example(spec: Spec) -> str:
+    """One valid value of the field as text (its default, or the bottom of its range)."""
+    default = spec.default
+    if spec.choices:
+        return spec.choices[0]
+    if spec.type is bool:
+        return "true"
+    if isinstance(default, list):
+        default = default[0] if default else None
+    if default is None or isinstance(default, bool):
+        default = {int: spec.minimum if spec.minimum is not None else 1, float: 7.5, str: "..."}.get(spec.type, "...")
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+def hint_of(spec: Spec, value: Any = None) -> str:
+    """What to give instead, for every kind of field: the choices, or the type and range with an
+    example; text that looks like the right value is told to lose its quotes."""
+    if spec.choices is not None:
+        text = f"valid: {', '.join(spec.choices)}"
+    elif spec.type is bool:
+        text = "use true or false"
+    elif spec.type in (int, float):
+        kind = "a whole number" if spec.type is int else "a number"
+        text = f"give {kind}{_range(spec)}, e.g. {spec.option} {example(spec)}"
+    else:
+        text = f"give text, e.g. {spec.option} {example(spec)}"
+    if isinstance(value, str) and spec.type is not str and _parses(spec, value):
+        text = f"write it without quotes ({value.strip()}), or {text}"
+    if spec.optional:
+        text += "; or leave it out (or null) for the default"
+    return text
+
+
+def _parses(spec: Spec, text: str) -> bool:
+    try:
+        scalar_from_text(spec, text)
+    except ConfigError:
+        return False
+    return True
+
+
 def _bad(spec: Spec, expected: str, value: Any) -> ConfigError:
-    bound = "" if spec.minimum is None else f" >= {spec.minimum:g}"
-    return ConfigError(f"{spec.what} must be {expected}{bound}, got {value!r}")
+    return ConfigError(f"{spec.what} must be {expected}{_range(spec)}, got {_shown(value)}", hint_of(spec, value))
+
+
+def _shown(value: Any) -> str:
+    """``repr`` of a value, cut short (a huge int or a long list must not make a page of error)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _out_of_range(spec: Spec, value: float) -> bool:
+    return (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum)
 
 
 def check_scalar(spec: Spec, value: Any) -> Any:
-    """``value`` checked against the spec's type, range, choices and check; returned, normalized."""
+    """``value`` checked against the spec's type, range, choices and check; returned, normalized.
+    Every refusal is a :class:`ConfigError` with a hint."""
     kind = spec.type
     if kind is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{spec.what} must be true or false, got {value!r}")
+            raise ConfigError(f"{spec.what} must be true or false, got {_shown(value)}", hint_of(spec, value))
         return value
     if kind is int:
-        if not isinstance(value, int) or isinstance(value, bool) or (spec.minimum is not None and value < spec.minimum):
+        if not isinstance(value, int) or isinstance(value, bool) or _out_of_range(spec, value):
             raise _bad(spec, "a whole number", value)
     elif kind is float:
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise _bad(spec, "a number", value)
-        if spec.minimum is not None and value < spec.minimum:
-            raise _bad(spec, "a number", value)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not _finite(value) or _out_of_range(spec, value):
+            raise _bad(spec, "a finite number", value)
         value = float(value)
     elif not isinstance(value, str):
-        raise ConfigError(f"{spec.what} must be text, got {value!r}")
+        raise ConfigError(f"{spec.what} must be text, got {_shown(value)}", hint_of(spec, value))
     if spec.choices is not None and value not in spec.choices:
         raise unknown_choice(spec.what, value, spec.choices)
     return spec.check(spec.what, value) if spec.check else value
 
 
+def _finite(value: int | float) -> bool:
+    """Finite and representable as a float (an int of 400 digits is neither)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def check_value(spec: Spec, value: Any) -> Any:
     """The whole field: ``None`` where allowed, lists entry by entry (a string is split at commas,
-    as on the command line)."""
+    as on the command line; never into letters)."""
     if value is None and spec.optional:
         return None
     if spec.is_list:
         if isinstance(value, str):
             value = from_text(spec, [value])
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{spec.name} must be a list, got {value!r}", "give a list (YAML [a, b]) or one comma-separated string")
+            raise ConfigError(f"{spec.name} must be a list, got {_shown(value)}",
+                              f"give a list (YAML [{example(spec)}, ...]) or one comma-separated string")
         return [check_scalar(spec, v) for v in value]
+    if value is None:
+        raise ConfigError(f"{spec.what} cannot be empty (null)", hint_of(spec))
     return check_scalar(spec, value)
 
 
@@ -150,7 +221,7 @@ def scalar_from_text(spec: Spec, text: str) -> Any:
         return spec.type(text)
     except ValueError as exc:
         expected = {int: "whole numbers", float: "numbers", bool: "true or false"}[spec.type]
-        raise ConfigError(f"{spec.what} takes {expected}, got {text!r}", f"e.g. {spec.option} {_EXAMPLES[spec.type]}") from exc
+        raise ConfigError(f"{spec.what} takes {expected}, got {_shown(text)}", f"e.g. {spec.option} {_EXAMPLES[spec.type]}") from exc
 
 
 def from_text(spec: Spec, texts: Iterable[str]) -> Any:

@@ -82,6 +82,14 @@ def fixed_precision_value(name: str, precision: str) -> str:
     return check_precision(precision)
 
 
+def nonempty_value(name: str, text: str) -> str:
+    """Text that names something (a model, a store): empty would silently mean the current folder
+    or a temporary database."""
+    if not text.strip():
+        raise ConfigError(f"{name} must not be empty", f"give the {name} by name or path")
+    return text
+
+
 def strength_value(name: str, strength: Any) -> float:
     if not 0 < strength <= 1:
         raise ConfigError(f"strength must be in (0, 1], got {strength!r}", "1.0 ignores the init image entirely")

@@ -27,9 +27,10 @@ def cache_dir() -> Path:
 
 def cache_key(pipe: Any, optimizations: str, precision: str, extra: dict[str, Any] | None = None) -> str:
     """Identity of a compiled configuration: architecture, settings, torch and GPU."""
-    unet = getattr(pipe.unet, "_orig_mod", pipe.unet)
+    denoiser = getattr(pipe, "unet", None) or pipe.transformer  # a diffusion transformer keys under the same name
+    denoiser = getattr(denoiser, "_orig_mod", denoiser)
     parts = {
-        "unet": _architecture(unet.config),
+        "unet": _architecture(denoiser.config),
         "vae": _architecture(pipe.vae.config),
         "optimizations": optimizations,
         "precision": precision,

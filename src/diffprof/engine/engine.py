@@ -4,8 +4,10 @@
     result = engine.generate(prompt="a red circle", steps=20, scheduler="euler")
     result.images[0].save("out.png"); print(result.timing.step_median_s)
 
-Every call is instrumented per component (see :mod:`diffprof.engine.instrument`); scheduler
-changes use ``from_config`` and task changes ``from_pipe``, so weights load once.
+Every call is instrumented per component (see :mod:`diffprof.engine.instrument`), found from the
+pipeline's :class:`~diffprof.engine.anatomy.Anatomy` (SD's UNet or a diffusion transformer, however
+many text encoders); scheduler changes use ``from_config`` and task changes ``from_pipe``, so weights
+load once.
 """
 
 from __future__ import annotations
@@ -19,17 +21,24 @@ import torch
 
 from diffprof.clock import SYSTEM_CLOCK, Clock
 from diffprof.config import TASKS
+from diffprof.engine.anatomy import Anatomy, anatomy_of
+from diffprof.engine.calls import call_kwargs, check_multiple
 from diffprof.engine.devices import clean, resolve_engine_device, synchronize, timing_note
 from diffprof.engine.instrument import PipelineInstrumentation
 from diffprof.engine.precision import DTYPES, resolve_precision
 from diffprof.engine.apply import apply_optimizations, saveable_weights
 from diffprof.engine.request import GenerationRequest, GenerationResult, LoadInfo, call_images, check_request
-from diffprof.engine.schedulers import DEFAULT, check_scheduler, make_scheduler
+from diffprof.engine.schedulers import DEFAULT, check_applies, check_scheduler, make_scheduler
+from diffprof.engine.schedulers import name_of as scheduler_name
 from diffprof.engine.switches import Optimizations
 from diffprof.engine.timing import timing_from_records
 from diffprof.errors import ConfigError, unknown_choice
 from diffprof.profiler import Profiler
-from diffprof.results import FAST_PATH_NOTE, TIMING_NOTE
+from diffprof.results import FAST_PATH_NOTE, PROFILE_NOTE, STAND_IN_NOTE, TIMING_NOTE
+
+#: What a call timed at profiler level ``detailed`` says about its times.
+DETAILED_NOTE = ("timed at profiler level detailed: its kernel capture makes every call several times slower "
+                 "(tiny-sd on a CPU: 68 -> 398 ms per image); time at level standard (2-5% overhead) to compare speed")
 
 __all__ = ["Engine", "GenerationRequest", "GenerationResult", "LoadInfo", "resolve_engine_device", "timing_note"]
 
@@ -48,8 +57,11 @@ class Engine:
         profiler: Profiler,
         load_info: LoadInfo,
         clock: Clock | None = None,
+        anatomy: Anatomy | None = None,
     ) -> None:
         self.loaded = loaded
+        #: The pipeline's parts (denoiser, text encoders, VAE) and how a call runs them.
+        self.anatomy = anatomy or anatomy_of(loaded)
         #: What every call's total time is read from; the profiler's, so records and totals agree.
         self.clock: Clock = clock or profiler.clock
         self._settings = contextlib.ExitStack()  # process-global settings the switches hold (apply_optimizations); close() restores them
@@ -66,7 +78,7 @@ class Engine:
         self._base_scheduler_config = dict(self.base.scheduler.config)
         self._scheduler = DEFAULT
         self._pipes: dict[str, Any] = {self._base_task(): self.base}
-        self.instrumentation = PipelineInstrumentation(self.base, profiler)
+        self.instrumentation = PipelineInstrumentation(self.base, profiler, anatomy=self.anatomy)
         self._fast: Any = None  # the FastPath, built on the first txt2img call that takes it
         self._compile_key: str | None = None  # set by load() when something is compiled
         self._graph_counts: tuple[int, int] = (0, 0)  # inductor FX-graph cache (hits, misses) when the cache was loaded
@@ -98,7 +110,7 @@ class Engine:
             clock: nanoseconds for load and call times (default: the profiler's, else
                 ``time.perf_counter_ns``); tests pass a :class:`~diffprof.clock.FakeClock`.
         """
-        from diffprof.models.presets import DEFAULT_MODEL
+        from diffprof.models.presets import DEFAULT_MODEL, PRESETS
         from diffprof.models.sources import load_pipeline
 
         model = model or DEFAULT_MODEL
@@ -106,6 +118,8 @@ class Engine:
         prec = resolve_precision(precision, dev)
         opts = optimize if isinstance(optimize, Optimizations) else Optimizations.parse(optimize)
         opts.validate(dev, prec)
+        if model in PRESETS:  # refused before loading when the preset says which denoiser it has
+            opts.check_denoiser(PRESETS[model].denoiser)
         clock = clock or (profiler.clock if profiler is not None else SYSTEM_CLOCK)
         profiler = profiler or Profiler("standard", device=dev, clock=clock)
         load_device = torch.device("cpu") if opts.offload != "none" else dev
@@ -113,6 +127,8 @@ class Engine:
         t0 = clock()
         with profiler.profile_operation("pipeline_load", "model_loading", model=model, weights=weights, precision=prec) as rec:
             loaded = load_pipeline(model, weights, dtype=DTYPES[prec], device=load_device, seed=seed, allow_pickle=allow_pickle)
+            anatomy = anatomy_of(loaded)  # a pipeline diffprof cannot run is refused here, naming what it lacks
+            opts.check_denoiser(anatomy.denoiser)
             settings = apply_optimizations(loaded.pipeline, opts, dev)
             synchronize(dev)
         seconds = (clock() - t0) / 1e9
@@ -127,7 +143,8 @@ class Engine:
         )
         if rec is not None:
             rec.labels.update(bytes_read=loaded.bytes_read, source=loaded.source)
-        engine = cls(loaded, model=model, device=dev, precision=prec, optimizations=opts, profiler=profiler, load_info=info, clock=clock)
+        engine = cls(loaded, model=model, device=dev, precision=prec, optimizations=opts, profiler=profiler, load_info=info, clock=clock,
+                     anatomy=anatomy)
         engine._settings = settings
         if opts.compile:
             from diffprof.engine import compile_cache
@@ -150,9 +167,7 @@ class Engine:
 
     @property
     def native_size(self) -> int:
-        if self.preset is not None:
-            return int(self.preset.native_size)
-        return int(self.base.unet.config.sample_size * self.base.vae_scale_factor)
+        return self.anatomy.native_size
 
     def pipeline_for(self, task: str) -> Any:
         """The pipeline class for ``task`` sharing this engine's modules (``from_pipe``)."""
@@ -165,17 +180,36 @@ class Engine:
                 f"{self.model} is an inpainting model (9-channel UNet); it only runs --task inpaint",
                 "use a text-to-image preset such as sd15 or sdxl for txt2img and img2img",
             )
-        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
-
-        auto = AutoPipelineForImage2Image if task == "img2img" else AutoPipelineForInpainting
-        pipe = auto.from_pipe(self.base)
+        pipe = self._derive(task)
         pipe.set_progress_bar_config(disable=True)
         self._pipes[task] = pipe
         return pipe
 
-    def set_scheduler(self, name: str) -> None:
-        """Swap the scheduler on every task pipeline (``from_config``: no weights reloaded)."""
+    def _derive(self, task: str) -> Any:
+        """The family's class for ``task`` (``FluxImg2ImgPipeline`` ...), or diffusers' AutoPipeline
+        mapping for pipelines no family covers; a :class:`ConfigError` when there is none."""
+        if self.anatomy.spec is not None:
+            from diffprof.models.pipelines import for_task
+
+            return for_task(self.base, self.family, task)
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+        auto = AutoPipelineForImage2Image if task == "img2img" else AutoPipelineForInpainting
+        try:
+            pipe = auto.from_pipe(self.base)
+        except (ValueError, KeyError, AttributeError) as exc:
+            raise ConfigError(f"diffusers has no {task} pipeline for {self.anatomy.pipeline_class}",
+                              f"run --task txt2img on this model ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+        if type(pipe) is type(self.base):  # AutoPipeline fell back to the text-to-image class itself
+            raise ConfigError(f"diffusers has no {task} pipeline for {self.anatomy.pipeline_class}", "run --task txt2img on this model")
+        return pipe
+
+    def set_scheduler(self, name: str, task: str = "txt2img") -> None:
+        """Swap the scheduler on every task pipeline (``from_config``: no weights reloaded); a scheduler of
+        the other kind (a noise-schedule solver on a flow-matching model), or one ``task`` cannot use,
+        is refused with the ones that fit."""
         check_scheduler(name)
+        check_applies(name, self.anatomy.scheduler_kind, self.model, task)
         if name == self._scheduler:
             return
         if name == DEFAULT:
@@ -200,13 +234,15 @@ class Engine:
         note = timing_note(self.device)
         if note:
             settings[TIMING_NOTE] = note
+        if self.profiler.level == "detailed":
+            settings[PROFILE_NOTE] = DETAILED_NOTE
         synchronize(self.device)
         t0 = self.clock()
         labels = {k: settings[k] for k in ("model", "task", "scheduler", "steps", "width", "height")}
         fast = self._fast_path(request)
         with torch.inference_mode(), self.instrumentation.call(images=request.total_images, **labels) as state:
             if fast is None:
-                out = pipe(**kwargs, callback_on_step_end=self.instrumentation.step_callback)
+                out = pipe(**kwargs, **self.instrumentation.callback_kwargs())
                 if self.optimizations.fast_loop:  # asked for, not taken: say so, as a capture fallback does
                     settings["fast_path"] = "pipeline"
                     covers = "diffprof's own loop and its CUDA graph cover" if self.optimizations.cuda_graph else "diffprof's own loop covers"
@@ -221,16 +257,17 @@ class Engine:
         # 3. Collect
         self.profiler.resolve()
         records = self.profiler.records[before:]
-        timing = timing_from_records(state.outer_record, records, total_ns, request.total_images)
+        timing = timing_from_records(state.outer_record, records, total_ns, request.total_images, state.unet_calls)
         images = list(out.images) if request.decode else []
         latents = state.final_latents
         if not request.decode and latents is None:
             latents = out.images
-        return GenerationResult(images=images, latents=latents, timing=timing, request=request, settings=settings, records=records)
+        return GenerationResult(images=images, latents=latents, timing=timing, request=request, settings=settings, records=records,
+                                inputs=state.inputs)
 
     def _fast_path(self, req: GenerationRequest) -> Any:
         """The FastPath when the optimizations ask for it and the request is plain txt2img."""
-        if not self.optimizations.fast_loop or req.task != "txt2img" or self.family not in ("sd", "sdxl"):
+        if not self.optimizations.fast_loop or req.task != "txt2img" or self.family not in ("sd", "sdxl") or self.anatomy.denoiser != "unet":
             return None
         if self._fast is None:
             from diffprof.engine.fast import FastPath
@@ -254,7 +291,7 @@ class Engine:
         def loop_span() -> Any:
             return self.profiler.profile_operation("denoising_loop", "model_inference", steps=req.steps, graphed=True)
 
-        negative = kwargs["negative_prompt"]
+        negative = kwargs.get("negative_prompt")
         result = fast.run(
             prompts=kwargs["prompt"], negative=negative, num_images=req.num_images, steps=req.steps, guidance=req.guidance,
             width=settings["width"], height=settings["height"], generator=kwargs["generator"], scheduler_name=req.scheduler,
@@ -270,32 +307,18 @@ class Engine:
     def _prepare(self, req: GenerationRequest) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         check_request(req)
         pipe = self.pipeline_for(req.task)
-        self.set_scheduler(req.scheduler)
+        self.set_scheduler(req.scheduler, req.task)
         width, height, image, mask = call_images(req, self.native_size)
+        check_multiple(width, height, self.anatomy.size_multiple, self.model, self.anatomy.denoiser)
         generator = torch.Generator("cpu").manual_seed(req.seed)
-        kwargs: dict[str, Any] = dict(
-            prompt=req.prompts,
-            negative_prompt=req.negative_prompt,
-            num_inference_steps=req.steps,
-            guidance_scale=req.guidance,
-            num_images_per_prompt=req.num_images,
-            generator=generator,
-            output_type="pil" if req.decode else "latent",
-        )
-        if isinstance(req.negative_prompt, str):
-            kwargs["negative_prompt"] = [req.negative_prompt] * len(req.prompts)
-        if req.task == "txt2img":
-            kwargs.update(width=width, height=height)
-        else:
-            kwargs.update(image=image, strength=req.strength)
-            if req.task == "inpaint":
-                kwargs.update(mask_image=mask, width=width, height=height)
-        settings = {
+        kwargs = call_kwargs(pipe, self.anatomy, req, width=width, height=height, image=image, mask=mask, generator=generator)
+        settings: dict[str, Any] = {
             "model": self.model,
             "source": self.load_info.source,
             "family": self.family,
             "task": req.task,
-            "scheduler": req.scheduler,
+            # the scheduler that ran: ``default`` is the model's own, named (pndm, euler, ...)
+            "scheduler": req.scheduler if req.scheduler != DEFAULT else f"{DEFAULT} ({scheduler_name(self.base.scheduler)})",
             "steps": req.steps,
             "guidance": req.guidance,
             "width": width,
@@ -308,6 +331,8 @@ class Engine:
         }
         if req.task != "txt2img":
             settings["strength"] = req.strength
+        if self.anatomy.stand_in_note:
+            settings[STAND_IN_NOTE] = self.anatomy.stand_in_note
         return pipe, kwargs, settings
 
     def set_profiler(self, profiler: Profiler) -> None:
@@ -317,7 +342,7 @@ class Engine:
         if self.clock is self.profiler.clock:
             self.clock = profiler.clock
         self.profiler = profiler
-        self.instrumentation = PipelineInstrumentation(self.base, profiler)
+        self.instrumentation = PipelineInstrumentation(self.base, profiler, anatomy=self.anatomy)
 
     def _save_compile_cache(self) -> None:
         """After the first call: save what a cold process compiled; check that a warm one really

@@ -1,14 +1,19 @@
 """Per-component instrumentation of a diffusers pipeline through public hooks only.
 
-* text encoders, UNet, VAE encoder and decoder: ``nn.Module`` forward pre/post hooks, installed
-  once per engine on whatever module the pipeline holds (the compiled wrapper when compiled, so
+* text encoders (however many), the denoiser (``unet`` or ``transformer``), the VAE encoder and
+  decoder: ``nn.Module`` forward pre/post hooks, installed once per engine on the modules the
+  pipeline's :class:`~diffprof.engine.anatomy.Anatomy` names (the compiled wrapper when compiled, so
   the hook runs outside the compiled graph);
-* denoising steps: diffusers' ``callback_on_step_end``. Step 0 opens at the first UNet call; step
+* denoising steps: diffusers' ``callback_on_step_end``. Step 0 opens at the first denoiser call; step
   *i* closes in the callback of step *i*, which opens step *i+1* unless it was the last, so steps
-  tile the loop with no gaps and none can span two calls.
+  tile the loop with no gaps and none can span two calls. Pipelines with only the older
+  ``callback(step, t, latents)`` (PixArt) close a step there and open the next at the next denoiser
+  call; pipelines with neither get one step per denoiser call.
 
-All state of one call lives in a :class:`CallState` created per call; hooks do nothing when no
-call is active (e.g. a user calling the pipeline directly).
+The first calls of each component also leave the shapes they were called with
+(:class:`CallInputs`), from which :mod:`diffprof.flops` counts what actually ran for pipelines no
+family builder covers. All state of one call lives in a :class:`CallState` created per call; hooks
+do nothing when no call is active (e.g. a user calling the pipeline directly).
 """
 
 from __future__ import annotations
@@ -16,13 +21,49 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.utils._pytree import tree_map
 
+from diffprof.engine.timing import DENOISER_SPANS
 from diffprof.profiler import Operation, OperationRecord, Profiler
 
 CATEGORY = "model_inference"
+#: Input signatures kept per component and call (a CFG pipeline that runs its conditional and
+#: unconditional halves apart needs both of the first two denoiser calls).
+KEPT_SIGNATURES = 2
+
+
+@dataclass(frozen=True)
+class TensorShape:
+    """A tensor argument as FLOP counting needs it: shape and dtype, no data."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+
+def signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``(args, kwargs)`` with every tensor replaced by its :class:`TensorShape`."""
+    return tree_map(lambda x: TensorShape(tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else x, (args, kwargs))
+
+
+@dataclass
+class CallInputs:
+    """The input signatures of one call's first forwards, per component (``text_encoder_2``,
+    ``transformer``, ``vae_decode``) and how often each ran."""
+
+    signatures: dict[str, list[tuple[tuple[Any, ...], dict[str, Any]]]] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+
+    def add(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Count one forward of ``key``; keep its signature (a denoiser's only for its first calls: the
+        loop repeats them)."""
+        seen = self.calls.get(key, 0)
+        self.calls[key] = seen + 1
+        if seen < KEPT_SIGNATURES or key not in DENOISER_SPANS:
+            self.signatures.setdefault(key, []).append(signature(args, kwargs))
 
 
 class CallState:
@@ -35,8 +76,9 @@ class CallState:
         self.step = 0
         self.step_op: Operation | None = None
         self.final_latents: torch.Tensor | None = None
-        self.unet_calls = 0
+        self.unet_calls = 0  #: denoiser evaluations (forward calls of the UNet or transformer)
         self.outer_record: OperationRecord | None = None
+        self.inputs = CallInputs()
 
     def push(self, name: str, *, memory: bool = True, **labels: Any) -> Operation:
         op = self.profiler.profile_operation(name, CATEGORY, memory=memory, **labels).start()
@@ -58,25 +100,32 @@ class CallState:
 
 
 class PipelineInstrumentation:
-    """Hooks installed once on a pipeline's components; active only inside :meth:`call`."""
+    """Hooks installed once on a pipeline's components; active only inside :meth:`call`.
 
-    def __init__(self, pipe: Any, profiler: Profiler, *, unet_spans: bool = True) -> None:
+    ``anatomy`` names the components (:func:`~diffprof.engine.anatomy.anatomy_of`); without one the
+    SD layout is assumed (``text_encoder``, ``text_encoder_2``, ``unet``, ``vae``).
+    """
+
+    def __init__(self, pipe: Any, profiler: Profiler, *, unet_spans: bool = True, anatomy: Any = None) -> None:
         self.pipe = pipe
         self.profiler = profiler
+        self.anatomy = anatomy
         self.unet_spans = unet_spans and profiler.level != "minimal"
         self._local = threading.local()
         self._handles: list[Any] = []
-        self._component_ops: dict[int, list[Operation]] = {}
         self.install()
 
     # ----------------------------------------------------------------- hooks
     def _state(self) -> CallState | None:
         return getattr(self._local, "state", None)
 
-    def _hook_component(self, module: torch.nn.Module, name: str, **labels: Any) -> None:
-        def pre(mod: Any, args: Any) -> None:
+    def _hook_component(self, module: torch.nn.Module, name: str, key: str, **labels: Any) -> None:
+        def pre(mod: Any, args: Any, kwargs: Any) -> None:
             state = self._state()
             if state is not None:
+                if name == "vae_decode" and state.step_op is not None:  # a last step no callback closed
+                    self._end_step(state, None)
+                state.inputs.add(key, args, kwargs)
                 state.push(name, **labels)
 
         def post(mod: Any, args: Any, output: Any) -> None:
@@ -84,44 +133,56 @@ class PipelineInstrumentation:
             if state is not None and state.open and state.open[-1].name == name:
                 state.pop(state.open[-1])
 
-        self._handles.append(module.register_forward_pre_hook(pre))
+        self._handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
         self._handles.append(module.register_forward_hook(post))
 
-    def _hook_unet(self, module: torch.nn.Module) -> None:
-        def pre(mod: Any, args: Any) -> None:
+    def _hook_denoiser(self, module: torch.nn.Module, name: str) -> None:
+        def pre(mod: Any, args: Any, kwargs: Any) -> None:
             state = self._state()
             if state is None:
                 return
             if state.step_op is None:
                 state.step_op = state.push("denoising_step", memory=False, step=state.step)
+            elif self._step_per_call and state.unet_calls:  # no callback: each evaluation is a step
+                self._end_step(state, None)
+                state.step_op = state.push("denoising_step", memory=False, step=state.step)
             state.unet_calls += 1
+            state.inputs.add(name, args, kwargs)
             if state.unet_spans:
-                state.push("unet", memory=False)
+                state.push(name, memory=False)
 
         def post(mod: Any, args: Any, output: Any) -> None:
             state = self._state()
-            if state is not None and state.unet_spans and state.open and state.open[-1].name == "unet":
+            if state is not None and state.unet_spans and state.open and state.open[-1].name == name:
                 state.pop(state.open[-1])
 
-        self._handles.append(module.register_forward_pre_hook(pre))
+        self._handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
         self._handles.append(module.register_forward_hook(post))
+
+    @property
+    def _step_per_call(self) -> bool:
+        return self.anatomy is not None and self.anatomy.step_hook == "none"
 
     def install(self) -> None:
         if not self.profiler.enabled:
             return
-        pipe = self.pipe
-        for attr in ("text_encoder", "text_encoder_2"):
+        pipe, anatomy = self.pipe, self.anatomy
+        encoders = anatomy.text_encoders if anatomy is not None else ("text_encoder", "text_encoder_2")
+        for attr in encoders:
             module = getattr(pipe, attr, None)
             if isinstance(module, torch.nn.Module):
-                self._hook_component(module, "text_encoding", component=attr)
-        if isinstance(getattr(pipe, "unet", None), torch.nn.Module):
-            self._hook_unet(pipe.unet)
-        vae = getattr(pipe, "vae", None)
-        if vae is not None:
-            if isinstance(getattr(vae, "encoder", None), torch.nn.Module):
-                self._hook_component(vae.encoder, "vae_encode")
-            if isinstance(getattr(vae, "decoder", None), torch.nn.Module):
-                self._hook_component(vae.decoder, "vae_decode")
+                self._hook_component(module, "text_encoding", attr, component=attr)
+        denoiser = anatomy.denoiser if anatomy is not None else "unet"
+        if isinstance(getattr(pipe, denoiser, None), torch.nn.Module):
+            self._hook_denoiser(getattr(pipe, denoiser), denoiser)
+        if anatomy is not None:
+            parts = dict(anatomy.vae_parts)
+        else:
+            vae = getattr(pipe, "vae", None)
+            parts = {span: getattr(vae, attr, None) for span, attr in (("vae_encode", "encoder"), ("vae_decode", "decoder"))}
+        for span, module in parts.items():
+            if isinstance(module, torch.nn.Module):
+                self._hook_component(module, span, span)
 
     def remove(self) -> None:
         for handle in self._handles:
@@ -129,6 +190,15 @@ class PipelineInstrumentation:
         self._handles.clear()
 
     # -------------------------------------------------------------- callback
+    def _end_step(self, state: CallState, latents: Any) -> None:
+        if latents is not None:
+            state.final_latents = latents
+        while state.open and state.open[-1] is not state.step_op:  # e.g. a denoiser span left open
+            state.pop(state.open[-1])
+        state.pop(state.step_op)
+        state.step += 1
+        state.step_op = None
+
     def step_callback(self, pipe: Any, i: int, t: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         """``callback_on_step_end``: close step *i*, open *i+1* unless it was the last."""
         state = self._state()
@@ -136,14 +206,25 @@ class PipelineInstrumentation:
             return callback_kwargs
         total = getattr(pipe, "num_timesteps", None)
         last = total is not None and i + 1 >= total
-        if last:
-            state.final_latents = callback_kwargs.get("latents")
-        while state.open and state.open[-1] is not state.step_op:  # e.g. a unet span left open
-            state.pop(state.open[-1])
-        state.pop(state.step_op)
-        state.step += 1
-        state.step_op = None if last else state.push("denoising_step", memory=False, step=state.step)
+        self._end_step(state, callback_kwargs.get("latents"))
+        if not last:
+            state.step_op = state.push("denoising_step", memory=False, step=state.step)
         return callback_kwargs
+
+    def legacy_callback(self, i: int, t: Any, latents: torch.Tensor) -> None:
+        """The older ``callback(step, timestep, latents)``: close the step; the next denoiser call opens the next."""
+        state = self._state()
+        if state is not None:
+            self._end_step(state, latents)
+
+    def callback_kwargs(self) -> dict[str, Any]:
+        """What a pipeline call passes so step ends are seen (none when the pipeline offers no callback)."""
+        hook = self.anatomy.step_hook if self.anatomy is not None else "on_step_end"
+        if hook == "on_step_end":
+            return {"callback_on_step_end": self.step_callback}
+        if hook == "legacy":
+            return {"callback": self.legacy_callback, "callback_steps": 1}
+        return {}
 
     @contextmanager
     def paused(self) -> Iterator[None]:

@@ -53,6 +53,9 @@ class GenerationResult:
     request: GenerationRequest
     settings: dict[str, Any]
     records: list[OperationRecord] = field(default_factory=list)
+    #: Input shapes of the call's first forwards per component (what FLOPs are counted from when no
+    #: family builder covers the pipeline); ``None`` for a graphed loop.
+    inputs: Any = None
 
 
 def check_request(req: GenerationRequest) -> None:
@@ -60,11 +63,11 @@ def check_request(req: GenerationRequest) -> None:
     if req.task not in TASKS:
         raise unknown_choice("task", req.task, TASKS)
     if req.steps < 1:
-        raise ConfigError(f"steps must be >= 1, got {req.steps}")
+        raise ConfigError(f"steps must be >= 1, got {req.steps}", "e.g. steps=20")
     if req.num_images < 1:
-        raise ConfigError(f"batch must be >= 1, got {req.num_images}")
+        raise ConfigError(f"batch must be >= 1, got {req.num_images}", "e.g. num_images=1")
     if not 0 < req.strength <= 1:
-        raise ConfigError(f"strength must be in (0, 1], got {req.strength}")
+        raise ConfigError(f"strength must be in (0, 1], got {req.strength}", "1.0 ignores the init image entirely")
     check_size("width", req.width)
     check_size("height", req.height)
 

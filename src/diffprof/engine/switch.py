@@ -156,6 +156,10 @@ class Switch:
     compiles: bool = False
     #: How ``diffprof optimizations`` names it, when not by its name (``compile_mode=MODE``).
     listed_as: str | None = None
+    #: The denoisers it works on (``unet``, ``transformer``); on another it is refused by
+    #: :meth:`Optimizations.check_denoiser` once the pipeline is known, and memory-suite defaults
+    #: leave it out (sliced and eager attention, fused QKV and fp8 reach the UNet's processors only).
+    denoisers: tuple[str, ...] = ("unet", "transformer")
 
     def updates(self, opts: Optimizations, value: str) -> Mapping[str, Any]:
         """The fields this switch sets when named as ``name`` or ``name=value``."""

@@ -66,6 +66,10 @@ def _compile_mode(opts: Any, value: str) -> Mapping[str, Any]:
     return {"compile_mode": value, "compile": opts.compile or ("unet",)}
 
 
+#: ``Switch.denoisers`` of the switches that reach only a UNet's attention processors.
+UNET = ("unet",)
+
+
 def _attention(name: str, kind: str, help: str, **kw: Any) -> Switch:
     return Switch(name, help, {"attention": kind}, group=ATTENTION, **kw)
 
@@ -79,13 +83,13 @@ REGISTRY = Registry((
     Switch("none", "no optimization (SDPA attention, everything on the device)"),
     _attention("sdpa", "sdpa", "torch scaled_dot_product_attention (flash / memory-efficient kernels); the default"),
     _attention("eager_attention", "eager", "classic attention (explicit softmax(QK^T)V); the pre-PyTorch-2 baseline",
-               apply=_step(Phase.ATTENTION, apply.eager_attention)),
+               apply=_step(Phase.ATTENTION, apply.eager_attention), denoisers=UNET),
     _attention("xformers", "xformers", "xformers memory-efficient attention (needs the xformers package and CUDA)",
                apply=_step(Phase.ATTENTION, lambda c: c.pipe.enable_xformers_memory_efficient_attention()),
                requires=(needs_package("xformers", "xformers attention needs the xformers package, which is not installed", "pip install xformers, or use sdpa"),
                          needs_cuda("xformers attention runs on CUDA only", "use sdpa on the CPU"))),
     _attention("attention_slicing", "slicing", "compute attention in slices: less peak memory, usually slower with SDPA (diffusers #4518)",
-               apply=_step(Phase.ATTENTION, lambda c: c.pipe.enable_attention_slicing("auto"))),
+               apply=_step(Phase.ATTENTION, lambda c: c.pipe.enable_attention_slicing("auto")), denoisers=UNET),
     Switch("vae_slicing", "decode a batch one image at a time: lower VAE peak for batches", {"vae_slicing": True},
            apply=_step(Phase.VAE, lambda c: c.pipe.vae.enable_slicing())),
     Switch("vae_tiling", "decode/encode in overlapping tiles: large images in bounded memory", {"vae_tiling": True},
@@ -112,7 +116,7 @@ REGISTRY = Registry((
            conflicts=(conflict(lambda o: o.attention != "sdpa", lambda o: f"fuse_qkv needs sdpa attention, not {o.attention}", "drop fuse_qkv or the attention switch"),),
            # offloaded, diffusers keeps the unfused weights beside the fused ones: SDXL with model offload peaked
            # 1.21 GiB higher with it at the same speed (H100; session5/8-h100-offload-elements-sdxl.txt)
-           yields_to=(*OFFLOADS, *OTHER_ATTENTION)),
+           yields_to=(*OFFLOADS, *OTHER_ATTENTION), denoisers=UNET),
     Switch("compile", "torch.compile the UNet (compile=unet+vae to choose modules; compile_mode=... to choose the mode)",
            parse_value=_compile_modules, fast="compile=unet+vae", compiles=True,
            format_value=lambda o: None if not o.compile else "compile" if o.compile == ("unet",) else f"compile={'+'.join(o.compile)}",
@@ -147,7 +151,8 @@ REGISTRY = Registry((
            apply=_step(Phase.QUANTIZE, apply.quantize_fp8),
            requires=(needs_cuda("fp8 needs a CUDA GPU with float8 tensor cores (Ada/Hopper)", "drop fp8 on the CPU"),
                      needs_package("torchao", "fp8 needs the torchao package, which is not installed", "pip install torchao"),
-                     needs_capability((8, 9), "fp8 needs compute capability 8.9 or newer (Ada, Hopper)", "drop fp8 on this GPU"))),
+                     needs_capability((8, 9), "fp8 needs compute capability 8.9 or newer (Ada, Hopper)", "drop fp8 on this GPU")),
+           denoisers=UNET),
     Switch("kernel_tuning", "let inductor tune each kernel it generates (coordinate descent): compiles of many minutes "
            "(SD 1.5 and SDXL did not finish in 5-10 min on H100/H200), gain unmeasured", {"kernel_tuning": True},
            requires=(needs_compile("kernel_tuning"),), yields_to=("sequential_cpu_offload",)),
@@ -310,6 +315,16 @@ class Optimizations:
         target = Target(device, precision)
         for switch, _ in self.active():
             switch.check(self, target)
+
+    def check_denoiser(self, denoiser: str) -> None:
+        """Refuse the switches of this set that do not work on a ``denoiser`` (``unet`` or ``transformer``)
+        model, named together, before anything is applied."""
+        refused = [s.name for s, _ in self.active() if denoiser not in s.denoisers]
+        if refused:
+            names = " and ".join(refused)
+            raise ConfigError(f"{names} {'works' if len(refused) == 1 else 'work'} on UNet models only: diffusers' sliced and eager attention, "
+                              f"fused QKV and fp8 reach the UNet's attention processors, not a {denoiser}'s",
+                              f"drop {names} for this model")
 
     def steps(self) -> list[Step]:
         """What applying this set does, in phase order (registry order within a phase); without a

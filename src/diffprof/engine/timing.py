@@ -8,6 +8,9 @@ from typing import Any
 from diffprof.profiler import OperationRecord
 from diffprof.stats import SampleStats
 
+#: Span names of one denoiser evaluation (the component's own name; see engine.instrument).
+DENOISER_SPANS = ("unet", "transformer")
+
 
 @dataclass
 class CallTiming:
@@ -16,11 +19,16 @@ class CallTiming:
 
     ``steps_s`` has one entry per loop iteration of the denoising loop (what ``callback_on_step_end``
     sees: ``steps`` for first-order solvers, PNDM one more, Heun/DPM2 about twice as many).
+    ``unet_s`` has one entry per denoiser evaluation (the UNet's or the transformer's forward), and
+    ``text_encode_by`` the seconds of each text encoder (``text_encoder_3``: SD3's T5), summing to
+    ``text_encode_s``; ``denoiser_calls`` counts evaluations even when ``minimal`` profiling records
+    no per-evaluation spans.
     """
 
     total_s: float
     images: int
     text_encode_s: float = 0.0
+    text_encode_by: dict[str, float] = field(default_factory=dict)
     vae_encode_s: float = 0.0
     vae_decode_s: float = 0.0
     steps_s: list[float] = field(default_factory=list)
@@ -31,6 +39,7 @@ class CallTiming:
     #: A graphed loop has no per-step records: its one span and step count stand in for them.
     loop_s: float | None = None
     loop_steps: int = 0
+    denoiser_calls: int = 0
     peak_allocated: int | None = None
     peak_reserved: int | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
@@ -70,9 +79,10 @@ class CallTiming:
         return data
 
 
-def timing_from_records(outer: OperationRecord | None, records: list[OperationRecord], total_ns: int, images: int) -> CallTiming:
+def timing_from_records(outer: OperationRecord | None, records: list[OperationRecord], total_ns: int, images: int,
+                        denoiser_calls: int = 0) -> CallTiming:
     """Sum each component's records below ``outer`` (the call's own operation)."""
-    timing = CallTiming(total_s=total_ns / 1e9, images=images)
+    timing = CallTiming(total_s=total_ns / 1e9, images=images, denoiser_calls=denoiser_calls)
     if outer is None:
         return timing
     mine = _descendants(outer, records)
@@ -82,6 +92,8 @@ def timing_from_records(outer: OperationRecord | None, records: list[OperationRe
         s = (r.gpu_ns if r.gpu_ns is not None else r.wall_ns) / 1e9
         if r.name == "text_encoding":
             timing.text_encode_s += s
+            component = str(r.labels.get("component", "text_encoder"))
+            timing.text_encode_by[component] = timing.text_encode_by.get(component, 0.0) + s
         elif r.name == "vae_encode":
             timing.vae_encode_s += s
         elif r.name == "vae_decode":
@@ -91,7 +103,7 @@ def timing_from_records(outer: OperationRecord | None, records: list[OperationRe
             timing.steps_wall_s.append(r.wall_ns / 1e9)
             if r.gpu_ns is not None:
                 timing.steps_gpu_s.append(r.gpu_ns / 1e9)
-        elif r.name == "unet":
+        elif r.name in DENOISER_SPANS:
             timing.unet_s.append(s)
         elif r.name == "denoising_loop":
             timing.loop_s = (timing.loop_s or 0.0) + s

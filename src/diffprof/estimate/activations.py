@@ -74,7 +74,9 @@ class _FusedAttention(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         if func is not F.scaled_dot_product_attention:
             return func(*args, **(kwargs or {}))
-        query, _, value = args[:3]
+        kwargs = kwargs or {}
+        named = dict(zip(("query", "key", "value"), args))  # diffusers' attention dispatch passes them by name
+        query, value = named.get("query", kwargs.get("query")), named.get("value", kwargs.get("value"))
         out = query.new_empty((*query.shape[:-1], value.shape[-1]))
         lse = query.new_empty(query.shape[:-1], dtype=torch.float32)  # held by the kernel while it runs
         del lse

@@ -3,8 +3,9 @@
 The cost model is fitted on a handful of measured points, but it predicts through quantities that
 follow from the architecture alone, for any size, batch and optimization set:
 
-- FLOPs per phase (text encoding, one UNet evaluation, VAE decode), counted by
-  :mod:`diffprof.flops`; step time is fitted as overhead + FLOPs / throughput.
+- FLOPs per phase (text encoding by every encoder at its sequence length, one denoiser evaluation:
+  the UNet or a diffusion transformer's joint attention over image + text tokens, VAE decode),
+  counted by :mod:`diffprof.flops`; step time is fitted as overhead + FLOPs / throughput.
 - activation bytes per phase, traced by :mod:`diffprof.estimate.activations` with the memory
   switches applied to the meta modules (VAE slicing and tiling, attention slicing, eager attention);
 - weight bytes per component and the largest single layer (what offload modes keep resident);
@@ -32,7 +33,8 @@ from diffprof.estimate.activations import trace_memory
 from diffprof.estimate.workload import Workload
 
 _META = torch.device("meta")
-#: Phases of a txt2img call, in the order they run.
+#: Phases of a txt2img call, in the order they run (``unet``: the denoiser's, whatever it is; see
+#: :meth:`Architecture.phase_name`).
 PHASES = ("text", "unet", "vae")
 
 
@@ -73,11 +75,19 @@ class Features:
 
 
 class Architecture:
-    """The weighted modules of a model (UNet, VAE, text encoders) on the meta device."""
+    """The weighted modules of a model (denoiser, VAE, text encoders) on the meta device.
 
-    def __init__(self, name: str, modules: dict[str, Any], native_size: int) -> None:
+    ``sequence_lengths`` are the tokens each text encoder sees (a preset's; FLUX.1-schnell's T5 256);
+    ``family`` decides what the pipeline feeds the denoiser and which text encoders run."""
+
+    def __init__(self, name: str, modules: dict[str, Any], native_size: int, *, family: str = "sd",
+                 sequence_lengths: dict[str, int] | None = None) -> None:
         self.name = name
         self.native_size = native_size
+        self.family = family
+        self.sequence_lengths = sequence_lengths
+        #: ``unet`` or ``transformer``: the component that runs every step.
+        self.denoiser = "transformer" if "transformer" in modules else "unet"
         self._fp32 = modules
         self._by_dtype: dict[torch.dtype, dict[str, Any]] = {torch.float32: modules}
         self._phase_cache: dict[tuple[Any, ...], Any] = {}
@@ -98,18 +108,24 @@ class Architecture:
 
     @property
     def text_encoders(self) -> list[str]:
-        return [n for n in ("text_encoder", "text_encoder_2") if n in self._fp32]
+        return sorted(n for n in self._fp32 if n.startswith("text_encoder"))
+
+    def phase_name(self, phase: str) -> str:
+        """How reports name a phase: the denoiser's phase by its component (``unet``, ``transformer``)."""
+        return self.denoiser if phase == "unet" else phase
 
     def vae_precision(self, precision: str) -> str:
         """SDXL pipelines decode in fp32 when the VAE is fp16 and its config says ``force_upcast``."""
         vae = self._fp32["vae"]
-        if precision == "fp16" and "text_encoder_2" in self._fp32 and getattr(vae.config, "force_upcast", False):
+        if precision == "fp16" and self.family == "sdxl" and getattr(vae.config, "force_upcast", False):
             return "fp32"
         return precision
 
     @property
     def vae_scale(self) -> int:
-        return 2 ** (len(self._fp32["vae"].config.block_out_channels) - 1)
+        from diffprof.flops.inputs import vae_scale
+
+        return vae_scale(self._fp32["vae"])
 
     # ------------------------------------------------------------------ weights
     def component_bytes(self, precision: str) -> dict[str, float]:
@@ -139,10 +155,11 @@ class Architecture:
         h, wd = w.height // self.vae_scale, w.width // self.vae_scale
         weights = self.component_bytes(precision)
         # FLOPs of text encoding and one UNet evaluation: the shared counter (cached there).
-        flops = pipeline_flops(SimpleNamespace(**self._fp32), width=w.width, height=w.height, batch=w.batch, guidance=w.guided)
-        text_act = self._cached(("text", n, precision), lambda: self._text_activation(n, precision))
-        unet_act = self._cached(("unet", h, wd, n, precision, optimizations.attention),
-                                lambda: self._unet_activation(h, wd, n, precision, optimizations))
+        flops = pipeline_flops(SimpleNamespace(**self._fp32), width=w.width, height=w.height, batch=w.batch, guidance=w.guided,
+                               sequence_lengths=self.sequence_lengths)
+        text_act = self._cached(("text", w.batch, w.guided, precision), lambda: self._text_activation(w.batch, w.guided, precision))
+        unet_act = self._cached(("unet", h, wd, w.batch, w.guided, precision, optimizations.attention),
+                                lambda: self._unet_activation(h, wd, w.batch, w.guided, precision, optimizations))
         vae_precision = self.vae_precision(precision)
         vae_flops, vae_act, vae_calls = self._cached(
             ("vae", h, wd, w.batch, vae_precision, optimizations.vae_slicing, optimizations.vae_tiling),
@@ -150,11 +167,30 @@ class Architecture:
         )
         return Features(
             text=Phase(float(flops.text_encoder), float(text_act), sum(weights[name] for name in self.text_encoders)),
-            unet=Phase(float(flops.unet_per_eval), float(unet_act), weights["unet"]),
+            unet=Phase(float(flops.unet_per_eval), float(unet_act), weights[self.denoiser]),
             vae=Phase(float(vae_flops), float(vae_act), self.component_bytes(vae_precision)["vae"], calls=vae_calls),
             pixels=w.pixels,
             batch=w.batch,
             largest_layer_bytes=self.largest_layer_bytes(precision),
+        )
+
+    def memory_features(self, workload: Workload, precision: str, optimizations: Optimizations) -> Features:
+        """:meth:`features` without FLOPs (zero): the weights and traced activations a memory check
+        needs, sharing :meth:`features`' traces."""
+        w = workload
+        h, wd = w.height // self.vae_scale, w.width // self.vae_scale
+        weights = self.component_bytes(precision)
+        text_act = self._cached(("text", w.batch, w.guided, precision), lambda: self._text_activation(w.batch, w.guided, precision))
+        unet_act = self._cached(("unet", h, wd, w.batch, w.guided, precision, optimizations.attention),
+                                lambda: self._unet_activation(h, wd, w.batch, w.guided, precision, optimizations))
+        vae_precision = self.vae_precision(precision)
+        vae_act = self._cached(("vae-act", h, wd, w.batch, vae_precision, optimizations.vae_slicing, optimizations.vae_tiling),
+                               lambda: self._vae_activation(h, wd, w.batch, vae_precision, optimizations))
+        return Features(
+            text=Phase(0.0, float(text_act), sum(weights[name] for name in self.text_encoders)),
+            unet=Phase(0.0, float(unet_act), weights[self.denoiser]),
+            vae=Phase(0.0, float(vae_act), self.component_bytes(vae_precision)["vae"]),
+            pixels=w.pixels, batch=w.batch, largest_layer_bytes=self.largest_layer_bytes(precision),
         )
 
     def _cached(self, key: tuple[Any, ...], compute: Any) -> Any:
@@ -162,31 +198,35 @@ class Architecture:
             self._phase_cache[key] = compute()
         return self._phase_cache[key]
 
-    def _text_activation(self, n: int, precision: str) -> int:
-        """Text encoders run one after the other; the larger activation peak counts."""
-        modules = self.modules(precision)
-        ids = torch.zeros(n, 77, dtype=torch.long, device=_META)
-        return max(trace_memory(modules[name], ids).peak_bytes for name in self.text_encoders)
+    def _text_activation(self, batch: int, guided: bool, precision: str) -> int:
+        """Text encoders run one after the other, each on its own sequence length; the largest
+        activation peak of any one forward counts."""
+        from diffprof.flops.inputs import denoiser_kind, text_plan
 
-    def _unet_activation(self, h: int, w: int, n: int, precision: str, opts: Optimizations) -> int:
-        """One UNet evaluation (both guidance halves in one batch), with the attention switch applied."""
         modules = self.modules(precision)
-        dtype = DTYPES[precision]
-        unet = modules["unet"]
-        cfg = unet.config
-        pooled = int(getattr(modules["text_encoder_2"].config, "projection_dim", 0)) if "text_encoder_2" in modules else 0
-        sample = torch.zeros(n, cfg.in_channels, h, w, device=_META, dtype=dtype)
-        context = torch.zeros(n, 77, cfg.cross_attention_dim, device=_META, dtype=dtype)
-        kwargs: dict[str, Any] = {}
-        if getattr(cfg, "addition_embed_type", None) == "text_time":
-            time_dims = (cfg.projection_class_embeddings_input_dim - pooled) // cfg.addition_time_embed_dim
-            kwargs["added_cond_kwargs"] = {
-                "text_embeds": torch.zeros(n, pooled, device=_META, dtype=dtype),
-                "time_ids": torch.zeros(n, time_dims, device=_META, dtype=dtype),
-            }
-        t = torch.zeros(n, device=_META)
-        with _attention(unet, opts):
-            return trace_memory(unet, sample, t, encoder_hidden_states=context, return_dict=False, **kwargs).peak_bytes
+        namespace = SimpleNamespace(**self._fp32)
+        plan = text_plan(namespace, denoiser_kind(modules[self.denoiser]), batch, guided, self.sequence_lengths)
+        return max(trace_memory(modules[name], torch.zeros(rows, length, dtype=torch.long, device=_META)).peak_bytes
+                   for name, forwards in plan.items() for rows, length in forwards)
+
+    def _unet_activation(self, h: int, w: int, batch: int, guided: bool, precision: str, opts: Optimizations) -> int:
+        """One denoiser evaluation (both guidance halves in one batch under CFG), with the attention
+        switch applied, fed as its family's pipeline feeds it (:mod:`diffprof.flops.inputs`)."""
+        from diffprof.flops.inputs import denoiser_inputs, denoiser_kind
+
+        modules = self.modules(precision)
+        model = modules[self.denoiser]
+        args, kwargs = denoiser_inputs(denoiser_kind(model), model, SimpleNamespace(**modules), batch=batch, guidance=guided,
+                                       latent_h=h, latent_w=w, sequence_lengths=self.sequence_lengths, dtype=DTYPES[precision])
+        with _attention(model, opts):
+            return trace_memory(model, *args, **kwargs).peak_bytes
+
+    def _vae_activation(self, h: int, w: int, batch: int, precision: str, opts: Optimizations) -> int:
+        """The activation peak of VAE decode alone (no FLOP count)."""
+        vae = self.modules(precision)["vae"]
+        latents = torch.zeros(batch, vae.config.latent_channels, h, w, device=_META, dtype=DTYPES[precision])
+        with _vae_modes(vae, opts):
+            return trace_memory(lambda z: vae.decode(z, return_dict=False), latents).peak_bytes
 
     def _vae_decode(self, h: int, w: int, batch: int, precision: str, opts: Optimizations) -> tuple[int, int, int]:
         """FLOPs, activation peak and decoder calls of VAE decode with slicing / tiling as switched."""
@@ -261,6 +301,7 @@ def _meta_cast(module: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 @lru_cache(maxsize=8)
 def _architecture(model: str) -> Architecture:
+    from diffprof.models.families import FAMILIES, family_of_class
     from diffprof.models.presets import PRESETS, ModelPreset
     from diffprof.models.synthetic import build_models
 
@@ -273,11 +314,17 @@ def _architecture(model: str) -> Architecture:
                 "use a preset name (see `diffprof models`) or the folder the model was loaded from",
             )
         index = json.loads((folder / "model_index.json").read_text())
-        unet = json.loads((folder / "unet" / "config.json").read_text())
+        family = family_of_class(str(index.get("_class_name", ""))) if "transformer" in index else None
+        if "transformer" in index and family is None:
+            raise ModelError(f"cannot read the architecture of {model!r}: estimates cover the registered families "
+                             f"({', '.join(FAMILIES)}), not {index.get('_class_name')}",
+                             "calibrate and estimate a preset of a registered family; `generate` and `bench` run this model")
+        denoiser = json.loads((folder / ("transformer" if family else "unet") / "config.json").read_text())
+        factor = 8 if family != "sana" else 32
         preset = ModelPreset(
-            name=model, family="sdxl" if "text_encoder_2" in index else "sd", hub_id=None,
-            native_size=int(unet.get("sample_size", 64)) * 8, inpaint=int(unet.get("in_channels", 4)) == 9,
+            name=model, family=family or ("sdxl" if "text_encoder_2" in index else "sd"), hub_id=None,  # type: ignore[arg-type]
+            native_size=int(denoiser.get("sample_size", 64 if not family else 128)) * factor, inpaint=int(denoiser.get("in_channels", 4)) == 9,
             prediction_type="epsilon", description="", builtin=False, config_dir=str(folder.resolve()),
         )
     modules = build_models(preset, device="meta")
-    return Architecture(model, dict(modules), preset.native_size)
+    return Architecture(model, dict(modules), preset.native_size, family=preset.family, sequence_lengths=preset.sequence_lengths)

@@ -95,10 +95,13 @@ class Calibration:
 def point_from_cell(cell: CellResult, device_type: str) -> CalibrationPoint:
     """Reduce a measured cell to a :class:`CalibrationPoint` (its raw samples, not just medians)."""
     s, m = cell.settings, cell.metrics
-    evals = int(m.get("unet_evals") or s["steps"])
     med = statistics.median
     step = med(cell.samples["step_s"]) if cell.samples.get("step_s") else float(m["step_median_s"])
     calls = cell.samples.get("call_s") or [float(m["s_per_call"])]
+    # loop iterations per call: every repeat's step samples over the calls (unet_evals counts denoiser
+    # forwards, two per iteration where a pipeline runs its guidance halves apart)
+    steps = cell.samples.get("step_s") or []
+    evals = len(steps) // len(calls) if steps and len(steps) % len(calls) == 0 else int(m.get("unet_evals") or s["steps"])
     texts = cell.samples.get("text_encode_s") or [float(m.get("text_encode_s", 0.0))] * len(calls)
     vaes = cell.samples.get("vae_decode_s") or [float(m.get("vae_decode_s", 0.0))] * len(calls)
     other = med([c - t - v - evals * step for c, t, v in zip(calls, texts, vaes)])

@@ -116,6 +116,11 @@ class Estimator:
 
     # ------------------------------------------------------------------ helpers
     def _workload(self, width: int, height: int, steps: int, batch: int, guidance: float | None) -> Workload:
+        from diffprof.engine.calls import check_multiple
+        from diffprof.engine.model_facts import model_facts
+
+        facts = model_facts(self.key.model)  # FLUX and SD3 sides are multiples of 16, SANA's of 32
+        check_multiple(int(width), int(height), facts.size_multiple, self.key.model, facts.denoiser)
         g = guidance if guidance is not None else (7.5 if self.model.guided else 1.0)
         return Workload(int(width), int(height), int(steps), int(batch), float(g))
 

@@ -4,7 +4,7 @@ Time of one call (each part a relative least-squares fit on the calibration poin
 :mod:`diffprof.estimate.regression`; FLOPs and decoder calls from :mod:`diffprof.estimate.architecture`)::
 
     text_encode = a_t (+) FLOPs_text / throughput_t
-    step        = a_s (+) FLOPs_unet_eval / throughput_s    (x denoising loop iterations)
+    step        = a_s (+) FLOPs_denoiser_eval / throughput_s  (x denoising loop iterations; UNet or transformer)
     vae_decode  = a_v * decoder_calls (+) FLOPs_decode / throughput_v
     other       = a_o + b_o * pixels * batch                (set-up, scheduler, post-processing)
     time        = load + text_encode + iterations * step + vae_decode + other
@@ -209,6 +209,7 @@ class CostModel:
         total_interval = Interval(call_interval.low + min(self.load_s), call_interval.high + max(self.load_s))
         # 2. Peak memory.
         peak, peak_interval, memory_parts, phase = self._memory(f, target, same_vae and same_attention and same_offload)
+        phase = self._phase_name(phase)
         # 3. Range checks and provenance.
         warnings = self._range_warnings(workload)
         if workload.guided != self.guided:
@@ -283,17 +284,23 @@ class CostModel:
         parts = phases(f, target)
         phase = max(PHASES, key=lambda p: parts[p][0] + k * parts[p][1])
         resident, activation = parts[phase]
+        named = self._phase_name(phase)
         row = [1.0, activation]
         peak = self.memory.mean(row, offset=resident)
         low, high = self.memory.interval(row, offset=resident)
         source = MEASURED if measured else f"modelled: {target.label} traced on the meta device, k and baseline from {self.calibrated.label}"
         weight_source = MEASURED if target.offload == self.calibrated.offload else f"modelled: {target.offload} offload keeps this resident"
         memory_parts = [
-            MemoryPart("weights", resident, weight_source, f"resident during {phase}"),
-            MemoryPart("activations", k * activation, source, f"{k:.2f} x {activation / 2**20:.1f} MiB traced in {phase}"),
+            MemoryPart("weights", resident, weight_source, f"resident during {named}"),
+            MemoryPart("activations", k * activation, source, f"{k:.2f} x {activation / 2**20:.1f} MiB traced in {named}"),
             MemoryPart("baseline", baseline, MEASURED, "runtime and buffers outside the phases" if self.key.device == "cpu" else "buffers outside the phases"),
         ]
         return peak, Interval(low, high), memory_parts, phase
+
+    def _phase_name(self, phase: str) -> str:
+        """The denoiser's phase by its component's name (``unet``, ``transformer``) for reports."""
+        name = getattr(self.architecture, "phase_name", None)
+        return name(phase) if name is not None and phase else phase
 
     def _range_warnings(self, w: Workload) -> list[str]:
         out = []

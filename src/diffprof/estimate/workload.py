@@ -12,8 +12,8 @@ from diffprof.errors import ConfigError
 class Workload:
     """One call: ``batch`` images of ``width`` x ``height`` pixels in ``steps`` denoising steps.
 
-    ``guidance`` > 1 runs classifier-free guidance, which doubles the UNet batch (both halves in one
-    forward) and the text-encoder batch.
+    ``guidance`` > 1 runs classifier-free guidance in CFG families, which doubles the denoiser batch
+    (both halves in one forward) and the text-encoder batch; FLUX's distilled guidance costs nothing.
     """
 
     width: int
@@ -28,7 +28,7 @@ class Workload:
         for name in ("steps", "batch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}", f"e.g. --{name} 1")
 
     @property
     def guided(self) -> bool:

@@ -67,6 +67,10 @@ class FamilySpec:
             SANA snap sizes to trained aspect-ratio bins unless ``use_resolution_binning=False``, and
             clean captions only where beautifulsoup4 and ftfy are installed: ``clean_caption=False``).
         tiny: the built-in tiny preset of the family (tests, CPU).
+        size_multiple: what the pipelines' own input checks demand of each side, beyond the denoiser's
+            token (SANA's: 32, even for a VAE that downsamples less).
+        sets_sigmas: the pipelines hand the scheduler their own sigma schedule (FLUX: ``np.linspace(1, 1/n, n)``
+            shifted by ``mu``), so only schedulers whose ``set_timesteps`` takes ``sigmas`` can run them.
     """
 
     name: str
@@ -84,6 +88,8 @@ class FamilySpec:
     vae_components: tuple[str, ...] = ("vae",)
     pipeline_options: Mapping[str, Any] = field(default_factory=dict)
     call_options: Mapping[str, Any] = field(default_factory=dict)
+    sets_sigmas: bool = False
+    size_multiple: int = 8
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -151,7 +157,7 @@ FAMILIES: dict[str, FamilySpec] = {
             "flux", "FLUX.1: double + single-stream DiT over CLIP-L (77, pooled) + T5-XXL (512), distilled guidance",
             {"txt2img": "FluxPipeline", "img2img": "FluxImg2ImgPipeline", "inpaint": "FluxInpaintPipeline"},
             "transformer", (_clip("text_encoder", "tokenizer"), _long("text_encoder_2", "tokenizer_2", "t5-xxl", 512)),
-            "distilled", 28, 3.5, flow_matching=True, single_file=True, tiny="tiny-flux", packing=2),
+            "distilled", 28, 3.5, flow_matching=True, single_file=True, tiny="tiny-flux", packing=2, sets_sigmas=True),
         FamilySpec(
             "pixart", "PixArt-Sigma: DiT with cross-attention to T5-XXL (300 tokens), DPM-Solver",
             {"txt2img": "PixArtSigmaPipeline"},
@@ -161,7 +167,7 @@ FAMILIES: dict[str, FamilySpec] = {
             "sana", "SANA: linear-attention DiT over Gemma-2 2B (300 tokens + instruction), 32x DC-AE, flow DPM-Solver",
             {"txt2img": "SanaPipeline"},
             "transformer", (_long("text_encoder", "tokenizer", "gemma-2-2b", 300),), "cfg", 20, 4.5,
-            flow_matching=True, single_file=False, tiny="tiny-sana", call_options=_NO_BINNING),
+            flow_matching=True, single_file=False, tiny="tiny-sana", call_options=_NO_BINNING, size_multiple=32),
     )
 }
 
@@ -176,6 +182,13 @@ def get_family(name: str) -> FamilySpec:
         return FAMILIES[name]
     except KeyError:
         raise unknown_choice("pipeline family", name, FAMILIES, ModelError) from None
+
+
+def is_flow_config(config: Mapping[str, Any]) -> bool:
+    """A scheduler config that integrates a flow: a FlowMatch* class, flow sigmas, or flow prediction
+    (how a model with no preset is told to be a flow-matching one)."""
+    return (str(config.get("_class_name", "")).startswith("FlowMatch") or bool(config.get("use_flow_sigmas"))
+            or config.get("prediction_type") == "flow_prediction")
 
 
 def family_of_class(class_name: str) -> str | None:

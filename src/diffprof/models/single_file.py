@@ -20,9 +20,8 @@ from diffprof.models.ldm import CheckpointSignature, match_preset, signature_of
 from diffprof.models.loaded import LoadedPipeline, check_inpaint, first_line, quiet_loading
 from diffprof.models.pipelines import pipeline_class, weightless_components
 from diffprof.models.presets import PRESETS, ModelPreset
+from diffprof.models.resolve import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES
 
-SAFETENSORS_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 
 def load_single_file(path: Path, *, inpaint: bool | None, dtype: torch.dtype, device: str | torch.device,

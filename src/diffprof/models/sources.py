@@ -29,18 +29,22 @@ from diffusers import DiffusionPipeline
 from huggingface_hub.constants import is_offline_mode
 from safetensors import SafetensorError
 
-from diffprof.errors import ConfigError, ModelError, unknown_choice
+from diffprof.errors import ModelError
 from diffprof.models import synthetic
 from diffprof.models.families import FAMILIES, family_of_class
 from diffprof.models.loaded import LoadedPipeline, check_inpaint, first_line, quiet_loading
 from diffprof.models.pipelines import MODEL_COMPONENTS, pipeline_class
-from diffprof.models.presets import (
-    DEFAULT_MODEL,
-    PRESETS,
-    ModelPreset,
-    variant_for,
+from diffprof.models.presets import DEFAULT_MODEL, ModelPreset
+from diffprof.models.resolve import (
+    WEIGHTS_SOURCES,
+    check_preset_weights,
+    current_repo,
+    looks_like_repo_id,
+    moved_note,
+    preset_of_repo,
+    resolve_source,
 )
-from diffprof.models.single_file import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, load_single_file
+from diffprof.models.single_file import load_single_file
 
 __all__ = ["GENERIC", "WEIGHTS_SOURCES", "LoadedPipeline", "load_pipeline", "looks_like_repo_id", "quiet_loading",
            "resolve_source"]
@@ -49,9 +53,7 @@ __all__ = ["GENERIC", "WEIGHTS_SOURCES", "LoadedPipeline", "load_pipeline", "loo
 GENERIC = "generic"
 
 WeightsSource = Literal["auto", "hub", "synthetic", "builtin"]
-WEIGHTS_SOURCES: tuple[str, ...] = ("auto", "hub", "synthetic", "builtin")
 
-_OFFER = "use --weights synthetic for the same architecture with random weights, or give a local diffusers folder or .safetensors file"
 
 
 def load_pipeline(model: str | os.PathLike[str] = DEFAULT_MODEL, weights: str = "auto", *, dtype: torch.dtype = torch.float32,
@@ -84,51 +86,13 @@ def load_pipeline(model: str | os.PathLike[str] = DEFAULT_MODEL, weights: str = 
     return _load_hub(target, None, inpaint=inpaint, dtype=dtype, device=device)
 
 
-def resolve_source(model: str | os.PathLike[str], weights: str = "auto", *, inpaint: bool | None = None) -> tuple[str, Any]:
-    """Where ``model`` would load from, without loading it: ``("preset", ModelPreset)``,
-    ``("folder", Path)``, ``("file", Path)`` or ``("hub", repo id)``. Raises the error
-    :func:`load_pipeline` would, so a sweep can refuse a bad model before it records a run."""
-    if weights not in WEIGHTS_SOURCES:
-        raise unknown_choice("weights source", weights, WEIGHTS_SOURCES, ConfigError)
-    model = os.fspath(model)
-    if model in PRESETS:
-        preset = variant_for(PRESETS[model], inpaint)
-        _check_preset_weights(preset, weights)
-        return "preset", preset
-    path = Path(model).expanduser()
-    if path.exists():
-        if weights != "auto":
-            raise ModelError(f"weights={weights!r} applies to presets; a path always loads its own weights",
-                             f"drop --weights, or give a preset name ({', '.join(PRESETS)})")
-        return ("folder" if path.is_dir() else "file"), path
-    if weights == "hub" and looks_like_repo_id(model):
-        return "hub", model
-    if _looks_like_path(model):
-        raise ModelError(f"no such file or folder: {model!r}",
-                         "give an existing diffusers folder or .safetensors file, or a preset name "
-                         f"({', '.join(PRESETS)}); for a Hub repository id pass weights='hub'")
-    error = unknown_choice("model", model, PRESETS, ModelError)
-    raise ModelError(error.message, f"{error.hint}; or give a diffusers folder or .safetensors file")
-
-
-def _check_preset_weights(preset: ModelPreset, weights: str) -> None:
-    source = ("builtin" if preset.builtin else "hub") if weights == "auto" else weights
-    if source == "builtin" and not preset.builtin:
-        raise ModelError(f"model {preset.name!r} has no built-in weights",
-                         f"use --weights synthetic (random weights, real architecture) or --weights hub; "
-                         f"built-in models: {', '.join(n for n, p in PRESETS.items() if p.builtin)}")
-    if source == "hub" and preset.hub_id is None:
-        raise ModelError(f"model {preset.name!r} is built in and has no Hugging Face Hub repository",
-                         "drop --weights hub (built-in weights are the default), or use --weights synthetic")
-
-
 # ---------------------------------------------------------------------------------------------------
 # Presets
 
 
 def _load_preset(preset: ModelPreset, weights: str, *, dtype: torch.dtype, device: str | torch.device,
                  seed: int) -> LoadedPipeline:
-    _check_preset_weights(preset, weights)
+    check_preset_weights(preset, weights)
     source = ("builtin" if preset.builtin else "hub") if weights == "auto" else weights
     if source == "builtin":
         if preset.weights_path is not None:
@@ -142,7 +106,7 @@ def _load_preset(preset: ModelPreset, weights: str, *, dtype: torch.dtype, devic
     if source == "synthetic":
         pipeline = synthetic.build_pipeline(preset, device=device, dtype=dtype, seed=seed)
         return LoadedPipeline(pipeline, preset.family, preset, f"synthetic:{preset.name}")
-    assert preset.hub_id is not None  # _check_preset_weights
+    assert preset.hub_id is not None  # check_preset_weights
     return _load_hub(preset.hub_id, preset, inpaint=preset.inpaint, dtype=dtype, device=device)
 
 
@@ -153,7 +117,8 @@ def _load_preset(preset: ModelPreset, weights: str, *, dtype: torch.dtype, devic
 def _load_hub(repo_id: str, preset: ModelPreset | None, *, inpaint: bool | None, dtype: torch.dtype,
               device: str | torch.device) -> LoadedPipeline:
     cls = pipeline_class(preset.family, preset.inpaint) if preset else DiffusionPipeline
-    name = f"model {preset.name!r} ({repo_id})" if preset else f"Hub repository {repo_id!r}"
+    asked, repo_id = repo_id, current_repo(repo_id)  # a moved repository loads from where it is now
+    name = (f"model {preset.name!r} ({repo_id})" if preset else f"Hub repository {repo_id!r}") + moved_note(asked)
     try:
         with quiet_loading():
             folder = cls.download(repo_id, **_overrides(preset.family if preset else "sd"))
@@ -162,9 +127,15 @@ def _load_hub(repo_id: str, preset: ModelPreset | None, *, inpaint: bool | None,
             reason = "is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
         else:
             reason = f"could not be fetched from the Hugging Face Hub ({first_line(error)})"
-        offer = _OFFER if preset else "run once with network access to cache it, or give a local diffusers folder or .safetensors file"
+        known = preset or preset_of_repo(repo_id)
+        if known is not None:
+            offer = (f"use --model {known.name} --weights synthetic for the same architecture with random weights (no download), "
+                     "or give a local diffusers folder or .safetensors file")
+        else:
+            offer = "run once with network access to cache it, or give a local diffusers folder or .safetensors file"
         raise ModelError(f"{name} {reason}", offer) from None
-    loaded = _load_folder(Path(folder), f"hub:{repo_id}", inpaint=inpaint, dtype=dtype, device=device)
+    loaded = _load_folder(Path(folder), f"hub:{repo_id}" + (f" (moved from {asked})" if asked != repo_id else ""), inpaint=inpaint,
+                          dtype=dtype, device=device)
     loaded.preset = preset
     return loaded
 
@@ -241,13 +212,3 @@ def _overrides(family: str) -> dict[str, Any]:
     not ours to measure and need a download)."""
     spec = FAMILIES.get(family)
     return dict(spec.pipeline_options) if spec is not None else {}
-
-
-def looks_like_repo_id(text: str) -> bool:
-    """``owner/name``: what a Hugging Face Hub repository id looks like (it may also be a relative path)."""
-    return re.fullmatch(r"[\w.-]+/[\w.-]+", text) is not None
-
-
-def _looks_like_path(text: str) -> bool:
-    return os.sep in text or "/" in text or text.startswith(".") or Path(text).suffix.lower() in (
-        *SAFETENSORS_SUFFIXES, *PICKLE_SUFFIXES)

@@ -150,6 +150,19 @@ def _save_reference(path: Path, key: str, ref: Reference) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
+def reference_scheduler(engine: Engine, config: RunConfig) -> str:
+    """The scheduler of the cell's reference solves: ``config.reference_scheduler``, except that the
+    default (``dpmpp_2m``, a noise-schedule solver) becomes its flow-matching counterpart on a
+    flow-matching model (``flow_dpmpp_2m``; ``flow_euler`` where the pipeline sets its own sigmas, as
+    FLUX does). A reference the user chose is kept (and refused up front when it does not apply)."""
+    from diffprof.engine.schedulers import for_reference
+
+    name = config.reference_scheduler
+    if name != RunConfig.default_of("reference_scheduler"):
+        return name
+    return for_reference(name, engine.anatomy.scheduler_kind)
+
+
 def reference_key(engine: Engine, config: RunConfig, prompt: str, seed: int, width: int, height: int) -> dict[str, Any]:
     """Everything that decides a reference solve's image (see :class:`QualityCache`)."""
     import diffusers
@@ -158,7 +171,7 @@ def reference_key(engine: Engine, config: RunConfig, prompt: str, seed: int, wid
         "model": engine.model, "weights": config.weights, "source": engine.load_info.source, "precision": engine.precision,
         "device": engine.device.type, "task": config.task, "prompt": prompt, "negative_prompt": config.negative_prompt,
         "seed": seed, "width": width, "height": height, "guidance": float(config.guidance),
-        "scheduler": config.reference_scheduler, "steps": config.reference_steps, "diffusers": diffusers.__version__,
+        "scheduler": reference_scheduler(engine, config), "steps": config.reference_steps, "diffusers": diffusers.__version__,
     }
     if config.task != "txt2img":
         key.update(strength=config.strength, image=config.image, mask=config.mask)
@@ -210,8 +223,10 @@ def score_quality(engine: Engine, config: RunConfig, metrics: Sequence[str], cac
         from diffprof.quality.images import to_uint8_rgb
         from diffprof.quality.metrics import Convergence
 
+        ref_scheduler = reference_scheduler(engine, config)
+
         def solve(prompt: str, seed: int) -> Reference:
-            ref = engine.generate(replace(base, prompt=prompt, seed=seed, scheduler=config.reference_scheduler, steps=config.reference_steps))
+            ref = engine.generate(replace(base, prompt=prompt, seed=seed, scheduler=ref_scheduler, steps=config.reference_steps))
             return Reference(image=to_uint8_rgb(ref.images[0]), latents=_latents(ref))
 
         refs = [cache.reference(reference_key(engine, config, p, s, width, height), partial(solve, p, s)) for p, s in pairs]
@@ -230,7 +245,7 @@ def score_quality(engine: Engine, config: RunConfig, metrics: Sequence[str], cac
         out.samples["ssim"] = [result.ssim[s] for s in seeds]
         if result.latent_error:
             out.samples["latent_rel_error"] = [result.latent_error[s] for s in seeds]
-        out.about["reference"] = f"{config.reference_scheduler}, {config.reference_steps} steps, {engine.precision}"
+        out.about["reference"] = f"{ref_scheduler}, {config.reference_steps} steps, {engine.precision}"
     # 4. CLIP score of each image against its own prompt.
     if "clip" in metrics:
         if not config.clip_model:

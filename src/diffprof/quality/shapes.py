@@ -250,7 +250,7 @@ def dataset(n: int, seed: int = 0, size: int = 64, jitter: bool = True) -> tuple
     About 10 µs per 64 px image on one core, so tens of thousands take seconds.
     """
     if n < 0:
-        raise InputError(f"number of scenes must be >= 0, got {n}")
+        raise InputError(f"number of scenes must be >= 0, got {n}", "ask for 0 or more scenes")
     _check_size(size)
     rng = np.random.default_rng(seed)
     specs = [random_scene(rng) for _ in range(n)]

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from diffprof.metrics import key_metrics
 from diffprof.report.base import Renderer, ReportOptions, register
-from diffprof.report.environment import header_items
+from diffprof.report.environment import header_items, machine_items
 from diffprof.report.format import format_settings
 from diffprof.report.tables import SuiteTable, suite_tables
 from diffprof.results import RunInfo
@@ -77,7 +77,8 @@ def console_renderables(run: RunInfo, options: ReportOptions | None = None) -> R
         from diffprof.environment import describe_environment
 
         about = Text(f"{run.status} · {run.created_at} · {describe_environment(run.environment)}", style="dim")
-        parts: list[RenderableType] = [Text(options.title_for(run), style="bold underline"), about, Text("")]
+        warnings = [Text(f"warning: {v}", style="yellow") for k, v in machine_items(run) if k == "warning"]
+        parts: list[RenderableType] = [Text(options.title_for(run), style="bold underline"), about, *warnings, Text("")]
     else:
         parts = [Text(options.title_for(run), style="bold underline"), summary_text(run), Text(""), environment_table(run), Text("")]
     for table in suite_tables(run, key_metrics() if options.compact else None):

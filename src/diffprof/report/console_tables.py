@@ -7,7 +7,6 @@ same code, and metric values go through the one formatter (:mod:`diffprof.report
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Any
 
@@ -18,9 +17,9 @@ from diffprof.analysis.cells import is_noisy
 from diffprof.analysis.compare import Comparison
 from diffprof.environment import describe_environment
 from diffprof.metrics import key_metrics
-from diffprof.report.format import format_metric, metric_header
+from diffprof.report.format import metric_header
 from diffprof.report.tables import metric_texts, shown_metrics
-from diffprof.results import RunInfo
+from diffprof.results import NOTE_KEYS, RunInfo
 from diffprof.units import fmt_pct, fmt_seconds
 
 _STATUS_STYLE = {"running": "cyan", "finished": "green", "failed": "red", "interrupted": "yellow", "ok": "green"}
@@ -29,6 +28,8 @@ _VERDICT_STYLE = {
     "improvement": "bold green",
     "same": "dim",
     "not significant": "yellow",
+    "too noisy": "yellow",
+    "host busy": "magenta",
     "failed": "red",
     "missing": "yellow",
 }
@@ -52,13 +53,6 @@ def _duration(start: str | None, end: str | None) -> str:
         return f"{seconds:.0f} s"
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes} min {secs:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-def _short(value: object, width: int = 24) -> str:
-    text = "-" if value is None else str(value)
-    if len(text) == 40 and all(ch in "0123456789abcdef" for ch in text):
-        return text[:10]  # a git commit
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _styled(text: str, styles: dict[str, str]) -> str:
@@ -131,6 +125,9 @@ def cells_table(run: RunInfo, metrics: list[str] | None = None, compact: bool = 
             note = f"[red]{escape(lines[0]) if lines else 'failed'}[/]"
         elif is_noisy(cell):
             note = "[yellow]noisy: IQR > 10% of median[/]"
+        if cell.ok:  # what the cell's numbers need said (a detailed-level timing, a shared-process RSS, ...)
+            said = [escape(str(cell.settings[k])) for k in NOTE_KEYS if cell.settings.get(k)]
+            note = "; ".join(filter(None, [note, *said]))
         texts = metric_texts(cell, names, spread=not compact)
         table.add_row(
             escape(cell.suite),
@@ -145,59 +142,24 @@ def cells_table(run: RunInfo, metrics: list[str] | None = None, compact: bool = 
 
 
 def comparison_table(comparison: Comparison) -> Table:
-    """One row per matched cell: A, B, change, p-value, verdict; the caption sums it up."""
+    """One row per matched cell: A, B, change, interval, p, n, verdict; the caption sums it up and
+    carries every warning (busy hosts, machine states and environments that differ)."""
+    from diffprof.report.comparison.rows import HEADERS, caption_lines, comparison_rows, heading
+
     c = comparison
-    better = "lower" if c.direction == "lower" else "higher"
-    table = Table(
-        title=(
-            f"run {c.run_b} vs run {c.run_a} (baseline) · {c.metric}, {better} is better · "
-            f"threshold {fmt_pct(c.threshold)} · alpha {c.alpha:g}"
-        ),
-        title_justify="left",
-    )
-    for name, kw in (
-        ("suite", {}),
-        ("cell", {}),
-        ("A", {"justify": "right", "no_wrap": True}),
-        ("B", {"justify": "right", "no_wrap": True}),
-        ("change", {"justify": "right", "no_wrap": True}),
-        ("p", {"justify": "right", "no_wrap": True}),
-        ("n", {"justify": "right", "no_wrap": True}),
-        ("verdict", {"no_wrap": True}),
-        ("note", {"overflow": "fold", "max_width": 50}),
-    ):
-        table.add_column(name, **kw)
-    for cell in c.cells:
-        change = "-" if cell.change is None or not math.isfinite(cell.change) else f"{100 * cell.change:+.1f}%"
-        p = "-" if cell.p_value is None else f"{cell.p_value:.2g}"
-        n = f"{cell.n_a}/{cell.n_b}" if cell.n_a or cell.n_b else "-"
-        note = cell.note
-        if cell.settings_changes:
-            changed = ", ".join(f"{k} {va}->{vb}" for k, (va, vb) in list(cell.settings_changes.items())[:3])
-            note = "; ".join(filter(None, [note, f"settings differ: {changed}"]))
-        table.add_row(
-            escape(cell.suite),
-            escape(cell.label),
-            format_metric(c.metric, cell.value_a),
-            format_metric(c.metric, cell.value_b),
-            change,
-            p,
-            n,
-            _styled(cell.verdict, _VERDICT_STYLE),
-            escape(note),
-        )
-    caption = [c.summary()]
-    if c.geomean_ratio is not None:
-        caption.append(f"geometric mean B/A {c.geomean_ratio:.3f}")
-    for side, cells in (("A", c.only_a), ("B", c.only_b)):
-        if cells:
-            names = ", ".join(f"{x.suite} {x.label}" for x in cells[:5]) + (" ..." if len(cells) > 5 else "")
-            caption.append(escape(f"only in {side}: {names}"))
-    if c.environment_changes:
-        shown = [f"{k} {_short(va)} -> {_short(vb)}" for k, (va, vb) in list(c.environment_changes.items())[:5]]
-        more = len(c.environment_changes) - len(shown)
-        caption.append("[yellow]" + escape("environment differs: " + "; ".join(shown) + (f"; and {more} more" if more else "")) + "[/]")
-    table.caption = "\n".join(caption)
+    table = Table(title=escape(f"run {c.run_b} vs run {c.run_a} (baseline) · {heading(c)}"), title_justify="left")
+    right = {"A", "B", "change", "interval", "p (adj.)", "n"}
+    for name in HEADERS:
+        if name == "note":
+            table.add_column(name, overflow="fold", max_width=60)
+        else:
+            table.add_column(name, justify="right" if name in right else "left", no_wrap=name != "cell")
+    for row in comparison_rows(c):
+        texts = [escape(t) for t in row.texts]
+        texts[8] = f"[{_VERDICT_STYLE.get(row.verdict, '')}]{texts[8]}[/]" if row.verdict in _VERDICT_STYLE else texts[8]
+        table.add_row(*texts)
+    lines = [escape(line) for line in caption_lines(c)]
+    table.caption = "\n".join(f"[yellow]{line}[/]" if line.startswith("warning:") else line for line in lines)
     table.caption_justify = "left"
     return table
 

@@ -1,4 +1,5 @@
-"""The block every report opens with: which run, when, how it was asked for, on what machine.
+"""The block every report opens with: which run, when, how it was asked for, on what machine, and
+in what state that machine was (a busy host is a warning line every report carries).
 
 The environment dict is whatever the runner captured; it is flattened generically (nested dicts
 become ``gpu.name``, lists of dicts ``gpus[0].name``) with the keys a reader looks for first
@@ -97,6 +98,16 @@ def environment_items(run: RunInfo) -> list[tuple[str, str]]:
     return [(key, _format(key, value)) for (key, value), _ in ranked]
 
 
+def machine_items(run: RunInfo) -> list[tuple[str, str]]:
+    """The host's state while the run measured, and a ``warning`` line for a busy host or GPU
+    clocks held down (:mod:`diffprof.analysis.machine`); nothing for runs that did not record it."""
+    from diffprof.analysis.machine import machine_summary, machine_warnings
+
+    summary = machine_summary(run.machine)
+    items = [("machine", summary)] if summary else []
+    return items + [("warning", w) for w in machine_warnings(run.machine)]
+
+
 def header_items(run: RunInfo) -> list[tuple[str, str]]:
-    """Run facts then environment: the opening block of every human-readable report."""
-    return run_items(run) + environment_items(run)
+    """Run facts, the machine's state, then environment: the opening block of every human-readable report."""
+    return run_items(run) + machine_items(run) + environment_items(run)

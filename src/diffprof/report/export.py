@@ -1,12 +1,16 @@
 """Runs as flat tables for analysis outside diffprof (pandas, duckdb, polars, a spreadsheet):
-``diffprof export RUN... --format csv|parquet --rows cell|sample``.
+``diffprof export RUN... --format csv|parquet --rows cell|sample|round``.
 
-``--rows cell``: one row per cell, the columns of :func:`~diffprof.analysis.frame.cell_records`
-(what the CSV report and ``Store.cells_frame`` give) for every run at once, with the run's uid,
-name and start time after ``run_id`` so runs from several stores stay apart. ``--rows sample``:
-one row per raw sample (a repeat's ``call_s``, a step's ``step_s``, ...): ``run_id, run_uid,
-run_name, run_created_at, cell_id, suite, <labels>, status, sample, index, value`` (tidy data:
-``GROUP BY suite, <labels>, sample`` gives any statistic). Values are SI units (seconds, bytes).
+Every row starts with its run: ``run_id, run_uid, run_name, run_created_at, run_host_busy`` (the
+uid keeps runs from several stores apart; ``run_host_busy`` is whether other processes took the
+CPU the run needed, from its machine state, empty when none was recorded). ``--rows cell``: one
+row per cell, the columns of :func:`~diffprof.analysis.frame.cell_records` (what the CSV report and
+``Store.cells_frame`` give) for every run at once, then ``round_count`` and ``run_machine`` (the
+run's whole machine state as JSON text). ``--rows sample``: one row per raw sample (a repeat's
+``call_s``, a step's ``step_s``, ...): ``cell_id, suite, <labels>, status, sample, index, value``.
+``--rows round``: one row per round of a metric measured in rounds (what ``compare`` weighs):
+``cell_id, suite, <labels>, status, metric, round, value``. Both are tidy data: ``GROUP BY suite,
+<labels>, sample`` (or ``metric``) gives any statistic. Values are SI units (seconds, bytes).
 
 Parquet needs pyarrow (``pip install 'diffprof[parquet]'``); a column whose values mix types
 across runs (a label that is a number in one run and text in another) is written as text, and
@@ -23,27 +27,33 @@ from pathlib import Path
 from typing import Any, Literal
 
 from diffprof.analysis.frame import FIXED_COLUMNS, cell_records
+from diffprof.analysis.machine import host_load
 from diffprof.errors import ConfigError, DiffprofError, unknown_choice
 from diffprof.metrics import ordered
 from diffprof.results import RunInfo
 
 ExportFormat = Literal["csv", "parquet"]
-RowKind = Literal["cell", "sample"]
+RowKind = Literal["cell", "sample", "round"]
 FORMATS: tuple[ExportFormat, ...] = ("csv", "parquet")
-ROWS: tuple[RowKind, ...] = ("cell", "sample")
-RUN_COLUMNS = ("run_id", "run_uid", "run_name", "run_created_at")
+ROWS: tuple[RowKind, ...] = ("cell", "sample", "round")
+RUN_COLUMNS = ("run_id", "run_uid", "run_name", "run_created_at", "run_host_busy")
 SAMPLE_COLUMNS = ("cell_id", "suite", "status", "sample", "index", "value")
+ROUND_COLUMNS = ("cell_id", "suite", "status", "metric", "round", "value")
 
 
 def export_rows(runs: Sequence[RunInfo], rows: RowKind = "cell") -> tuple[list[str], list[dict[str, Any]]]:
     """The column names and records of ``runs`` as ``rows`` (see the module docstring)."""
     if rows not in ROWS:
         raise unknown_choice("export rows", rows, ROWS)
-    return _cell_rows(runs) if rows == "cell" else _sample_rows(runs)
+    if rows == "cell":
+        return _cell_rows(runs)
+    return _series_rows(runs, rows)
 
 
 def _run_fields(run: RunInfo) -> dict[str, Any]:
-    return {"run_id": run.id, "run_uid": run.uid, "run_name": run.name, "run_created_at": run.created_at}
+    load = host_load(run.machine)
+    busy = load.busy if load.recorded else None
+    return {"run_id": run.id, "run_uid": run.uid, "run_name": run.name, "run_created_at": run.created_at, "run_host_busy": busy}
 
 
 def _cell_rows(runs: Sequence[RunInfo]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -52,15 +62,20 @@ def _cell_rows(runs: Sequence[RunInfo]) -> tuple[list[str], list[dict[str, Any]]
     for run in runs:
         columns, cells = cell_records(run)
         seen.update(dict.fromkeys(columns))
-        records += [_run_fields(run) | record for record in cells]
+        machine = json.dumps(run.machine, sort_keys=True) if run.machine else None
+        records += [_run_fields(run) | record | {"round_count": cell.round_count, "run_machine": machine} for record, cell in zip(cells, run.cells)]
     metrics = ordered({m for run in runs for c in run.cells for m in c.metrics})
     labels = [c for c in seen if c not in FIXED_COLUMNS and c not in metrics]
-    columns = [*RUN_COLUMNS, "cell_id", "suite", *labels, "status", *metrics, "s_per_image_iqr", "noisy", "error"]
+    columns = [*RUN_COLUMNS, "cell_id", "suite", *labels, "status", *metrics, "s_per_image_iqr", "noisy", "error", "round_count", "run_machine"]
     return columns, records
 
 
-def _sample_rows(runs: Sequence[RunInfo]) -> tuple[list[str], list[dict[str, Any]]]:
-    taken = set(RUN_COLUMNS) | set(SAMPLE_COLUMNS)
+def _series_rows(runs: Sequence[RunInfo], rows: RowKind) -> tuple[list[str], list[dict[str, Any]]]:
+    """One row per value of a cell's series: its raw samples (``sample``, indexed from 0) or its
+    per-round metric values (``round``, numbered from 1 as the runner counts rounds)."""
+    fixed = SAMPLE_COLUMNS if rows == "sample" else ROUND_COLUMNS
+    name, position, start = ("sample", "index", 0) if rows == "sample" else ("metric", "round", 1)
+    taken = set(RUN_COLUMNS) | set(fixed)
     label_cols: dict[str, str] = {}
     records: list[dict[str, Any]] = []
     for run in runs:
@@ -69,9 +84,10 @@ def _sample_rows(runs: Sequence[RunInfo]) -> tuple[list[str], list[dict[str, Any
                 label_cols.setdefault(key, f"label_{key}" if key in taken else key)
             base = _run_fields(run) | {"cell_id": cell.id, "suite": cell.suite, "status": cell.status}
             base |= {label_cols[k]: v for k, v in cell.labels.items()}
-            for name, values in cell.samples.items():
-                records += [base | {"sample": name, "index": i, "value": float(v)} for i, v in enumerate(values)]
-    columns = [*RUN_COLUMNS, "cell_id", "suite", *label_cols.values(), "status", "sample", "index", "value"]
+            series = cell.samples if rows == "sample" else cell.rounds
+            for series_name, values in series.items():
+                records += [base | {name: series_name, position: i, "value": float(v)} for i, v in enumerate(values, start)]
+    columns = [*RUN_COLUMNS, "cell_id", "suite", *label_cols.values(), "status", name, position, "value"]
     return columns, records
 
 

@@ -19,7 +19,7 @@ import re
 from html import escape
 
 from diffprof.report.base import Renderer, ReportOptions, register
-from diffprof.report.environment import environment_items, run_items
+from diffprof.report.environment import environment_items, machine_items, run_items
 from diffprof.report.format import first_line, format_settings
 from diffprof.report.html_parts import CSP, figure, findings_list, kv_table, page, scroll
 from diffprof.report.plots import cell_timelines, suite_plots
@@ -82,7 +82,7 @@ def _environment(run: RunInfo) -> str:
     env = environment_items(run)
     parts = ['<section id="environment"><details><summary>Run and environment '
              f'<span class="count">({len(env)} entries)</span></summary>',
-             '<div class="kvs">' + kv_table(run_items(run), "run") + kv_table(env, "env") + "</div>"]
+             '<div class="kvs">' + kv_table(run_items(run) + machine_items(run), "run") + kv_table(env, "env") + "</div>"]
     if run.config:
         config = json.dumps(run.config, indent=2, default=str, sort_keys=False)
         parts.append(f"<details><summary>configuration</summary><pre>{escape(config)}</pre></details>")

@@ -18,7 +18,7 @@ from diffprof.analysis.cells import time_stats
 from diffprof.analysis.sanity import monotonic_flags
 from diffprof.metrics import ordered
 from diffprof.report.format import SPREAD_LEGEND, first_line, format_metric, format_spread, format_value, metric_header, missing
-from diffprof.results import NOTE_KEYS, CellResult, RunInfo
+from diffprof.results import MODEL_NOTES, NOTE_KEYS, CellResult, RunInfo
 from diffprof.units import fmt_pct
 
 ColumnKind = Literal["status", "label", "metric", "count", "noise", "error"]
@@ -102,8 +102,12 @@ class SuiteTable:
         """Cells whose times are not what was asked, and why (``label: reason``): a refused CUDA
         graph or a task diffprof's loop does not cover (``FAST_PATH_NOTE``), or a kernel capture
         earlier in the process that taxes every launch (``TIMING_NOTE``), so a reader does not
-        take those times at face value."""
-        return [f"{r.cell.label}: {r.cell.settings[key]}" for r in self.rows for key in NOTE_KEYS if r.cell.settings.get(key)]
+        take those times at face value. Notes about the model (stand-in tokenizers, ``MODEL_NOTES``)
+        come once each, after the per-cell ones."""
+        cells = [f"{r.cell.label}: {r.cell.settings[key]}" for r in self.rows for key in NOTE_KEYS
+                 if key not in MODEL_NOTES and r.cell.settings.get(key)]
+        model = dict.fromkeys(str(r.cell.settings[key]) for key in MODEL_NOTES for r in self.rows if r.cell.settings.get(key))
+        return cells + list(model)
 
 
 def _label_keys(cells: Iterable[CellResult]) -> list[str]:

@@ -118,7 +118,9 @@ class PostgresConnection(Connection):
         ).fetchall()
         problems = [f"foreign key {name} of {table} is not validated" for table, name, valid in rows if not valid]
         declared = {table for table, _, _ in rows}
-        problems += [f"{table} has no foreign key" for table in ("cells", "metrics", "samples", "artifacts") if table not in declared]
+        from diffprof.store.schema import CELL_TABLES
+
+        problems += [f"{table} has no foreign key" for table in ("cells", *CELL_TABLES) if table not in declared]
         return problems
 
     def rollback(self) -> None:

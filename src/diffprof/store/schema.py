@@ -14,8 +14,15 @@ plain SQL and Python only: no ``PRAGMA``, no ``sqlite_master``, no SQLite-only f
 
 Layout: one row per run (``uid``: its identity across stores, which ``push``/``pull`` match on);
 one row per cell (``UNIQUE(run_id, cell_key)``, so a retried cell replaces its earlier attempt);
-metrics, raw samples and artifacts in their own tables keyed by cell (:data:`CELL_TABLES`), deleted
-with it (``ON DELETE CASCADE``).
+metrics, raw samples, per-round values and artifacts in their own tables keyed by cell
+(:data:`CELL_TABLES`), deleted with it (``ON DELETE CASCADE``).
+
+Versions: 1 the first layout; 2 adds ``runs.started`` (the owner's process start time); 3 adds
+``rounds`` (a cell's per-round metric values, one JSON list per metric, as ``samples`` holds
+per-call ones), ``runs.machine`` (the host's state while the run measured, JSON) and an index on
+``cells.cell_key`` (earlier runs of a cell, for noise floors); 4 adds ``runs.uid``. An older store
+gains them empty: its runs read as measured in one round, machine and start time not recorded, uids
+derived from what identifies each run (:func:`legacy_uid`).
 """
 
 from __future__ import annotations
@@ -28,10 +35,10 @@ from diffprof.errors import StoreError
 from diffprof.store.connection import Connection
 
 #: The version this diffprof writes; bump it and append a step to :data:`MIGRATIONS` together.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 #: Tables of rows that belong to one cell (a ``cell_id`` column): what copying a run copies with
 #: each cell. A migration that adds such a table appends it here.
-CELL_TABLES: tuple[str, ...] = ("metrics", "samples", "artifacts")
+CELL_TABLES: tuple[str, ...] = ("metrics", "samples", "rounds", "artifacts")
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -93,6 +100,23 @@ def _create_v1(conn: Connection) -> None:
             conn.execute(statement)
 
 
+def _owner_start_time(conn: Connection) -> None:
+    """v2: ``runs.started``, the start time of the process measuring the run (with host and pid it
+    tells a live owner from a reused pid; :mod:`diffprof.store.owner`). Older runs keep NULL."""
+    conn.execute("ALTER TABLE runs ADD COLUMN started REAL")
+
+
+def _rounds_and_machine(conn: Connection) -> None:
+    """v3: per-round metric values (``rounds``), the machine state of a run (``runs.machine``) and an
+    index on ``cell_key`` for the history of a cell across runs."""
+    conn.execute(
+        'CREATE TABLE IF NOT EXISTS rounds (cell_id INTEGER NOT NULL REFERENCES cells(id) ON DELETE CASCADE, '
+        'name TEXT NOT NULL, "values" TEXT NOT NULL, PRIMARY KEY (cell_id, name))'
+    )
+    conn.execute("ALTER TABLE runs ADD COLUMN machine TEXT")
+    conn.execute("CREATE INDEX IF NOT EXISTS cells_key ON cells(cell_key)")
+
+
 #: Namespace of the uids given to runs stored before runs had one (see :func:`legacy_uid`).
 LEGACY_UID_NAMESPACE = uuid.UUID("5d0c6e0e-4a53-4b7e-9d0f-64696666700a")
 
@@ -110,7 +134,7 @@ def legacy_uid(created_at: str, host: str | None, pid: int | None, command: str)
 
 
 def _run_uids(conn: Connection) -> None:
-    """v2: ``runs.uid``, a run's identity across stores (``push``/``pull`` copy runs by it; integer
+    """v4: ``runs.uid``, a run's identity across stores (``push``/``pull`` copy runs by it; integer
     ids differ between stores). Existing runs get :func:`legacy_uid`."""
     conn.execute("ALTER TABLE runs ADD COLUMN uid TEXT")
     rows = conn.execute("SELECT id, created_at, host, pid, command FROM runs").fetchall()
@@ -119,7 +143,7 @@ def _run_uids(conn: Connection) -> None:
 
 
 #: ``MIGRATIONS[n]`` takes a database from version ``n`` to ``n + 1`` (0 = empty database).
-MIGRATIONS: dict[int, Migration] = {0: _create_v1, 1: _run_uids}
+MIGRATIONS: dict[int, Migration] = {0: _create_v1, 1: _owner_start_time, 2: _rounds_and_machine, 3: _run_uids}
 
 
 def read_version(conn: Connection) -> int | None:

@@ -26,9 +26,9 @@ copying runs between stores (``push``/``pull``) is :mod:`.transfer`.
 
 from __future__ import annotations
 
+import json
 import math
 import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
@@ -38,6 +38,7 @@ from diffprof.results import CellResult, RunInfo
 from diffprof.config.location import StoreLocation, parse_location
 from diffprof.store import schema
 from diffprof.store.connection import Connection, connect
+from diffprof.store.owner import Owner
 from diffprof.store.refs import RunRefLike, resolve_ref
 from diffprof.store.rows import RUN_COLUMNS, dumps, insert_cell, now_iso, read_cells, run_from_row
 from diffprof.store.transfer import Copied, read_run_rows, write_run_rows
@@ -47,6 +48,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Where ``diffprof`` keeps results unless ``--db`` says otherwise.
 DEFAULT_PATH = "diffprof.db"
+#: Earlier runs :meth:`Store.history` looks at, newest first.
+HISTORY_RUNS = 20
 
 RunStatus = Literal["running", "finished", "failed", "interrupted"]
 #: Statuses a run can end in (``finish_run``).
@@ -155,11 +158,12 @@ class Store:
                 f"bad run name {name!r}: names must not be empty, all digits, or start with 'latest'",
                 "those read as run ids or latest~N; pick a word such as 'baseline'",
             )
+        me = Owner.current()
         with self._write() as conn:
             return conn.insert(
-                "INSERT INTO runs (created_at, status, command, config, environment, name, host, pid, uid) "
-                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-                (now_iso(), command, dumps(config), dumps(environment), name, socket.gethostname(), os.getpid(), schema.new_uid()),
+                "INSERT INTO runs (created_at, status, command, config, environment, name, host, pid, started, uid) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (now_iso(), command, dumps(config), dumps(environment), name, me.host, me.pid, me.started, schema.new_uid()),
             )
 
     def finish_run(self, run_id: RunRefLike, status: RunStatus = "finished") -> None:
@@ -170,18 +174,40 @@ class Store:
         with self._write() as conn:
             conn.execute("UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, now_iso(), rid))
 
-    def resume_run(self, ref: RunRefLike) -> int:
-        """Mark a run ``running`` again (owned by this process) and return its id.
+    def resume_run(self, ref: RunRefLike, *, force: bool = False) -> int:
+        """Mark a run ``running`` again, owned by this process, and return its id.
 
+        Refused while the process that owns a ``running`` run still lives (both would measure the
+        same cells); a run whose owner is gone (killed, or its pid now another process's) is taken
+        over. An owner on another host cannot be checked and counts as alive unless ``force``.
+        Check and claim are one transaction that holds the run against every other writer (SQLite:
+        the immediate transaction; PostgreSQL: the run's row lock, taken before the owner is read),
+        so of two resumes started together one wins and the other sees the winner as the live owner.
         Pair with :meth:`finished_keys` to skip what is done and :meth:`add_cell` for the rest.
         """
         rid = self.resolve(ref)
+        me = Owner.current()
         with self._write() as conn:
+            conn.lock_run(rid)
+            status, host, pid, started = conn.execute("SELECT status, host, pid, started FROM runs WHERE id = ?", (rid,)).fetchone()
+            owner = Owner(host, pid, started)
+            if status == "running" and owner != me:
+                alive = owner.alive()
+                if alive or (alive is None and not force):
+                    raise owned_error(rid, owner, self.path, checked=alive is not None)
             conn.execute(
-                "UPDATE runs SET status = 'running', finished_at = NULL, host = ?, pid = ? WHERE id = ?",
-                (socket.gethostname(), os.getpid(), rid),
+                "UPDATE runs SET status = 'running', finished_at = NULL, host = ?, pid = ?, started = ? WHERE id = ?",
+                (me.host, me.pid, me.started, rid),
             )
         return rid
+
+    def cell_counts(self, run_id: RunRefLike) -> dict[str, int]:
+        """How many of the run's cells are stored ``ok`` and ``failed``."""
+        rid = self.resolve(run_id)
+        counts = {"ok": 0, "failed": 0}
+        for status, count in self._conn.execute("SELECT status, COUNT(*) FROM cells WHERE run_id = ? GROUP BY status", (rid,)):
+            counts[status] = int(count)
+        return counts
 
     def delete_run(self, ref: RunRefLike) -> int:
         """Delete a run with its cells, metrics, samples and artifacts; return its id."""
@@ -234,14 +260,52 @@ class Store:
         """Store a finished cell in its own transaction and return its id.
 
         Committed (and synced) before returning, so a crash afterwards cannot lose it. A cell whose
-        key is already in the run replaces the earlier attempt, with its metrics, samples and
-        artifacts. An empty ``finished_at`` is stamped with the current time.
+        key is already in the run replaces the earlier attempt (a later round's merge, a retried
+        failure) under the same id, with its metrics, samples, rounds and artifacts. An empty
+        ``finished_at`` is stamped with the current time.
         """
         if cell.status not in ("ok", "failed"):
             raise ValueError(f"cell status must be 'ok' or 'failed', not {cell.status!r}")
         rid = self.resolve(run_id)
         with self._write() as conn:
             return insert_cell(conn, rid, cell)
+
+    def set_machine(self, run_id: RunRefLike, machine: dict[str, Any]) -> None:
+        """Record the host's state while the run measured (:mod:`diffprof.profiler.machine`)."""
+        rid = self.resolve(run_id)
+        with self._write() as conn:
+            conn.execute("UPDATE runs SET machine = ? WHERE id = ?", (dumps(machine), rid))
+
+    def machine(self, run_id: RunRefLike) -> dict[str, Any]:
+        """The machine state a run recorded (empty when it recorded none), without its cells."""
+        row = self._conn.execute("SELECT machine FROM runs WHERE id = ?", (self.resolve(run_id),)).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
+
+    def history(self, keys: list[str], before: int | None = None, limit: int = HISTORY_RUNS) -> list[RunInfo]:
+        """Earlier runs (id below ``before``, or any run when None; newest first, at most ``limit``)
+        holding an ok cell with one of ``keys``, each with just those cells: the baselines a noise
+        floor is drawn from. One read snapshot, on either backend."""
+        if not keys:
+            return []
+        wanted = list(dict.fromkeys(keys))
+        marks = ",".join("?" * len(wanted))
+        bound = "" if before is None else " AND run_id < ?"
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT DISTINCT run_id FROM cells WHERE cell_key IN ({marks}) AND status = 'ok'{bound} ORDER BY run_id DESC LIMIT ?",
+                [*wanted, *([] if before is None else [int(before)]), int(limit)],
+            ).fetchall()
+            runs = []
+            for (rid,) in rows:
+                run = run_from_row(conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (rid,)).fetchone())
+                run.cells = [c for c in read_cells(conn, int(rid)) if c.key in wanted]
+                runs.append(run)
+        return runs
+
+    def find_uid(self, uid: str) -> int | None:
+        """The id of the run with this uid here (a run copied from another store), or None."""
+        row = self._conn.execute("SELECT id FROM runs WHERE uid = ?", (uid,)).fetchone()
+        return None if row is None else int(row[0])
 
     def finished_keys(self, run_id: RunRefLike) -> set[str]:
         """Keys of the run's cells that finished ``ok``: what a resume skips.
@@ -301,3 +365,15 @@ class Store:
 
         return cells_frame(self.get_run(ref))
 
+
+def owned_error(rid: int, owner: Owner, path: str, *, checked: bool) -> StoreError:
+    """The refusal of a resume while another live process (or one that cannot be checked) measures the run."""
+    if checked:
+        return StoreError(
+            f"run {rid} in {path} is still being measured by {owner.describe()}: resuming it too would measure its cells twice",
+            "wait for it to finish (`diffprof runs` shows its status), or stop that process first: it keeps every cell it finished",
+        )
+    return StoreError(
+        f"run {rid} in {path} is marked running by {owner.describe()}, which cannot be checked from this host",
+        "resume it on that host; if that process is gone, add --force to take the run over",
+    )

@@ -8,7 +8,8 @@ since) replaces the earlier attempt, as :meth:`~diffprof.store.Store.add_cell` d
 
 Rows are copied column by column as stored (both stores are at the same schema version once open),
 so whatever a migration adds to ``runs``, ``cells`` or a table of :data:`~.schema.CELL_TABLES`
-travels without this module changing. The whole run is one write transaction in the destination:
+travels without this module changing: the per-round values (``rounds``), the machine state
+(``runs.machine``) and the owner's start time (``runs.started``) among them. The whole run is one write transaction in the destination:
 it is there completely or not at all.
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from diffprof.store.connection import Connection
+from diffprof.store.owner import Owner
 from diffprof.store.rows import effective_status
 from diffprof.store.schema import CELL_TABLES
 
@@ -62,10 +64,11 @@ class RunRows:
 
 
 def read_run_rows(conn: Connection, rid: int) -> RunRows:
-    """Run ``rid``'s rows (iterate them inside the read snapshot). A ``running`` run whose process
-    is gone is copied as ``interrupted``, which is what it is: another host cannot check its pid."""
+    """Run ``rid``'s rows (iterate them inside the read snapshot). A ``running`` run whose owner is
+    gone (its pid ended, or now belongs to a process started at another time) is copied as
+    ``interrupted``, which is what it is: another host cannot check its process."""
     (run,) = conn.dicts("SELECT * FROM runs WHERE id = ?", (rid,))
-    run["status"] = effective_status(run["status"], run.get("host"), run.get("pid"))
+    run["status"] = effective_status(run["status"], Owner(run.get("host"), run.get("pid"), run.get("started")))
     return RunRows(run=_own(run), cells=_cells(conn, rid))
 
 

@@ -16,12 +16,33 @@ from diffprof.results import cell_key
 
 
 @dataclass(frozen=True)
+class Round:
+    """Which round of its cell a measurement is: ``index`` of ``of`` (from 1), measuring ``calls``
+    of the cell's repeats (:mod:`diffprof.suites.rounds` spreads them)."""
+
+    index: int
+    of: int
+    calls: int
+
+
+@dataclass(frozen=True)
 class Cell:
-    """One point of a sweep: the suite, its axis labels, and the full config to run."""
+    """One point of a sweep: the suite, its axis labels, and the full config to run.
+
+    ``round`` is set on the round a runner hands an executor (a cell measured in rounds); it is
+    no part of the cell's identity (:attr:`key`, :attr:`settings`), so every round of a cell is
+    stored, resumed and compared as that one cell.
+    """
 
     suite: str
     labels: dict[str, Any]
     config: RunConfig
+    round: Round | None = None
+
+    @property
+    def calls(self) -> int:
+        """Timed calls this measurement makes: its round's share, else all the repeats."""
+        return self.round.calls if self.round is not None else self.config.repeats
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -48,6 +69,12 @@ class Cell:
     @property
     def label(self) -> str:
         return f"{self.suite}: " + (", ".join(f"{k}={v}" for k, v in self.labels.items()) or "default")
+
+    @property
+    def progress_label(self) -> str:
+        """:attr:`label`, with ``(round 2/3)`` when it is one round of several."""
+        more = self.round is not None and self.round.of > 1
+        return self.label + (f" (round {self.round.index}/{self.round.of})" if more else "")
 
 
 class Suite:

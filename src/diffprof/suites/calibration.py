@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from diffprof.config import RunConfig, parse_resolution
 from diffprof.suites.base import Cell, Suite, cuda_expected, register
-from diffprof.suites.resolutions import native_size
+from diffprof.engine.model_facts import model_facts
 
 #: Sizes as fractions of the native size, and batches: on a GPU or for a tiny model ...
 FACTORS, BATCHES = (0.5, 1.0, 1.5), (1, 4)
@@ -35,9 +35,9 @@ def plan(config: RunConfig) -> list[tuple[int, int, int]]:
     if config.resolutions:
         sizes = [parse_resolution(r) for r in config.resolutions]
     else:
-        n = native_size(config)
+        facts = model_facts(config.model)
         factors = CPU_FACTORS if small_device else FACTORS
-        sizes = [(s, s) for s in sorted({max(16, round(n * f / 8) * 8) for f in factors})]
+        sizes = [(s, s) for s in sorted({facts.round_size(facts.native_size * f) for f in factors})]
     if config.batch_sizes != RunConfig.default_of("batch_sizes"):
         batches = sorted(set(config.batch_sizes))
     else:

@@ -40,4 +40,45 @@ def check_config(config: RunConfig) -> RunConfig:
     from diffprof.suites.base import check_suites
 
     check_suites(config.suites)
+    check_model(config)
     return config
+
+
+def check_inputs(config: RunConfig) -> None:
+    """Refuse, before a run is recorded, what would fail every cell: a model that is neither a
+    preset, a path nor (with ``--weights hub``) a repository id, and a device this host lacks (for
+    executors that run here). A typo then costs an error line, not a run of failed cells; the model
+    is checked first, without importing torch."""
+    from diffprof.models.resolve import resolve_source
+
+    swept = config.models if "pipelines" in config.suites or "all" in config.suites else []
+    for model in dict.fromkeys([config.model, *swept]):
+        resolve_source(model, config.weights)
+    if config.executor in ("serial", "local") and config.device != "auto":
+        from diffprof.engine.devices import resolve_engine_device
+
+        resolve_engine_device(config.device)
+
+
+def check_model(config: RunConfig) -> None:
+    """What the model's configs already rule out (:mod:`~diffprof.engine.model_facts`): sizes that are
+    not multiples of its token, a scheduler of the other kind, a task its family has no pipeline for,
+    switches its denoiser does not take. Models known only once loaded are checked by the engine."""
+    from diffprof.config import parse_resolution
+    from diffprof.engine.calls import check_multiple
+    from diffprof.engine.schedulers import check_applies
+    from diffprof.engine.switches import Optimizations
+    from diffprof.engine.model_facts import model_facts
+
+    facts = model_facts(config.model)
+    check_multiple(config.width, config.height, facts.size_multiple, config.model, facts.denoiser)
+    for text in config.resolutions:
+        check_multiple(*parse_resolution(text), facts.size_multiple, config.model, facts.denoiser)
+    if facts.kind is not None:
+        check_applies(config.scheduler, facts.kind, config.model, config.task)
+        if config.reference_scheduler != RunConfig.default_of("reference_scheduler"):  # the default adapts (quality.scoring)
+            check_applies(config.reference_scheduler, facts.kind, config.model)
+    if facts.tasks is not None and config.task not in facts.tasks:
+        raise ConfigError(f"{config.model} has no {config.task} pipeline in diffusers", f"its family runs: {', '.join(facts.tasks)}")
+    if facts.denoiser is not None:
+        Optimizations.parse(config.optimize).check_denoiser(facts.denoiser)

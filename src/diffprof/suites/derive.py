@@ -80,8 +80,10 @@ def derive_metrics(m: Measurements) -> tuple[dict[str, float], dict[str, list[fl
 
     Per image and per second figures come from the median call; per step ones from the median step
     over every call's steps; ``steps_per_s`` from the median denoising loop; energy is spread over
-    every image of every repeat. ``unet_evals`` is the denoising loop's iterations (Heun and DPM2
-    evaluate twice in most of theirs).
+    every image of every repeat. ``unet_evals`` (its old name, so stores of every version compare) is
+    the call's denoiser evaluations: UNet or transformer forwards as the hooks counted them, else the
+    loop's iterations (Heun and DPM2 evaluate twice in most of theirs; a pipeline that runs its
+    guidance halves apart, twice per step).
     """
     if not m.timings:
         raise ValueError("a cell needs at least one timed call to derive metrics from")
@@ -98,7 +100,7 @@ def derive_metrics(m: Measurements) -> tuple[dict[str, float], dict[str, list[fl
         "text_encode_s": median(samples["text_encode_s"]),
         "vae_decode_s": median(samples["vae_decode_s"]),
         "load_s": m.load_s,
-        "unet_evals": float(n_steps),
+        "unet_evals": float(m.timings[0].denoiser_calls or n_steps),
         "host_peak_rss_bytes": float(m.host_peak_rss),
     }
     if "vae_encode_s" in samples:

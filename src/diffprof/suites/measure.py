@@ -2,7 +2,10 @@
 
 The protocol (issue #4): warm-up calls are not recorded; each of N repeats keeps its raw
 samples; memory state is cleaned before the cell; CUDA is synchronized before clocks are read
-(the engine does this per call); the cell's statistics are medians of the kept samples.
+(the engine does this per call); the cell's statistics are medians of the kept samples. A cell
+measured in rounds (:mod:`~diffprof.suites.rounds`) comes here once per round with its share of the
+repeats; it warms up in its first round and whenever its engine was loaded afresh (``--isolate``, an
+evicted engine), and quality is scored in the first round only.
 
 :func:`measure_cell` runs the phases and reads the clocks; each phase's arithmetic lives apart:
 metrics from the readings in :mod:`~diffprof.suites.derive` (pure), FLOPs in :func:`count_flops`,
@@ -50,16 +53,18 @@ def measure_cell(
     config = cell.config
     request = config.to_request()
     started = now()
-    # 1. Warm-up (not recorded); the first call carries compile / autotune / lazy-init cost.
-    first_call_s = warm_up(engine, request, config.warmup, clock or engine.clock)
-    # 2. Repeats, with resource sampling around them; the trace of warm-up and repeats, if asked.
-    results, resources = timed_repeats(engine, request, config.repeats)
+    # 1. Warm-up (not recorded); the first call carries compile / autotune / lazy-init cost. A later
+    #    round on an engine that stayed loaded is warm already: it measures straight away.
+    warm = cell.round is not None and cell.round.index > 1 and reused_engine
+    first_call_s = warm_up(engine, request, 0 if warm else config.warmup, clock or engine.clock)
+    # 2. Repeats (this round's share of them), with resource sampling around them; the trace of warm-up and repeats, if asked.
+    results, resources = timed_repeats(engine, request, cell.calls)
     allocated_peak, reserved_peak = peak_memory(engine.device)
     if config.trace:
         write_trace(engine, cell, config.trace)
     # 3. Metrics, from the readings.
     timings = [r.timing for r in results]
-    flops, unet_flops = count_flops(engine, results[0], timings[0].n_steps)
+    flops, unet_flops = count_flops(engine, results[0], timings[0].denoiser_calls or timings[0].n_steps)
     metrics, samples = derive_metrics(Measurements(
         timings=timings, load_s=engine.load_info.seconds, host_peak_rss=resources.host_peak_rss,
         first_call_s=first_call_s, compiled=bool(engine.optimizations.compile),
@@ -71,8 +76,8 @@ def measure_cell(
     if results[0].images:
         artifacts["image.png"] = thumbnail_png(results[0].images[0])
     settings = dict(results[0].settings, engine_reused=reused_engine, repeats=config.repeats, warmup=config.warmup)
-    # 5. Quality, after the timed repeats so it adds nothing to a measured time.
-    names = quality_metrics(config, cell.suite)
+    # 5. Quality, after the timed repeats so it adds nothing to a measured time (once per cell).
+    names = quality_metrics(config, cell.suite) if cell.round is None or cell.round.index == 1 else []
     if names:
         cache = quality if quality is not None else QualityCache(config.reference_cache)
         score = score_quality(engine, config, names, cache, request)
@@ -114,23 +119,29 @@ def timed_repeats(engine: Engine, request: GenerationRequest, repeats: int) -> t
 
 
 def count_flops(engine: Engine, result: GenerationResult, unet_evals: int) -> tuple[float | None, float | None]:
-    """FLOPs of one call and of one UNet evaluation, from the meta-device count (None when the
-    architecture can't be counted)."""
-    from diffprof.flops import pipeline_flops
+    """FLOPs of one call and of one denoising step's denoiser evaluations, from the meta-device count
+    (None when the architecture can't be counted).
+
+    Registered families are counted from their architecture (:func:`~diffprof.flops.pipeline_flops`,
+    the count ``estimate`` predicts with); pipelines no builder covers from the input shapes the call
+    recorded (:func:`~diffprof.flops.recorded_flops`). ``unet_evals`` is the call's denoiser
+    evaluations; the step's FLOPs are theirs over the loop's steps (two per step when a pipeline
+    runs its guidance halves apart)."""
+    from diffprof.flops import UnsupportedDenoiser, pipeline_flops, recorded_flops
 
     s = result.settings
+    encode = s["task"] != "txt2img"
     try:
-        breakdown = pipeline_flops(
-            engine.base,
-            width=s["width"],
-            height=s["height"],
-            batch=s["batch"],
-            guidance=s["guidance"] > 1,
-            encode=s["task"] != "txt2img",
-        )
+        try:
+            breakdown = pipeline_flops(engine.base, width=s["width"], height=s["height"], batch=s["batch"], guidance=s["guidance"] > 1,
+                                       encode=encode, sequence_lengths=engine.preset.sequence_lengths if engine.preset else None)
+        except UnsupportedDenoiser:
+            breakdown = recorded_flops(engine.base, result.inputs, engine.anatomy.denoiser)
     except Exception:  # counting is a bonus; never fail a measured cell over it
         return None, None
-    return float(breakdown.per_call(unet_evals, decode=bool(result.images), encode=s["task"] != "txt2img")), float(breakdown.unet_per_eval)
+    steps = result.timing.n_steps or unet_evals
+    per_step = breakdown.unet_per_eval * unet_evals / steps if steps else float(breakdown.unet_per_eval)
+    return float(breakdown.per_call(unet_evals, decode=bool(result.images), encode=encode)), float(per_step)
 
 
 def matmul_peaks(engine: Engine) -> DevicePeaks | None:

@@ -7,28 +7,40 @@ subprocess), ``local`` on every GPU of this host, ``ray`` on a cluster. Whatever
 failing cell (out of memory, invalid combination) is stored as ``failed`` with its reason and the run
 goes on; ``--resume RUN`` skips cells already ``ok``, whichever executor ran them. Only this process
 writes the store.
+
+A cell's repeats are spread over ``config.rounds`` rounds interleaved across the run's cells
+(:mod:`diffprof.suites.rounds`): round 1 of every cell, then round 2, ... Each cell is stored merged
+after each of its rounds, and a resume continues a cell at its next round. The host's state while
+the run measures (load, others' CPU time per round, clocks; :mod:`diffprof.profiler.machine`) is
+stored with the run.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-import torch
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
+from diffprof.interrupts import Interrupted, Kept, as_interrupted
+from diffprof.profiler.machine import MachineState, MachineTracker
 from diffprof.results import CellResult
 from diffprof.suites.base import Cell, expand
-from diffprof.suites.checks import check_config
+from diffprof.suites.checks import check_config, check_inputs
+from diffprof.suites.measure import now
+from diffprof.suites.preflight import Preflight
+from diffprof.suites.worker import failed_cell
 from diffprof.suites.executors import get_executor
 from diffprof.suites.executors.base import Executor, Listener, Results
+from diffprof.suites.rounds import RoundPlan, planned_rounds
 
 
 @dataclass
@@ -45,21 +57,6 @@ class RunSummary:
     def exit_code(self) -> int:
         """0 when every cell measured; 3 when some failed (distinct from 2 = bad input)."""
         return 3 if self.failed else 0
-
-
-def check_inputs(config: RunConfig) -> None:
-    """Refuse, before a run is recorded, what would fail every cell: a model that is neither a
-    preset, a path nor (with ``--weights hub``) a repository id, and a device this host lacks (for
-    executors that run here). A typo then costs an error line, not a run of failed cells."""
-    from diffprof.models.sources import resolve_source
-
-    swept = config.models if "pipelines" in config.suites else []
-    for model in dict.fromkeys([config.model, *swept]):
-        resolve_source(model, config.weights)
-    if config.executor in ("serial", "local"):
-        from diffprof.engine.devices import resolve_engine_device
-
-        resolve_engine_device(config.device)
 
 
 @dataclass
@@ -97,14 +94,19 @@ class Runner:
         self.show_progress = progress
         self.on_cell = on_cell
         self.executor = executor
+        #: What the run said before measuring (switches left out on this device, cells it cannot run).
+        self.notice: str | None = None
 
     def cells(self) -> list[Cell]:
         return expand(self.config)
 
     def run(self, resume: int | str | None = None) -> RunSummary:
         check_config(self.config)  # registry names (schedulers, switches, suites, executor) before anything runs
-        cells = self.cells()
+        plan = Preflight.for_config(self.config)  # the device the cells run on, and what it cannot run
+        cells = expand(plan.config)
         if self.config.threads:
+            import torch
+
             torch.set_num_threads(self.config.threads)
         if not self.config.use_diffusion:
             raise ConfigError("use_diffusion is false: there is nothing to benchmark", "set use_diffusion: true (or remove it)")
@@ -117,35 +119,87 @@ class Runner:
             check_inputs(self.config)
         executor = self.executor or get_executor(self.config)
         executor.check()  # before the store: a setup that cannot run stores nothing
+        refused = plan.refusals(cells)  # what this device cannot run or fit, before the store too
+        summary = RunSummary(run_id=0)
+        t0 = time.perf_counter()
         if resume is not None:
-            record = RecordedRun.resume(self.store, resume)
+            record = RecordedRun.resume(self.store, resume, force=self.config.force)
         else:
             record = RecordedRun.create(self.store, self.config, self.command, name=self.name)
-        done = record.finished_keys()
-        summary = RunSummary(run_id=record.run_id)
-        todo = [c for c in cells if c.key not in done]
-        summary.skipped = len(cells) - len(todo)
-        if todo and executor.parallel:
-            self.console.print(f"executor {executor.describe()}", highlight=False)
-        t0 = time.perf_counter()
+        tracker = MachineTracker()
+        machine: MachineState | None = None
         try:
-            with record:
-                board = ProgressBoard(self.console, len(todo), enabled=self.show_progress, per_worker=executor.parallel)
-                with board, closing(executor.execute(todo, board)) as results:  # closing it stops the workers
-                    for cell, result in results:
-                        stored = record.add(cell, result)
-                        board.finished(cell, stored)
-                        summary.cells.append(stored)
-                        if stored.ok:
-                            summary.ok += 1
-                        else:
-                            summary.failed += 1
-                            self.console.print(f"[red]✗ {cell.label}[/]: {stored.error}", highlight=False)
-                        if self.on_cell:
-                            self.on_cell(stored)
+            with record:  # from the moment it exists: an interruption closes the run and says what it kept
+                record.total = len(cells)
+                summary.run_id = record.run_id
+                rounds = RoundPlan(cells, record.stored_cells())
+                summary.skipped = len(rounds.complete)
+                complete = {c.key for c in rounds.complete}
+                todo = rounds.first()
+                self.notice = plan.message(todo, {k: v for k, v in refused.items() if k not in complete})
+                if self.notice:  # said once, before anything is measured
+                    self.console.print(self.notice, highlight=False, soft_wrap=True)
+                up_front = [c for c in todo if c.key in refused]
+                todo = [c for c in todo if c.key not in refused]
+                if todo and executor.parallel:
+                    self.console.print(f"executor {executor.describe()}", highlight=False)
+                try:
+                    with tracker.track() as machine:
+                        self._measure(rounds, todo, executor, record, summary, tracker, plan)
+                finally:
+                    if machine is not None:  # filled in as the tracker's block exits, Ctrl-C included
+                        record.add_machine(machine)
+                for cell in up_front:  # stored after the measured ones, so tables keep the sweep's order of what ran
+                    self._stored(summary, record.add(cell, failed_cell(replace(cell, round=None), refused[cell.key], now())), quiet=True)
         finally:
             summary.seconds = time.perf_counter() - t0
         return summary
+
+    def _measure(self, rounds: RoundPlan, todo: list[Cell], executor: Executor, record: RecordedRun, summary: RunSummary,
+                 tracker: MachineTracker, plan: Preflight) -> None:
+        """Hand out every cell's rounds, round-major (the next round of a cell is queued when its
+        last one returns, so a serial executor runs round 1 of all cells, then round 2, ...), and
+        store each cell merged so far after each of its rounds (an interrupted run keeps them)."""
+        measurements = sum(planned_rounds(c) - (c.round.index - 1 if c.round else 0) for c in todo)
+        board = ProgressBoard(self.console, measurements, enabled=self.show_progress, per_worker=executor.parallel)
+        outstanding: Counter[int] = Counter(c.round.index if c.round else 1 for c in todo)
+        with board, closing(executor.execute(todo, board)) as results:  # closing it stops the workers
+            for done, result in results:
+                merged, following = rounds.add(done, plan.annotate(done, result))
+                stored = record.add(done, merged)
+                board.finished(done, stored)
+                index = done.round.index if done.round else 1
+                outstanding[index] -= 1
+                if following is not None:
+                    todo.append(following)  # the executor takes up cells appended while it is read
+                    outstanding[index + 1] += 1
+                if outstanding[index] == 0 and done.round is not None:
+                    tracker.mark(f"round {index}")
+                if following is None:
+                    self._stored(summary, stored)
+
+    def _stored(self, summary: RunSummary, stored: CellResult, *, quiet: bool = False) -> None:
+        summary.cells.append(stored)
+        if stored.ok:
+            summary.ok += 1
+        else:
+            summary.failed += 1
+            if not quiet:
+                self.console.print(f"[red]✗ {_label(stored)}[/]: {stored.error}", highlight=False)
+        if self.on_cell:
+            self.on_cell(stored)
+
+
+def _label(result: CellResult) -> str:
+    return f"{result.suite}: " + (", ".join(f"{k}={v}" for k, v in result.labels.items()) or "default")
+
+
+def kept_on_interrupt(exc: KeyboardInterrupt, store: Any, run_id: int, total: int | None) -> Interrupted:
+    """The interruption, with what the run kept in the store (every finished cell, once)."""
+    stopped = as_interrupted(exc)
+    counts = store.cell_counts(run_id)
+    stopped.kept = Kept(run_id, str(store.path), counts["ok"], counts["failed"], total)
+    return stopped
 
 
 class RecordedRun:
@@ -159,6 +213,8 @@ class RecordedRun:
     def __init__(self, store: Any, run_id: int) -> None:
         self.store = store
         self.run_id = run_id
+        #: The cells the run is to hold, when known (what an interruption reports them out of).
+        self.total: int | None = None
 
     @classmethod
     def create(cls, store: Any, config: RunConfig, command: str, *, name: str | None = None) -> RecordedRun:
@@ -168,13 +224,22 @@ class RecordedRun:
         return cls(store, store.create_run(command, config.to_dict(), capture_environment(), name=name))
 
     @classmethod
-    def resume(cls, store: Any, ref: int | str) -> RecordedRun:
-        """An earlier run, reopened to add the cells it is missing."""
-        return cls(store, store.resume_run(ref))
+    def resume(cls, store: Any, ref: int | str, *, force: bool = False) -> RecordedRun:
+        """An earlier run, reopened to add the cells it is missing; refused while another live
+        process measures it (``force``: take over one whose owner cannot be checked)."""
+        return cls(store, store.resume_run(ref, force=force))
 
     def finished_keys(self) -> set[str]:
-        """Keys of the cells already stored ``ok`` (what a resume skips)."""
+        """Keys of the cells already stored ``ok`` (what a resume skips, once all their rounds are in)."""
         return set(self.store.finished_keys(self.run_id))
+
+    def stored_cells(self) -> dict[str, CellResult]:
+        """The run's cells stored ``ok`` so far, by key (none for a new run): a resume continues
+        each at its next round, and skips those measured in every round."""
+        keys = self.finished_keys()
+        if not keys:
+            return {}
+        return {c.key: c for c in self.store.get_run(self.run_id).cells if c.key in keys}
 
     def add(self, cell: Cell, result: CellResult) -> CellResult:
         """Store ``result`` under ``cell``'s key: measured settings differ from the requested ones
@@ -183,14 +248,25 @@ class RecordedRun:
         result.id = self.store.add_cell(self.run_id, result)
         return result
 
+    def add_machine(self, state: MachineState) -> None:
+        """Store the host's state while this session measured, added to what earlier sessions of a
+        resumed run stored."""
+        stored = self.store.machine(self.run_id)
+        merged = MachineState.from_dict(stored).merged(state) if stored else state
+        self.store.set_machine(self.run_id, merged.to_dict())
+
     def close(self, status: str) -> None:
         self.store.finish_run(self.run_id, status)
 
     def __enter__(self) -> RecordedRun:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         self.close("interrupted" if exc_type is not None else "finished")
+        if isinstance(exc, KeyboardInterrupt):
+            stopped = kept_on_interrupt(exc, self.store, self.run_id, self.total)
+            if stopped is not exc:
+                raise stopped from None
 
 
 class CellSubmitter:
@@ -270,9 +346,9 @@ class ProgressBoard(Listener):
 
     def started(self, worker: str, cell: Cell) -> None:
         if self.per_worker:
-            self.lines.reset(self._row(worker), description=cell.label)
+            self.lines.reset(self._row(worker), description=cell.progress_label)
         else:
-            self.overall.update(self.bar, description=cell.label)
+            self.overall.update(self.bar, description=cell.progress_label)
 
     def idle(self, worker: str) -> None:
         if self.per_worker:

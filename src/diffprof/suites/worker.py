@@ -19,10 +19,12 @@ import signal
 import subprocess
 import sys
 import traceback
+from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
 import torch
 
 from diffprof.config import RunConfig
@@ -31,7 +33,7 @@ from diffprof.engine.devices import resolve_engine_device
 from diffprof.errors import DiffprofError
 from diffprof.profiler import Profiler
 from diffprof.results import CellResult
-from diffprof.suites.base import Cell
+from diffprof.suites.base import Cell, Round
 from diffprof.suites.measure import measure_cell, now
 
 #: Test-only hook: a worker handed a cell whose label contains TEXT kills itself with SIGKILL, as
@@ -39,6 +41,10 @@ from diffprof.suites.measure import measure_cell, now
 #: dies every time; ``TEXT@PATH`` only the first time (the worker that creates PATH). Serial inline
 #: runs ignore it (they would kill the caller).
 TEST_KILL_ENV = "DIFFPROF_TEST_KILL_CELL"
+#: CPU engines an :class:`EngineCache` keeps loaded at most, and the share of host memory their
+#: weights may take together.
+CPU_ENGINES = 4
+CPU_MEMORY_SHARE = 0.25
 
 
 class WorkerDied(Exception):
@@ -57,13 +63,31 @@ def failed_cell(cell: Cell, exc_text: str, started: str) -> CellResult:
 
 
 class EngineCache:
-    """Holds the one loaded engine; loads another only when the engine key changes."""
+    """Loaded engines by engine key, so cells (and the rounds of cells) that share a pipeline reuse it.
+
+    Rounds interleave a run's cells, so a sweep over pipelines (the memory suite's switches, the
+    pipelines suite) comes back to each engine once per round. On the CPU several engines stay
+    loaded (up to :data:`CPU_ENGINES`, and together under :data:`CPU_MEMORY_SHARE` of the host's
+    memory; least recently used goes first): a reload would cost more than the measurement. On a
+    GPU one engine is loaded at a time, as before rounds: a cell's device-memory peak must be its
+    own pipeline's, GPU memory is what the sweep is about, and switches such as ``cudnn_benchmark``
+    hold process-global settings for as long as their engine lives.
+    """
 
     def __init__(self, profile_level: str = "standard") -> None:
         self.profile_level = profile_level
-        self.key: tuple[Any, ...] | None = None
-        self.engine: Engine | None = None
+        self._engines: OrderedDict[tuple[Any, ...], Engine] = OrderedDict()
         self._quality: dict[str | None, Any] = {}
+
+    @property
+    def engine(self) -> Engine | None:
+        """The engine used last (None when none is loaded)."""
+        return next(reversed(self._engines.values()), None)
+
+    @property
+    def keys(self) -> list[tuple[Any, ...]]:
+        """Engine keys loaded now, least recently used first."""
+        return list(self._engines)
 
     def quality(self, config: RunConfig) -> Any:
         """One QualityCache per reference folder for this worker's life: reference solves and
@@ -76,26 +100,50 @@ class EngineCache:
         return self._quality[folder]
 
     def get(self, cell: Cell) -> tuple[Engine, bool]:
-        if self.engine is not None and self.key == cell.engine_key:
-            return self.engine, True
-        self.drop()
+        key = cell.engine_key
+        if key in self._engines:
+            self._engines.move_to_end(key)
+            return self._engines[key], True
         c = cell.config
+        device = resolve_engine_device(c.device)
+        if device.type != "cpu" or any(e.device.type != "cpu" for e in self._engines.values()):
+            self.drop()
         kernels = Path(c.trace) / "kernels" if c.trace else None  # detailed captures beside the cells' traces
-        profiler = Profiler(c.profile_level, device=resolve_engine_device(c.device), measure_overhead=False, trace_dir=kernels)
-        self.engine = Engine.load(
+        profiler = Profiler(c.profile_level, device=device, measure_overhead=False, trace_dir=kernels)
+        engine = Engine.load(
             c.model, c.weights, device=c.device, precision=c.precision, optimize=c.optimize, profiler=profiler, seed=c.seed, allow_pickle=c.allow_pickle
         )
-        self.key = cell.engine_key
+        self._engines[key] = engine
+        self._evict()
         # Freeze what loading created (modules, configs, tokenizers): the collections run between
         # cells then scan only new objects (~0.7 s each otherwise with torch and diffusers loaded).
         gc.freeze()
-        return self.engine, False
+        return engine, False
+
+    def _evict(self) -> None:
+        """Close the least recently used engines beyond the CPU limits (never the newest)."""
+        budget = CPU_MEMORY_SHARE * psutil.virtual_memory().total
+        while len(self._engines) > 1:
+            sizes = [engine_bytes(e) for e in self._engines.values()]
+            if len(self._engines) <= CPU_ENGINES and sum(sizes) <= budget:
+                return
+            _, oldest = self._engines.popitem(last=False)
+            oldest.close()
 
     def drop(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
-        self.engine = None
-        self.key = None
+        """Close every loaded engine."""
+        while self._engines:
+            _, engine = self._engines.popitem(last=False)
+            engine.close()
+
+
+def engine_bytes(engine: Engine) -> int:
+    """Bytes of the parameters and buffers of an engine's pipeline modules."""
+    total = 0
+    for module in (getattr(engine.base, "components", None) or {}).values():
+        if isinstance(module, torch.nn.Module):
+            total += sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+    return total
 
 
 def run_cell_inline(cell: Cell, cache: EngineCache) -> CellResult:
@@ -115,12 +163,16 @@ def run_cell_inline(cell: Cell, cache: EngineCache) -> CellResult:
 
 
 def cell_message(cell: Cell) -> dict[str, Any]:
-    """A cell as plain JSON data (what crosses a process boundary)."""
-    return {"suite": cell.suite, "labels": cell.labels, "config": asdict(cell.config)}
+    """A cell as plain JSON data (what crosses a process boundary), with its round when it has one."""
+    message = {"suite": cell.suite, "labels": cell.labels, "config": asdict(cell.config)}
+    if cell.round is not None:
+        message["round"] = asdict(cell.round)
+    return message
 
 
 def cell_from_message(data: dict[str, Any]) -> Cell:
-    return Cell(data["suite"], data["labels"], RunConfig(**data["config"]))
+    measured = data.get("round")
+    return Cell(data["suite"], data["labels"], RunConfig(**data["config"]), Round(**measured) if measured else None)
 
 
 def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -267,6 +319,9 @@ def main() -> int:
     isolated mode: one cell as JSON on stdin, its CellResult as one JSON line on stdout."""
     from diffprof.profiler.samplers import process_peak_rss
 
+    # Ctrl-C reaches the whole process group; the parent decides (it stops its workers and says what
+    # it kept), so a worker does not answer it with a traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if "--serve" in sys.argv[1:]:
         args = sys.argv[1:]
         name = args[args.index("--name") + 1] if "--name" in args else None

@@ -111,5 +111,5 @@ def default_target(metric: TuneMetric, baseline_quality: float, tolerance: float
         )
     tol = metric.tolerance if tolerance is None else tolerance
     if tol < 0:
-        raise ConfigError(f"tolerance must be >= 0, got {tol}")
+        raise ConfigError(f"tolerance must be >= 0, got {tol}", "give the quality loss allowed, e.g. --tolerance 0.02 (adherence) or 2 (dB, CLIP)")
     return baseline_quality - tol if metric.direction == "higher" else baseline_quality + tol

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from diffprof.analysis.pareto import pareto_front
 from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
-from diffprof.results import FAST_PATH_NOTE
+from diffprof.results import FAST_PATH_NOTE, NOTE_KEYS
 from diffprof.tune.constraints import Constraints, TuneMetric
 from diffprof.tune.search import Candidate, SearchOutcome, TuneError
 from diffprof.tune.space import SearchSpace
@@ -135,10 +135,12 @@ class TuneResult:
         c = self.chosen
         speed = f" ({self.speedup:.2f}x faster than the baseline)" if self.speedup else ""
         fallback = c.cell.settings.get(FAST_PATH_NOTE)
+        others = [str(c.cell.settings[k]) for k in NOTE_KEYS if k != FAST_PATH_NOTE and c.cell.settings.get(k)]
         return (
             f"chosen: {c.setting.label}: {fmt_seconds(c.seconds_per_image)}/image, {self.metric.name} {fmt_quality(c.quality)}{speed}\n"
             f"{base}; constraints {self.constraints.describe()}; {searched}"
             + (f"\nnote: the chosen setting did not run as its optimizations asked: {fallback}" if fallback else "")
+            + "".join(f"\nnote: {n}" for n in others)
         )
 
     def rows(self) -> list[dict[str, Any]]:

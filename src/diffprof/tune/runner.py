@@ -24,7 +24,7 @@ from diffprof.errors import ConfigError
 from diffprof.results import CellResult
 from diffprof.suites.base import Cell
 from diffprof.suites.executors import get_executor
-from diffprof.suites.runner import CellSubmitter, RecordedRun
+from diffprof.suites.runner import CellSubmitter, RecordedRun, kept_on_interrupt
 from diffprof.tune.constraints import TuneMetric, resolve_metric
 from diffprof.tune.result import TuneResult, check_config_path, tuned_config, write_config
 from diffprof.tune.search import Candidate, Search, Stage
@@ -122,18 +122,18 @@ def tune(
     if tune_metric.family == "clip" and not config.clip_model:
         raise ConfigError("tuning for CLIP score needs a CLIP model", "pass --clip-model PATH (a local CLIP folder) or a hub id")
     if not isinstance(prompts, int) or prompts < 1:
-        raise ConfigError(f"prompts must be a whole number >= 1, got {prompts!r}")
+        raise ConfigError(f"prompts must be a whole number >= 1, got {prompts!r}", "e.g. --prompts 8")
     screen = screen_prompts if screen_prompts is not None else max(2, prompts // 4)
     if screen < 1:
-        raise ConfigError(f"screen prompts must be >= 1, got {screen}")
+        raise ConfigError(f"screen prompts must be >= 1, got {screen}", "screens score a quarter of --prompts (at least 2): give --prompts 4 or more")
     if max_memory_gib is not None and max_memory_gib <= 0:
-        raise ConfigError(f"--max-memory must be a positive number of GiB, got {max_memory_gib}")
+        raise ConfigError(f"--max-memory must be a positive number of GiB, got {max_memory_gib}", "e.g. --max-memory 24 for a 24 GB card")
     if output is not None:
         check_config_path(output)
-    from diffprof.models.sources import resolve_source
+    from diffprof.models.resolve import resolve_source
 
     resolve_source(config.model, config.weights)  # a model that cannot load: say so, not "no candidate could be measured"
-    space = space or SearchSpace.for_device(device)
+    space = space or SearchSpace.for_device(device, model=config.model)
     memory_metric = "peak_allocated_bytes" if device.type == "cuda" else "host_peak_rss_bytes"
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -158,6 +158,13 @@ def tune(
     try:
         outcome = search.run()
         status = "finished"
+    except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: the candidates measured so far are stored; say which run holds them
+        if record is None:
+            raise
+        stopped = kept_on_interrupt(exc, store, record.run_id, None)
+        if stopped is exc:
+            raise
+        raise stopped from None
     finally:
         submitter.close()  # stops the executor's workers
         if record is not None:

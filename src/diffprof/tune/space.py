@@ -2,6 +2,10 @@
 
 The baseline is the default diffusers setup a user starts from: the model's own scheduler at 50
 steps, fp32 on a CPU and fp16 on CUDA, no optimizations. Speedups are quoted against it.
+
+The default axes follow the model (:meth:`SearchSpace.for_model`): a flow-matching model (SD3, FLUX,
+SANA) searches flow-matching schedulers, and a diffusion transformer leaves out the switches that
+reach only a UNet (fused QKV today); axes a user names are checked against the model instead.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ from dataclasses import dataclass
 
 import torch
 
-from diffprof.engine.precision import check_precision
+from diffprof.engine.precision import resolve_precision
 from diffprof.engine.switches import Optimizations, label_switches
-from diffprof.engine.schedulers import DEFAULT, SCHEDULERS, check_scheduler
+from diffprof.engine.schedulers import DEFAULT, SCHEDULERS, SchedulerKind, applicable, check_applies, check_scheduler
 from diffprof.errors import ConfigError
 
 #: One UNet call per step each, so steps are a fair proxy for cost when pruning (see :func:`unet_calls`).
 DEFAULT_SCHEDULERS: tuple[str, ...] = ("dpmpp_2m", "unipc", "euler", "ddim", "pndm", "dpmpp_2m_karras", "deis")
+#: The same for flow-matching models (those their pipeline cannot run are left out: FLUX sets its own sigmas).
+DEFAULT_FLOW_SCHEDULERS: tuple[str, ...] = ("flow_dpmpp_2m", "flow_unipc", "flow_euler", "flow_deis", "flow_euler_karras")
 DEFAULT_STEPS: tuple[int, ...] = (6, 8, 10, 12, 15, 20, 25, 30, 50)
 #: Optimization sets per device type; ``+`` joins switches. compile's first call is paid in warm-up.
 DEFAULT_OPTIMIZATIONS: dict[str, tuple[str, ...]] = {
@@ -50,6 +56,14 @@ class Setting:
         return text + (f", {self.optimization}" if self.optimization != "none" else "")
 
 
+def _takes(label: str, denoiser: str) -> bool:
+    try:
+        Optimizations.parse(label_switches(label)).check_denoiser(denoiser)
+    except ConfigError:
+        return False
+    return True
+
+
 def unet_calls(setting: Setting) -> int:
     """UNet calls of one image (second-order schedulers make two per step): the pruning cost."""
     spec = SCHEDULERS.get(setting.scheduler)
@@ -76,18 +90,36 @@ class SearchSpace:
         precisions: Sequence[str] | None = None,
         optimizations: Sequence[str] | None = None,
         baseline_steps: int = BASELINE_STEPS,
+        model: str | None = None,
     ) -> SearchSpace:
-        """The default space for ``device``, with any axis replaced; invalid values raise ConfigError."""
+        """The default space for ``device`` (and ``model``: its scheduler kind and denoiser, read from
+        its configs), with any axis replaced; invalid values raise ConfigError."""
+        from diffprof.engine.model_facts import ModelFacts, model_facts
+
+        facts = model_facts(model) if model is not None else ModelFacts()
+        scheduler_kind = facts.kind or SchedulerKind(flow=False)
         kind = "cuda" if device.type == "cuda" else "cpu"
-        scheds = tuple(dict.fromkeys(schedulers or DEFAULT_SCHEDULERS))
-        for s in scheds:
-            check_scheduler(s)
+        if schedulers:
+            scheds = tuple(dict.fromkeys(schedulers))
+            for s in scheds:
+                check_scheduler(s)
+                if facts.kind is not None:
+                    check_applies(s, facts.kind, str(model))
+        else:
+            fits = applicable(scheduler_kind)
+            scheds = tuple(s for s in (DEFAULT_FLOW_SCHEDULERS if scheduler_kind.flow else DEFAULT_SCHEDULERS) if s in fits)
         counts = tuple(sorted(set(steps or DEFAULT_STEPS)))
         for n in counts:
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise ConfigError(f"step counts must be whole numbers >= 1, got {n!r}")
-        precs = tuple(dict.fromkeys(check_precision(p) for p in (precisions or DEFAULT_PRECISIONS[kind])))
+                raise ConfigError(f"step counts must be whole numbers >= 1, got {n!r}", "e.g. --step-counts 10,20,30")
+        precs = tuple(dict.fromkeys(resolve_precision(p, device) for p in (precisions or DEFAULT_PRECISIONS[kind])))  # auto/half per device
         opts = tuple(dict.fromkeys(optimizations or DEFAULT_OPTIMIZATIONS[kind]))
+        if facts.denoiser is not None:
+            if optimizations:
+                for o in opts:
+                    Optimizations.parse(label_switches(o)).check_denoiser(facts.denoiser)
+            else:  # the defaults keep what the denoiser takes (fused QKV is the UNet's)
+                opts = tuple(o for o in opts if _takes(o, facts.denoiser))
         for p in precs:
             for o in opts:
                 Optimizations.parse(label_switches(o)).validate(device, p)

@@ -1,0 +1,74 @@
+"""The keyword arguments of one pipeline call, from a request and the pipeline's anatomy.
+
+Every family's ``__call__`` takes a prompt, a step count, a guidance scale, a generator and an output
+type; beyond that they differ (SD's img2img takes no size, FLUX.2 no negative prompt, PixArt needs
+resolution binning off). The arguments a call needs come from the request and the family's
+``call_options``; an argument the pipeline does not take is left out when it would be its default,
+and refused when the user asked for it, so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+import torch
+from PIL import Image
+
+from diffprof.errors import ConfigError
+from diffprof.request import GenerationRequest
+
+
+@functools.cache
+def call_parameters(cls: type) -> frozenset[str]:
+    """The argument names ``cls.__call__`` accepts."""
+    return frozenset(inspect.signature(cls.__call__).parameters)
+
+
+def check_multiple(width: int | None, height: int | None, multiple: int, model: str, denoiser: str | None) -> None:
+    """Refuse sizes the denoiser cannot tile into tokens (FLUX and SD3: multiples of 16, SANA 32).
+
+    Pipelines would otherwise resize the request with a warning (FLUX) or fail deep inside the
+    transformer, and the profile would report a size that did not run. ``None`` sides are not checked."""
+    m = int(multiple)
+    bad = [f"{name} {value}" for name, value in (("width", width), ("height", height)) if value is not None and value % m]
+    if bad:
+        why = ("a diffusion transformer tiles the image into tokens of VAE factor x patch x packing pixels a side, "
+               "and its pipeline checks the sides" if denoiser == "transformer" else f"its VAE downsamples by {m}")
+        w, h = width or m, height or m
+        raise ConfigError(f"{' and '.join(bad)} must be a multiple of {m} for {model}: {why}",
+                          f"use e.g. {max(m, round(w / m) * m)}x{max(m, round(h / m) * m)}")
+
+
+def call_kwargs(pipe: Any, anatomy: Any, req: GenerationRequest, *, width: int, height: int, image: Image.Image | None,
+                mask: Image.Image | None, generator: torch.Generator) -> dict[str, Any]:
+    """What ``pipe(**kwargs)`` gets for ``req`` (the step callback is added by the caller)."""
+    accepted = call_parameters(type(pipe))
+    kwargs: dict[str, Any] = dict(
+        prompt=req.prompts,
+        num_inference_steps=req.steps,
+        guidance_scale=req.guidance,
+        num_images_per_prompt=req.num_images,
+        generator=generator,
+        output_type="pil" if req.decode else "latent",
+    )
+    negative = req.negative_prompt
+    if negative is not None:
+        if "negative_prompt" not in accepted:
+            raise ConfigError(f"{type(pipe).__name__} takes no negative prompt", "drop --negative-prompt for this model")
+        kwargs["negative_prompt"] = [negative] * len(req.prompts) if isinstance(negative, str) else negative
+    if req.task == "txt2img":
+        kwargs.update(width=width, height=height)
+    else:
+        kwargs.update(image=image, strength=req.strength)
+        if req.task == "inpaint":
+            kwargs["mask_image"] = mask
+        if "height" in accepted and (req.task == "inpaint" or anatomy.denoiser == "transformer"):
+            kwargs.update(width=width, height=height)
+    kwargs.update({k: v for k, v in anatomy.call_options.items() if k in accepted})
+    missing = [k for k in kwargs if k not in accepted]
+    if missing:
+        raise ConfigError(f"{type(pipe).__name__} does not take {', '.join(missing)}",
+                          "this pipeline cannot run that request; try txt2img with its defaults")
+    return kwargs
