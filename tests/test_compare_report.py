@@ -182,7 +182,7 @@ def test_history_marks_the_change_point_in_every_format(db: Path, tmp_path: Path
     page = tmp_path / "h.html"
     assert main(["history", "-s", "schedulers", "--db", str(db), "-f", "html", "-o", str(page)]) == 0
     html = page.read_text()
-    assert "<script" not in html and 'src="data:image/png;base64,' in html and re.search(r"▲ \+(19|20)\.\d%", html)
+    assert "<script" not in html and "<svg" in html and "<figcaption>" in html and re.search(r"▲ \+(19|20)\.\d%", html)
     assert main(["history", "-f", "markdown", "--db", str(db), *map(str, ids[3:7])]) == 0
     md = capsys.readouterr().out
     assert md.count("\n| 4 |") + md.count("\n| 5 |") + md.count("\n| 6 |") + md.count("\n| 7 |") == 4

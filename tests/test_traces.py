@@ -155,7 +155,7 @@ def test_generate_profile_out_is_one_valid_timeline(tmp_path, capsys):
 def test_bench_trace_writes_one_valid_trace_per_cell(tmp_path, capsys):
     folder = tmp_path / "traces"
     code = main(["bench", "-s", "steps", "--step-counts", "1,2", "--model", "tiny-sd", "--scheduler", "euler", "--repeats", "2", "--warmup", "1", "--threads", "1",
-                 "--width", "32", "--height", "32", "--no-progress", "--no-report", "--db", str(tmp_path / "r.db"), "--trace", str(folder)])
+                 "--rounds", "1", "--width", "32", "--height", "32", "--no-progress", "--no-report", "--db", str(tmp_path / "r.db"), "--trace", str(folder)])
     capsys.readouterr()
     assert code == 0
     files = sorted(folder.glob("*.trace.json"))
@@ -169,6 +169,22 @@ def test_bench_trace_writes_one_valid_trace_per_cell(tmp_path, capsys):
         assert events(trace, "C", "host RSS") and "baseTimeNanoseconds" in trace
         for unet in events(trace, "X", "unet"):  # every UNet span inside a call, on its thread
             assert any(c["tid"] == unet["tid"] and c["ts"] <= unet["ts"] and unet["ts"] + unet["dur"] <= c["ts"] + c["dur"] for c in calls)
+
+
+def test_bench_trace_in_rounds_writes_one_trace_per_round(tmp_path, capsys):
+    """Rounds of a cell run between other cells' rounds: each round is its own trace, the first with
+    the warm-up, the later ones (a warm engine) with their own call only."""
+    folder = tmp_path / "traces"
+    code = main(["bench", "-s", "steps", "--step-counts", "1,2", "--model", "tiny-sd", "--scheduler", "euler", "--repeats", "2", "--rounds", "2",
+                 "--threads", "1", "--width", "32", "--height", "32", "--no-progress", "--no-report", "--db", str(tmp_path / "r.db"), "--trace", str(folder)])
+    capsys.readouterr()
+    assert code == 0
+    files = sorted(folder.glob("*.trace.json"))
+    assert len(files) == 4 and sorted(f.name.rsplit("-", 1)[1] for f in files) == ["1.trace.json", "1.trace.json", "2.trace.json", "2.trace.json"]
+    for path in files:
+        trace = json.loads(path.read_text())
+        assert trace_problems(trace) == []
+        assert len(events(trace, "X", "diffusion_image_generation")) == (2 if path.name.endswith("round-1.trace.json") else 1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any
-
-import torch
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from diffprof.errors import ConfigError
 from diffprof.request import GenerationRequest
+
+if TYPE_CHECKING:  # the size checks run on the refusal path, before torch loads
+    import torch
+    from PIL import Image
 
 
 @functools.cache

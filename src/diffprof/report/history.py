@@ -2,7 +2,7 @@
 
 One row per run (oldest first), one column per cell; a value where a change point starts carries
 ``▲ +12.0%`` (worse) or ``▼ -8.0%`` (better) beside it. The html page is self-contained like every
-report (:data:`~diffprof.report.html.CSP`): the table, then a PNG of every cell's series on a log
+report (:data:`~diffprof.report.html.CSP`): the table, then an inline SVG of every cell's series on a log
 axis with the change points as dashed lines (:mod:`diffprof.report.figure`).
 """
 
@@ -19,10 +19,9 @@ from diffprof import __version__
 from diffprof.analysis.history import CellHistory, History
 from diffprof.analysis.steps import Step
 from diffprof.errors import unknown_choice
-from diffprof.report.figure import COLORS, new_figure, plain, to_png
+from diffprof.report.figure import COLORS, Drawn, new_figure, plain, to_svg
 from diffprof.report.format import format_metric, metric_header
-from diffprof.report.html import CSP
-from diffprof.report.html_parts import data_uri
+from diffprof.report.html_parts import CSP, figure
 from diffprof.report.markdown import escape as md_escape
 from diffprof.report.markdown import pipe_table
 
@@ -86,7 +85,7 @@ def markdown_text(history: History) -> str:
     return "\n".join(lines) + "\n"
 
 
-def history_png(history: History) -> bytes:
+def history_figure(history: History) -> Drawn:
     """Every cell's series against its runs, log scale, change points dashed."""
     fig, (ax,) = new_figure(9, 4.2)
     runs = [r.id for r in history.runs]
@@ -106,7 +105,7 @@ def history_png(history: History) -> bytes:
     ax.set_ylabel(plain(metric_header(history.metric)))
     if len(history.cells) <= 12:
         ax.legend(fontsize=7, loc="best")
-    return to_png(fig, summary(history)).png or b""
+    return to_svg(fig, summary(history))
 
 
 def html_text(history: History) -> str:
@@ -119,14 +118,14 @@ def html_text(history: History) -> str:
     style = (
         "body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1300px;padding:1rem 2rem}"
         "table{border-collapse:collapse;font-variant-numeric:tabular-nums}th,td{border:1px solid #ddd;padding:.2rem .5rem}"
-        "th{background:#f4f4f4}td.up{color:#c62828;font-weight:600}td.down{color:#2e7d32;font-weight:600}img{max-width:100%}"
+        "th{background:#f4f4f4}td.up{color:#c62828;font-weight:600}td.down{color:#2e7d32;font-weight:600}svg{max-width:100%;height:auto}"
     )
     return (
         "<!DOCTYPE html>\n"
         f'<html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{CSP}">'
         f"<title>{escape(title)}</title><style>{style}</style></head><body>"
         f"<h1>{escape(title)}</h1><p id=\"summary\">{escape(summary(history))}</p>"
-        f'<figure><img src="{data_uri(history_png(history))}" alt="{escape(summary(history))}"></figure>'
+        f"{figure('history', history_figure(history))}"
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         f"<footer>diffprof {escape(__version__)}</footer></body></html>\n"
     )

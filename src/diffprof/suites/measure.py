@@ -151,15 +151,17 @@ def matmul_peaks(engine: Engine) -> DevicePeaks | None:
 
 
 def trace_path(cell: Cell, folder: str | Path) -> Path:
-    """``FOLDER/<suite>-<labels>-<key>.trace.json``: readable, and distinct for every cell."""
+    """``FOLDER/<suite>-<labels>-<key>[-round-R].trace.json``: readable, and distinct for every cell
+    and, for a cell measured in rounds, every round (rounds of other cells run in between)."""
     labels = "_".join(f"{k}-{v}" for k, v in cell.labels.items()) or "default"
     slug = re.sub(r"[^A-Za-z0-9.=+-]+", "_", f"{cell.suite}-{labels}")[:80]
-    return Path(folder) / f"{slug}-{cell.key[:8]}.trace.json"
+    part = f"-round-{cell.round.index}" if cell.round is not None and cell.round.of > 1 else ""
+    return Path(folder) / f"{slug}-{cell.key[:8]}{part}.trace.json"
 
 
 def write_trace(engine: Engine, cell: Cell, folder: str | Path) -> Path:
-    """The cell's calls so far (warm-up and repeats) as one Chrome trace: spans, memory counters
-    and, at ``detailed``, the kernel traces captured during this cell (not earlier cells')."""
+    """This measurement's calls (its warm-up and repeats; one round's, in rounds) as one Chrome trace:
+    spans, memory counters and, at ``detailed``, the kernel traces captured during it (not earlier cells')."""
     from diffprof.profiler import get_exporter
 
     profile = engine.profiler.profile()
