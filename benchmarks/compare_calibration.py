@@ -19,9 +19,10 @@ Every run is its own `diffprof bench` process (default: `-s schedulers --model t
   B's cell labelled 51 (the base command sweeps both): each process then serves an A/A pair and a
   slowdown pair (what the GPU variant does to stay inside its time).
 
-Each pair is judged three ways: as `diffprof compare` does (history of earlier runs in the store as
-a noise floor, host-busy check), without the history, and without the host-busy check (what the
-statistics alone would say). The uptime line before and after, and each run's others' CPU load,
+Each pair is judged as `diffprof compare` does (history of earlier runs in the store as a noise
+floor, host-busy check, times adjusted for the speed probe), then without one defence at a time:
+without the history, without the host-busy check (what the statistics alone would say), without
+the speed adjustment, and without either of the last two. The uptime line before and after, and each run's others' CPU load,
 are printed. Exit code 1 when the gate's false-alarm count exceeds ``--max-false`` (default 1).
 """
 
@@ -41,6 +42,8 @@ from typing import Any
 
 BASE = "-s schedulers --model tiny-sd --steps 8 --threads 1"
 BUSY = "while True: pass"
+#: How each pair is judged: as compare does, then without one of its defences at a time.
+VIEWS = ("gate", "no history", "no busy check", "not speed-adjusted", "no busy check, not speed-adjusted")
 
 
 @dataclass
@@ -137,6 +140,9 @@ def judge(store: Any, pair: Pair, args: argparse.Namespace) -> None:
         "gate": compare(run_a, run_b, args.threshold, correction=args.correction, history=earlier),
         "no history": compare(run_a, run_b, args.threshold, correction=args.correction),
         "no busy check": compare(replace(run_a, machine={}), replace(run_b, machine={}), args.threshold, correction=args.correction, history=earlier),
+        "not speed-adjusted": compare(run_a, run_b, args.threshold, correction=args.correction, history=earlier, adjust_speed=False),
+        "no busy check, not speed-adjusted": compare(replace(run_a, machine={}), replace(run_b, machine={}), args.threshold,
+                                                     correction=args.correction, history=earlier, adjust_speed=False),
     }
     for view, comparison in views.items():
         pair.outcomes[view] = classify(pair.kind, comparison)
@@ -230,7 +236,7 @@ def report(pairs: list[Pair], args: argparse.Namespace, before: str, after: str,
              + f"; busy loop on {args.busy_cores} core(s) " + (f"for {args.busy_seconds:g} s" if args.busy_seconds else "for the whole run")
              + f" beside one run of every {args.busy_every}th pair; threshold {args.threshold:.0%}, correction {args.correction}; {seconds / 60:.1f} min.", "",
              f"Machine before: `{before}`", "", f"Machine after: `{after}`", ""]
-    for view in ("gate", "no history", "no busy check"):
+    for view in VIEWS:
         lines += [f"**{view}**" + (" (what `diffprof compare` does)" if view == "gate" else ""), ""]
         lines += pipe_table(["pairs", "load", "n", "false alarms / detections", "outcomes"], rates(pairs, view), [False, False, True, True, False])
         lines.append("")

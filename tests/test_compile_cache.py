@@ -100,3 +100,22 @@ def test_a_warm_start_that_still_compiled_says_so_and_saves_again(monkeypatch):
     engine._save_compile_cache()
     assert engine.load_info.compile_cache == "warm, but 2 of 3 graphs compiled anew (the saved artifacts did not match them)"
     assert saved == ["k"]
+
+
+def test_the_key_of_a_compiled_denoiser_reads_the_module_it_wraps() -> None:
+    """`-O fast` compiles the UNet before the key is taken: a compiled module (torch's OptimizedModule)
+    has no truth value of its own (it forwards len()), so the key must not test it with `or`."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from diffprof.engine.compile_cache import cache_key
+
+    unet = torch.nn.Linear(2, 2)
+    unet.config = {"in_channels": 4, "_use_default_values": ["x"]}
+    vae = SimpleNamespace(config={"latent_channels": 4})
+    compiled = SimpleNamespace(unet=torch.compile(unet), vae=vae)
+    plain = SimpleNamespace(unet=unet, vae=vae)
+    assert cache_key(compiled, "fast", "fp16") == cache_key(plain, "fast", "fp16")
+    transformer = SimpleNamespace(unet=None, transformer=torch.compile(unet), vae=vae)
+    assert cache_key(transformer, "fast", "fp16") == cache_key(plain, "fast", "fp16")

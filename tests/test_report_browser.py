@@ -54,6 +54,55 @@ BROKEN = """<!DOCTYPE html><html><head><meta http-equiv="Content-Security-Policy
 <text x="14" y="22">labels</text></svg><img src="http://example.invalid/x.png" alt="remote"><script>console.log(1)</script></body></html>"""
 
 
+def comparison_runs() -> list[RunInfo]:
+    """Eight runs of a 6-cell sweep in 3 rounds: five alike, then pndm 20% slower, ddim failing and
+    a new cell, so a comparison holds a regression, sames, a failure and unmatched cells, and a
+    history holds a change point."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    runs = []
+    for rid in range(1, 9):
+        cells = []
+        for name, base in (("ddim", 0.060), ("pndm", 0.066), ("euler", 0.061), ("euler_a", 0.062), ("dpmpp_2m", 0.063), ("unipc", 0.064)):
+            factor = 1.2 if name == "pndm" and rid > 5 else 1.0
+            if name == "ddim" and rid == 8:
+                cells.append(CellResult("schedulers", {"scheduler": name}, {"scheduler": name}, status="failed", error=OOM))
+                continue
+            rounds = (base * factor * rng.lognormal(0, 0.004, size=3)).tolist()
+            probes = (0.004 * rng.lognormal(0, 0.002, size=3)).tolist()
+            cells.append(CellResult("schedulers", {"scheduler": name}, {"scheduler": name, "steps": 8},
+                                    metrics={"s_per_image": float(np.median(rounds)), "probe_s": float(np.median(probes))},
+                                    samples={"call_s": rounds}, rounds={"s_per_image": rounds, "probe_s": probes}))
+        if rid == 8:
+            cells.append(CellResult("schedulers", {"scheduler": "heun"}, {"scheduler": "heun"}, metrics={"s_per_image": 0.12}, samples={"call_s": [0.12]}))
+        runs.append(RunInfo(rid, f"2026-12-01T10:0{rid}:00+00:00", None, "finished", "diffprof bench -s schedulers", {},
+                            {"torch": {"version": "2.13.0"}, "git": {"commit": f"c{rid}"}}, cells, name="baseline" if rid == 5 else None))
+    return runs
+
+
+def test_the_comparison_and_history_pages_fit_and_nothing_overlaps(chromium, tmp_path):
+    from diffprof.analysis.compare import compare
+    from diffprof.analysis.history import history
+    from diffprof.report.comparison import get_comparison_renderer
+    from diffprof.report.history import render_history
+
+    runs = comparison_runs()
+    result = compare(runs[4], runs[7], history=runs[:4])
+    assert {c.verdict for c in result.cells} >= {"regression", "failed"} and result.only_b
+    pages = {"compare": tmp_path / "compare.html", "history": tmp_path / "history.html"}
+    pages["compare"].write_text(get_comparison_renderer("html").render(result), encoding="utf-8")
+    pages["history"].write_text(render_history(history(runs, suite="schedulers"), "html"), encoding="utf-8")
+    problems = []
+    with Browser(chromium) as browser:
+        for name, path in pages.items():
+            for width in WIDTHS:
+                check = browser.check(path, width)
+                problems += [f"{name} at {width} px: {p}" for p in check.problems]
+                assert check.svgs >= 1, name
+    assert not problems, "\n".join(problems)
+
+
 def test_a_broken_page_fails_every_check(chromium, tmp_path):
     page = tmp_path / "broken.html"
     page.write_text(BROKEN)

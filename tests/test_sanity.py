@@ -50,6 +50,11 @@ def test_a_busy_host_is_read_from_what_the_run_recorded():
     assert busy_host_flag(HostState(False)) is None and busy_host_flag(None) is None
     run = RunInfo(1, "", None, "finished", "", {}, {"host_state": {"busy": True}}, [])
     assert [f.kind for f in run_flags(run)] == ["busy_host"]
+    # what bench records (profiler.machine): others took 1.2 of the 2 cores while the run used 1
+    machine = {"cpus": 2, "wall_s": 10.0, "own_cpu_s": 10.0, "others_cpu_s": 12.0}
+    (flag,) = run_flags(RunInfo(2, "", None, "finished", "", {}, {}, [], machine=machine))
+    assert flag.kind == "busy_host" and "other processes took 1.20 of 2 cores" in flag.message
+    assert run_flags(RunInfo(3, "", None, "finished", "", {}, {}, [], machine=dict(machine, others_cpu_s=0.1))) == []
 
 
 def test_noise_tests():

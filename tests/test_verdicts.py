@@ -15,6 +15,7 @@ import pytest
 from scipy import stats
 
 from diffprof.analysis.verdicts import (
+    processes_needed,
     NoiseFloor,
     Prior,
     adjust,
@@ -152,7 +153,11 @@ def test_a_noise_floor_from_earlier_runs_stops_a_tight_run_from_claiming_precisi
     change = estimate_change(tight_a, tight_b, floor=drift)
     verdict = judge(change, 0.05)
     assert change.floored and verdict.verdict == "too noisy" and verdict.rounds_needed is None
-    assert "more rounds in one run do not resolve" in verdict.note and "--isolate" in verdict.note
+    assert "more rounds in one process do not resolve" in verdict.note
+    # a process scatters by ~15%: n processes per run give a standard error of 0.15 * sqrt(2 / n); 80% power at 5% needs n ~ 2 * 0.15^2 * 2.8^2 / 0.049^2
+    needed = processes_needed(drift, 0.05)
+    assert needed is not None and 130 < needed < 200 and f"with --isolate about {needed} rounds per run" in verdict.note
+    assert processes_needed(drift, 0.5) <= 3  # a 50% threshold: a few processes
     calm = noise_floor([[1.0], [1.002], [0.998], [1.001]])  # earlier runs agree: the floor stays below the rounds
     assert judge(estimate_change(tight_a, tight_b, floor=calm), 0.05).verdict == "regression"
     assert noise_floor([[1.0], [1.1]]) is None

@@ -157,6 +157,7 @@ METRICS = MetricRegistry([
     _bytes("peak_reserved_bytes", "peak reserved", "peak memory the CUDA allocator reserved"),
     _bytes("nvml_used_bytes", "GPU used (NVML)", "peak device memory in use as NVML reports it"),
     _bytes("host_peak_rss_bytes", "host peak RSS", "peak resident memory of the process"),
+    _time("probe_s", "speed probe", "a fixed piece of work timed around each round: the machine's speed (compare adjusts times for it)"),
     _time("load_s", "load", "time to load the pipeline", combine="first"),
     _time("compile_s", "compile time", "first call less a warm call, when compiling", combine="first"),
     Metric("flops_per_image", "FLOP", "lower", "FLOP/image", "si", 3, help="floating-point operations per image"),

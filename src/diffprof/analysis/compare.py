@@ -30,7 +30,6 @@ fails in B: what ``diffprof compare`` turns into exit code 1. :func:`compare` ne
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections import defaultdict
@@ -38,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from diffprof.analysis.evidence import Evidence, cell_values, history_floor
+from diffprof.analysis.evidence import Evidence, cell_values, history_floor, match_cells, speed_for
 from diffprof.analysis.machine import HostLoad, host_load, machine_changes, machine_warnings
 from diffprof.analysis.verdicts import CORRECTIONS, Change, Correction, Prior, Verdict, adjust, estimate_change, judge, pooled_prior, run_value
 from diffprof.environment import environment_changes
@@ -128,6 +127,9 @@ class Comparison:
     machine_a: dict[str, Any] = field(default_factory=dict)
     machine_b: dict[str, Any] = field(default_factory=dict)
     machine_changes: list[str] = field(default_factory=list)
+    #: Whether times were divided by their rounds' speed probes, and the note that says how (or why not).
+    speed_adjusted: bool = False
+    speed_note: str = ""
 
     def _with(self, verdict: Verdict) -> list[CellComparison]:
         return [c for c in self.cells if c.verdict == verdict]
@@ -161,6 +163,8 @@ class Comparison:
         """What every rendering of this comparison must say: busy hosts, states and environments that differ."""
         out = [f"run {side} ({rid}): {w}" for side, rid, m in (("A", self.run_a, self.machine_a), ("B", self.run_b, self.machine_b)) for w in machine_warnings(m)]
         out += [f"machine state differs: {c}" for c in self.machine_changes]
+        if self.speed_note and not self.speed_adjusted:  # said as a note, not a warning, when it worked
+            out.append(self.speed_note)
         if self.environment_changes:
             out.append(f"environment differs in {len(self.environment_changes)} field{'s' * (len(self.environment_changes) != 1)}")
         if any(c.evidence == "calls" for c in self.cells):
@@ -209,6 +213,8 @@ class Comparison:
             "environment_changes": {k: list(v) for k, v in self.environment_changes.items()},
             "machine": {"a": self.machine_a, "b": self.machine_b, "load_a": load(self.load_a), "load_b": load(self.load_b)},
             "machine_changes": self.machine_changes,
+            "speed_adjusted": self.speed_adjusted,
+            "speed_note": self.speed_note,
         }
 
 
@@ -227,6 +233,7 @@ def compare(
     *,
     correction: Correction = "bh",
     history: Sequence[RunInfo] = (),
+    adjust_speed: bool = True,
 ) -> Comparison:
     """Compare run ``run_b`` against the baseline ``run_a``, cell by cell.
 
@@ -242,6 +249,8 @@ def compare(
         correction (`"bh"`, `"holm"` or `"none"`): the multiple-comparison correction.
         history: earlier runs (with their cells) whose measurements of the same cells give the
             noise floor; A and B themselves are skipped if present (by uid, else by id).
+        adjust_speed: divide each round's time by its speed probe when both runs hold probes and
+            share an environment (:mod:`diffprof.analysis.evidence`).
 
     Raises:
         ConfigError: bad threshold/alpha/correction, a metric neither registered nor in either
@@ -265,12 +274,11 @@ def compare(
     load_a, load_b = host_load(run_a.machine), host_load(run_b.machine)
     busy = " and ".join(f"run {s}'s host was busy ({load.reason})" for s, load in (("A", load_a), ("B", load_b)) if load.busy) or None
     pairs, only_a, only_b = match_cells(run_a.cells, run_b.cells)
-    # A and B are never their own history: matched by uid where both have one (B may come from
-    # another store than the history, where its id means another run), else by id
-    history = [h for h in history if not (_same_run(h, run_a) or _same_run(h, run_b))]
-    rows = [_row(a, b, metric, sample) for a, b in pairs]
+    exclude = (run_a, run_b)  # never their own history, matched by uid (B may come from another store than the history)
+    speed, speed_note = speed_for(run_a, run_b, pairs, metric) if adjust_speed else (None, "")
+    rows = [_row(a, b, metric, sample, speed) for a, b in pairs]
     prior_a, prior_b = (_prior([r.values_a if r.evidence == "rounds" else [] for r in rows]), _prior([r.values_b if r.evidence == "rounds" else [] for r in rows]))
-    changes = [_change(row, a, metric, sample, run_a, history, prior_a, prior_b) for row, (a, _) in zip(rows, pairs)]
+    changes = [_change(row, a, metric, sample, run_a, history, exclude, prior_a, prior_b, speed) for row, (a, _) in zip(rows, pairs)]
     adjusted = adjust([change.p_value if change is not None else None for change in changes], correction)
     judged = [_judge(row, change, p, threshold, alpha, direction, busy) for row, change, p in zip(rows, changes, adjusted)]
     return Comparison(
@@ -278,42 +286,11 @@ def compare(
         cells=judged, only_a=only_a, only_b=only_b, environment_changes=environment_changes(run_a.environment, run_b.environment),
         correction=correction, name_a=run_a.name, name_b=run_b.name, load_a=load_a, load_b=load_b,
         machine_a=run_a.machine, machine_b=run_b.machine, machine_changes=machine_changes(run_a.machine, run_b.machine),
+        speed_adjusted=speed is not None, speed_note=speed_note,
     )
 
 
-def _same_run(x: RunInfo, y: RunInfo) -> bool:  # one run, wherever it was loaded from
-    return x.uid == y.uid if x.uid and y.uid else x.id == y.id
-
-
-def match_cells(
-    cells_a: list[CellResult], cells_b: list[CellResult]
-) -> tuple[list[tuple[CellResult, CellResult]], list[CellResult], list[CellResult]]:
-    """Pair cells with equal (suite, labels); return the pairs and the unmatched of each side.
-
-    Should one run hold several cells with the same suite and labels (settings differing outside
-    the labels), they pair up in stored order.
-    """
-    by_key: dict[str, list[CellResult]] = defaultdict(list)
-    for cell in cells_b:
-        by_key[_match_key(cell)].append(cell)
-    pairs: list[tuple[CellResult, CellResult]] = []
-    only_a: list[CellResult] = []
-    for cell in cells_a:
-        candidates = by_key.get(_match_key(cell))
-        if candidates:
-            pairs.append((cell, candidates.pop(0)))
-        else:
-            only_a.append(cell)
-    matched_b = {id(b) for _, b in pairs}
-    only_b = [c for c in cells_b if id(c) not in matched_b]
-    return pairs, only_a, only_b
-
-
-def _match_key(cell: CellResult) -> str:
-    return json.dumps([cell.suite, cell.labels], sort_keys=True, default=str)
-
-
-def _row(a: CellResult, b: CellResult, metric: str, sample: str | None) -> CellComparison:
+def _row(a: CellResult, b: CellResult, metric: str, sample: str | None, speed: float | None = None) -> CellComparison:
     """One matched pair's row with the values it weighs (its verdict already set where a failed
     or missing side decides it)."""
     value_a, value_b = _value(a, metric), _value(b, metric)
@@ -331,7 +308,7 @@ def _row(a: CellResult, b: CellResult, metric: str, sample: str | None) -> CellC
         row.verdict = "missing"
         row.note = f"{metric} missing in {'A' if value_a is None else 'B'}"
         return row
-    (values_a, kind_a), (values_b, kind_b) = cell_values(a, metric, sample), cell_values(b, metric, sample)
+    (values_a, kind_a), (values_b, kind_b) = cell_values(a, metric, sample, speed), cell_values(b, metric, sample, speed)
     row.values_a, row.values_b = values_a, values_b
     row.n_a, row.n_b = len(values_a), len(values_b)
     row.evidence = kind_a if kind_a == kind_b else "calls" if "calls" in (kind_a, kind_b) else "value"
@@ -346,8 +323,10 @@ def _prior(series: list[list[float]]) -> Prior | None:
     return pooled_prior([statistics.variance(x) for x in logs if len(x) > 1], [len(x) - 1.0 for x in logs if len(x) > 1])
 
 
-def _change(row: CellComparison, a: CellResult, metric: str, sample: str | None, run_a: RunInfo, history: Sequence[RunInfo],
-            prior_a: Prior | None, prior_b: Prior | None) -> Change | None:
+def _change(
+    row: CellComparison, a: CellResult, metric: str, sample: str | None, run_a: RunInfo, history: Sequence[RunInfo],
+    exclude: tuple[RunInfo, RunInfo], prior_a: Prior | None, prior_b: Prior | None, speed: float | None = None,
+) -> Change | None:
     """The change of one row (None where a failed or missing side, or no positive value, decides it)."""
     if row.verdict in ("failed", "missing"):
         return None
@@ -356,7 +335,7 @@ def _change(row: CellComparison, a: CellResult, metric: str, sample: str | None,
         row.ratio = (1.0 if value_b == 0 else math.inf) if value_a == 0 else value_b / value_a
         return None
     use_priors = row.evidence == "rounds"
-    floor = history_floor(a, run_a, history, metric, sample, ())
+    floor = history_floor(a, run_a, history, metric, sample, exclude, speed)
     change = estimate_change(row.values_a, row.values_b, floor, prior_a if use_priors else None, prior_b if use_priors else None)
     row.ratio, row.p_value = change.ratio, change.p_value
     row.history_runs = change.floor.runs if change.floor is not None else 0

@@ -141,9 +141,20 @@ def host_state(environment: Mapping[str, Any]) -> HostState | None:
     return None
 
 
+def run_state(run: RunInfo) -> HostState | None:
+    """Whether ``run``'s host was busy: from the machine state the run recorded
+    (:func:`diffprof.analysis.machine.host_load`), else from a ``host_state`` in its environment."""
+    from diffprof.analysis.machine import host_load
+
+    load = host_load(run.machine)
+    if load.recorded:
+        return HostState(load.busy, load.reason if load.busy else "")
+    return host_state(run.environment)
+
+
 def run_flags(run: RunInfo) -> list[Flag]:
     """Every flag of a run: a busy host first, then per suite its implausible pairs."""
-    flags = [f for f in (busy_host_flag(host_state(run.environment)),) if f is not None]
+    flags = [f for f in (busy_host_flag(run_state(run)),) if f is not None]
     for suite in run.suites():
         flags += monotonic_flags(suite, [c for c in run.cells if c.suite == suite])
     return flags

@@ -281,6 +281,18 @@ def rounds_needed(change: Change, threshold: float, alpha: float = 0.05, power: 
     return low
 
 
+def processes_needed(floor: NoiseFloor, threshold: float, alpha: float = 0.05, power: float = POWER) -> int | None:
+    """Rounds per run, each in its own process (``--isolate``), for ``power`` at ``threshold`` when
+    the drift is between processes: a process's value scatters as a whole run of the history does
+    (``floor.variance``), so n of them average it down by n. None beyond :data:`MAX_ROUNDS`."""
+    band = math.log1p(threshold)
+    if band <= 0 or floor.variance <= 0:
+        return None
+    z = _t(1 - alpha / 2, math.inf) + _t(power, math.inf)
+    n = max(2, math.ceil(2 * floor.variance * z * z / (band * band)))
+    return n if n <= MAX_ROUNDS else None
+
+
 def judge(
     change: Change,
     threshold: float,
@@ -333,8 +345,10 @@ def _too_noisy(change: Change, threshold: float, alpha: float, hw: float) -> Jud
     n = rounds_needed(change, threshold, alpha)
     now = max(change.n_a, change.n_b)
     if change.floored and change.floor is not None and n is None:
+        isolated = processes_needed(change.floor, threshold, alpha)
+        fix = f"with --isolate about {isolated} rounds per run (a process each) would" if isolated else "use --isolate with many rounds"
         note = (f"earlier runs of this cell scatter by ±{_pct(math.sqrt(change.floor.variance))} ({change.floor.runs} runs): "
-                f"more rounds in one run do not resolve {_pct(math.log1p(threshold))}; use --isolate, or a larger threshold")
+                f"more rounds in one process do not resolve {_pct(math.log1p(threshold))}; {fix}, or use a larger threshold")
     elif n is None:
         note = f"±{_pct(hw)} at this noise; more than {MAX_ROUNDS} rounds would be needed" if math.isfinite(hw) else "too few values to judge"
     else:

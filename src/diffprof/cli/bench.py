@@ -210,6 +210,10 @@ def compare(
     alpha: float = typer.Option(0.05, help="Significance level, after the correction for the number of cells compared."),
     correction: str = typer.Option("bh", help="Multiple-comparison correction over the cells: bh (Benjamini-Hochberg), holm or none."),
     history: bool = typer.Option(True, "--history/--no-history", help="Use earlier runs of the same cells in the baseline's store as a noise floor."),
+    speed_adjust: bool = typer.Option(
+        True, "--speed-adjust/--no-speed-adjust",
+        help="Divide each round's time by the speed probe timed beside it (runs of one environment only), so a machine that ran slower is not read as slower code.",
+    ),
     format: str = typer.Option(
         "console", "--format", "-f", help="console, markdown, json, html, junit (JUnit XML: one test case per cell, a regression fails) "
         "or github (markdown for a GitHub Actions job summary)."),
@@ -240,7 +244,7 @@ def compare(
     with open_store(db) as store, (open_store(baseline_db) if baseline_db is not None else nullcontext(None)) as baseline:
         result = compare_runs(
             store, run_a, run_b, threshold=t, metric=metric, alpha=alpha, correction=correction, history=history,  # type: ignore[arg-type]
-            baseline=baseline,
+            adjust_speed=speed_adjust, baseline=baseline,
         )
     if format == "console" and out is None:
         from diffprof.report.comparison.console import comparison_renderables

@@ -27,7 +27,8 @@ def cache_dir() -> Path:
 
 def cache_key(pipe: Any, optimizations: str, precision: str, extra: dict[str, Any] | None = None) -> str:
     """Identity of a compiled configuration: architecture, settings, torch and GPU."""
-    denoiser = getattr(pipe, "unet", None) or pipe.transformer  # a diffusion transformer keys under the same name
+    # a diffusion transformer keys under the same name; no `or`: a compiled module's truth value is its len()
+    denoiser = pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
     denoiser = getattr(denoiser, "_orig_mod", denoiser)
     parts = {
         "unet": _architecture(denoiser.config),

@@ -15,13 +15,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from diffprof import __version__
 from diffprof.analysis.history import CellHistory, History
 from diffprof.analysis.steps import Step
 from diffprof.errors import unknown_choice
 from diffprof.report.figure import COLORS, Drawn, new_figure, plain, to_svg
 from diffprof.report.format import format_metric, metric_header
-from diffprof.report.html_parts import CSP, figure
+from diffprof.report.html_parts import figure, page, scroll
 from diffprof.report.markdown import escape as md_escape
 from diffprof.report.markdown import pipe_table
 
@@ -115,20 +114,12 @@ def html_text(history: History) -> str:
         "<tr>" + "".join(f'<td class="{"up" if "▲" in t else "down" if "▼" in t else ""}">{escape(t)}</td>' for t in row) + "</tr>" for row in rows
     )
     title = f"diffprof history: {metric_header(history.metric)}"
-    style = (
-        "body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1300px;padding:1rem 2rem}"
-        "table{border-collapse:collapse;font-variant-numeric:tabular-nums}th,td{border:1px solid #ddd;padding:.2rem .5rem}"
-        "th{background:#f4f4f4}td.up{color:#c62828;font-weight:600}td.down{color:#2e7d32;font-weight:600}svg{max-width:100%;height:auto}"
-    )
-    return (
-        "<!DOCTYPE html>\n"
-        f'<html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        f"<title>{escape(title)}</title><style>{style}</style></head><body>"
-        f"<h1>{escape(title)}</h1><p id=\"summary\">{escape(summary(history))}</p>"
-        f"{figure('history', history_figure(history))}"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-        f"<footer>diffprof {escape(__version__)}</footer></body></html>\n"
-    )
+    style = "td.up{color:#c62828;font-weight:600}td.down{color:#2e7d32;font-weight:600}"
+    return page(title, [
+        f"<h1>{escape(title)}</h1><p id=\"summary\">{escape(summary(history))}</p>",
+        figure("history", history_figure(history)),
+        scroll(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"),
+    ], style)
 
 
 def render_history(history: History, fmt: str = "console", width: int = 160) -> str:

@@ -49,14 +49,14 @@ p.warning{color:#8a6d00;overflow-wrap:anywhere}.ok{color:#1a7f37}footer{margin-t
 """
 
 
-def page(title: str, body: Iterable[str]) -> str:
-    """A whole self-contained page: the policy, the styles, ``body`` and a footer."""
+def page(title: str, body: Iterable[str], style: str = "") -> str:
+    """A whole self-contained page: the policy, the styles (and a page's own ``style``), ``body`` and a footer."""
     head = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<title>{escape(title)}</title><style>{STYLE}{style}</style></head><body>",
     ]
     return "\n".join([*head, *body, f"<footer>diffprof {escape(__version__)}</footer></body></html>"]) + "\n"
 

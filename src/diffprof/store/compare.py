@@ -49,11 +49,13 @@ def compare_runs(
     *,
     correction: Correction = "bh",
     history: bool = True,
+    adjust_speed: bool = True,
     baseline: Store | None = None,
 ) -> Comparison:
     """Compare run ``ref_b`` against the baseline ``ref_a`` (run references: an id, ``latest``,
     ``latest~N`` or a name); the other arguments are :func:`~diffprof.analysis.compare.compare`'s.
-    ``history=False`` leaves the store's earlier runs out (no noise floor). ``baseline``: the store
+    ``history=False`` leaves the store's earlier runs out (no noise floor); ``adjust_speed=False``
+    compares times as measured (not divided by their rounds' speed probes). ``baseline``: the store
     ``ref_a`` is looked up in, and whose earlier runs give the noise floor (default: ``store``).
 
     Raises:
@@ -65,7 +67,7 @@ def compare_runs(
     earlier = home.history([c.key for c in run_a.cells if c.ok], before=_history_bound(home, store, run_a, run_b)) if history else []
     return compare(
         run_a, run_b, threshold=threshold, metric=metric, sample=sample, alpha=alpha, direction=direction,
-        correction=correction, history=earlier,
+        correction=correction, history=earlier, adjust_speed=adjust_speed,
     )
 
 

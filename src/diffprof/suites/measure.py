@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +28,7 @@ from diffprof.clock import Clock
 from diffprof.device import DevicePeaks, device_peaks
 from diffprof.engine import Engine, GenerationRequest, GenerationResult
 from diffprof.engine.devices import clean, peak_memory
+from diffprof.profiler.probe import speed_probe
 from diffprof.profiler.samplers import ResourceSample, ResourceSampler
 from diffprof.quality.scoring import QualityCache, quality_metrics, score_quality
 from diffprof.results import CellResult
@@ -58,7 +60,10 @@ def measure_cell(
     warm = cell.round is not None and cell.round.index > 1 and reused_engine
     first_call_s = warm_up(engine, request, 0 if warm else config.warmup, clock or engine.clock)
     # 2. Repeats (this round's share of them), with resource sampling around them; the trace of warm-up and repeats, if asked.
+    #    The speed probe around them: how fast this machine ran this round (compare adjusts for it).
+    probe_before = speed_probe(engine.device)
     results, resources = timed_repeats(engine, request, cell.calls)
+    probe_s = math.sqrt(probe_before * speed_probe(engine.device))
     allocated_peak, reserved_peak = peak_memory(engine.device)
     if config.trace:
         write_trace(engine, cell, config.trace)
@@ -71,6 +76,7 @@ def measure_cell(
         allocated_peak=allocated_peak, reserved_peak=reserved_peak, nvml_peak_used=resources.nvml_peak_used, energy_j=resources.energy_j,
         flops_per_call=flops, unet_flops=unet_flops, peaks=matmul_peaks(engine) if unet_flops else None, precision=engine.precision,
     ))
+    metrics["probe_s"] = probe_s
     # 4. Artifacts: first image (thumbnail) and one call's timeline.
     artifacts: dict[str, bytes] = {"timeline.json": json.dumps(timings[-1].timeline).encode()}
     if results[0].images:

@@ -12,26 +12,21 @@ from __future__ import annotations
 import math
 from html import escape
 
-from diffprof import __version__
 from diffprof.analysis.compare import CellComparison, Comparison
 from diffprof.report.comparison.base import CompareOptions, ComparisonRenderer, register
 from diffprof.report.comparison.rows import HEADERS, caption_lines, comparison_rows, environment_rows, heading, machine_rows
-from diffprof.report.html import CSP
+from diffprof.report.html_parts import page, scroll
 
 COLOURS = {"regression": "#c62828", "improvement": "#2e7d32", "host busy": "#8e24aa", "too noisy": "#b7791f", "not significant": "#b7791f"}
 NUMERIC = {"A", "B", "change", "interval", "p (adj.)", "n"}
 WIDTH, HEIGHT = 220, 26
 
+#: The comparison's own styles, on top of the run report's (:data:`~diffprof.report.html_parts.STYLE`).
 _STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1300px;padding:1rem 2rem;color:#1b1b1b}
-h1{font-size:1.5rem;margin-bottom:.2rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
-table{border-collapse:collapse;margin:.5rem 0;font-variant-numeric:tabular-nums}
-th,td{border:1px solid #ddd;padding:.25rem .5rem;vertical-align:middle}th{background:#f4f4f4;text-align:left}
-td.num{text-align:right;white-space:nowrap}.summary{font-weight:600}.warning{color:#8a4b00}
-tr.regression td.verdict{color:#c62828;font-weight:600}tr.improvement td.verdict{color:#2e7d32;font-weight:600}
-tr.host-busy td.verdict{color:#8e24aa}tr.too-noisy td.verdict,tr.not-significant td.verdict{color:#b7791f}
-tr.failed td{color:#b00020;background:#fff3f3}.note{color:#555;font-size:.9rem}svg{display:block}
-footer{margin-top:3rem;color:#888;font-size:.8rem}
+.summary{font-weight:600}li.warning{color:#8a4b00}td.note{color:#555;font-size:.9rem;min-width:14rem;overflow-wrap:anywhere}
+td{vertical-align:middle}tr.regression td.verdict{color:#c62828;font-weight:600}tr.improvement td.verdict{color:#2e7d32;font-weight:600}
+tr.host-busy td.verdict{color:#8e24aa}tr.too-noisy td.verdict,tr.not-significant td.verdict{color:#b7791f}td.verdict{white-space:nowrap}
+td svg{display:block}table.pairs td{overflow-wrap:anywhere}table.pairs td:first-child{white-space:nowrap}
 """
 
 
@@ -70,37 +65,34 @@ def _pairs_table(title: str, rows: list[tuple[str, str, str]], css_id: str) -> s
     if not rows:
         return ""
     body = "".join(f"<tr><td>{escape(k)}</td><td>{escape(a)}</td><td>{escape(b)}</td></tr>" for k, a, b in rows)
-    return f'<section id="{css_id}"><h2>{escape(title)}</h2><table><thead><tr><th></th><th>A</th><th>B</th></tr></thead><tbody>{body}</tbody></table></section>'
+    table = f'<table class="pairs"><thead><tr><th></th><th>A</th><th>B</th></tr></thead><tbody>{body}</tbody></table>'
+    return f'<section id="{css_id}"><h2>{escape(title)}</h2>{scroll(table)}</section>'
 
 
 def render_comparison_html(comparison: Comparison, options: CompareOptions | None = None) -> str:
     options = options or CompareOptions()
     title = options.title_for(comparison)
     caption = caption_lines(comparison)
-    head = "".join(f"<th>{escape(h)}</th>" for h in HEADERS) + "<th>A (○) against B (●), threshold band grey</th>"
-    body = []
+    picture = HEADERS.index("change")  # the row's picture beside the numbers it draws, before the long note
+    names = [*HEADERS[:picture], "A (○) against B (●), threshold band grey", *HEADERS[picture:]]
+    head = "".join(f"<th>{escape(h)}</th>" for h in names)
+    rows = []
     for row in comparison_rows(comparison):
         tds = []
         for name, text in zip(HEADERS, row.texts):
             css = "num" if name in NUMERIC else ("verdict" if name == "verdict" else ("note" if name == "note" else ""))
             tds.append(f'<td class="{css}">{escape(text)}</td>')
-        tds.append(f"<td>{interval_svg(row.cell, comparison.threshold)}</td>")
-        body.append(f'<tr class="{row.verdict.replace(" ", "-")}" data-verdict="{escape(row.verdict)}">{"".join(tds)}</tr>')
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<header><h1>{escape(title)}</h1><p>{escape(heading(comparison))}</p></header>",
+        tds.insert(picture, f"<td>{interval_svg(row.cell, comparison.threshold)}</td>")
+        rows.append(f'<tr class="{row.verdict.replace(" ", "-")}" data-verdict="{escape(row.verdict)}">{"".join(tds)}</tr>')
+    body = [
+        f"<header><h1>{escape(title)}</h1><p class=\"meta\">{escape(heading(comparison))}</p></header>",
         f'<p class="summary" id="summary">{escape(caption[0])}</p>',
         "<ul>" + "".join(f'<li class="{"warning" if line.startswith("warning:") else "info"}">{escape(line)}</li>' for line in caption[1:]) + "</ul>" if len(caption) > 1 else "",
-        f'<section id="cells"><h2>Cells</h2><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></section>',
+        f'<section id="cells"><h2>Cells</h2>{scroll(f"<table><thead><tr>{head}</tr></thead><tbody>{chr(10).join(rows)}</tbody></table>")}</section>',
         _pairs_table("Machine state", machine_rows(comparison), "machine"),
         _pairs_table("Environment differences", environment_rows(comparison), "environment"),
-        f"<footer>diffprof {escape(__version__)}</footer></body></html>",
     ]
-    return "\n".join(p for p in parts if p) + "\n"
+    return page(title, [p for p in body if p], _STYLE)
 
 
 @register

@@ -142,6 +142,8 @@ def caption_lines(comparison: Comparison) -> list[str]:
     if any(cell.evidence == "rounds" and cell.p_value is not None and not cell.history_runs for cell in c.cells):
         lines.append("note: no earlier runs of these cells in the store, so drift between processes is not in the test "
                      "(keep 3+ runs of the baseline in the store, or bench with --isolate)")
+    if c.speed_adjusted:
+        lines.append(f"note: {c.speed_note}")
     lines += [f"warning: {w}" for w in c.warnings]
     return lines
 
