@@ -116,6 +116,8 @@ class Interruption:
         """SIGINT/SIGTERM: the interruption, the run and its stored cells, and how to go on."""
         text = " ".join(self.stderr.split())
         follow = "tune has no resume: rerun diffprof tune" if self.kind == "tune" else "resume: diffprof bench --resume "
+        if "had finished measuring" in text:  # the signal landed after the last cell: nothing to resume
+            follow = "diffprof show " if self.kind == "bench" else follow
         return f"interrupted ({signal.Signals(self.sig).name})" in text and "kept: run " in text and follow in text and "--db " in text
 
     @property

@@ -208,3 +208,50 @@ def test_a_live_run_is_not_resumed_twice_and_sigterm_exits_143(tmp_path):
         if first.poll() is None:
             first.kill()
     assert first.returncode == 143 and "interrupted (SIGTERM)" in err and "resume: diffprof bench --resume" in err
+
+
+def test_an_interruption_after_the_run_finished_says_the_run_is_complete(tmp_path, capsys):
+    """A signal that lands while bench prints its tables or writes its report (all cells stored):
+    the message names the complete run, not 'no run was being recorded' (the interrupt campaign
+    hit this twice in 33 interruptions)."""
+    from diffprof.cli import commands  # noqa: F401  (registers bench's way to continue)
+    from diffprof.cli.app import _interrupted
+    from diffprof.results import CellResult
+    from diffprof.suites.runner import RunSummary, after_run
+
+    with Store(tmp_path / "r.db") as store:
+        rid = store.create_run("diffprof bench", {}, {})
+        for i in range(3):
+            store.add_cell(rid, CellResult("s", {"i": i}, {}, metrics={"m": 1.0}))
+        store.finish_run(rid)
+        with pytest.raises(Interrupted) as caught:
+            with after_run(store, RunSummary(run_id=rid)):
+                raise KeyboardInterrupt
+    kept = caught.value.kept
+    assert kept is not None and kept.finished and (kept.ok, kept.stored, kept.total) == (3, 3, 3)
+    assert _interrupted(caught.value, ["bench", "--db", str(tmp_path / "r.db")]) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"kept: run {rid} in " in err and "3 of 3 cells stored" in err and "had finished measuring" in err
+    assert f"its tables: diffprof show {rid} --db " in err and "--resume" not in err
+
+
+def test_a_signal_swallowed_in_a_destructor_stops_the_run_at_the_next_cell():
+    """SIGINT landing in a ``__del__`` is only printed by Python ("Exception ignored in"); the
+    interruption is raised again where the runner may stop, between cells."""
+    import gc
+    import os
+
+    from diffprof.interrupts import raise_pending
+
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler raises here, inside __del__: swallowed
+
+    with signals_interrupt() as caught:
+        raise_pending()  # nothing caught yet: nothing raised
+        Finalized()
+        gc.collect()
+        assert len(caught.raised) == 1  # caught, but the code running on never saw it
+        with pytest.raises(Interrupted, match="SIGINT"):
+            raise_pending()
+    raise_pending()  # outside the block: nothing pending

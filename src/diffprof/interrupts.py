@@ -28,6 +28,8 @@ class Kept:
     failed: int
     #: Cells the run was asked to measure (``None`` when it grows as it goes, as ``tune``'s does).
     total: int | None = None
+    #: The run had finished measuring: the interruption cut short what follows it (a report, a fit).
+    finished: bool = False
 
     @property
     def stored(self) -> int:
@@ -71,6 +73,22 @@ class Caught:
         return with_kept[-1] if with_kept else (self.raised[0] if self.raised else None)
 
 
+#: The :class:`Caught` of the innermost :func:`signals_interrupt` (what :func:`raise_pending` reads).
+_ACTIVE: list[Caught] = []
+
+
+def raise_pending() -> None:
+    """Raise an interruption whose exception never reached the code it was meant for.
+
+    A signal's exception is raised wherever the interpreter happens to be: in a ``__del__`` or a
+    callback from C, Python prints "Exception ignored in ..." and carries on, and a run would go on
+    measuring after its Ctrl-C (the interrupt campaign caught bench finishing all its cells that
+    way). Loops call this where stopping is safe (between cells): a signal that was caught but
+    swallowed is raised again there."""
+    if _ACTIVE and _ACTIVE[-1].raised:
+        raise _ACTIVE[-1].raised[-1]
+
+
 @contextmanager
 def signals_interrupt(*, then_ignore: bool = False) -> Iterator[Caught]:
     """While inside, SIGINT and SIGTERM raise :class:`Interrupted` in the main thread (recorded in
@@ -91,8 +109,10 @@ def signals_interrupt(*, then_ignore: bool = False) -> Iterator[Caught]:
         raise caught.raised[-1]
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    _ACTIVE.append(caught)
     try:
         yield caught
     finally:
+        _ACTIVE.remove(caught)
         for s, old in previous.items():
             signal.signal(s, signal.SIG_IGN if then_ignore else old)

@@ -138,6 +138,8 @@ def _interrupted(exc: BaseException, args: list[str]) -> int:
         f"kept: run {kept.run_id} in {kept.db}: {kept.stored}{of} cells stored ({kept.ok} ok, {kept.failed} failed), each exactly once",
         highlight=False, soft_wrap=True,
     )
+    if kept.finished:
+        err_console.print("the run had finished measuring: only what follows it (its tables or report) was cut short", highlight=False, soft_wrap=True)
     command = next((a for a in args if not a.startswith("-")), "")
     follow = CONTINUE.get(command)
     if follow is not None:

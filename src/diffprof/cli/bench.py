@@ -103,16 +103,18 @@ def bench(
         # 3. Report.
         from diffprof.report import ReportOptions
         from diffprof.report.console import console_renderables
+        from diffprof.suites.runner import after_run
 
-        run = store.get_run(summary.run_id)
-        console.print(console_renderables(run, ReportOptions(compact=True)))
-        done = f"run {summary.run_id}: {summary.ok} ok, {summary.failed} failed"
-        if summary.skipped:
-            done += f", {summary.skipped} already done"
-        console.print(f"{done} in {summary.seconds:.1f} s · store {store.path}", highlight=False)
-        if cfg.report:
-            path = write_report(store, summary.run_id, cfg.report)
-            console.print(f"report: [bold]{path.resolve()}[/]", highlight=False)
+        with after_run(store, summary):
+            run = store.get_run(summary.run_id)
+            console.print(console_renderables(run, ReportOptions(compact=True)))
+            done = f"run {summary.run_id}: {summary.ok} ok, {summary.failed} failed"
+            if summary.skipped:
+                done += f", {summary.skipped} already done"
+            console.print(f"{done} in {summary.seconds:.1f} s · store {store.path}", highlight=False)
+            if cfg.report:
+                path = write_report(store, summary.run_id, cfg.report)
+                console.print(f"report: [bold]{path.resolve()}[/]", highlight=False)
         if summary.failed:
             raise typer.Exit(CELLS_FAILED)
 
@@ -158,6 +160,8 @@ def _dry_run(cfg: RunConfig, done: set[str] | None = None) -> None:
 
 
 def _continue_bench(kept: Kept, args: list[str]) -> str:
+    if kept.finished:
+        return f"its tables: diffprof show {kept.run_id} --db {shlex.quote(kept.db)} (a report: diffprof report {kept.run_id} --db {shlex.quote(kept.db)})"
     return f"resume: diffprof bench --resume {kept.run_id} --db {shlex.quote(kept.db)}"
 
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
-from diffprof.interrupts import Interrupted, Kept, as_interrupted
+from diffprof.interrupts import Interrupted, Kept, as_interrupted, raise_pending
 from diffprof.profiler.machine import MachineState, MachineTracker
 from diffprof.results import CellResult
 from diffprof.suites.base import Cell, expand
@@ -177,6 +177,7 @@ class Runner:
                     tracker.mark(f"round {index}")
                 if following is None:
                     self._stored(summary, stored)
+                raise_pending()  # a signal swallowed on its way (in a __del__, say) stops the run here
 
     def _stored(self, summary: RunSummary, stored: CellResult, *, quiet: bool = False) -> None:
         summary.cells.append(stored)
@@ -200,6 +201,21 @@ def kept_on_interrupt(exc: KeyboardInterrupt, store: Any, run_id: int, total: in
     counts = store.cell_counts(run_id)
     stopped.kept = Kept(run_id, str(store.path), counts["ok"], counts["failed"], total)
     return stopped
+
+
+@contextmanager
+def after_run(store: Any, summary: RunSummary) -> Iterator[None]:
+    """What a command does once its run finished (print the tables, write the report, fit): an
+    interruption there says what the run kept, complete, rather than that no run was recorded."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Interrupted) and exc.kept is not None:
+            raise
+        stopped = kept_on_interrupt(exc, store, summary.run_id, None)
+        assert stopped.kept is not None
+        stopped.kept = replace(stopped.kept, total=stopped.kept.stored, finished=True)
+        raise stopped from None
 
 
 class RecordedRun:
