@@ -3,6 +3,8 @@
     python benchmarks/estimate_accuracy.py                                  # tiny-sd, CPU, 1 thread
     python benchmarks/estimate_accuracy.py --model sd15 --weights synthetic --device cuda --precision fp16
     python benchmarks/estimate_accuracy.py --model sdxl --weights synthetic --device cuda --precision fp16
+    python benchmarks/estimate_accuracy.py --model flux-dev --weights synthetic --device cuda --precision bf16 \
+        --sizes 512,768,1024 --quick --time-target 0.15 --memory-target 0.10 --doc docs/benchmarks.md      # issue 21 (gpu_dit_all.sh)
 
 1. Calibrate: the `calibration` suite (3 sizes x 2 batches, 4 steps), stored as a normal run, exactly
    what `diffprof calibrate` records.
@@ -28,7 +30,12 @@ for the cell processes: freed blocks go back to the system and RSS growth follow
 bytes the model traces, at the price of a fresh, zero-filled mapping per large tensor (calls run
 about 2x slower, so time is best judged without it).
 
-Exit code 1 when a median absolute error exceeds --target (default 25%).
+``--sizes`` calibrates on those square sizes instead of the plan's 0.5x-1.5x native; ``--quick`` measures
+:data:`HELD_OUT_QUICK` (five workloads of at most 6 steps, inside the calibrated sizes) instead of the
+eight of :data:`HELD_OUT`: what fits a FLUX.1-dev check into a few minutes of a GPU.
+
+Exit code 1 when a median absolute error exceeds --target (default 25%; ``--time-target`` and
+``--memory-target`` set each on its own).
 """
 
 from __future__ import annotations
@@ -64,6 +71,14 @@ HELD_OUT: tuple[tuple[float, float, int, int], ...] = (
     (1.125, 1.125, 2, 15),
     (0.875, 1.5, 1, 25),
 )
+#: ``--quick``: fewer, shorter held-out workloads (fractions of the largest calibrated size).
+HELD_OUT_QUICK: tuple[tuple[float, float, int, int], ...] = (
+    (0.625, 0.625, 1, 6),
+    (0.875, 0.875, 1, 5),
+    (0.75, 1.0, 1, 4),
+    (0.8125, 0.8125, 2, 4),
+    (1.0, 0.5625, 2, 6),
+)
 
 
 @dataclass
@@ -97,7 +112,7 @@ class CellsRunner(Runner):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._cells = cells
 
-    def cells(self) -> list[Cell]:
+    def cells(self, config: RunConfig | None = None) -> list[Cell]:
         return self._cells
 
 
@@ -127,6 +142,12 @@ def main() -> int:
                              "tensor bytes, but every large tensor is a fresh mmap: ~2x slower calls); default: glibc's own")
     parser.add_argument("--db", default=None, help="results store (default: a temporary file)")
     parser.add_argument("--target", type=float, default=0.25, help="largest acceptable median absolute error")
+    parser.add_argument("--time-target", type=float, default=None, help="for time (default --target)")
+    parser.add_argument("--memory-target", type=float, default=None, help="for peak memory (default --target)")
+    parser.add_argument("--sizes", default=None, help="calibrate on these square sizes (comma-separated) instead of the plan's")
+    parser.add_argument("--quick", action="store_true", help="five short held-out workloads (HELD_OUT_QUICK) instead of eight")
+    parser.add_argument("--doc", metavar="PAGE.md", help="also write the table into this page's estimate-MODEL section")
+    parser.add_argument("--force", action="store_true", help="skip the up-front memory check of each cell (a GPU known to hold them)")
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     threads = args.threads if args.threads is not None else (None if cuda else 1)
@@ -139,13 +160,16 @@ def main() -> int:
         os.environ["MALLOC_MMAP_THRESHOLD_"] = str(int(args.mmap_threshold))  # read by each fresh cell process
     db = args.db or str(Path(tempfile.mkdtemp(prefix="diffprof-estimate-")) / "estimate.db")
     base = {"model": args.model, "weights": args.weights, "device": args.device, "precision": args.precision, "threads": threads,
-            "repeats": args.repeats, "warmup": 1, "isolate": isolate, "db": db, "report": None}
+            "repeats": args.repeats, "warmup": 1, "isolate": isolate, "db": db, "report": None, "force": args.force}
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
 
     # 1. Calibrate (what `diffprof calibrate` does).
     store = Store(db)
     calibration = RunConfig.from_mapping({**base, "suites": ["calibration"], "steps": args.steps})
+    if args.sizes:
+        calibration = RunConfig.from_mapping({"resolutions": [f"{snap(int(v), args.model)}x{snap(int(v), args.model)}" for v in args.sizes.split(",")]},
+                                             base=calibration)
     if args.scale != 1.0:
         sizes = sorted({(w, h) for w, h, _ in plan(calibration)})
         resolutions = [f"{snap(w * args.scale, args.model)}x{snap(h * args.scale, args.model)}" for w, h in sizes]
@@ -158,12 +182,15 @@ def main() -> int:
                                      run=summary.run_id)
     native = estimator.model.architecture.native_size
     smallest = min(estimator.model.points, key=lambda p: (p.workload.pixels * p.workload.batch))
-    # HELD_OUT is written for a plan of 0.5x-1.5x native, batches 1-4; scale it into the plan actually run.
-    scale = max(max(p.workload.width, p.workload.height) for p in estimator.model.points) / (1.5 * native)
+    # HELD_OUT is written for a plan of 0.5x-1.5x native, batches 1-4; scale it into the plan actually run
+    # (HELD_OUT_QUICK: fractions of the largest calibrated side).
+    largest = max(max(p.workload.width, p.workload.height) for p in estimator.model.points)
+    scale = largest / native if args.quick else largest / (1.5 * native)
     max_batch = estimator.model.batch_range[1]
 
     # 2. Held-out workloads (and the smallest calibration point again, as the CPU growth reference).
-    workloads = [(snap(fw * native * scale, args.model), snap(fh * native * scale, args.model), min(b, max_batch), s) for fw, fh, b, s in HELD_OUT]
+    held_out = HELD_OUT_QUICK if args.quick else HELD_OUT
+    workloads = [(snap(fw * native * scale, args.model), snap(fh * native * scale, args.model), min(b, max_batch), s) for fw, fh, b, s in held_out]
     reference = (smallest.workload.width, smallest.workload.height, smallest.workload.batch, args.steps)
     cells = []
     for w, h, b, s in [*workloads, reference]:
@@ -190,14 +217,40 @@ def main() -> int:
             row.growth_predicted = e.peak_bytes - ref_pred.peak_bytes
         rows.append(row)
     load1 = os.getloadavg()[0]
-    print_report(args, estimator, rows, cuda, isolate, threads, load0, load1, time.perf_counter() - t0, summary.run_id, held.run_id)
+    if not rows:
+        print("no held-out workload was measured", file=sys.stderr)
+        return 2
+    lines: list[str] = []
+    print_report(args, estimator, rows, cuda, isolate, threads, load0, load1, time.perf_counter() - t0, summary.run_id, held.run_id, out=lines)
     time_mae = statistics.median(abs(r.time_error) for r in rows)
     memory_errors = [abs(r.peak_error) for r in rows] if cuda else [abs(g) for r in rows if (g := r.growth_error) is not None]
-    return 0 if rows and time_mae <= args.target and memory_errors and statistics.median(memory_errors) <= args.target else 1
+    time_target = args.time_target if args.time_target is not None else args.target
+    memory_target = args.memory_target if args.memory_target is not None else args.target
+    ok_time = time_mae <= time_target
+    ok_memory = bool(memory_errors) and statistics.median(memory_errors) <= memory_target
+    verdict = (f"- targets: time median error {time_mae:.1%} (within {time_target:.0%}: {'met' if ok_time else 'NOT met'}); peak memory median "
+               f"error {statistics.median(memory_errors) if memory_errors else float('nan'):.1%} (within {memory_target:.0%}: {'met' if ok_memory else 'NOT met'})")
+    print(verdict)
+    lines.append(verdict)
+    if args.doc:
+        from diffprof.report.sections import provenance, write_section
+
+        command = "python3 " + " ".join(["benchmarks/estimate_accuracy.py", *sys.argv[1:]])
+        write_section(args.doc, f"estimate-{args.model}", "\n".join([provenance(command), "", *lines]) + "\n")
+    return 0 if ok_time and ok_memory else 1
 
 
 def print_report(args: argparse.Namespace, est: Estimator, rows: list[Row], cuda: bool, isolate: bool, threads: int | None,
-                 load0: float, load1: float, seconds: float, cal_run: int, held_run: int) -> None:
+                 load0: float, load1: float, seconds: float, cal_run: int, held_run: int, out: list[str] | None = None) -> None:
+    """Print the markdown report (and append its lines to ``out``)."""
+    import builtins
+
+    def print(*parts: object) -> None:  # noqa: A001 - every line of the report, kept for --doc as well
+        text = " ".join(str(p) for p in parts)
+        builtins.print(text)
+        if out is not None:
+            out.extend(text.split("\n"))
+
     key = est.key
     env = est.model.calibration.environment
     points = ", ".join(p.label for p in est.model.points)

@@ -88,7 +88,9 @@ def main() -> None:
     import torch._inductor.config as inductor
     from torchao.quantization import quantize_
 
-    from diffprof.engine.apply import _fp8_worthy, compile_options, fp8_config
+    from diffprof.engine.apply import compile_options
+    from diffprof.engine.weights import fp8_config
+    from diffprof.engine.weights import fp8_worthy as _fp8_worthy
     from diffprof.engine.switches import Optimizations
     from diffprof.models.presets import get_preset
     from diffprof.models.synthetic import build_pipeline

@@ -90,14 +90,14 @@ def test_a_warm_start_that_still_compiled_says_so_and_saves_again(monkeypatch):
     from diffprof.engine import Engine, compile_cache
 
     engine = Engine.load("tiny-sd", device="cpu")
-    engine._compile_key, engine.load_info.compile_cache, engine._graph_counts = "k", "warm", (10, 4)
+    engine.load_info.compile_cache = "warm"
     saved: list[str] = []
     monkeypatch.setattr(compile_cache, "save", lambda key: saved.append(key))
     monkeypatch.setattr(compile_cache, "graph_cache_counts", lambda: (13, 4))
-    engine._save_compile_cache()
+    compile_cache.after_first_call(engine.load_info, "k", (10, 4))
     assert engine.load_info.compile_cache == "warm" and saved == []
     monkeypatch.setattr(compile_cache, "graph_cache_counts", lambda: (11, 6))
-    engine._save_compile_cache()
+    compile_cache.after_first_call(engine.load_info, "k", (10, 4))
     assert engine.load_info.compile_cache == "warm, but 2 of 3 graphs compiled anew (the saved artifacts did not match them)"
     assert saved == ["k"]
 

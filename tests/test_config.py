@@ -376,7 +376,8 @@ def test_fp8_quantizes_the_unet_without_touching_inductors_global_config(dtype, 
     torchao_quantization = pytest.importorskip("torchao.quantization")
     import torch._inductor.config as inductor
 
-    from diffprof.engine.apply import _fp8_worthy, apply_optimizations
+    from diffprof.engine.apply import apply_optimizations
+    from diffprof.engine.weights import fp8_worthy
 
     calls = []
     monkeypatch.setattr(torchao_quantization, "quantize_", lambda module, config, filter_fn: calls.append((module, config, filter_fn)))
@@ -396,7 +397,7 @@ def test_fp8_quantizes_the_unet_without_touching_inductors_global_config(dtype, 
     assert module is pipe.unet and config.set_inductor_config is False
     assert {type(g).__name__ for g in (config.granularity if isinstance(config.granularity, list) else [config.granularity])} == {granularity}
     assert [filter_fn(m, n) for n, m in pipe.unet.named_children()] == [True, False]  # small layers stay in half precision
-    assert _fp8_worthy(torch.nn.Conv2d(1024, 1024, 1), "conv") is False
+    assert fp8_worthy(torch.nn.Conv2d(1024, 1024, 1), "conv") is False
     assert (inductor.coordinate_descent_tuning, inductor.coordinate_descent_check_all_directions) == before
 
 

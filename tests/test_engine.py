@@ -52,7 +52,7 @@ def test_a_task_the_fast_loop_does_not_cover_says_so():
     engine = Engine.load("tiny-sd", device="cpu", optimize=["fast_loop"])
     result = engine.generate(task="img2img", scheduler="euler", seed=1, strength=1.0, **FAST)
     assert result.settings["fast_path"] == "pipeline"
-    assert result.settings["fast_path_note"] == "diffprof's own loop covers SD/SDXL txt2img only; img2img on sd ran the pipeline's own loop"
+    assert result.settings["fast_path_note"] == "diffprof's own loop covers SD/SDXL/SD3/FLUX txt2img only; img2img on sd ran the pipeline's own loop"
     assert "fast_path_note" not in engine.generate(scheduler="euler", seed=1, **FAST).settings
 
 

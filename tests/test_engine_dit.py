@@ -196,11 +196,11 @@ def test_a_pipeline_diffprof_cannot_run_names_what_it_lacks(tmp_path):
     assert "text-to-image pipelines" in err.value.hint
 
 
-@pytest.mark.parametrize("switch", ["fuse_qkv", "attention_slicing", "eager_attention"])
+@pytest.mark.parametrize("switch", ["attention_slicing", "eager_attention"])
 def test_switches_that_reach_only_a_unet_are_refused_before_loading(switch):
     with pytest.raises(ConfigError) as err:
         Engine.load("tiny-flux", device="cpu", optimize=[switch, "vae_tiling"])
-    assert err.value.message == (f"{switch} works on UNet models only: diffusers' sliced and eager attention, fused QKV and fp8 "
+    assert err.value.message == (f"{switch} works on UNet models only: diffusers' sliced and eager attention "
                                  "reach the UNet's attention processors, not a transformer's")
     assert err.value.hint == f"drop {switch} for this model"
 
@@ -209,6 +209,7 @@ def test_fast_loop_on_a_transformer_runs_the_pipeline_loop_and_says_so(dit_engin
     engine = Engine.load("tiny-sana", device="cpu", optimize=["fast_loop"])
     result = engine.generate(**FAST)
     assert result.settings["fast_path"] == "pipeline" and "txt2img on sana ran the pipeline's own loop" in result.settings["fast_path_note"]
+    assert result.settings["fast_path_note"].startswith("diffprof's own loop covers SD/SDXL/SD3/FLUX txt2img only")
     assert len(result.timing.steps_s) == 2
     engine.close()
 

@@ -213,6 +213,19 @@ def test_an_offload_calibration_cannot_stand_in_for_no_offload():
         fitted().predict(Workload(64, 64, 20, 1), Optimizations(offload="model"))
 
 
+@pytest.mark.parametrize("switches", ["group_offload", "t5_offload", "drop_t5", "layerwise_casting", "int8_weights", "fp8"])
+def test_what_places_or_stores_weights_differently_is_not_derived(switches):
+    """The big-model memory switches change the weights' bytes or where they live in ways the cost
+    model does not derive: a calibration without them refuses, and names the calibration that would do."""
+    key = CalibrationKey("flux-dev", "cuda", "bf16")
+    model = CostModel.fit(make_calibration(key), FakeArchitecture())  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=f"estimate does not derive {switches}") as err:
+        model.predict(Workload(64, 64, 20, 1), Optimizations.parse(switches))
+    assert err.value.hint.startswith("calibrate with them: diffprof calibrate --model flux-dev") and switches.split("=")[0] in err.value.hint
+    budget = Estimator(model).fit_budget(1e12, 64, 64, 20, 1)
+    assert all(switches not in o.optimizations for o in budget.options)
+
+
 # ---------------------------------------------------------------------- budgets
 def estimator(others: dict[str, Calibration] | None = None, device: str = "cpu") -> Estimator:
     key = CalibrationKey("sd15", device, "fp16" if device == "cuda" else "fp32")

@@ -37,7 +37,7 @@ VALUES = {
     "nvml_used_bytes": 7.0e9, "host_peak_rss_bytes": 2.2e9, "load_s": 3.5, "compile_s": 51.0, "flops_per_image": 1.607e12,
     "achieved_tflops": 64.2, "mfu": 0.348, "energy_j_per_image": 412.0, "images_per_kj": 2.43, "first_call_s": 113.8,
     "unet_evals": 20.0, "vae_encode_s": 0.0112, "adherence": 0.8125, "clip_score": 31.25, "psnr_db": 28.251,
-    "ssim": 0.9123, "latent_rel_error": 0.0213,
+    "ssim": 0.9123, "latent_rel_error": 0.0213, "fidelity_psnr_db": 41.37, "fidelity_latent_error": 0.0134, "probe_s": 0.0412,
 }  # fmt: skip
 
 
@@ -90,7 +90,7 @@ def test_what_the_registry_replaced() -> None:
         "s_per_image", "images_per_s", "step_median_s", "vae_decode_s", "peak_allocated_bytes", "mfu",
         "adherence", "clip_score", "psnr_db", "ssim",
     )  # fmt: skip
-    assert quality_metrics() == ("adherence", "clip_score", "psnr_db", "ssim", "latent_rel_error")
+    assert quality_metrics() == ("adherence", "clip_score", "psnr_db", "ssim", "latent_rel_error", "fidelity_latent_error", "fidelity_psnr_db")
     assert memory_metrics() == ("peak_allocated_bytes", "peak_reserved_bytes", "nvml_used_bytes", "host_peak_rss_bytes")
     assert {m: metric(m).sample for m in ("s_per_image", "s_per_call", "images_per_s", "step_median_s", "steps_per_s")} == {
         "s_per_image": "call_s", "s_per_call": "call_s", "images_per_s": "call_s", "step_median_s": "step_s", "steps_per_s": "step_s",
@@ -166,8 +166,8 @@ def test_show_console_and_markdown_print_a_cell_the_same() -> None:
     run = RunInfo(1, "2026-01-01T00:00:00", None, "finished", "bench", {}, {}, [cell])
     full = metric_texts(cell, list(VALUES))
     assert full["s_per_image"] == "1.2 s [1.20–1.25]"  # call_s / batch: 3 repeats, so min–max; 2 figures from the spread
-    show = _text(cells_table(run))
-    console = get_renderer("console").render(run, ReportOptions(width=400))
+    show = _text(cells_table(run), width=520)  # every registered metric in one row
+    console = get_renderer("console").render(run, ReportOptions(width=520))
     markdown = get_renderer("markdown").render(run)
     for name, text in full.items():
         for out, where in ((show, "show"), (console, "console"), (markdown, "markdown")):

@@ -64,7 +64,10 @@ def test_sizes_follow_the_models_token():
 
 def test_memory_and_tasks_defaults_keep_what_the_model_runs():
     memory = [c.labels["optimization"] for c in expand(config(model="tiny-flux", suites=["memory"]))]
-    assert memory == ["none", "vae_slicing", "vae_tiling"]  # on CPU: no offloads, and no UNet-only attention slicing
+    # on CPU: no offloads, no UNet-only attention slicing, no T5 to drop on FLUX, no fp8; float8 storage and int8 weights run
+    assert memory == ["none", "vae_slicing", "vae_tiling", "layerwise_casting", "int8_weights"]
+    sd3 = [c.labels["optimization"] for c in expand(config(model="tiny-sd3", suites=["memory"]))]
+    assert sd3 == ["none", "vae_slicing", "vae_tiling", "drop_t5", "layerwise_casting", "int8_weights"]
     assert [c.labels["task"] for c in expand(config(model="tiny-pixart", suites=["tasks"]))] == ["txt2img"]
     assert [c.labels["task"] for c in expand(config(model="tiny-flux", suites=["tasks"]))] == ["txt2img", "img2img", "inpaint"]
     with pytest.raises(ConfigError, match="tiny-sana has no img2img pipeline in diffusers"):
@@ -101,6 +104,9 @@ def test_schedulers_and_memory_suites_measure_every_tiny_dit(tmp_path, model):
         m = cell.metrics
         assert m["step_median_s"] > 0 and m["text_encode_s"] > 0 and m["vae_decode_s"] > 0 and m["flops_per_image"] > 0
         assert m["unet_evals"] == (3.0 if cell.labels.get("scheduler") == "flow_heun" else 2.0)
+        if cell.labels.get("optimization") == "drop_t5":  # SD3 without its T5: the stand-in tokenizer went with it
+            assert "stand_in_note" not in cell.settings and cell.metrics["text_encode_s"] > 0
+            continue
         assert cell.settings["stand_in_note"].startswith("stand-in tokenizers")
     for table in suite_tables(run):
         assert [n for n in table.notes if n.startswith("stand-in")] == [run.cells[0].settings["stand_in_note"]]  # once per table

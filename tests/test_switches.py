@@ -35,7 +35,8 @@ from diffprof.errors import ConfigError
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 #: Every switch as a user may type it: each registered name (compile_mode takes a value), and values.
-TOKENS = [*(n for n in switch_names() if n != "compile_mode"), "compile=unet+vae", "compile=vae", "compile=text_encoder+unet", *(f"compile_mode={m}" for m in COMPILE_MODES)]
+TOKENS = [*(n for n in switch_names() if n != "compile_mode"), "compile=unet+vae", "compile=vae", "compile=text_encoder+unet", "compile=transformer",
+          *(f"compile_mode={m}" for m in COMPILE_MODES), "group_offload=leaf", "group_offload=block"]
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_entries_name_real_fields_switches_and_phases():
         assert s.help and set(s.sets) <= names, s.name
         assert set(s.yields_to) | set(s.implies) <= set(REGISTRY.by_name), s.name
         assert all(isinstance(step.phase, Phase) and callable(step.run) for step in s.apply), s.name
-    assert {s.name for s in REGISTRY if s.places} == set(OFFLOADS)
+    assert {s.name for s in REGISTRY if s.places} == {*OFFLOADS, "t5_offload"}
     for group in REGISTRY.groups:
         assert len([s for s in REGISTRY if s.group is group]) > 1
 
@@ -68,11 +69,11 @@ def test_every_switch_round_trips(token):
 def test_a_set_of_every_kind_round_trips_in_label_order():
     """Labels are stored (runs, calibrations, tune settings): their order is the registry's, whatever
     order the user typed."""
-    typed = ("compile_regions,kernel_tuning,fp8,vae_bf16,cudnn_benchmark,cuda_graph,compile_mode=max-autotune,compile=unet+vae,"
-             "channels_last,model_cpu_offload,vae_tiling,vae_slicing,eager_attention")
+    typed = ("compile_regions,kernel_tuning,layerwise_casting,vae_bf16,cudnn_benchmark,text_cache,cuda_graph,compile_mode=max-autotune,compile=unet+vae,"
+             "channels_last,drop_t5,t5_offload,vae_tiling,vae_slicing,eager_attention")
     opts = Optimizations.parse(typed)
-    assert opts.label == ("eager_attention+vae_slicing+vae_tiling+model_cpu_offload+channels_last+compile=unet+vae+"
-                          "compile_mode=max-autotune+cuda_graph+cudnn_benchmark+vae_bf16+fp8+kernel_tuning+compile_regions")
+    assert opts.label == ("eager_attention+vae_slicing+vae_tiling+t5_offload+drop_t5+channels_last+compile=unet+vae+"
+                          "compile_mode=max-autotune+cuda_graph+text_cache+cudnn_benchmark+vae_bf16+layerwise_casting+kernel_tuning+compile_regions")
     assert Optimizations.parse(label_switches(opts.label)) == opts
     assert Optimizations.parse("fast,vae_slicing").label == "fast+vae_slicing"
     assert Optimizations.parse("fast_loop,cuda_graph").switches() == ["cuda_graph"]  # implied: left out
@@ -109,6 +110,14 @@ RULES = [
     ("fp8", CPU, "fp32", True, "fp8 needs a CUDA GPU with float8 tensor cores (Ada/Hopper)", "drop fp8 on the CPU"),
     ("fp8", CUDA, "fp16", False, "fp8 needs the torchao package, which is not installed", "pip install torchao"),
     ("fp8", torch.device("cuda", 1), "fp16", True, "fp8 needs compute capability 8.9 or newer (Ada, Hopper)", "drop fp8 on this GPU"),
+    ("group_offload", CPU, "fp32", True, "group_offload needs a CUDA device: it streams weights from host memory on CUDA streams",
+     "drop the offload switch when running on the CPU"),
+    ("t5_offload", CPU, "bf16", True, "t5_offload needs a CUDA device: it streams T5's weights from host memory on a CUDA stream",
+     "drop the offload switch when running on the CPU"),
+    ("t5_offload,group_offload=leaf", CUDA, "bf16", True, "t5_offload is part of group_offload already: every component, T5 included, is offloaded",
+     "drop t5_offload, or the other offload switch"),
+    ("drop_t5,t5_offload", CUDA, "bf16", True, "drop_t5 leaves no T5 to offload", "choose drop_t5 or t5_offload"),
+    ("int8_weights", CPU, "bf16", False, "int8_weights needs the torchao package, which is not installed", "pip install torchao"),
     ("kernel_tuning", CPU, "fp32", True, "kernel_tuning changes how torch.compile works; nothing is compiled", "add compile (or fast), or drop kernel_tuning"),
     ("compile_regions", CUDA, "fp16", True, "compile_regions changes how torch.compile works; nothing is compiled", "add compile (or fast), or drop compile_regions"),
 ]
@@ -149,7 +158,12 @@ def test_every_rule_in_the_registry_has_a_case_above(monkeypatch):
 @pytest.mark.parametrize("typed, message, hint", [
     ("eager_attention,xformers", "choose one attention implementation, not eager_attention and xformers", "keep one attention switch"),
     ("model_cpu_offload,sequential_cpu_offload", "model_cpu_offload and sequential_cpu_offload exclude each other",
-     "sequential offload already keeps every layer on the CPU; pick one"),
+     "each offload mode places every component itself; pick one"),
+    ("group_offload=leaf,model_cpu_offload", "group_offload and model_cpu_offload exclude each other", "each offload mode places every component itself; pick one"),
+    ("fp8,int8_weights", "fp8 and int8_weights both change how the denoiser's weights are stored; choose one",
+     "keep one of fp8, int8_weights and layerwise_casting"),
+    ("layerwise_casting,int8_weights", "layerwise_casting and int8_weights both change how the denoiser's weights are stored; choose one",
+     "keep one of fp8, int8_weights and layerwise_casting"),
 ])
 def test_two_of_a_group_are_refused_when_parsed(typed, message, hint):
     with pytest.raises(ConfigError) as err:
@@ -165,13 +179,14 @@ def test_capable_gpu_with_the_packages_takes_every_switch(gpu_like):
 
 # ------------------------------------------------------------------------ yield_to
 USER = ["fast", "vae_slicing", "compile_regions"]
-FAST_KEPT = ["channels_last", "compile=unet+vae", "vae_slicing", "compile_regions"]
+FAST_KEPT = ["channels_last", "compile=unet+vae", "text_cache", "vae_slicing", "compile_regions"]
 
 
 @pytest.mark.parametrize("cell, keep, dropped", [
     ("model_cpu_offload", FAST_KEPT, ["fuse_qkv", "cuda_graph", "vae_bf16"]),
-    ("sequential_cpu_offload", ["channels_last", "vae_slicing"], ["fuse_qkv", "compile=unet+vae", "cuda_graph", "vae_bf16", "compile_regions"]),
-    *((a, ["channels_last", "compile=unet+vae", "cuda_graph", "vae_bf16", "vae_slicing", "compile_regions"], ["fuse_qkv"]) for a in OTHER_ATTENTION),
+    ("group_offload", FAST_KEPT, ["fuse_qkv", "cuda_graph", "vae_bf16"]),
+    ("sequential_cpu_offload", ["channels_last", "text_cache", "vae_slicing"], ["fuse_qkv", "compile=unet+vae", "cuda_graph", "vae_bf16", "compile_regions"]),
+    *((a, ["channels_last", "compile=unet+vae", "cuda_graph", "text_cache", "vae_bf16", "vae_slicing", "compile_regions"], ["fuse_qkv"]) for a in OTHER_ATTENTION),
     ("sdpa", USER, []),
     ("none", USER, []),
     ("vae_tiling", USER, []),
@@ -217,7 +232,8 @@ def test_the_memory_suites_offload_cell_replaces_the_users_offload():
 
 
 def test_uncompiled_drops_compile_and_what_needs_it():
-    assert uncompiled(["fast", "compile_mode=max-autotune", "kernel_tuning", "vae_tiling"]) == ["channels_last", "fuse_qkv", "cuda_graph", "vae_bf16", "vae_tiling"]
+    assert uncompiled(["fast", "compile_mode=max-autotune", "kernel_tuning", "vae_tiling"]) == ["channels_last", "fuse_qkv", "cuda_graph", "text_cache", "vae_bf16",
+                                                                                                "vae_tiling"]
 
 
 # ------------------------------------------------------------------ listing, ablation

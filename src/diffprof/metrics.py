@@ -143,6 +143,10 @@ _QUALITY_SUITES = frozenset({"quality", "guidance", "tune"})
 #: axis changes what is drawn.
 _ADHERENCE_SUITES = _QUALITY_SUITES | {"schedulers", "steps", "precision", "generation", "pipelines"}
 
+#: Suites whose switches should keep the image: ``auto`` scores what they cost against the plain pipeline
+#: (latent error first: it stays finite where a switch changes nothing, where PSNR is infinite).
+_FIDELITY_SUITES = frozenset({"memory", "ablation"})
+
 #: Every metric diffprof measures, in table order: speed, the time of each pipeline component,
 #: memory, cost figures, then quality (in the order plots and ``tune`` prefer it).
 METRICS = MetricRegistry([
@@ -179,6 +183,10 @@ METRICS = MetricRegistry([
            auto_suites=_QUALITY_SUITES, help="SSIM against a reference solve"),
     Metric("latent_rel_error", "", "lower", "latent error", "number", 4, "latent_rel_error", quality="convergence", combine="first",
            auto_suites=_QUALITY_SUITES, help="relative L2 error of the final latents against a reference solve"),
+    Metric("fidelity_latent_error", "", "lower", "latent err vs plain", "number", 4, quality="fidelity", combine="first",
+           auto_suites=_FIDELITY_SUITES, help="relative L2 error of the cell's final latents against the same call without its switches"),
+    Metric("fidelity_psnr_db", "dB", "higher", "PSNR vs plain (dB)", "number", 4, quality="fidelity", combine="first",
+           auto_suites=_FIDELITY_SUITES, help="PSNR of the cell's image against the same call without its switches (same seed; inf: identical)"),
 ])  # fmt: skip
 
 

@@ -53,8 +53,13 @@ DEVICE_NOTE = "device_note"
 #: process that ran other cells first, a high-water mark that only grows in cell order.
 MEMORY_NOTE = "memory_note"
 
+#: The settings key under which a cell or generation says what the ``fast`` preset left out on this
+#: device: an element it holds only where the device runs it (fp8 on a transformer, on a GPU without
+#: float8 tensor cores).
+PRESET_NOTE = "preset_note"
+
 #: Every per-cell note, in the order tables list them.
-NOTE_KEYS = (FAST_PATH_NOTE, TIMING_NOTE, PROFILE_NOTE, DEVICE_NOTE, MEMORY_NOTE, STAND_IN_NOTE)
+NOTE_KEYS = (FAST_PATH_NOTE, PRESET_NOTE, TIMING_NOTE, PROFILE_NOTE, DEVICE_NOTE, MEMORY_NOTE, STAND_IN_NOTE)
 #: Notes about the model rather than the cell: a table lists each distinct one once, not per cell.
 MODEL_NOTES = (STAND_IN_NOTE,)
 

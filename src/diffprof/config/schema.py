@@ -122,8 +122,9 @@ class RunConfig:
     quality: list[str] = declare(
         ["auto"],
         "Quality scored per cell, outside the timed region: adherence (shapes prompts, pixel detector), convergence "
-        "(PSNR/SSIM/latent error against a high-step reference solve), clip (needs clip_model) or none; auto = "
-        "adherence for shapes-sd and convergence otherwise, in the suites that ask about quality (quality, guidance, tune).",
+        "(PSNR/SSIM/latent error against a high-step reference solve), clip (needs clip_model), fidelity (the timed call's "
+        "latents and image against the same call without the cell's switches) or none; auto = fidelity in the memory and ablation "
+        "suites, and adherence for shapes-sd and convergence otherwise in the suites that ask about quality (quality, guidance, tune).",
         QUALITY, choices=QUALITY_CHOICES, noun="quality metric",
     )
     quality_prompts: int = declare(

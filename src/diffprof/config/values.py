@@ -14,7 +14,7 @@ from diffprof.errors import ConfigError, unknown_choice
 TASKS = ("txt2img", "img2img", "inpaint")
 DEVICES = ("auto", "cpu", "cuda")
 #: What ``quality`` may list (see the field's help).
-QUALITY_CHOICES = ("auto", "adherence", "convergence", "clip", "none")
+QUALITY_CHOICES = ("auto", "adherence", "convergence", "clip", "fidelity", "none")
 #: Precisions a pipeline runs in; the engine maps each to its torch dtype.
 PRECISIONS = ("fp32", "fp16", "bf16")
 PRECISION_ALIASES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}

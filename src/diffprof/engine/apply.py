@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 
     from diffprof.engine.switches import Optimizations
 
-#: The pipeline modules ``compile=...`` can wrap (``vae``: its decoder).
-COMPILABLE = ("unet", "vae", "text_encoder")
+#: The pipeline modules ``compile=...`` can wrap (``vae``: its decoder). ``unet`` is the denoiser,
+#: whichever it is (the name predates diffusion transformers, and stored labels keep it: ``compile``
+#: and ``fast`` compile a FLUX transformer too); ``transformer`` names a transformer only.
+COMPILABLE = ("unet", "transformer", "vae", "text_encoder")
 #: Convolution blocks compiled one by one under compile_regions, beside diffusers' repeated
 #: (transformer) blocks: left eager, their GroupNorm+SiLU passes over NHWC maps cost the SDXL loop
 #: 25% (H200, docs/benchmarks.md).
@@ -57,6 +59,31 @@ def eager_attention(ctx: Applying) -> None:
             module.set_attn_processor(AttnProcessor())
 
 
+def fuse_qkv(ctx: Applying) -> None:
+    """Fused Q/K/V projections: SD's pipeline method for the UNet and VAE; for a diffusion transformer
+    its own ``fuse_qkv_projections`` (FLUX, SD3: image and text streams' projections alike; SD3 then
+    gets :class:`~diffprof.engine.attention.FusedJointAttention`) and the AutoencoderKL's with
+    diffusers' fused processor, as the pipeline method does for SD."""
+    pipe = ctx.pipe
+    if getattr(pipe, "unet", None) is not None:
+        pipe.fuse_qkv_projections()
+        return
+    from diffusers.models.attention_processor import FusedAttnProcessor2_0
+
+    model = getattr(pipe, "transformer", None)
+    if not hasattr(model, "fuse_qkv_projections"):
+        raise ConfigError(f"diffusers cannot fuse the QKV projections of {type(model).__name__}", "drop fuse_qkv for this model")
+    model.fuse_qkv_projections()
+    if type(model).__name__ == "SD3Transformer2DModel":  # diffusers' fused SD3 processor drops SD 3.5's q/k norms
+        from diffprof.engine.attention import install_on_sd3
+
+        install_on_sd3(model)
+    vae = getattr(pipe, "vae", None)
+    if type(vae).__name__ == "AutoencoderKL":
+        vae.fuse_qkv_projections()
+        vae.set_attn_processor(FusedAttnProcessor2_0())
+
+
 def channels_last(ctx: Applying) -> None:
     import torch
 
@@ -78,20 +105,15 @@ def share_fused_weights_if_resident(ctx: Applying) -> None:
         share_fused_weights(ctx.pipe)
 
 
-def quantize_fp8(ctx: Applying) -> None:
-    """fp8 weights/activations for the UNet's linear layers (before compile, which fuses the casts)."""
-    from torchao.quantization import quantize_
-
-    quantize_(ctx.pipe.unet, fp8_config(ctx.pipe.unet.dtype), filter_fn=_fp8_worthy)
-
-
 def compile_modules(ctx: Applying) -> None:
     """Compile what ``opts.compile`` names (wrapping modules keeps diffusers' own module attributes
     intact). Inductor options go with each compile rather than into torch's global config, so they
     cannot leak into another pipeline's compile in the same process.
 
-    compile_regions: a model that names its repeated blocks (the UNet's transformer blocks) gets
-    those compiled in place through diffusers' public compile_repeated_blocks; Dynamo then traces one
+    compile_regions: a model that names its repeated blocks (the UNet's transformer blocks, FLUX's
+    double- and single-stream blocks) gets those compiled in place through diffusers' public
+    compile_repeated_blocks; a transformer that names none (SD3 in diffusers 0.42) gets the blocks of
+    its block lists compiled the same way (``nn.Module.compile`` on each). Dynamo then traces one
     block per shape instead of the whole model, and inside diffprof's whole-loop CUDA graph the parts
     left eager cost no launch overhead. Static shapes: one graph per resolution."""
     import torch
@@ -102,29 +124,54 @@ def compile_modules(ctx: Applying) -> None:
         if name == "vae":
             pipe.vae.decoder = torch.compile(pipe.vae.decoder, options=options)
             continue
+        if name == "unet" and getattr(pipe, "unet", None) is None and getattr(pipe, "transformer", None) is not None:
+            name = "transformer"  # `unet` means the denoiser
         module = getattr(pipe, name, None)
         if module is None:
             raise ConfigError(f"this pipeline has no {name} to compile", f"compile one of: {', '.join(COMPILABLE)}")
         if opts.compile_regions and getattr(module, "_repeated_blocks", None):
             module.compile_repeated_blocks(options=options, dynamic=False)
             compile_conv_blocks(module, options, settings=ctx.settings)
+        elif opts.compile_regions and (blocks := block_lists(module)):
+            for block in blocks:
+                block.compile(options=options, dynamic=False)
         else:
             setattr(pipe, name, torch.compile(module, options=options))
 
 
 # ------------------------------------------------------------------------ helpers
+def block_lists(model: Any) -> list[Any]:
+    """The blocks of a model's block lists (its direct ``nn.ModuleList`` children of two or more
+    modules of one class: SD3's ``transformer_blocks``), for models that name no repeated blocks."""
+    import torch
+
+    found: list[Any] = []
+    for child in model.children() if isinstance(model, torch.nn.Module) else ():
+        if isinstance(child, torch.nn.ModuleList) and len(child) > 1 and len({type(m) for m in child}) == 1:
+            found += list(child)
+    return found
+
+
 def _fused_attentions(pipe: Any) -> Iterator[tuple[Any, str, Any, list[Any]]]:
     """(attention module, fused layer's name, fused layer, the unfused layers it holds, in row order)
-    for every attention of the UNet and VAE that ``fuse_qkv_projections`` fused."""
-    for name in ("unet", "vae"):
+    for every attention of the denoiser and VAE that ``fuse_qkv_projections`` fused: the image stream's
+    ``to_qkv`` (``to_kv`` for cross-attention) and, in joint attention (SD3, FLUX), the text stream's
+    ``to_added_qkv``."""
+    import torch
+
+    for name in ("unet", "transformer", "vae"):
         model = getattr(pipe, name, None)
-        for module in model.modules() if model is not None else ():
+        for module in model.modules() if isinstance(model, torch.nn.Module) else ():
             if not getattr(module, "fused_projections", False):
                 continue
-            fused_name, parts = ("to_kv", [module.to_k, module.to_v]) if module.is_cross_attention else ("to_qkv", [module.to_q, module.to_k, module.to_v])
+            cross = getattr(module, "is_cross_attention", False)
+            fused_name, parts = ("to_kv", [module.to_k, module.to_v]) if cross else ("to_qkv", [module.to_q, module.to_k, module.to_v])
             fused = getattr(module, fused_name, None)
             if fused is not None:
                 yield module, fused_name, fused, parts
+            added = getattr(module, "to_added_qkv", None)
+            if added is not None:
+                yield module, "to_added_qkv", added, [module.add_q_proj, module.add_k_proj, module.add_v_proj]
 
 
 def share_fused_weights(pipe: Any) -> None:
@@ -217,25 +264,3 @@ def compile_options(opts: Optimizations) -> dict[str, Any]:
     if opts.kernel_tuning:
         options.update(coordinate_descent_tuning=True, coordinate_descent_check_all_directions=True)
     return options
-
-
-def fp8_config(dtype: torch.dtype) -> Any:
-    """torchao's float8 dynamic-activation config for a UNet of ``dtype``.
-
-    Per-row scales are finer, but torchao takes them from bf16 weights only; fp16 gets per-tensor.
-    ``set_inductor_config=False``: by default torchao switches on inductor's coordinate-descent
-    tuning *globally* (for every later compile in the process), which made the SDXL compile run for
-    more than 8 minutes on an H200 instead of ~1.5 (``benchmarks/gpu_fp8_probe.py`` stack dumps).
-    """
-    import torch
-    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, PerTensor
-
-    granularity = PerRow() if dtype == torch.bfloat16 else PerTensor()
-    return Float8DynamicActivationFloat8WeightConfig(granularity=granularity, set_inductor_config=False)
-
-
-def _fp8_worthy(module: torch.nn.Module, name: str) -> bool:
-    """Quantize only linear layers large enough for float8 GEMMs to win over their scaling cost."""
-    import torch
-
-    return isinstance(module, torch.nn.Linear) and module.in_features >= 512 and module.out_features >= 512 and module.in_features % 16 == 0 and module.out_features % 16 == 0

@@ -91,3 +91,25 @@ def save(key: str) -> Path | None:
     if artifacts is None:
         return None
     return write_bytes_atomic(cache_dir() / f"{key}.bin", artifacts[0])  # workers of one sweep may save the same key at once
+
+
+def after_first_call(info: Any, key: str, counts_at_load: tuple[int, int]) -> None:
+    """After an engine's first call: save what a cold process compiled; check that a warm one really
+    compiled nothing (a blob from other settings loads, yet misses every graph) and, if it did
+    compile, say so and save again so the next process starts warm. ``info`` is the engine's
+    :class:`~diffprof.engine.request.LoadInfo` (its ``compile_cache`` says what happened)."""
+    if info.compile_cache == "warm":
+        hits, misses = (now - before for now, before in zip(graph_cache_counts(), counts_at_load))
+        if not misses:
+            return
+        info.compile_cache = f"warm, but {misses} of {hits + misses} graphs compiled anew (the saved artifacts did not match them)"
+        try:
+            save(key)
+        except Exception:  # noqa: BLE001 - the note above already says this process compiled
+            pass
+        return
+    try:
+        path = save(key)
+        info.compile_cache = f"cold (saved {path})" if path else "cold (nothing to save)"
+    except Exception as exc:  # a cache that cannot be written costs the next process time, nothing else
+        info.compile_cache = f"cold (not saved: {type(exc).__name__}: {str(exc).splitlines()[0][:120]})"

@@ -22,19 +22,20 @@ import torch
 from diffprof.clock import SYSTEM_CLOCK, Clock
 from diffprof.config import TASKS
 from diffprof.engine.anatomy import Anatomy, anatomy_of
+from diffprof.engine.apply import apply_optimizations, saveable_weights
 from diffprof.engine.calls import call_kwargs, check_multiple
 from diffprof.engine.devices import clean, resolve_engine_device, synchronize, timing_note
 from diffprof.engine.instrument import PipelineInstrumentation
 from diffprof.engine.precision import DTYPES, resolve_precision
-from diffprof.engine.apply import apply_optimizations, saveable_weights
 from diffprof.engine.request import GenerationRequest, GenerationResult, LoadInfo, call_images, check_request
 from diffprof.engine.schedulers import DEFAULT, check_applies, check_scheduler, make_scheduler
 from diffprof.engine.schedulers import name_of as scheduler_name
-from diffprof.engine.switches import Optimizations
+from diffprof.engine.text_cache import TextCache
+from diffprof.engine.switches import Optimizations, for_model
 from diffprof.engine.timing import timing_from_records
 from diffprof.errors import ConfigError, unknown_choice
 from diffprof.profiler import Profiler
-from diffprof.results import FAST_PATH_NOTE, PROFILE_NOTE, STAND_IN_NOTE, TIMING_NOTE
+from diffprof.results import FAST_PATH_NOTE, PRESET_NOTE, PROFILE_NOTE, STAND_IN_NOTE, TIMING_NOTE
 
 #: What a call timed at profiler level ``detailed`` says about its times.
 DETAILED_NOTE = ("timed at profiler level detailed: its kernel capture makes every call several times slower "
@@ -80,6 +81,9 @@ class Engine:
         self._pipes: dict[str, Any] = {self._base_task(): self.base}
         self.instrumentation = PipelineInstrumentation(self.base, profiler, anatomy=self.anatomy)
         self._fast: Any = None  # the FastPath, built on the first txt2img call that takes it
+        #: Embeddings of repeated prompts (the text_cache switch), for every task and path.
+        self.text_cache = TextCache() if optimizations.text_cache else None
+        self._preset_note: str | None = None  # what `fast` left out on this device
         self._compile_key: str | None = None  # set by load() when something is compiled
         self._graph_counts: tuple[int, int] = (0, 0)  # inductor FX-graph cache (hits, misses) when the cache was loaded
 
@@ -116,20 +120,24 @@ class Engine:
         model = model or DEFAULT_MODEL
         dev = resolve_engine_device(device)
         prec = resolve_precision(precision, dev)
-        opts = optimize if isinstance(optimize, Optimizations) else Optimizations.parse(optimize)
-        opts.validate(dev, prec)
-        if model in PRESETS:  # refused before loading when the preset says which denoiser it has
-            opts.check_denoiser(PRESETS[model].denoiser)
+        preset = PRESETS.get(model)
+        # refused before loading when the preset says which denoiser and family it has
+        opts, _ = for_model(optimize, preset.denoiser if preset else None, preset.family if preset else None, dev, prec)
         clock = clock or (profiler.clock if profiler is not None else SYSTEM_CLOCK)
         profiler = profiler or Profiler("standard", device=dev, clock=clock)
-        load_device = torch.device("cpu") if opts.offload != "none" else dev
+        # an offload keeps the weights in host memory: load them there (synthetic ones drawn on the device
+        # one component at a time, so they are the weights a resident engine of the same seed has)
+        load_device = torch.device("cpu") if opts.places else dev
         clean(dev)
         t0 = clock()
         with profiler.profile_operation("pipeline_load", "model_loading", model=model, weights=weights, precision=prec) as rec:
-            loaded = load_pipeline(model, weights, dtype=DTYPES[prec], device=load_device, seed=seed, allow_pickle=allow_pickle)
+            loaded = load_pipeline(model, weights, dtype=DTYPES[prec], device=load_device, seed=seed, allow_pickle=allow_pickle, generate_on=dev)
             anatomy = anatomy_of(loaded)  # a pipeline diffprof cannot run is refused here, naming what it lacks
-            opts.check_denoiser(anatomy.denoiser)
+            opts, preset_note = for_model(optimize, anatomy.denoiser, anatomy.family, dev, prec)
             settings = apply_optimizations(loaded.pipeline, opts, dev)
+            if opts.drop_t5:  # the pipeline runs without a component now
+                loaded.refresh()
+                anatomy = anatomy_of(loaded)
             synchronize(dev)
         seconds = (clock() - t0) / 1e9
         info = LoadInfo(
@@ -146,6 +154,7 @@ class Engine:
         engine = cls(loaded, model=model, device=dev, precision=prec, optimizations=opts, profiler=profiler, load_info=info, clock=clock,
                      anatomy=anatomy)
         engine._settings = settings
+        engine._preset_note = preset_note
         if opts.compile:
             from diffprof.engine import compile_cache
 
@@ -242,18 +251,23 @@ class Engine:
         fast = self._fast_path(request)
         with torch.inference_mode(), self.instrumentation.call(images=request.total_images, **labels) as state:
             if fast is None:
+                if self.text_cache is not None:
+                    kwargs, settings["text_embeddings"] = self.text_cache.call_kwargs(pipe, self.family, kwargs, request.guidance)
                 out = pipe(**kwargs, **self.instrumentation.callback_kwargs())
                 if self.optimizations.fast_loop:  # asked for, not taken: say so, as a capture fallback does
                     settings["fast_path"] = "pipeline"
                     covers = "diffprof's own loop and its CUDA graph cover" if self.optimizations.cuda_graph else "diffprof's own loop covers"
-                    settings[FAST_PATH_NOTE] = f"{covers} SD/SDXL txt2img only; {request.task} on {self.family} ran the pipeline's own loop"
+                    settings[FAST_PATH_NOTE] = f"{covers} SD/SDXL/SD3/FLUX txt2img only; {request.task} on {self.family} ran the pipeline's own loop"
             else:
                 out = self._run_fast(fast, request, kwargs, settings, state)
             synchronize(self.device)
         total_ns = self.clock() - t0
         if self.load_info.first_call_s is None:
             self.load_info.first_call_s = total_ns / 1e9
-            self._save_compile_cache()
+            if self._compile_key is not None:
+                from diffprof.engine import compile_cache
+
+                compile_cache.after_first_call(self.load_info, self._compile_key, self._graph_counts)
         # 3. Collect
         self.profiler.resolve()
         records = self.profiler.records[before:]
@@ -266,15 +280,18 @@ class Engine:
                                 inputs=state.inputs)
 
     def _fast_path(self, req: GenerationRequest) -> Any:
-        """The FastPath when the optimizations ask for it and the request is plain txt2img."""
-        if not self.optimizations.fast_loop or req.task != "txt2img" or self.family not in ("sd", "sdxl") or self.anatomy.denoiser != "unet":
+        """The FastPath when the optimizations ask for it and the request is txt2img on a family it covers."""
+        from diffprof.engine.flow_fast import FAMILIES as FLOW_FAMILIES
+
+        if not self.optimizations.fast_loop or req.task != "txt2img" or self.family not in ("sd", "sdxl", *FLOW_FAMILIES):
             return None
         if self._fast is None:
             from diffprof.engine.fast import FastPath
+            from diffprof.engine.flow_fast import FlowFastPath
 
-            self._fast = FastPath(
-                self.base, self.family, use_graph=self.optimizations.cuda_graph, vae_dtype=torch.bfloat16 if self.optimizations.vae_bf16 else None
-            )
+            cls = FlowFastPath if self.family in FLOW_FAMILIES else FastPath
+            self._fast = cls(self.base, self.family, use_graph=self.optimizations.cuda_graph,
+                             vae_dtype=torch.bfloat16 if self.optimizations.vae_bf16 else None, text_cache=self.text_cache)
         return self._fast
 
     def _run_fast(self, fast: Any, req: GenerationRequest, kwargs: dict[str, Any], settings: dict[str, Any], state: Any) -> Any:
@@ -291,13 +308,11 @@ class Engine:
         def loop_span() -> Any:
             return self.profiler.profile_operation("denoising_loop", "model_inference", steps=req.steps, graphed=True)
 
-        negative = kwargs.get("negative_prompt")
-        result = fast.run(
-            prompts=kwargs["prompt"], negative=negative, num_images=req.num_images, steps=req.steps, guidance=req.guidance,
-            width=settings["width"], height=settings["height"], generator=kwargs["generator"], scheduler_name=req.scheduler,
-            decode=req.decode, step_callback=step, loop_span=loop_span, paused=inst.paused,
-        )
+        result = fast.run(kwargs, steps=req.steps, guidance=req.guidance, width=settings["width"], height=settings["height"],
+                          scheduler_name=req.scheduler, decode=req.decode, step_callback=step, loop_span=loop_span, paused=inst.paused)
         settings["fast_path"] = "cuda_graph" if result.graphed else "eager_loop"
+        if self.text_cache is not None:
+            settings["text_embeddings"] = "encoded" if fast.encoded else "cached"
         if result.note:
             settings[FAST_PATH_NOTE] = result.note
         if state.final_latents is None:
@@ -333,6 +348,8 @@ class Engine:
             settings["strength"] = req.strength
         if self.anatomy.stand_in_note:
             settings[STAND_IN_NOTE] = self.anatomy.stand_in_note
+        if self._preset_note:
+            settings[PRESET_NOTE] = self._preset_note
         return pipe, kwargs, settings
 
     def set_profiler(self, profiler: Profiler) -> None:
@@ -343,32 +360,6 @@ class Engine:
             self.clock = profiler.clock
         self.profiler = profiler
         self.instrumentation = PipelineInstrumentation(self.base, profiler, anatomy=self.anatomy)
-
-    def _save_compile_cache(self) -> None:
-        """After the first call: save what a cold process compiled; check that a warm one really
-        compiled nothing (a blob from other settings loads, yet misses every graph) and, if it did
-        compile, say so and save again so the next process starts warm."""
-        key = self._compile_key
-        if key is None:
-            return
-        from diffprof.engine import compile_cache
-
-        if self.load_info.compile_cache == "warm":
-            hits, misses = (now - before for now, before in zip(compile_cache.graph_cache_counts(), self._graph_counts))
-            if not misses:
-                return
-            self.load_info.compile_cache = f"warm, but {misses} of {hits + misses} graphs compiled anew (the saved artifacts did not match them)"
-            try:
-                compile_cache.save(key)
-            except Exception:  # noqa: BLE001 - the note above already says this process compiled
-                pass
-            return
-
-        try:
-            path = compile_cache.save(key)
-            self.load_info.compile_cache = f"cold (saved {path})" if path else "cold (nothing to save)"
-        except Exception as exc:  # a cache that cannot be written costs the next process time, nothing else
-            self.load_info.compile_cache = f"cold (not saved: {type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
 
     # -------------------------------------------------------------- lifecycle
     def save_pretrained(self, path: str | Path, **kwargs: Any) -> Path:
@@ -387,6 +378,8 @@ class Engine:
         self.instrumentation.remove()
         self._pipes.clear()
         self._fast = None  # its captured graphs hold their memory pools
+        if self.text_cache is not None:
+            self.text_cache.clear()
         self.base = None
         self.loaded = None
         self._settings.close()

@@ -1,5 +1,5 @@
 """The fast text-to-image path: the pipeline's own phases, run so the denoising loop can be one
-CUDA graph.
+CUDA graph (SD and SDXL here; the flow-matching transformers SD3 and FLUX in :mod:`diffprof.engine.flow_fast`).
 
 ``diffusers``' ``__call__`` cannot be captured whole (host-side prompt handling, progress bars,
 first-step index lookups that synchronize, diffusers #9475/#9485). This module runs the same
@@ -33,7 +33,12 @@ StepCallback = Callable[[int, Any, torch.Tensor], None]
 #: checked on a GPU against its eager loop (``pytest -m cuda``). UniPC is not: its ``step`` builds
 #: tensors from Python lists on the device every step (a pageable host-to-device copy, which CUDA
 #: graph capture refuses; H100/H200, diffusers 0.42.1), so it runs the loop eagerly, compiled.
-GRAPH_SAFE = {"euler", "euler_karras", "dpmpp_2m", "dpmpp_2m_karras", "deis", "heun", "dpm_single", "lms"}
+GRAPH_SAFE = {"euler", "euler_karras", "dpmpp_2m", "dpmpp_2m_karras", "deis", "heun", "dpm_single", "lms",
+              # flow matching: FlowMatchEuler's step indexes its sigmas by a Python step counter (the loop
+              # sets its begin index, so no timestep lookup syncs); DPM-Solver and DEIS on flow sigmas run
+              # the same step code as their noise-schedule versions above. FlowMatchHeun is not: its step
+              # compares a sigma tensor with Python floats (`s_tmin <= sigma <= s_tmax`), a host sync.
+              "flow_euler", "flow_euler_karras", "flow_dpmpp_2m", "flow_dpm_single", "flow_deis"}
 
 
 @dataclass
@@ -77,22 +82,42 @@ class GraphedLoop:
 
 
 class FastPath:
-    """Runs txt2img for an SD/SDXL pipeline with the loop optionally captured in a CUDA graph."""
+    """Runs txt2img for an SD/SDXL pipeline with the loop optionally captured in a CUDA graph.
 
-    def __init__(self, pipe: Any, family: str, *, use_graph: bool, vae_dtype: torch.dtype | None = None) -> None:
+    ``text_cache`` (a :class:`~diffprof.engine.text_cache.TextCache`) keeps the embeddings of repeated
+    prompts; :attr:`encoded` says whether the last call ran its text encoders."""
+
+    def __init__(self, pipe: Any, family: str, *, use_graph: bool, vae_dtype: torch.dtype | None = None, text_cache: Any = None) -> None:
         self.pipe = pipe
         self.family = family
         self.use_graph = use_graph
         self.vae_dtype = vae_dtype
+        self.text_cache = text_cache
+        self.encoded = True
         self._graphs: dict[tuple[Any, ...], GraphedLoop | str] = {}
 
+    @property
+    def denoiser(self) -> Any:
+        return self.pipe.unet
+
     # ------------------------------------------------------------- phases
-    def encode(self, prompts: list[str], negative: list[str] | None, num_images: int, cfg: bool, device: torch.device) -> tuple[Any, ...]:
-        """``encode_prompt`` of the family: (embeds, negative) for SD, plus pooled pairs for SDXL."""
-        pipe = self.pipe
-        if self.family == "sdxl":
-            return tuple(pipe.encode_prompt(prompt=prompts, device=device, num_images_per_prompt=num_images, do_classifier_free_guidance=cfg, negative_prompt=negative))
-        return tuple(pipe.encode_prompt(prompts, device, num_images, cfg, negative))
+    def encode(self, call: dict[str, Any], cfg: bool, device: torch.device) -> tuple[Any, ...]:
+        """``encode_prompt`` with the arguments the pipeline's own ``__call__`` would give it for
+        ``call`` (its keyword arguments), through the text cache when there is one."""
+        from diffprof.engine.text_cache import encode_kwargs
+
+        kwargs = encode_kwargs(self.pipe, call, cfg, device)
+        if self.text_cache is None:
+            self.encoded = True
+            return tuple(self.pipe.encode_prompt(**kwargs))
+        outputs, hit = self.text_cache.encode(self.pipe, kwargs)
+        self.encoded = not hit
+        return outputs
+
+    def cfg(self, guidance: float) -> bool:
+        from diffprof.engine.text_cache import cfg_of
+
+        return cfg_of(self.pipe, guidance)
 
     def _added_cond(self, pooled: torch.Tensor, npooled: torch.Tensor | None, height: int, width: int, total: int, cfg: bool, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
         # SDXL micro-conditioning: (original size, crop top-left, target size), as the pipeline
@@ -124,7 +149,7 @@ class FastPath:
                 callback(i, t, latents)
         return latents
 
-    def decode(self, latents: torch.Tensor) -> list[Any]:
+    def decode(self, latents: torch.Tensor, width: int, height: int) -> list[Any]:
         pipe, vae = self.pipe, self.pipe.vae
         dtype = self.vae_dtype or vae.dtype
         if self.vae_dtype is None and vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
@@ -138,49 +163,57 @@ class FastPath:
         return to_pil(pipe.image_processor, image)
 
     # ---------------------------------------------------------------- run
+    def prepare(self, call: dict[str, Any], steps: int, width: int, height: int, guidance: float, cfg: bool, device: torch.device) -> LoopInputs:
+        """Phases 1-2 of SD's ``__call__``: the text embeddings and the initial latents (same generator use)."""
+        pipe = self.pipe
+        prompts, num_images = call["prompt"], call.get("num_images_per_prompt", 1)
+        total = len(prompts) * num_images
+        # 1. Text encoding
+        encoded = self.encode(call, cfg, device)
+        if self.family == "sdxl":
+            pe, npe, pooled, npooled = encoded
+            added = self._added_cond(pooled, npooled, height, width, total, cfg, pe.dtype, device)
+        else:
+            pe, npe = encoded
+            added = None
+        prompt_embeds = torch.cat([npe, pe]) if cfg else pe
+        # 2. Timesteps and latents (same generator use as the pipeline)
+        self._restart(steps, device)  # prepare_latents scales the noise by the schedule's init_noise_sigma
+        latents = pipe.prepare_latents(total, pipe.unet.config.in_channels, height, width, prompt_embeds.dtype, device, call["generator"])
+        return LoopInputs(latents, prompt_embeds.to(device), added)
+
+    def execution_device(self) -> torch.device:
+        """Where the models run: under CPU offload the denoiser itself sits on the CPU (or, sequential,
+        on the meta device) until its hook moves it, so ask the pipeline, as its own ``__call__`` does."""
+        return getattr(self.pipe, "_execution_device", None) or getattr(self.denoiser, "device", torch.device("cpu"))
+
     def run(
         self,
+        call: dict[str, Any],
         *,
-        prompts: list[str],
-        negative: list[str] | None,
-        num_images: int,
         steps: int,
         guidance: float,
         width: int,
         height: int,
-        generator: torch.Generator,
         scheduler_name: str,
         decode: bool = True,
         step_callback: StepCallback | None = None,
         loop_span: Callable[[], Any] | None = None,
         paused: Callable[[], Any] | None = None,
     ) -> FastOutput:
-        """One call. ``step_callback`` times eager steps; ``loop_span`` opens the operation around a
-        graph replay; ``paused`` suspends instrumentation while warming up and capturing."""
-        pipe = self.pipe
-        # Where the models run: under CPU offload the UNet itself sits on the CPU (or, sequential,
-        # on the meta device) until its hook moves it, so ask the pipeline, as its own __call__ does.
-        device = getattr(pipe, "_execution_device", None) or getattr(pipe.unet, "device", torch.device("cpu"))
-        cfg = guidance > 1 and pipe.unet.config.time_cond_proj_dim is None
-        total = len(prompts) * num_images
-        # 1. Text encoding
-        encoded = self.encode(prompts, negative, num_images, cfg, device)
-        if self.family == "sdxl":
-            pe, npe, pooled, npooled = encoded  # type: ignore[misc]
-            added = self._added_cond(pooled, npooled, height, width, total, cfg, pe.dtype, device)
-        else:
-            pe, npe = encoded  # type: ignore[misc]
-            added = None
-        prompt_embeds = torch.cat([npe, pe]) if cfg else pe
-        # 2. Timesteps and latents (same generator use as the pipeline)
-        self._restart(steps, device)  # prepare_latents scales the noise by the schedule's init_noise_sigma
-        latents = pipe.prepare_latents(total, pipe.unet.config.in_channels, height, width, prompt_embeds.dtype, device, generator)
-        inputs = LoopInputs(latents, prompt_embeds.to(device), added)
+        """One call with the pipeline's keyword arguments ``call`` (prompt, negative prompt, images
+        per prompt, generator, the family's options). ``step_callback`` times eager steps;
+        ``loop_span`` opens the operation around a graph replay; ``paused`` suspends instrumentation
+        while warming up and capturing."""
+        device = self.execution_device()
+        cfg = self.cfg(guidance)
+        inputs = self.prepare(call, steps, width, height, guidance, cfg, device)
         # 3. Denoising loop: graphed when possible
         note = None
         graphed = False
         if self.use_graph and device.type == "cuda":
-            key = (steps, scheduler_name, width, height, total, float(guidance), str(prompt_embeds.dtype), cfg)
+            key = (steps, scheduler_name, width, height, tuple(inputs.latents.shape), float(guidance), str(inputs.prompt_embeds.dtype),
+                   tuple(inputs.prompt_embeds.shape), cfg)
             entry = self._graphs.get(key)
             if entry is None:
                 with paused() if paused else nullcontext():
@@ -195,7 +228,7 @@ class FastPath:
         if not graphed:
             latents = self.loop(inputs, self._restart(steps, device), guidance, cfg, step_callback)
         # 4. Decode
-        images = self.decode(latents) if decode else []
+        images = self.decode(latents, width, height) if decode else []
         return FastOutput(latents=latents, images=images, graphed=graphed, note=note)
 
     def _restart(self, steps: int, device: torch.device) -> torch.Tensor:
@@ -208,7 +241,11 @@ class FastPath:
 
     def _capture(self, inputs: LoopInputs, steps: int, guidance: float, cfg: bool, scheduler_name: str) -> GraphedLoop | str:
         """Warm up on a side stream, then capture the whole loop; a reason string if it can't."""
-        if scheduler_name not in GRAPH_SAFE:
+        if scheduler_name == "default":  # the model's own scheduler: graph-safe or not by what it is
+            from diffprof.engine.schedulers import name_of
+
+            scheduler_name = f"default ({name_of(self.pipe.scheduler)})"
+        if scheduler_name.removeprefix("default (").removesuffix(")") not in GRAPH_SAFE:
             return f"scheduler {scheduler_name} is not graph-safe; ran the loop eagerly"
         scheduler = self.pipe.scheduler
         static = LoopInputs(

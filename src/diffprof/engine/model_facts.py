@@ -36,6 +36,8 @@ class ModelFacts:
     #: Tasks its family has pipelines for; ``None`` for UNet models (every task; inpainting models
     #: are checked by the engine) and unknown ones.
     tasks: tuple[str, ...] | None = None
+    #: Its pipeline family (``flux``), ``generic`` for a folder no family covers, ``None`` when unknown.
+    family: str | None = None
 
     def round_size(self, pixels: float) -> int:
         """``pixels`` to the nearest allowed side (at least one multiple, and at least 16 px)."""
@@ -53,7 +55,7 @@ def model_facts(model: str) -> ModelFacts:
     if preset is not None:
         transformer = preset.denoiser == "transformer"
         return ModelFacts(preset.native_size, math.lcm(8, preset.token_pixels, preset.spec.size_multiple) if transformer else 8, preset.denoiser, kind,
-                          preset.spec.tasks if transformer else None)
+                          preset.spec.tasks if transformer else None, preset.family)
     folder = Path(model).expanduser()
     index = _json(folder / "model_index.json")
     if index is None:
@@ -70,7 +72,8 @@ def model_facts(model: str) -> ModelFacts:
         config = _json(folder / "transformer" / "config.json") or {}
         multiple = math.lcm(factor * int(config.get("patch_size") or 1) * spec.packing, spec.size_multiple) if spec is not None else factor * 2
     tasks = spec.tasks if spec is not None and denoiser == "transformer" else None
-    return ModelFacts(FALLBACK_SIZE, math.lcm(8, multiple), denoiser, kind, tasks)  # sizes are multiples of 8 anyway
+    family = CLASS_FAMILIES.get(str(index.get("_class_name")), "generic")
+    return ModelFacts(FALLBACK_SIZE, math.lcm(8, multiple), denoiser, kind, tasks, family)  # sizes are multiples of 8 anyway
 
 
 def _json(path: Path) -> dict[str, Any] | None:

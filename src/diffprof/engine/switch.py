@@ -25,15 +25,16 @@ class Phase(IntEnum):
     """When a step runs; the order that works. Steps of one phase run in registry order."""
 
     GLOBAL = 0  # process-wide backend settings, held until Engine.close (process_settings)
-    ATTENTION = 1  # attention processors
-    FUSE = 2  # fused projections (they replace the processors with fused SDPA ones)
-    MEMORY_FORMAT = 3  # channels_last, before any hook or compile sees the weights
-    VAE = 4  # VAE decode modes
-    PLACE = 5  # .to(device), or sequential offload's per-layer hooks
-    PLACED = 6  # what needs the weights where they will stay (fused weight sharing)
-    QUANTIZE = 7  # fp8, before compile so it fuses the casts
-    COMPILE = 8  # torch.compile, on the final modules
-    HOOKS = 9  # model offload hooks: after compile, so they stay outside the compiled code
+    COMPONENTS = 1  # which components the pipeline keeps (SD3 without its T5), before anything is placed
+    ATTENTION = 2  # attention processors
+    FUSE = 3  # fused projections (they replace the processors with fused SDPA ones)
+    MEMORY_FORMAT = 4  # channels_last, before any hook or compile sees the weights
+    VAE = 5  # VAE decode modes
+    PLACE = 6  # .to(device), or the offloads' hooks (sequential, group, T5 only)
+    PLACED = 7  # what needs the weights where they will stay (fused weight sharing)
+    QUANTIZE = 8  # fp8 / int8 weights / fp8 storage, before compile so it fuses the casts
+    COMPILE = 9  # torch.compile, on the final modules
+    HOOKS = 10  # model offload hooks: after compile, so they stay outside the compiled code
 
 
 @dataclass
@@ -125,6 +126,25 @@ class Group:
 
 
 @dataclass(frozen=True)
+class FamilyRule:
+    """The pipeline families a switch works on, for switches that act on a component only some families
+    have or can do without (SD3 runs without its T5; FLUX cannot). Checked once the model is known
+    (:meth:`Optimizations.check_model`); a model of unknown family (a Hub id before loading) passes."""
+
+    families: tuple[str, ...]
+    #: Why it cannot run on a family, per family; others get ``otherwise`` (``{family}`` is filled in).
+    why: Mapping[str, str]
+    otherwise: str
+    hint: str
+
+    def refusal(self, name: str, family: str | None) -> ConfigError | None:
+        if family is None or family in self.families:
+            return None
+        reason = self.why.get(family, self.otherwise.format(family=family))
+        return ConfigError(f"{name} cannot run on a {family} model: {reason}", self.hint)
+
+
+@dataclass(frozen=True)
 class Switch:
     """One switch a user can name. See docs/architecture.md, "Adding an optimization switch"."""
 
@@ -157,9 +177,17 @@ class Switch:
     #: How ``diffprof optimizations`` names it, when not by its name (``compile_mode=MODE``).
     listed_as: str | None = None
     #: The denoisers it works on (``unet``, ``transformer``); on another it is refused by
-    #: :meth:`Optimizations.check_denoiser` once the pipeline is known, and memory-suite defaults
-    #: leave it out (sliced and eager attention, fused QKV and fp8 reach the UNet's processors only).
+    #: :meth:`Optimizations.check_model` once the pipeline is known, and memory-suite defaults
+    #: leave it out (sliced and eager attention reach the UNet's processors only).
     denoisers: tuple[str, ...] = ("unet", "transformer")
+    #: The denoisers whose ``fast`` holds it (fp8: transformers only; on SD's UNet it moved the latents
+    #: 3.4e-2 and saved no time); ``fast`` resolved for a model reads it (:func:`~diffprof.engine.switches.expand_fast`).
+    fast_on: tuple[str, ...] = ("unet", "transformer")
+    #: In ``fast`` only where the device runs it (its ``requires`` hold there): fp8 needs float8 tensor
+    #: cores; elsewhere ``fast`` leaves it out and says so, instead of refusing the whole preset.
+    fast_where_supported: bool = False
+    #: The families it works on, when not every family (``drop_t5``: SD3 only).
+    families: FamilyRule | None = None
 
     def updates(self, opts: Optimizations, value: str) -> Mapping[str, Any]:
         """The fields this switch sets when named as ``name`` or ``name=value``."""
@@ -194,8 +222,15 @@ class Registry:
         if len(self.by_name) != len(entries):
             raise ValueError("two switches share a name")
         self.groups: tuple[Group, ...] = tuple(dict.fromkeys(s.group for s in entries if s.group is not None))
-        #: What the ``fast`` preset expands to, in registry order.
-        self.fast: tuple[str, ...] = tuple(s.fast for s in entries if s.fast)
+        #: What the ``fast`` preset expands to when the model is not known, in registry order: the
+        #: elements every denoiser's ``fast`` holds (:meth:`fast_for` adds a denoiser's own).
+        self.fast: tuple[str, ...] = self.fast_for(None)
+
+    def fast_for(self, denoiser: str | None) -> tuple[str, ...]:
+        """The tokens ``fast`` holds on a model whose denoiser is ``denoiser`` (``None``: the elements
+        every denoiser's ``fast`` holds), in registry order."""
+        every = {"unet", "transformer"}
+        return tuple(s.fast for s in self.entries if s.fast and (set(s.fast_on) >= every if denoiser is None else denoiser in s.fast_on))
 
     def __iter__(self) -> Iterator[Switch]:
         return iter(self.entries)

@@ -134,7 +134,12 @@ class Estimator:
     def _can_predict(self, opts: Optimizations) -> bool:
         if opts.label in self._fitted or opts.label in self._others:
             return True
-        return self.model.calibrated.offload == "none" or opts.offload == self.model.calibrated.offload
+        from diffprof.estimate.model import UNMODELLED
+
+        cal = self.model.calibrated
+        if any(getattr(opts, f) == v and getattr(cal, f) != v for f, v in UNMODELLED.values()):
+            return False
+        return cal.offload == "none" or opts.offload == cal.offload
 
     def _predict(self, workload: Workload, opts: Optimizations | None) -> Estimate:
         if opts is None:

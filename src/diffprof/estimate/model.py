@@ -36,7 +36,9 @@ Optimizations the calibration did not run are derived, never silently (each deri
   component's weights once (the UNet once per step, the VAE decoder once per tile).
 
 A calibration that itself used an offload mode is used only for that mode (its fitted overheads
-already contain the transfers).
+already contain the transfers). The switches for big models that change where weights live or how
+they are stored (group offload, T5 offloaded or dropped, int8 weights, float8 storage, fp8) are not
+derived: calibrate with them (:data:`UNMODELLED`).
 """
 
 from __future__ import annotations
@@ -88,11 +90,16 @@ def _other_row(f: Features) -> list[float]:
     return [1.0, float(f.pixels * f.batch)]
 
 
+#: Switches a calibration without them cannot predict: switch name -> (Optimizations field, its value when on).
+UNMODELLED = {"group_offload": ("offload", "group"), "t5_offload": ("t5_offload", True), "drop_t5": ("drop_t5", True),
+              "int8_weights": ("int8_weights", True), "layerwise_casting": ("layerwise_casting", True), "fp8": ("fp8", True)}
+
+
 def phases(f: Features, opts: Optimizations) -> dict[str, tuple[float, float]]:
     """(resident weight bytes, activation bytes) per phase under ``opts``' placement."""
     if opts.offload == "model":
         resident = {"text": f.text.weight_bytes, "unet": f.unet.weight_bytes, "vae": f.vae.weight_bytes}
-    elif opts.offload == "sequential":
+    elif opts.offload in ("sequential", "group"):  # group: a lower bound (a block or layer of each component at a time)
         resident = dict.fromkeys(PHASES, f.largest_layer_bytes)
     else:
         resident = dict.fromkeys(PHASES, f.weight_bytes)
@@ -262,6 +269,11 @@ class CostModel:
         )
 
     def _check_derivable(self, target: Optimizations) -> None:
+        changed = [name for name, field in UNMODELLED.items() if getattr(target, field[0]) == field[1] and getattr(self.calibrated, field[0]) != field[1]]
+        if changed:
+            raise ConfigError(f"the calibration of {self.calibrated.label} cannot predict {target.label}: "
+                              f"estimate does not derive {' or '.join(changed)} (weights placed or stored differently)",
+                              f"calibrate with them: {replace(self.key, optimizations=target.label).command()}")
         if self.calibrated.offload != "none" and target.offload != self.calibrated.offload:
             raise ConfigError(
                 f"the calibration of {self.calibrated.label} cannot predict {target.label}: its times include offload transfers",

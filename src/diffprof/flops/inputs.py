@@ -107,8 +107,9 @@ def _unet(model: Any, pipe: Any, n: int, h: int, w: int, lengths: Mapping[str, i
 
 def _sd3(model: Any, pipe: Any, n: int, h: int, w: int, lengths: Mapping[str, int] | None, zeros: Zeros) -> tuple[tuple[Any, ...], dict[str, Any]]:
     cfg = model.config
-    t5 = _length("sd3", "text_encoder_3", lengths) if getattr(pipe, "text_encoder_3", None) is not None else 77
-    tokens = 77 + t5  # CLIP-L and CLIP-G hidden states side by side (77), then T5 (zeros of 77 without it)
+    # CLIP-L and CLIP-G hidden states side by side (77), then T5's; without T5 diffusers 0.42 feeds zeros of
+    # the same length (max_sequence_length), so the transformer's work does not change
+    tokens = 77 + _length("sd3", "text_encoder_3", lengths)
     return (), {"hidden_states": zeros(n, cfg.in_channels, h, w), "timestep": zeros(n),
                 "encoder_hidden_states": zeros(n, tokens, cfg.joint_attention_dim),
                 "pooled_projections": zeros(n, cfg.pooled_projection_dim), "return_dict": False}

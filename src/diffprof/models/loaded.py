@@ -47,6 +47,10 @@ class LoadedPipeline:
     def __post_init__(self) -> None:
         self.stand_ins = stand_ins_of(self.pipeline)
 
+    def refresh(self) -> None:
+        """Re-read what the pipeline's components say after one was dropped (SD3 without its T5)."""
+        self.stand_ins = stand_ins_of(self.pipeline)
+
     @property
     def stand_in(self) -> bool:
         """Some tokenizer is a stand-in: token ids (not lengths) differ from the real model's."""

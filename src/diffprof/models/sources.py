@@ -58,7 +58,7 @@ WeightsSource = Literal["auto", "hub", "synthetic", "builtin"]
 
 def load_pipeline(model: str | os.PathLike[str] = DEFAULT_MODEL, weights: str = "auto", *, dtype: torch.dtype = torch.float32,
                   device: str | torch.device = "cpu", seed: int = 0, allow_pickle: bool = False,
-                  inpaint: bool | None = None) -> LoadedPipeline:
+                  inpaint: bool | None = None, generate_on: str | torch.device | None = None) -> LoadedPipeline:
     """Load ``model`` with weights from ``weights`` onto ``device``.
 
     Args:
@@ -75,10 +75,13 @@ def load_pipeline(model: str | os.PathLike[str] = DEFAULT_MODEL, weights: str = 
         allow_pickle (`bool`, defaults to `False`): load ``.ckpt``/``.pt``/``.bin`` files; unpickling can run code.
         inpaint (`bool`, *optional*): ``True`` asks for a 9-channel inpainting model (a preset's
             inpainting sibling); ``False`` for a text-to-image one; ``None`` takes the model as it is.
+        generate_on (`str` or `torch.device`, *optional*): where ``synthetic`` weights are drawn when
+            they are to live elsewhere (an offloaded engine keeps them in host memory but draws them
+            on its GPU, so they equal a resident engine's of the same seed).
     """
     kind, target = resolve_source(model, weights, inpaint=inpaint)
     if kind == "preset":
-        return _load_preset(target, weights, dtype=dtype, device=device, seed=seed)
+        return _load_preset(target, weights, dtype=dtype, device=device, seed=seed, generate_on=generate_on)
     if kind == "folder":
         return _load_folder(target, f"local:{target}", inpaint=inpaint, dtype=dtype, device=device)
     if kind == "file":
@@ -91,7 +94,7 @@ def load_pipeline(model: str | os.PathLike[str] = DEFAULT_MODEL, weights: str = 
 
 
 def _load_preset(preset: ModelPreset, weights: str, *, dtype: torch.dtype, device: str | torch.device,
-                 seed: int) -> LoadedPipeline:
+                 seed: int, generate_on: str | torch.device | None = None) -> LoadedPipeline:
     check_preset_weights(preset, weights)
     source = ("builtin" if preset.builtin else "hub") if weights == "auto" else weights
     if source == "builtin":
@@ -104,7 +107,7 @@ def _load_preset(preset: ModelPreset, weights: str, *, dtype: torch.dtype, devic
         pipeline = synthetic.build_pipeline(preset, device=device, dtype=dtype, seed=seed, portable=True)
         return LoadedPipeline(pipeline, preset.family, preset, f"builtin:{preset.name}")
     if source == "synthetic":
-        pipeline = synthetic.build_pipeline(preset, device=device, dtype=dtype, seed=seed)
+        pipeline = synthetic.build_pipeline(preset, device=device, dtype=dtype, seed=seed, generate_on=generate_on)
         return LoadedPipeline(pipeline, preset.family, preset, f"synthetic:{preset.name}")
     assert preset.hub_id is not None  # check_preset_weights
     return _load_hub(preset.hub_id, preset, inpaint=preset.inpaint, dtype=dtype, device=device)

@@ -30,12 +30,14 @@ from diffprof.models.presets import ModelPreset
 
 
 def build_models(preset: ModelPreset, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 seed: int = 0) -> dict[str, nn.Module]:
+                 seed: int = 0, home: str | torch.device | None = None) -> dict[str, nn.Module]:
     """The preset's weighted models (denoiser, VAE, text encoders), random and seeded, on ``device``.
 
     ``device="meta"`` returns them without allocating weights: enough to count parameters or FLOPs.
     The same seed on the same device type gives identical weights; each component draws from its own
-    seed, so e.g. an inpainting UNet does not change the text encoder's weights.
+    seed, so e.g. an inpainting UNet does not change the text encoder's weights. ``home``: where each
+    component goes right after it is drawn (an offloaded engine's host memory: the weights are the
+    ones drawn on ``device``, while ``device`` holds one component at a time).
     """
     models: dict[str, nn.Module] = {}
     meta = torch.device(device).type == "meta"
@@ -49,19 +51,24 @@ def build_models(preset: ModelPreset, *, device: str | torch.device = "cpu", dty
             model.tie_weights()  # (T5's input embedding is its shared table), so tie them again outside it
         if not meta:
             _materialize(model, torch.device(device), dtype, _component_seed(seed, name))
+            if home is not None and torch.device(home) != torch.device(device):
+                nn.Module.to(model, device=torch.device(home))
         models[name] = model.eval()
     return models
 
 
 def build_pipeline(preset: ModelPreset, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                   seed: int = 0, portable: bool = False) -> Any:
+                   seed: int = 0, portable: bool = False, generate_on: str | torch.device | None = None) -> Any:
     """A complete pipeline of the preset's architecture with random weights (see :func:`build_models`).
 
     ``portable=True`` generates the weights on CPU in float32 and then moves and casts them, so a seed
     gives the same weights on every device and dtype (the built-in tiny models); otherwise they are
-    generated directly on ``device`` in ``dtype``, which is what makes full-size models fast to build.
+    generated directly on ``device`` in ``dtype``, which is what makes full-size models fast to build
+    (on ``generate_on`` instead, when given, each component then moved to ``device``).
     """
     if not portable:
+        if generate_on is not None:
+            return assemble(preset, build_models(preset, device=generate_on, dtype=dtype, seed=seed, home=device))
         return assemble(preset, build_models(preset, device=device, dtype=dtype, seed=seed))
     models = build_models(preset, device="cpu", dtype=torch.float32, seed=seed)
     for model in models.values():

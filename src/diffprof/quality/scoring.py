@@ -36,6 +36,9 @@ AUTO_QUALITY_SUITES = auto_quality_suites("convergence")
 #: On shapes-sd adherence needs no reference solve, so ``auto`` also scores the suites whose axis
 #: changes what is drawn (the quick suite then shows real quality beside speed).
 AUTO_ADHERENCE_SUITES = auto_quality_suites("adherence")
+#: Suites whose switches are meant to keep the image: ``auto`` scores what they cost against the plain
+#: pipeline on the cell's own timed call (:mod:`diffprof.quality.fidelity`).
+AUTO_FIDELITY_SUITES = auto_quality_suites("fidelity")
 #: The built-in model trained on shapes scenes; ``auto`` scores it by prompt adherence.
 SHAPES_MODEL = "shapes-sd"
 #: Quality seeds are ``QUALITY_SEED + i``: apart from the timing seed (default 0) and fixed, so
@@ -51,12 +54,14 @@ def quality_metrics(config: RunConfig, suite: str) -> tuple[str, ...]:
     if not names or names == ["none"]:
         return ()
     if names == ["auto"]:
+        if suite in AUTO_FIDELITY_SUITES:
+            return ("fidelity",)  # no extra call per cell: the timed call against one plain reference per run
         if config.model == SHAPES_MODEL and suite in AUTO_ADHERENCE_SUITES:
             return ("adherence",)  # cheap (a few calls, no reference solve): worth it wherever it means something
         if suite not in AUTO_QUALITY_SUITES:
             return ()
         return ("adherence",) if config.model == SHAPES_MODEL else ("convergence",)
-    return tuple(n for n in ("adherence", "convergence", "clip") if n in names)
+    return tuple(n for n in ("adherence", "convergence", "clip", "fidelity") if n in names)
 
 
 def quality_pairs(config: RunConfig, metrics: Sequence[str]) -> list[tuple[str, int]]:
@@ -191,25 +196,37 @@ class QualityScore:
     about: dict[str, Any] = field(default_factory=dict)
 
 
-def score_quality(engine: Engine, config: RunConfig, metrics: Sequence[str], cache: QualityCache, request: GenerationRequest) -> QualityScore:
+def score_quality(engine: Engine, config: RunConfig, metrics: Sequence[str], cache: QualityCache, request: GenerationRequest,
+                  timed: GenerationResult | None = None) -> QualityScore:
     """Generate the quality images with the cell's settings (``request``, the cell's timed call) and score them.
 
-    Phases: 1. one call per (prompt, seed) at batch 1; 2. adherence per image against its
-    prompt; 3. convergence against the cached (or newly solved) reference of each pair; 4. CLIP
-    score per (image, prompt). Metric names: ``adherence``, ``psnr_db``, ``ssim``,
-    ``latent_rel_error``, ``clip_score``; ``samples`` keep one value per image.
+    Phases: 0. fidelity of the cell's first ``timed`` call against the plain pipeline's (no
+    generation of its own); 1. one call per (prompt, seed) at batch 1; 2. adherence per image against
+    its prompt; 3. convergence against the cached (or newly solved) reference of each pair; 4. CLIP
+    score per (image, prompt). Metric names: ``fidelity_psnr_db``, ``fidelity_latent_error``,
+    ``adherence``, ``psnr_db``, ``ssim``, ``latent_rel_error``, ``clip_score``; ``samples`` keep one
+    value per image.
     """
+    fidelity: tuple[dict[str, float], dict[str, Any]] = ({}, {})
+    if "fidelity" in metrics and timed is not None:
+        from diffprof.quality.fidelity import score_fidelity
+
+        fidelity = score_fidelity(engine, config, cache, request, timed)
+    metrics = [m for m in metrics if m != "fidelity"]
+    if not metrics:
+        return QualityScore(metrics=fidelity[0], about={"metrics": ["fidelity"], **fidelity[1]})
     pairs = quality_pairs(config, metrics)
     base = replace(request, num_images=1)
     # 1. The cell's own images, batch 1, one per pair.
     outputs = [engine.generate(replace(base, prompt=p, seed=s)) for p, s in pairs]
     images = [o.images[0] for o in outputs]
     width, height = outputs[0].settings["width"], outputs[0].settings["height"]
-    out = QualityScore(about={
-        "metrics": list(metrics),
+    out = QualityScore(metrics=dict(fidelity[0]), about={
+        "metrics": list(metrics) + (["fidelity"] if fidelity[0] or fidelity[1] else []),
         "prompts": len(pairs),
         "prompt_set": "shapes scenes" if "adherence" in metrics else "the cell prompt",
         "seeds": [pairs[0][1], pairs[-1][1]],
+        **fidelity[1],
     })
     # 2. Adherence: the pixel detector reads the scene back and checks the prompt's five attributes.
     if "adherence" in metrics:

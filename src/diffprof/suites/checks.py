@@ -80,5 +80,5 @@ def check_model(config: RunConfig) -> None:
             check_applies(config.reference_scheduler, facts.kind, config.model)
     if facts.tasks is not None and config.task not in facts.tasks:
         raise ConfigError(f"{config.model} has no {config.task} pipeline in diffusers", f"its family runs: {', '.join(facts.tasks)}")
-    if facts.denoiser is not None:
-        Optimizations.parse(config.optimize).check_denoiser(facts.denoiser)
+    if facts.denoiser is not None or facts.family is not None:
+        Optimizations.parse(config.optimize, denoiser=facts.denoiser).check_model(facts.denoiser, facts.family)

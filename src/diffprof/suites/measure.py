@@ -86,7 +86,7 @@ def measure_cell(
     names = quality_metrics(config, cell.suite) if cell.round is None or cell.round.index == 1 else []
     if names:
         cache = quality if quality is not None else QualityCache(config.reference_cache)
-        score = score_quality(engine, config, names, cache, request)
+        score = score_quality(engine, config, names, cache, request, timed=results[0])
         metrics.update(score.metrics)
         samples.update(score.samples)
         settings["quality"] = score.about
@@ -147,7 +147,10 @@ def count_flops(engine: Engine, result: GenerationResult, unet_evals: int) -> tu
         return None, None
     steps = result.timing.n_steps or unet_evals
     per_step = breakdown.unet_per_eval * unet_evals / steps if steps else float(breakdown.unet_per_eval)
-    return float(breakdown.per_call(unet_evals, decode=bool(result.images), encode=encode)), float(per_step)
+    total = breakdown.per_call(unet_evals, decode=bool(result.images), encode=encode)
+    if s.get("text_embeddings") == "cached":  # the text cache answered: no text encoder ran
+        total -= breakdown.text_encoder
+    return float(total), float(per_step)
 
 
 def matmul_peaks(engine: Engine) -> DevicePeaks | None:

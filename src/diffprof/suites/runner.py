@@ -97,13 +97,14 @@ class Runner:
         #: What the run said before measuring (switches left out on this device, cells it cannot run).
         self.notice: str | None = None
 
-    def cells(self) -> list[Cell]:
-        return expand(self.config)
+    def cells(self, config: RunConfig | None = None) -> list[Cell]:
+        """The cells of ``config`` (the run's, as the preflight adapted it); a subclass may measure others."""
+        return expand(config or self.config)
 
     def run(self, resume: int | str | None = None) -> RunSummary:
         check_config(self.config)  # registry names (schedulers, switches, suites, executor) before anything runs
         plan = Preflight.for_config(self.config)  # the device the cells run on, and what it cannot run
-        cells = expand(plan.config)
+        cells = self.cells(plan.config)
         if self.config.threads:
             import torch
 

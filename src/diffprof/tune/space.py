@@ -56,9 +56,9 @@ class Setting:
         return text + (f", {self.optimization}" if self.optimization != "none" else "")
 
 
-def _takes(label: str, denoiser: str) -> bool:
+def _takes(label: str, denoiser: str, family: str | None = None) -> bool:
     try:
-        Optimizations.parse(label_switches(label)).check_denoiser(denoiser)
+        Optimizations.parse(label_switches(label)).check_model(denoiser, family)
     except ConfigError:
         return False
     return True
@@ -117,9 +117,9 @@ class SearchSpace:
         if facts.denoiser is not None:
             if optimizations:
                 for o in opts:
-                    Optimizations.parse(label_switches(o)).check_denoiser(facts.denoiser)
-            else:  # the defaults keep what the denoiser takes (fused QKV is the UNet's)
-                opts = tuple(o for o in opts if _takes(o, facts.denoiser))
+                    Optimizations.parse(label_switches(o)).check_model(facts.denoiser, facts.family)
+            else:  # the defaults keep what the model takes (sliced attention is the UNet's)
+                opts = tuple(o for o in opts if _takes(o, facts.denoiser, facts.family))
         for p in precs:
             for o in opts:
                 Optimizations.parse(label_switches(o)).validate(device, p)
