@@ -163,6 +163,33 @@ def chromium() -> str:
     return found
 
 
+# ----------------------------------------------------------------------------- results stores
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """One real PostgreSQL server for this test session (each xdist worker is a session of its
+    own), started the first time a test asks for it and stopped at the end. Debian's binaries are
+    installed with apt-get when missing (as .ci/run does first); where that cannot be done the
+    PostgreSQL cases are skipped, except under CI, where they fail."""
+    from pgserver import PostgresServer, find_bindir, install_postgresql
+
+    pytest.importorskip("psycopg", reason="pip install 'diffprof[postgres]' (in the dev extras)")
+    bindir = find_bindir() or install_postgresql()
+    if bindir is None:
+        if os.environ.get("CI"):
+            pytest.fail("no PostgreSQL binaries (initdb), and apt-get could not install Debian's postgresql package")
+        pytest.skip("no PostgreSQL binaries (apt-get install postgresql)")
+    server = PostgresServer(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's results store lives, once per backend: a fresh SQLite file, then a fresh
+    schema of its own on the session's PostgreSQL server. One test body runs against both."""
+    if request.param == "sqlite":
+        return str(tmp_path / "results.db")
+    return str(request.getfixturevalue("pg_server").create_store())
 @pytest.fixture(scope="session")
 def presetless_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny QwenImage and FLUX.2 [klein] pipelines saved as plain diffusers folders, once per session

@@ -3,7 +3,10 @@
 Timings are synthetic and seeded: a base time per cell times a factor, with log-normal noise like
 real repeats, so every verdict here is deterministic. These cells are stored without rounds (as
 older versions stored them): compare weighs their per-call samples. Rounds, noise floors, the
-correction and the host-busy check are tested in test_verdicts.py and test_rounds.py.
+correction and the host-busy check are tested in test_verdicts.py and test_rounds.py; the noise
+floor read from a store's history (and from a baseline's other store) at the end of this file. The
+runs are stored in SQLite and in PostgreSQL (the ``store_url`` fixture): one test body, the same
+verdicts.
 """
 
 from __future__ import annotations
@@ -59,8 +62,9 @@ def bench_run(
 
 
 @pytest.fixture
-def store():
-    with Store(":memory:") as s:
+def store(store_url: str):
+    """Each comparison test runs on both backends: verdicts must not depend on where runs are stored."""
+    with Store(store_url) as s:
         yield s
 
 
@@ -323,3 +327,48 @@ def test_a_registered_metric_absent_from_both_runs_is_named(store: Store) -> Non
     with pytest.raises(ConfigError, match="neither run has the metric 'mfu'") as err:
         compare_runs(store, a, a, metric="mfu")
     assert "s_per_image" in (err.value.hint or "")
+
+
+# ----------------------------------------------------------------------------- the noise floor from a store's history
+QUIET = {"cpus": 2, "wall_s": 10.0, "own_cpu_s": 10.0, "others_cpu_s": 0.5, "steal_s": 0.0, "spans": []}
+
+
+def rounds_run(store: Store, factor: float, seed: int, name: str | None = None) -> int:
+    """One euler cell measured in 3 rounds that agree to 0.2%, on a quiet host, as the runner stores it."""
+    rounds = (BASE["euler"] * factor * np.random.default_rng(seed).lognormal(0.0, 0.002, 3)).tolist()
+    rid = store.create_run("diffprof bench", {"rounds": 3}, {"torch": {"version": "2.13.0"}}, name=name)
+    store.add_cell(rid, CellResult("schedulers", {"scheduler": "euler"}, {"scheduler": "euler", "rounds": 3},
+                                   metrics={"s_per_image": float(np.median(rounds))}, samples={"call_s": rounds}, rounds={"s_per_image": rounds}))
+    store.set_machine(rid, QUIET)
+    store.finish_run(rid)
+    return rid
+
+
+def test_the_noise_floor_comes_from_the_baselines_store(store: Store, tmp_path) -> None:
+    """History is read on either backend, and with the baseline in another store (compare
+    --baseline-db) it comes from the baseline's: there, earlier runs scatter by 10%, so a 9% change
+    whose rounds agree to 0.2% is too noisy to believe, within the store and across stores alike,
+    whether or not B was pushed there too. The runner's own store, whose earlier runs agree
+    closely, makes it a regression: which store supplies the floor decides the verdict."""
+    for i, factor in enumerate((1.0, 1.12, 0.9, 1.05)):
+        rounds_run(store, factor, seed=10 + i)
+    a = rounds_run(store, 1.0, seed=20, name="main")
+    with Store(tmp_path / "runner.db") as runner:
+        for i in range(4):
+            rounds_run(runner, 1.0, seed=30 + i)  # this runner's history: the old code, tight
+        b = rounds_run(runner, 1.09, seed=21)
+        alone = compare_runs(runner, "main", b, baseline=store, history=False)
+        across = compare_runs(runner, "main", b, baseline=store)
+        store.copy_to(runner, a)  # the baseline pulled onto the runner: there its history is the runner's own
+        runner_floor = compare_runs(runner, "main", b)
+        runner.copy_to(store, b)  # pushed: now in the shared store too, under another id
+        pushed = compare_runs(runner, "main", b, baseline=store)
+    within = compare_runs(store, a, "latest")
+    assert [c.verdict for c in alone.cells] == ["regression"] and alone.cells[0].history_runs == 0
+    assert [c.verdict for c in runner_floor.cells] == ["regression"] and runner_floor.cells[0].history_runs >= 3
+    for cmp in (across, pushed, within):
+        (cell,) = cmp.cells
+        assert cell.verdict == "too noisy" and cell.history_runs == 5 and "history floor" in cell.test, cmp
+    assert [(c.p_value, c.low, c.high) for c in across.cells] == [(c.p_value, c.low, c.high) for c in pushed.cells]
+    assert [(c.p_value, c.low, c.high) for c in within.cells][0] == pytest.approx([(c.p_value, c.low, c.high) for c in across.cells][0])
+    assert [r.id for r in store.history([store.get_run(a).cells[0].key], before=a, limit=2)] == [a - 1, a - 2]  # newest first, bounded

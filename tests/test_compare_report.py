@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +13,13 @@ import pytest
 from diffprof.analysis.history import history
 from diffprof.analysis.steps import detect_steps, segments
 from diffprof.cli import main
+from diffprof.config.location import parse_location
 from diffprof.report.comparison import COMPARISON_RENDERERS, get_comparison_renderer
 from diffprof.results import CellResult
 from diffprof.store import Store
 from diffprof.store import schema as store_schema
 from diffprof.store.compare import compare_runs
+from diffprof.store.sqlite import open_sqlite
 
 ENV = {"torch": {"version": "2.13.0"}, "hostname": "box"}
 QUIET = {"cpus": 2, "wall_s": 10.0, "own_cpu_s": 10.0, "others_cpu_s": 0.5, "steal_s": 0.0, "before": {"loadavg": [0.1, 0.1, 0.1]},
@@ -129,7 +130,7 @@ def test_earlier_runs_in_the_store_are_a_noise_floor(db: Path) -> None:
 
 def test_a_version_1_store_opens_migrates_and_compares(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = open_sqlite(parse_location(path), 5.0)
     store_schema.ensure_schema(conn, str(path), target=1)
     conn.execute("INSERT INTO runs (created_at, status, command, config, environment) VALUES ('2026-11-01T00:00:00+00:00', 'finished', 'old', '{}', '{}')")
     conn.execute("INSERT INTO cells (run_id, cell_key, suite, labels, settings, status) VALUES (1, 'k1', 'schedulers', '{\"scheduler\": \"ddim\"}', '{}', 'ok')")

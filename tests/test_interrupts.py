@@ -1,6 +1,8 @@
 """Interruptions say what was kept and how to go on; a run measured by a live process is not
-resumed twice; a dead one is taken over. A few representative signals here (subprocesses cost
-seconds each); benchmarks/interrupt_campaign.py sends 30+ at random moments."""
+resumed twice; a dead one is taken over. The ownership tests run on both backends (an SQLite file
+and a schema of the session's PostgreSQL server), two resumes at once included. A few
+representative signals here (subprocesses cost seconds each); benchmarks/interrupt_campaign.py
+sends 30+ at random moments."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from contextlib import closing
 
@@ -17,12 +20,14 @@ import interrupt_harness as harness
 from diffprof.errors import StoreError
 from diffprof.interrupts import Interrupted, Kept, signals_interrupt
 from diffprof.store import Store
+from diffprof.config.location import parse_location
 from diffprof.store.owner import Owner, process_start
+from diffprof.store.sqlite import open_sqlite
+from rawdb import is_postgres, query
 
 
 def _owned_by(store: Store, rid: int, owner: Owner) -> None:
-    with closing(sqlite3.connect(store.path)) as conn, conn:
-        conn.execute("UPDATE runs SET host = ?, pid = ?, started = ? WHERE id = ?", (owner.host, owner.pid, owner.started, rid))
+    query(store.location.target, "UPDATE runs SET host = ?, pid = ?, started = ? WHERE id = ?", (owner.host, owner.pid, owner.started, rid))
 
 
 @pytest.fixture
@@ -38,8 +43,8 @@ def other_process():
         proc.wait()
 
 
-def test_a_run_whose_owner_lives_is_refused_and_a_dead_one_is_taken_over(tmp_path, other_process):
-    with Store(tmp_path / "o.db") as store:
+def test_a_run_whose_owner_lives_is_refused_and_a_dead_one_is_taken_over(store_url, other_process):
+    with Store(store_url) as store:
         rid = store.create_run("diffprof bench", {}, {})
         me = Owner.current()
         live = Owner(me.host, other_process.pid, process_start(other_process.pid))
@@ -57,9 +62,9 @@ def test_a_run_whose_owner_lives_is_refused_and_a_dead_one_is_taken_over(tmp_pat
         assert Owner(*row) == me
 
 
-def test_a_reused_pid_is_not_the_owner(tmp_path, other_process):
+def test_a_reused_pid_is_not_the_owner(store_url, other_process):
     """The pid lives, but started later than the run's owner did: the system gave it to another process."""
-    with Store(tmp_path / "r.db") as store:
+    with Store(store_url) as store:
         rid = store.create_run("diffprof bench", {}, {})
         started = process_start(other_process.pid)
         _owned_by(store, rid, Owner(Owner.current().host, other_process.pid, started - 3600))
@@ -67,8 +72,8 @@ def test_a_reused_pid_is_not_the_owner(tmp_path, other_process):
         assert store.resume_run(rid) == rid
 
 
-def test_an_owner_on_another_host_is_refused_unless_forced(tmp_path):
-    with Store(tmp_path / "h.db") as store:
+def test_an_owner_on_another_host_is_refused_unless_forced(store_url):
+    with Store(store_url) as store:
         rid = store.create_run("diffprof bench", {}, {})
         _owned_by(store, rid, Owner("another-host", 4242, 1.0e9))
         with pytest.raises(StoreError) as info:
@@ -77,16 +82,85 @@ def test_an_owner_on_another_host_is_refused_unless_forced(tmp_path):
         assert store.resume_run(rid, force=True) == rid
 
 
+def test_of_two_resumes_at_once_one_takes_the_run_and_the_other_sees_it_live(store_url, other_process):
+    """Check and claim are one transaction that holds the run: a resume that starts while another
+    claim is open waits for it (SQLite: the immediate transaction; PostgreSQL: the run's row lock),
+    then reads the new owner, alive, and refuses. Without the lock PostgreSQL would read the dead
+    owner, wait only at its UPDATE, and take the run over a second time."""
+    url = store_url
+    with Store(url) as store:
+        rid = store.create_run("diffprof bench", {}, {})
+        _owned_by(store, rid, Owner(Owner.current().host, 2**22 + 12345, 1.0e9))  # a pid no process has: gone
+        assert store.get_run(rid).status == "interrupted"
+    claim = _claim(url, rid, Owner(Owner.current().host, other_process.pid, process_start(other_process.pid)))  # another resume, mid-claim
+    outcome: list[BaseException | int] = []
+
+    def resume() -> None:
+        try:
+            with Store(url) as racing:
+                outcome.append(racing.resume_run(rid))
+        except BaseException as exc:  # noqa: BLE001 - the test reads it below
+            outcome.append(exc)
+
+    racer = threading.Thread(target=resume)
+    racer.start()
+    _wait_until_blocked(url, racer)
+    claim()  # the other resume commits: the run is now owned by a live process
+    racer.join(30)
+    assert not racer.is_alive() and len(outcome) == 1
+    (refused,) = outcome
+    assert isinstance(refused, StoreError) and f"still being measured by pid {other_process.pid}" in refused.message
+    assert query(url, "SELECT pid FROM runs WHERE id = ?", (rid,)) == [(other_process.pid,)]
+
+
+def _claim(url: str, rid: int, owner: Owner):
+    """Open a write transaction that claims run ``rid`` for ``owner`` as resume_run does; returns
+    the function that commits it."""
+    if is_postgres(url):
+        import psycopg
+
+        conn = psycopg.connect(url, autocommit=True)
+        conn.execute("BEGIN")
+        conn.execute("SELECT id FROM runs WHERE id = %s FOR UPDATE", (rid,))
+        params = (owner.host, owner.pid, owner.started, rid)
+        conn.execute("UPDATE runs SET status = 'running', host = %s, pid = %s, started = %s WHERE id = %s", params)
+    else:
+        conn = sqlite3.connect(url, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE runs SET status = 'running', host = ?, pid = ?, started = ? WHERE id = ?", (owner.host, owner.pid, owner.started, rid))
+
+    def commit() -> None:
+        conn.execute("COMMIT")
+        conn.close()
+
+    return commit
+
+
+def _wait_until_blocked(url: str, racer: threading.Thread) -> None:
+    """Until the racing resume waits on the claim: PostgreSQL shows it in pg_stat_activity; SQLite's
+    busy handler cannot be seen from outside, so give it a moment (its wait lasts until the commit)."""
+    deadline = time.monotonic() + 20
+    if not is_postgres(url):
+        time.sleep(0.5)
+        return
+    while time.monotonic() < deadline and racer.is_alive():
+        waiting = query(url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+        if waiting[0][0]:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the racing resume never waited for the open claim")
+
+
 def test_a_finished_run_of_this_process_resumes_and_old_stores_gain_the_start_column(tmp_path):
     from diffprof.store import schema
 
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = open_sqlite(parse_location(path), 5.0)
     schema.ensure_schema(conn, str(path), target=1)  # a store written before start times were kept
     conn.execute("INSERT INTO runs (created_at, status, command, config, environment, host, pid) VALUES ('t', 'running', 'c', '{}', '{}', 'h', 1)")
     conn.close()
     with Store(path) as store:
-        assert store.schema_version == schema.SCHEMA_VERSION == 3
+        assert store.schema_version == schema.SCHEMA_VERSION == 4
         assert store._conn.execute("SELECT started FROM runs").fetchone() == (None,)
         assert store.get_run(1).status == "running"  # another host's run: shown as stored
         rid = store.create_run("diffprof bench", {}, {})

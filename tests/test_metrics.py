@@ -32,7 +32,7 @@ from diffprof.results import CellResult, RunInfo
 
 #: A plausible value of every registered metric, for formatting checks.
 VALUES = {
-    "s_per_image": 1.234, "steps_per_s": 41.77, "images_per_s": 0.81, "s_per_call": 2.468, "text_encode_s": 0.0121,
+    "s_per_image": 1.234, "steps_per_s": 41.77, "images_per_s": 0.81, "s_per_call": 2.468, "text_encode_s": 0.0121, "probe_s": 0.0187,
     "step_median_s": 0.0251, "vae_decode_s": 0.0219, "peak_allocated_bytes": 5.3e9, "peak_reserved_bytes": 6.1e9,
     "nvml_used_bytes": 7.0e9, "host_peak_rss_bytes": 2.2e9, "load_s": 3.5, "compile_s": 51.0, "flops_per_image": 1.607e12,
     "achieved_tflops": 64.2, "mfu": 0.348, "energy_j_per_image": 412.0, "images_per_kj": 2.43, "first_call_s": 113.8,

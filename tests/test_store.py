@@ -1,7 +1,11 @@
 """Results store: round trips, run references, schema versions, crash safety and concurrent writers.
 
+Every test that takes ``store`` or ``store_url`` runs twice, with one body: on an SQLite file and
+on a database of the session's real PostgreSQL server (conftest.py). What is in the tables is
+checked through sqlite3 / psycopg directly (tests/rawdb.py), not through the code under test.
+
 Crash and concurrency tests run real processes (``python`` on a small writer script) against one
-database file: SIGKILL mid-run must lose nothing committed, and four writers at once must neither
+database: SIGKILL mid-run must lose nothing committed, and four writers at once must neither
 lose rows nor see "database is locked".
 """
 
@@ -24,6 +28,7 @@ from diffprof.errors import DiffprofError, StoreError
 from diffprof.results import CellResult
 from diffprof.store import SCHEMA_VERSION, Store, parse_ref, schema
 from diffprof.store.refs import RunRef, id_ranges
+from rawdb import columns, count, is_postgres, query
 
 SRC = str(Path(diffprof.__file__).resolve().parents[1])
 
@@ -37,14 +42,15 @@ def make_cell(i: int, status: str = "ok", artifact_size: int = 16) -> CellResult
         error=None if status == "ok" else "RuntimeError: CUDA out of memory\nTraceback ...",
         metrics={"s_per_image": 0.1 * (i + 1), "peak_allocated_bytes": 1024.0 * (i + 1)},
         samples={"call_s": [0.1 * (i + 1) + 0.001 * k for k in range(3)], "step_s": [0.02, 0.021]},
+        rounds={"s_per_image": [0.1 * (i + 1) + 0.002 * k for k in range(3)]},
         artifacts={"image.png": bytes([i % 256]) * artifact_size},
         started_at="2026-11-26T10:00:00+00:00",
     )
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    with Store(tmp_path / "results.db") as s:
+def store(store_url: str):
+    with Store(store_url) as s:
         yield s
 
 
@@ -72,7 +78,7 @@ def test_round_trip_run_with_cells(store: Store) -> None:
     assert a.key == ok.key  # a reloaded cell keeps its resume identity
     assert a.metrics["s_per_image"] == pytest.approx(0.1) and math.isnan(a.metrics["mfu"])
     assert list(a.metrics) == ["s_per_image", "peak_allocated_bytes", "mfu"]
-    assert a.samples == ok.samples
+    assert a.samples == ok.samples and a.rounds == ok.rounds and a.round_count == 3
     assert a.started_at == "2026-11-26T10:00:00+00:00" and a.finished_at  # stamped on add
     assert b.status == "failed" and b.error == failed.error and b.metrics == failed.metrics
     assert run.failed_cells == [b]
@@ -85,6 +91,12 @@ def test_round_trip_run_with_cells(store: Store) -> None:
     with pytest.raises(StoreError, match=r"no artifact 'timeline\.json'") as err:
         store.artifact(ok_id, "timeline.json")
     assert "image.png" in (err.value.hint or "")
+
+    # the machine state, kept as JSON beside the run
+    assert run.machine == {} and store.machine(rid) == {}
+    machine = {"cpus": 2, "wall_s": 3.5, "others_cpu_s": 0.25, "spans": [{"round": 1, "wall_s": 1.0}], "gpus": []}
+    store.set_machine(rid, machine)
+    assert store.machine(rid) == machine and store.get_run(rid).machine == machine
 
     store.finish_run(rid)
     run = store.get_run("latest")
@@ -116,16 +128,17 @@ def test_readding_a_key_replaces_the_earlier_attempt(store: Store) -> None:
     retried = make_cell(1)
     retried.metrics = {"s_per_image": 9.0}
     retried.artifacts = {}
+    failed_id = store.get_run(rid).cells[1].id
     new_id = store.add_cell(rid, retried)
     run = store.get_run(rid)
     assert [c.status for c in run.cells] == ["ok", "ok"]
-    assert run.cells[1].id == new_id and run.cells[1].metrics == {"s_per_image": 9.0}
-    assert store.finished_keys(rid) == {make_cell(0).key, make_cell(1).key}
+    assert run.cells[1].id == new_id == failed_id and run.cells[1].metrics == {"s_per_image": 9.0}  # same id: it keeps its place
+    assert store.add_cell(rid, make_cell(2)) > new_id  # and the next new cell's id is a fresh one (PostgreSQL's identity too)
+    assert store.finished_keys(rid) == {make_cell(0).key, make_cell(1).key, make_cell(2).key}
     # the first attempt's metrics, samples and artifacts went with it
-    conn = sqlite3.connect(store.path)
-    for table, expected in (("cells", 2), ("metrics", 3), ("samples", 4), ("artifacts", 1)):
-        assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == expected, table
-    conn.close()
+    for table, expected in (("cells", 3), ("metrics", 5), ("samples", 6), ("rounds", 3), ("artifacts", 2)):
+        assert count(store.location.target, table) == expected, table
+    assert store.integrity_problems() == []
 
 
 def test_same_key_in_two_runs_is_two_cells(store: Store) -> None:
@@ -143,10 +156,9 @@ def test_delete_run_removes_everything_it_owns(store: Store) -> None:
     store.add_cell(gone, make_cell(2))
     assert store.delete_run("latest") == gone
     assert [r.id for r in store.list_runs()] == [keep]
-    conn = sqlite3.connect(store.path)
     for table, expected in (("cells", 1), ("metrics", 2), ("samples", 2), ("artifacts", 1)):
-        assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == expected, table
-    conn.close()
+        assert count(store.location.target, table) == expected, table
+    assert store.integrity_problems() == []
     with pytest.raises(StoreError, match=f"run {gone} not found"):
         store.get_run(gone)
 
@@ -160,6 +172,25 @@ def test_finish_run_statuses_and_resume(store: Store) -> None:
     assert run.status == "running" and run.finished_at is None
     with pytest.raises(ValueError, match="finish_run status"):
         store.finish_run(rid, "done")  # type: ignore[arg-type]
+
+
+def test_a_run_interrupted_on_another_host_resumes_here(store: Store) -> None:
+    """One shared store, many machines: the run's owner is recorded (host, pid) and a resume
+    anywhere that reaches the store takes it over, keeping the cells the other host finished."""
+    import socket
+
+    rid = store.create_run("bench", {}, {})
+    store.add_cell(rid, make_cell(0))
+    store.finish_run(rid, "interrupted")
+    url = store.location.target
+    query(url, "UPDATE runs SET host = ?, pid = ? WHERE id = ?", ("ci-runner-7", 4242, rid))
+    assert store.get_run(rid).status == "interrupted"
+    assert store.resume_run(rid) == rid
+    assert query(url, "SELECT status, host, pid FROM runs WHERE id = ?", (rid,)) == [("running", socket.gethostname(), os.getpid())]
+    assert store.finished_keys(rid) == {make_cell(0).key}
+    store.add_cell(rid, make_cell(1))
+    store.finish_run(rid)
+    assert store.get_run(rid).counts == {"ok": 2}
 
 
 def test_add_cell_to_unknown_run_and_bad_status(store: Store) -> None:
@@ -276,33 +307,47 @@ def test_parse_ref_and_id_ranges() -> None:
 
 
 # --------------------------------------------------------------------------- schema and files
-def test_schema_version_and_wal(store: Store) -> None:
-    conn = sqlite3.connect(store.path)
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
-    assert conn.execute("SELECT value FROM meta WHERE key = 'written_by'").fetchone()[0].startswith("diffprof ")
-    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    conn.close()
+def test_schema_version(store: Store) -> None:
+    url = store.location.target
+    assert query(url, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
+    assert query(url, "SELECT value FROM meta WHERE key = 'written_by'")[0][0].startswith("diffprof ")
     assert store.schema_version == SCHEMA_VERSION
+    assert store.integrity_problems() == []
 
 
-def test_reopening_keeps_data(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / "dir" / "r.db"  # parent folders are created
-    with Store(path) as s:
+def test_sqlite_store_is_in_wal_mode(tmp_path: Path) -> None:
+    with Store(tmp_path / "r.db") as store:
+        assert query(store.path, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_the_same_tables_on_both_backends(store: Store) -> None:
+    """One schema: the columns a migration made are the same in SQLite and PostgreSQL (PostgreSQL
+    keeps SQLite's implicit rowid as a column of its own)."""
+    url = store.location.target
+    extra = ["rowid"] if is_postgres(url) else []
+    assert columns(url, "runs") == [
+        "id", "created_at", "finished_at", "status", "command", "config", "environment", "name", "host", "pid", "started", "machine", "uid"]
+    assert columns(url, "cells") == ["id", "run_id", "cell_key", "suite", "labels", "settings", "status", "error", "started_at", "finished_at"]
+    for table, names in (("metrics", ["cell_id", "name", "value"]), ("samples", ["cell_id", "name", "values"]),
+                         ("rounds", ["cell_id", "name", "values"]), ("artifacts", ["cell_id", "name", "data"])):
+        assert sorted(columns(url, table)) == sorted(extra + names), table
+
+
+def test_reopening_keeps_data(store_url: str, tmp_path: Path) -> None:
+    if not is_postgres(store_url):
+        store_url = str(tmp_path / "sub" / "dir" / "r.db")  # parent folders are created
+    with Store(store_url) as s:
         rid = s.create_run("bench", {"a": 1}, {})
         s.add_cell(rid, make_cell(0))
-    with Store(path) as s:
+    with Store(store_url) as s:
         assert s.get_run(rid).cells[0].metrics["s_per_image"] == pytest.approx(0.1)
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "r.db"
-    Store(path).close()
-    conn = sqlite3.connect(path)
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
-    conn.commit()
-    conn.close()
+def test_newer_schema_is_refused(store_url: str) -> None:
+    Store(store_url).close()
+    query(store_url, "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
     with pytest.raises(StoreError, match=f"newer diffprof \\(store schema {SCHEMA_VERSION + 1}") as err:
-        Store(path)
+        Store(store_url)
     assert "upgrade diffprof" in (err.value.hint or "")
 
 
@@ -316,14 +361,11 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path, content: bytes) ->
     assert path.read_bytes() == content  # untouched
 
 
-def test_someone_elses_sqlite_file_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "other.db"
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE users (id INTEGER)")
-    conn.commit()
-    conn.close()
-    with pytest.raises(StoreError, match="not a diffprof results store"):
-        Store(path)
+def test_someone_elses_database_is_refused(store_url: str) -> None:
+    query(store_url, "CREATE TABLE users (id INTEGER)")
+    with pytest.raises(StoreError, match=r"(SQLite|PostgreSQL) database but not a diffprof results store"):
+        Store(store_url)
+    assert columns(store_url, "meta") == []  # nothing was created
 
 
 def test_a_directory_is_refused(tmp_path: Path) -> None:
@@ -331,43 +373,120 @@ def test_a_directory_is_refused(tmp_path: Path) -> None:
         Store(tmp_path)
 
 
-def test_older_schema_is_migrated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "r.db"
-    with Store(path) as s:
+def test_older_schema_is_migrated(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Store(store_url) as s:
         rid = s.create_run("bench", {}, {})
         s.add_cell(rid, make_cell(0))
 
-    def add_tags(conn: sqlite3.Connection) -> None:
+    def add_tags(conn) -> None:  # written once, in SQLite's dialect, for both backends
         conn.execute("ALTER TABLE runs ADD COLUMN tags TEXT DEFAULT '[]'")
+        conn.execute("ALTER TABLE runs ADD COLUMN score REAL")
+        conn.execute("UPDATE runs SET score = ?", (1.0 / 3.0,))
 
     monkeypatch.setattr(schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     monkeypatch.setitem(schema.MIGRATIONS, SCHEMA_VERSION, add_tags)
-    with Store(path) as s:
+    with Store(store_url) as s:
         assert s.schema_version == SCHEMA_VERSION + 1
         assert s.get_run(rid).cells[0].metrics["s_per_image"] == pytest.approx(0.1)
-    conn = sqlite3.connect(path)
-    assert conn.execute("SELECT tags FROM runs").fetchall() == [("[]",)]
-    conn.close()
+    assert query(store_url, "SELECT tags, score FROM runs") == [("[]", 1.0 / 3.0)]  # REAL is 8 bytes on both
 
 
-def test_failed_migration_leaves_the_database_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "r.db"
-    Store(path).close()
+def test_a_version_1_store_migrates_through_every_step(store_url: str) -> None:
+    """Every real migration (2: the owner's start time, 3: rounds, machine state and the cell-key
+    index, 4: run uids) runs through the Connection on both backends, one step at a time."""
+    from diffprof.config.location import parse_location
+    from diffprof.store.postgres import open_postgres
+    from diffprof.store.sqlite import open_sqlite
 
-    def broken(conn: sqlite3.Connection) -> None:
+    loc = parse_location(store_url)
+    conn = open_postgres(loc, 5.0) if is_postgres(store_url) else open_sqlite(loc, 5.0)
+    try:
+        schema.ensure_schema(conn, loc.shown, target=1)  # what diffprof 0.1 created
+        conn.execute("INSERT INTO runs (created_at, status, command, config, environment, name, host, pid) "
+                     "VALUES ('2026-11-01T00:00:00+00:00', 'finished', 'diffprof bench', '{}', '{}', 'old', 'box', 7)")
+        conn.execute("INSERT INTO cells (run_id, cell_key, suite, labels, settings, status) VALUES (1, 'k1', 'schedulers', '{}', '{}', 'ok')")
+        conn.execute("INSERT INTO metrics (cell_id, name, value) VALUES (1, 's_per_image', 0.1)")
+        conn.execute("INSERT INTO samples (cell_id, name, \"values\") VALUES (1, 'call_s', '[0.1, 0.101]')")
+        for version in (2, 3):
+            assert schema.ensure_schema(conn, loc.shown, target=version) == version - 1 and schema.read_version(conn) == version
+    finally:
+        conn.close()
+    assert "started" in columns(store_url, "runs") and "uid" not in columns(store_url, "runs")
+    with Store(store_url) as store:
+        assert store.schema_version == SCHEMA_VERSION == 4
+        old = store.get_run("old")
+        assert old.machine == {} and old.cells[0].rounds == {} and old.cells[0].round_count == 1
+        assert old.uid == schema.legacy_uid("2026-11-01T00:00:00+00:00", "box", 7, "diffprof bench")  # the same on either backend
+        assert query(store_url, "SELECT started, machine FROM runs") == [(None, None)]
+        rid = store.create_run("new", {}, {})
+        store.add_cell(rid, make_cell(0))
+        store.set_machine(rid, {"cpus": 2})
+        assert store.get_run(rid).cells[0].rounds == make_cell(0).rounds and store.machine(rid) == {"cpus": 2}
+        assert [r.id for r in store.history(["k1"], before=rid)] == [old.id]
+        assert store.integrity_problems() == []
+    if is_postgres(store_url):
+        indexes = query(store_url, "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")
+    else:
+        indexes = query(store_url, "SELECT name FROM sqlite_master WHERE type = 'index'")
+    assert {"cells_key", "runs_uid", "runs_name"} <= {name for (name,) in indexes}
+
+
+def test_failed_migration_leaves_the_database_as_it_was(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    Store(store_url).close()
+
+    def broken(conn) -> None:
         conn.execute("ALTER TABLE runs ADD COLUMN tags TEXT")
         raise RuntimeError("migration bug")
 
     monkeypatch.setattr(schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     monkeypatch.setitem(schema.MIGRATIONS, SCHEMA_VERSION, broken)
     with pytest.raises(RuntimeError, match="migration bug"):
-        Store(path)
+        Store(store_url)
     monkeypatch.undo()
-    with Store(path) as s:
+    with Store(store_url) as s:
         assert s.schema_version == SCHEMA_VERSION
-    conn = sqlite3.connect(path)
-    assert "tags" not in [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
-    conn.close()
+    assert "tags" not in columns(store_url, "runs")
+
+
+def test_the_integrity_check_finds_orphans_and_broken_keys(store: Store) -> None:
+    """The check the concurrency tests rely on can fail: rows written behind the store's back,
+    with the database's own foreign key enforcement switched off, are all found."""
+    rid = store.create_run("bench", {}, {})
+    store.add_cell(rid, make_cell(0))
+    assert store.integrity_problems() == []
+    url = store.location.target
+    behind_its_back = [
+        "INSERT INTO metrics (cell_id, name, value) VALUES (999, 'x', 1.0)",
+        "INSERT INTO cells (run_id, cell_key, suite, labels, settings, status) VALUES (999, 'k', 's', '{}', '{}', 'ok')",
+        "UPDATE runs SET uid = NULL",
+    ]
+    if is_postgres(url):  # one session in replica mode: PostgreSQL skips its foreign key checks
+        _pg_script(url, ["SET session_replication_role = replica", *behind_its_back])
+    else:  # a plain sqlite3 connection: foreign keys are off unless switched on
+        for sql in behind_its_back:
+            query(url, sql)
+    problems = store.integrity_problems()
+    assert "1 metrics row(s) belong to no cell" in problems and "1 cells row(s) belong to no run" in problems
+    assert "1 run(s) without a uid" in problems
+    if not is_postgres(url):  # SQLite's own foreign_key_check names them too
+        assert any("refers to a missing runs row" in p for p in problems)
+
+
+def _pg_script(url: str, statements: list[str]) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def test_runs_have_a_uid_that_survives_reopening(store: Store) -> None:
+    a, b = store.create_run("a", {}, {}), store.create_run("b", {}, {})
+    uids = {store.get_run(a).uid, store.get_run(b).uid}
+    assert len(uids) == 2 and all(u and len(u) == 36 for u in uids)
+    assert {r.uid for r in store.list_runs()} == uids
+    with pytest.raises(Exception):  # the uid is unique in the database itself
+        query(store.location.target, "UPDATE runs SET uid = (SELECT uid FROM runs WHERE id = ?) WHERE id = ?", (a, b))
 
 
 # --------------------------------------------------------------------------- real processes
@@ -435,8 +554,8 @@ def _kill(proc: subprocess.Popen[str]) -> None:
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
-def test_sigkill_loses_no_finished_cell_and_resume_completes_the_run(tmp_path: Path) -> None:
-    db = str(tmp_path / "crash.db")
+def test_sigkill_loses_no_finished_cell_and_resume_completes_the_run(tmp_path: Path, store_url: str) -> None:
+    db = store_url
     proc = _spawn(tmp_path, "sleep", db)
     assert proc.stdout is not None
     line = proc.stdout.readline()  # the writer has committed 3 cells and is now hanging
@@ -471,18 +590,18 @@ def test_sigkill_loses_no_finished_cell_and_resume_completes_the_run(tmp_path: P
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
-def test_sigkill_in_the_middle_of_writes_leaves_only_whole_cells(tmp_path: Path) -> None:
-    db = str(tmp_path / "hammer.db")
+def test_sigkill_in_the_middle_of_writes_leaves_only_whole_cells(tmp_path: Path, store_url: str) -> None:
+    db = store_url
     proc = _spawn(tmp_path, "hammer", db)
     assert proc.stdout is not None
     run_id = int(proc.stdout.readline())
     time.sleep(0.3)  # it is somewhere inside a transaction most of the time
     _kill(proc)
 
-    conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    conn.close()
+    if not is_postgres(db):
+        assert query(db, "PRAGMA integrity_check") == [("ok",)]
     with Store(db) as store:
+        assert store.integrity_problems() == []
         run = store.get_run(run_id, artifacts=True)
         assert len(run.cells) >= 3
         for c in run.cells:  # every stored cell is complete: all or nothing per transaction
@@ -508,8 +627,8 @@ def _run_workers(tmp_path: Path, db: str, n: int, shared: int | None) -> list[in
     return own
 
 
-def test_four_writers_at_once_lose_nothing(tmp_path: Path) -> None:
-    db = str(tmp_path / "shared.db")
+def test_four_writers_at_once_lose_nothing(tmp_path: Path, store_url: str) -> None:
+    db = store_url
     with Store(db) as store:
         shared = store.create_run("shared", {}, {}, name="shared")
     n = 25
@@ -522,10 +641,13 @@ def test_four_writers_at_once_lose_nothing(tmp_path: Path) -> None:
         together = store.get_run(shared)
         assert sorted(c.labels["i"] for c in together.cells) == sorted(w * 1000 + i for w in range(4) for i in range(n))
         assert all(len(c.metrics) == 20 for c in together.cells)
+        assert store.integrity_problems() == []
 
 
-def test_four_processes_creating_a_fresh_store_at_once(tmp_path: Path) -> None:
+def test_four_processes_creating_a_fresh_store_at_once(tmp_path: Path, store_url: str, request: pytest.FixtureRequest) -> None:
     db = str(tmp_path / "fresh.db")
+    if is_postgres(store_url):  # a database that does not exist yet: the first opener creates it
+        db = request.getfixturevalue("pg_server").url(f"fresh_{os.getpid()}_{time.time_ns()}")
     own = _run_workers(tmp_path, db, 5, None)
     with Store(db) as store:
         assert sorted(own) == [1, 2, 3, 4]
@@ -534,19 +656,27 @@ def test_four_processes_creating_a_fresh_store_at_once(tmp_path: Path) -> None:
         assert {store.get_run(r).config["worker"] for r in own} == {0, 1, 2, 3}
 
 
-def test_a_writer_that_never_lets_go_gives_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "r.db"
-    with Store(path) as store:
+def test_a_writer_that_never_lets_go_gives_a_clear_error(store_url: str) -> None:
+    with Store(store_url) as store:
         rid = store.create_run("bench", {}, {})
-    blocker = sqlite3.connect(path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")  # holds the write lock
+    if is_postgres(store_url):  # a transaction that holds the run's row
+        import psycopg
+
+        blocker = psycopg.connect(store_url, autocommit=True)
+        blocker.execute("BEGIN")
+        blocker.execute("SELECT id FROM runs WHERE id = %s FOR UPDATE", (rid,))
+    else:  # one that holds the file's write lock
+        blocker = sqlite3.connect(store_url, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
     try:
-        with Store(path, timeout=0.2) as store:
+        with Store(store_url, timeout=0.2) as store:
             started = time.perf_counter()
             with pytest.raises(StoreError, match=r"stayed locked by another process for more than 0\.2 s"):
                 store.add_cell(rid, make_cell(0))
             assert time.perf_counter() - started >= 0.15  # it waited before giving up
-            assert store.get_run(rid).cells == []  # reads are not blocked by the writer (WAL)
+            assert store.get_run(rid).cells == []  # reads are not blocked by the writer
+            if is_postgres(store_url):  # nor writers of other runs (SQLite has one writer at a time)
+                store.add_cell(store.create_run("other", {}, {}), make_cell(0))
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()

@@ -188,7 +188,8 @@ class CellResult:
 class RunInfo:
     """One benchmark run as stored: what was asked, where, and when.
 
-    ``name`` is an optional user label (``--name baseline``) that run references accept.
+    ``name`` is an optional user label (``--name baseline``) that run references accept; ``uid``
+    identifies the run in every store it is copied to (``id`` is its number in one store).
     ``counts`` maps cell status to how many cells have it (``{"ok": 5, "failed": 1}``); the store
     fills it even when the cells themselves are not loaded, so listing runs stays cheap.
     ``machine`` is the state of the host while the run measured (load, CPU time other processes
@@ -205,12 +206,14 @@ class RunInfo:
     cells: list[CellResult] = field(default_factory=list)
     name: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    uid: str | None = None
     machine: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, with_artifacts: bool = False) -> dict[str, Any]:
         """Plain data with every cell (:meth:`CellResult.to_dict`); :meth:`from_dict` reads it back."""
         return {
             "id": self.id,
+            "uid": self.uid,
             "name": self.name,
             "created_at": self.created_at,
             "finished_at": self.finished_at,
@@ -242,6 +245,7 @@ class RunInfo:
             cells=[CellResult.from_dict(c) for c in _list(data.get("cells", []), "cells")],
             name=_field(data, "name", str, None),
             counts={str(k): int(v) for k, v in _field(data, "counts", dict, {}).items()},
+            uid=_field(data, "uid", str, None),
             machine=_field(data, "machine", dict, {}),
         )
 

@@ -248,7 +248,7 @@ def compare(
             metric's direction (:func:`diffprof.metrics.direction_of`).
         correction (`"bh"`, `"holm"` or `"none"`): the multiple-comparison correction.
         history: earlier runs (with their cells) whose measurements of the same cells give the
-            noise floor; A and B themselves are skipped if present.
+            noise floor; A and B themselves are skipped if present (by uid, else by id).
         adjust_speed: divide each round's time by its speed probe when both runs hold probes and
             share an environment (:mod:`diffprof.analysis.evidence`).
 
@@ -274,7 +274,7 @@ def compare(
     load_a, load_b = host_load(run_a.machine), host_load(run_b.machine)
     busy = " and ".join(f"run {s}'s host was busy ({load.reason})" for s, load in (("A", load_a), ("B", load_b)) if load.busy) or None
     pairs, only_a, only_b = match_cells(run_a.cells, run_b.cells)
-    exclude = (run_a.id, run_b.id)
+    exclude = (run_a, run_b)  # never their own history, matched by uid (B may come from another store than the history)
     speed, speed_note = speed_for(run_a, run_b, pairs, metric) if adjust_speed else (None, "")
     rows = [_row(a, b, metric, sample, speed) for a, b in pairs]
     prior_a, prior_b = (_prior([r.values_a if r.evidence == "rounds" else [] for r in rows]), _prior([r.values_b if r.evidence == "rounds" else [] for r in rows]))
@@ -325,7 +325,7 @@ def _prior(series: list[list[float]]) -> Prior | None:
 
 def _change(
     row: CellComparison, a: CellResult, metric: str, sample: str | None, run_a: RunInfo, history: Sequence[RunInfo],
-    exclude: tuple[int, int], prior_a: Prior | None, prior_b: Prior | None, speed: float | None = None,
+    exclude: tuple[RunInfo, RunInfo], prior_a: Prior | None, prior_b: Prior | None, speed: float | None = None,
 ) -> Change | None:
     """The change of one row (None where a failed or missing side, or no positive value, decides it)."""
     if row.verdict in ("failed", "missing"):

@@ -98,14 +98,21 @@ def same_environment(a: dict, b: dict) -> bool:
     return not any(not key.startswith(HISTORY_IGNORES) for key in environment_changes(a, b))
 
 
+def same_run(x: RunInfo, y: RunInfo) -> bool:
+    """One run, wherever it was loaded from: by uid where both have one (ids differ between the
+    stores a run is copied to, and one store's id may be another run elsewhere), else by id."""
+    return x.uid == y.uid if x.uid and y.uid else x.id == y.id
+
+
 def history_cells(
-    cell: CellResult, run: RunInfo, history: Iterable[RunInfo], exclude: Sequence[int]
+    cell: CellResult, run: RunInfo, history: Iterable[RunInfo], exclude: Sequence[RunInfo]
 ) -> list[CellResult]:
     """Earlier measurements of ``cell`` (of ``run``): ok cells with its requested key and round
-    count in runs other than ``exclude``, with ``run``'s environment, on hosts that were not busy."""
+    count in runs other than ``run`` and ``exclude``, with ``run``'s environment, on hosts that
+    were not busy."""
     out = []
     for other in history:
-        if other.id in exclude or other.id == run.id:
+        if any(same_run(other, r) for r in (run, *exclude)):
             continue
         if host_load(other.machine).busy or not same_environment(run.environment, other.environment):
             continue
@@ -117,7 +124,7 @@ def history_cells(
 
 
 def history_floor(
-    cell: CellResult, run: RunInfo, history: Iterable[RunInfo], metric: str, sample: str | None, exclude: Sequence[int],
+    cell: CellResult, run: RunInfo, history: Iterable[RunInfo], metric: str, sample: str | None, exclude: Sequence[RunInfo],
     speed: float | None = None,
 ) -> NoiseFloor | None:
     """The noise floor of ``cell`` from its earlier runs and itself (None with under 3 runs); with

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import typer
 
 from diffprof.cli.app import CONTINUE, app, console, err_console
 from diffprof.cli.options import config_options, flag_of
+from diffprof.cli.stores import db_option, open_store
 from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
 from diffprof.interrupts import Kept
@@ -57,10 +59,11 @@ def bench(
     *,
     overrides: dict[str, Any],
 ) -> None:
-    """Run benchmark suites, store every cell in SQLite, and write a report.
+    """Run benchmark suites, store every cell in the results store, and write a report.
 
-    With no arguments: the `quick` group on the built-in model, results in ./diffprof.db and an HTML
-    report in ./diffprof-report.html. Examples: `diffprof bench -s schedulers,resolutions --model sd15
+    With no arguments: the `quick` group on the built-in model, results in ./diffprof.db (or the
+    PostgreSQL store `--db postgresql://user@host/db` names) and an HTML report in
+    ./diffprof-report.html. Examples: `diffprof bench -s schedulers,resolutions --model sd15
     --weights synthetic`; `diffprof bench --config seed.yaml`; `diffprof bench --dry-run -c seed.yaml`;
     `diffprof bench --resume latest`; `diffprof bench --executor local` (every GPU of this host);
     `diffprof bench --executor ray --ray-address auto` (a Ray cluster). Interrupted (Ctrl-C, SIGTERM),
@@ -108,7 +111,7 @@ def bench(
             done = f"run {summary.run_id}: {summary.ok} ok, {summary.failed} failed"
             if summary.skipped:
                 done += f", {summary.skipped} already done"
-            console.print(f"{done} in {summary.seconds:.1f} s · store {cfg.db}", highlight=False)
+            console.print(f"{done} in {summary.seconds:.1f} s · store {store.path}", highlight=False)
             if cfg.report:
                 path = write_report(store, summary.run_id, cfg.report)
                 console.print(f"report: [bold]{path.resolve()}[/]", highlight=False)
@@ -167,29 +170,27 @@ CONTINUE["bench"] = _continue_bench
 
 @app.command()
 def runs(
-    db: str = typer.Option("diffprof.db", help=H("db")),
+    db: str = db_option(),
     limit: int = typer.Option(20, help="How many runs, newest first."),
 ) -> None:
     """List stored runs, newest first, with their cell counts and status."""
     from diffprof.report.console_tables import runs_table
-    from diffprof.store import Store
 
-    with Store(_existing(db)) as store:
+    with open_store(db) as store:
         console.print(runs_table(store.list_runs(limit)))
 
 
 @app.command()
 def show(
     run: str = typer.Argument("latest", help="Run id, latest, latest~N or a run name."),
-    db: str = typer.Option("diffprof.db", help=H("db")),
+    db: str = db_option(),
     full: bool = typer.Option(False, "--full", help="Every metric (wide); by default the key ones: time, throughput, components, memory, MFU, quality."),
 ) -> None:
     """Show one run's cells with their metrics (failed cells with their reasons)."""
     from diffprof.environment import describe_environment
     from diffprof.report.console_tables import cells_table
-    from diffprof.store import Store
 
-    with Store(_existing(db)) as store:
+    with open_store(db) as store:
         info = store.get_run(run)
     console.print(f"run {info.id} · {info.status} · {info.created_at} · {info.command}", highlight=False)
     console.print(describe_environment(info.environment), highlight=False)
@@ -212,25 +213,31 @@ def compare(
     metric: str = typer.Option("s_per_image", help="Metric to compare (lower is better for times, higher for images_per_s)."),
     alpha: float = typer.Option(0.05, help="Significance level, after the correction for the number of cells compared."),
     correction: str = typer.Option("bh", help="Multiple-comparison correction over the cells: bh (Benjamini-Hochberg), holm or none."),
-    history: bool = typer.Option(True, "--history/--no-history", help="Use earlier runs of the same cells in the store as a noise floor."),
+    history: bool = typer.Option(True, "--history/--no-history", help="Use earlier runs of the same cells in the baseline's store as a noise floor."),
     speed_adjust: bool = typer.Option(
         True, "--speed-adjust/--no-speed-adjust",
         help="Divide each round's time by the speed probe timed beside it (runs of one environment only), so a machine that ran slower is not read as slower code.",
     ),
-    format: str = typer.Option("console", "--format", "-f", help="console, markdown, json or html."),
-    out: Path = typer.Option(None, "--out", "-o", help="Write the comparison to this file (html default: diffprof-compare-A-B.html)."),
-    db: str = typer.Option("diffprof.db", help=H("db")),
+    format: str = typer.Option(
+        "console", "--format", "-f", help="console, markdown, json, html, junit (JUnit XML: one test case per cell, a regression fails) "
+        "or github (markdown for a GitHub Actions job summary)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the comparison to this file (html default: diffprof-compare-A-B.html; others: standard output)."),
+    db: str = db_option(),
+    baseline_db: str = typer.Option(
+        None, "--baseline-db", help="Store of the baseline run A when it is not --db (e.g. the team's postgresql:// store, with B in "
+        "this machine's diffprof.db); the noise floor comes from its earlier runs."),
 ) -> None:
     """Compare two runs cell by cell on their per-round values; exit code 1 only on a believed
     regression beyond the threshold or a newly failing cell (for CI), 2 on bad input.
 
     Cells whose noise is wider than the threshold are `too noisy` (with the rounds that would
     resolve them), and a regression measured while either run's host was busy is `host busy`:
-    neither fails the gate.
+    neither fails the gate. In CI: `diffprof compare main latest --baseline-db "$SHARED_DB" --format
+    junit --out compare.xml` (docs/ci.md); `--format github >> "$GITHUB_STEP_SUMMARY"` puts the
+    verdict table on the job's page.
     """
     from diffprof.errors import InputError
     from diffprof.report.comparison import get_comparison_renderer
-    from diffprof.store import Store
     from diffprof.store.compare import compare_runs
 
     try:
@@ -238,9 +245,11 @@ def compare(
     except ValueError as exc:
         raise ConfigError(f"threshold {threshold!r} is not a number", "e.g. 5% or 0.05") from exc
     renderer = get_comparison_renderer(format)  # an unknown format fails before the store is read
-    with Store(_existing(db)) as store:
-        result = compare_runs(store, run_a, run_b, threshold=t, metric=metric, alpha=alpha, correction=correction, history=history,  # type: ignore[arg-type]
-                              adjust_speed=speed_adjust)
+    with open_store(db) as store, (open_store(baseline_db) if baseline_db is not None else nullcontext(None)) as baseline:
+        result = compare_runs(
+            store, run_a, run_b, threshold=t, metric=metric, alpha=alpha, correction=correction, history=history,  # type: ignore[arg-type]
+            adjust_speed=speed_adjust, baseline=baseline,
+        )
     if format == "console" and out is None:
         from diffprof.report.comparison.console import comparison_renderables
 
@@ -250,6 +259,8 @@ def compare(
             out = Path(f"diffprof-compare-{result.run_a}-{result.run_b}.html")
         if out is None:
             sys.stdout.write(renderer.render(result))
+            sys.stdout.flush()
+            err_console.print(result.summary(), highlight=False)  # the job's log says it too, not only the file it feeds
         else:
             path = renderer.write(result, out)
             console.print(f"comparison: [bold]{path.resolve()}[/] · {result.summary()}", highlight=False)
@@ -271,7 +282,7 @@ def report_cmd(
         None, "--into", help="Markdown page to update in place: the run's tables replace the part between the "
         "HTML comments 'diffprof:begin KEY' and 'diffprof:end KEY' (added at the end if absent); the rest stays."),
     section: str = typer.Option(None, "--section", help="KEY of the --into section (default: the run's name, else run-ID)."),
-    db: str = typer.Option("diffprof.db", help=H("db")),
+    db: str = db_option(),
     full: bool = typer.Option(False, "--full", help="Console: every metric and the whole environment, not just the key ones."),
 ) -> None:
     """Render a stored run as a report (html: one self-contained file with plots and images).
@@ -280,7 +291,6 @@ def report_cmd(
     --section memory-sdxl` writes the run's tables under a line naming its command, date and machine.
     """
     from diffprof.report import ReportOptions, get_renderer
-    from diffprof.store import Store
 
     if into is not None:
         if format not in (None, "markdown", "md") or out is not None:
@@ -288,7 +298,7 @@ def report_cmd(
         from diffprof.report.markdown import render_markdown_section
         from diffprof.report.sections import write_section
 
-        with Store(_existing(db)) as store:
+        with open_store(db) as store:
             info = store.get_run(store.resolve(run), artifacts=False)
         key = section or info.name or f"run-{info.id}"
         write_section(into, key, render_markdown_section(info))
@@ -298,7 +308,7 @@ def report_cmd(
         raise ConfigError("--section names a part of the --into page", "add --into PAGE.md, or drop --section")
     format = format or "html"
     renderer = get_renderer(format)
-    with Store(_existing(db)) as store:
+    with open_store(db) as store:
         rid = store.resolve(run)
         if format == "console" and out is None:
             from diffprof.report.console import console_renderables
@@ -307,11 +317,3 @@ def report_cmd(
             return
         path = write_report(store, rid, str(out or f"diffprof-report-{rid}.{renderer.file_extension}"), format)
     console.print(f"report: [bold]{path.resolve()}[/]", highlight=False)
-
-
-def _existing(db: str) -> str:
-    from diffprof.errors import StoreError
-
-    if not Path(db).exists():
-        raise StoreError(f"no results store at {db!r}", "run `diffprof bench` first, or pass --db PATH")
-    return db

@@ -1,3 +1,3 @@
 """Imports every command module so each registers on the app (one module per command group)."""
 
-from diffprof.cli import bench, catalog, device, estimate, generate, history, tune  # noqa: F401
+from diffprof.cli import bench, catalog, device, estimate, generate, history, share, tune  # noqa: F401

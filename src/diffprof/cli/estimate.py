@@ -22,6 +22,7 @@ import typer
 
 from diffprof.cli.app import CONTINUE, app, console, err_console
 from diffprof.cli.options import config_options
+from diffprof.cli.stores import db_option
 from diffprof.config import RunConfig, from_text, split_values
 from diffprof.config.spec import Spec
 from diffprof.interrupts import Kept
@@ -153,7 +154,7 @@ def estimate(
     max_memory: float = typer.Option(None, "--max-memory", help="Memory budget in GiB (a '24 GB' GPU has 24 GiB): pick the fastest memory optimizations that fit."),
     headroom: float = typer.Option(0.0, help="GiB the budget must leave free (e.g. ~0.5-1 for the CUDA context, which peak allocated bytes do not count)."),
     run: str = typer.Option(None, help="Fit on this run's cells (id, latest, name) instead of the newest calibration."),
-    db: str = typer.Option(RunConfig.default_of("db"), help=H("db")),
+    db: str = db_option(),
     format: str = typer.Option("console", "--format", help="console or json."),
 ) -> None:
     """Predict time and peak memory of a generation from a calibration, with 95% intervals.
@@ -161,6 +162,7 @@ def estimate(
     Examples: `diffprof estimate --model sdxl --width 1536 --height 1536 --batch 4 --steps 30`;
     `diffprof estimate --model sdxl --width 1536 --height 1536 --batch 4 --max-memory 24`.
     """
+    from diffprof.config.location import parse_location
     from diffprof.config.spec import check_value
     from diffprof.errors import ConfigError, StoreError
 
@@ -179,7 +181,7 @@ def estimate(
 
         if not looks_like_repo_id(model):  # a Hub id is calibrated with --weights hub, which estimate does not take
             resolve_source(model, "synthetic" if model in PRESETS else "auto")  # any preset calibrates with synthetic weights
-    if not Path(db).is_file():
+    if parse_location(db).is_file and not Path(db).is_file():
         raise StoreError(f"results store {db} does not exist, so nothing is calibrated yet",
                          f"run: diffprof calibrate --model {shlex.quote(model)}" + (f" --db {shlex.quote(db)}" if db != RunConfig.default_of("db") else ""))
     switches = _split(optimize)
@@ -188,7 +190,7 @@ def estimate(
     from diffprof.store import Store
 
     target: list[str] | None = None
-    with Store(db) as store:  # the estimator keeps what it read; the store is not needed after
+    with Store(db, create=False) as store:  # the estimator keeps what it read; the store is not needed after
         try:
             est = Estimator.from_store(store, model=model, device=device, precision=precision, optimize=switches, run=run)
         except StoreError:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from diffprof.cli.app import app, console
-from diffprof.config import RunConfig
+from diffprof.cli.stores import db_option, open_store
 from diffprof.errors import ConfigError
 
 #: Runs ``history`` reads when none are named (the newest ones, shown oldest first).
@@ -43,7 +43,7 @@ def history_cmd(
     last: int = typer.Option(LAST, min=2, help="Runs read when none are named."),
     format: str = typer.Option("console", "--format", "-f", help="console, markdown or html (table and plot)."),
     out: Path = typer.Option(None, "--out", "-o", help="Write to this file (html default: diffprof-history.html)."),
-    db: str = typer.Option("diffprof.db", help=RunConfig.help_for("db")),
+    db: str = db_option(),
 ) -> None:
     """Follow a metric of cells across runs, with change points (asv-style step detection) marked.
 
@@ -51,16 +51,14 @@ def history_cmd(
     -s resolutions -f html`.
     """
     from diffprof.analysis.history import history
-    from diffprof.cli.bench import _existing
     from diffprof.report.history import FORMATS, render_history
-    from diffprof.store import Store
 
     if format not in FORMATS:
         from diffprof.errors import unknown_choice
 
         raise unknown_choice("history format", format, FORMATS)
     labels = parse_cells(cell or [])
-    with Store(_existing(db)) as store:
+    with open_store(db) as store:
         if runs:
             loaded = [store.get_run(ref) for ref in runs]
         else:

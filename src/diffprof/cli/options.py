@@ -48,7 +48,7 @@ def option_for(spec: Spec, help_suffix: str = "") -> Any:
     decls = [decl, *([spec.short] if spec.short else [])]
     help = " ".join(filter(None, (spec.help, help_suffix, "Comma-separate or repeat." if spec.is_list else "")))
     default = list(spec.default) if spec.is_list else spec.default
-    return typer.Option(default, *decls, help=help, rich_help_panel=spec.group)
+    return typer.Option(default, *decls, help=help, rich_help_panel=spec.group, envvar=spec.envvar)
 
 
 def annotation_for(spec: Spec) -> Any:

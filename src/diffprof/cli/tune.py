@@ -16,6 +16,7 @@ import typer
 from diffprof.cli.app import CONTINUE, app, console, err_console
 from diffprof.cli.options import config_options
 from diffprof.config import RunConfig, from_text, split_values
+from diffprof.config.location import redact
 from diffprof.config.spec import Spec, check_value
 from diffprof.interrupts import Kept
 
@@ -116,4 +117,4 @@ def tune(
     # 3. The evidence and the choice.
     console.print(result.table())
     console.print(result.summary(), highlight=False)
-    console.print(f"tuned config: [bold]{result.config_path}[/] · candidates stored as run {result.run_id} in {cfg.db}", highlight=False)
+    console.print(f"tuned config: [bold]{result.config_path}[/] · candidates stored as run {result.run_id} in {redact(cfg.db)}", highlight=False)

@@ -19,6 +19,7 @@ from typing import Any
 
 from diffprof.config.aliases import SEO_ALIASES
 from diffprof.config.files import read_config_file
+from diffprof.config.location import ENV, location_value
 from diffprof.config.spec import Spec, check_value, declare, spec_of
 from diffprof.config.values import (
     QUALITY_CHOICES,
@@ -166,7 +167,12 @@ class RunConfig:
     profile_level: str = declare(
         "standard", "Profiler level: minimal, standard or detailed (kernel traces).", MEASURE, commands=BOTH, choices=LEVELS, noun="profiler level"
     )
-    db: str = declare("diffprof.db", "SQLite results store.", OUTPUT, commands=("bench", "tune", "calibrate"), check=nonempty_value)
+    db: str = declare(
+        "diffprof.db",
+        "Results store: an SQLite file, or postgresql://user@host:5432/dbname for a store a team shares "
+        "(pip install 'diffprof[postgres]').",
+        OUTPUT, commands=("bench", "tune", "calibrate"), check=location_value, envvar=ENV,
+    )
     report: str | None = declare("diffprof-report.html", "Where `bench` writes its HTML report (empty: none).", OUTPUT, commands=("bench",))
     trace: str | None = declare(
         None, "Folder for one Chrome trace per cell (spans, memory counters, and kernels at --profile-level detailed), for ui.perfetto.dev.",

@@ -52,6 +52,8 @@ class Spec:
     noun: str = ""
     #: A further check of each value (sizes, resolutions, device strings); returns it, normalized.
     check: Callable[[str, Any], Any] | None = None
+    #: An environment variable whose value the command line takes when the flag is not given.
+    envvar: str | None = None
 
     @property
     def option(self) -> str:

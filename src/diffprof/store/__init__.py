@@ -1,4 +1,4 @@
-"""The results store: benchmark runs and cells in SQLite, run references, and run comparison.
+"""The results store: benchmark runs and cells in SQLite or PostgreSQL, run references, and run comparison.
 
 ```python
 from diffprof.store import Store, compare_runs

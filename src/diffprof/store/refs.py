@@ -9,11 +9,13 @@ grow, while clocks can step back. A reference that names nothing raises a
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from diffprof.errors import StoreError, closest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from diffprof.store.connection import Connection
 
 RunRefLike = str | int
 
@@ -74,7 +76,7 @@ def _range_end(text: str) -> int:
     return int(text.split("-")[-1])
 
 
-def resolve_ref(conn: sqlite3.Connection, ref: RunRefLike, where: str) -> int:
+def resolve_ref(conn: Connection, ref: RunRefLike, where: str) -> int:
     """The id of the run ``ref`` names in the store at ``where`` (used in messages only)."""
     parsed = parse_ref(ref)
     ids = [row[0] for row in conn.execute("SELECT id FROM runs ORDER BY id DESC")]

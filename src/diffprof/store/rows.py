@@ -1,22 +1,23 @@
 """How runs and cells map to the store's rows, both ways (the tables are in :mod:`.schema`).
 
 JSON text for labels, settings, config, environment and machine state; one row per metric (NaN as
-NULL), per sample series and per metric's per-round values (JSON lists) and per artifact (a BLOB). Kept apart from :class:`~.store.Store`,
-which owns the connection and the transactions: these functions run inside them.
+NULL), per sample series and per metric's per-round values (JSON lists) and per artifact (a BLOB /
+BYTEA). Kept apart from :class:`~.store.Store`, which owns the connection and the transactions:
+these functions run inside them, on either backend (:mod:`.connection`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from datetime import datetime, timezone
 from typing import Any
 
 from diffprof.results import CellResult, RunInfo
+from diffprof.store.connection import Connection
 from diffprof.store.owner import Owner
 
-RUN_COLUMNS = "id, created_at, finished_at, status, command, config, environment, name, host, pid, started, machine"
+RUN_COLUMNS = "id, created_at, finished_at, status, command, config, environment, name, host, pid, started, machine, uid"
 
 
 def now_iso() -> str:
@@ -38,7 +39,7 @@ def real(value: Any) -> float | None:
 # ---------------------------------------------------------------------- runs
 def run_from_row(row: tuple[Any, ...]) -> RunInfo:
     """A :class:`RunInfo` (without cells) from a ``SELECT RUN_COLUMNS FROM runs`` row."""
-    rid, created, finished, status, command, config, environment, name, host, pid, started, machine = row
+    rid, created, finished, status, command, config, environment, name, host, pid, started, machine, uid = row
     return RunInfo(
         id=int(rid),
         created_at=created,
@@ -49,6 +50,7 @@ def run_from_row(row: tuple[Any, ...]) -> RunInfo:
         environment=json.loads(environment),
         name=name,
         machine=json.loads(machine) if machine else {},
+        uid=uid,
     )
 
 
@@ -66,32 +68,34 @@ def effective_status(status: str, owner: Owner) -> str:
 
 
 # ---------------------------------------------------------------------- cells
-def insert_cell(conn: sqlite3.Connection, rid: int, cell: CellResult) -> int:
+def insert_cell(conn: Connection, rid: int, cell: CellResult) -> int:
     """Write ``cell`` into run ``rid`` (replacing an earlier attempt of its key, under the same id:
     a later round's merge or a retried failure keeps its place in the run); return its id.
 
-    Call inside a write transaction: the delete and the inserts commit together.
+    Call inside a write transaction: the run is locked against other writers of it, and the delete
+    and the inserts commit together.
     """
     key = cell.key
+    conn.lock_run(rid)
     earlier = conn.execute("SELECT id FROM cells WHERE run_id = ? AND cell_key = ?", (rid, key)).fetchone()
     conn.execute("DELETE FROM cells WHERE run_id = ? AND cell_key = ?", (rid, key))
-    cursor = conn.execute(
-        "INSERT INTO cells (id, run_id, cell_key, suite, labels, settings, status, error, started_at, finished_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            earlier[0] if earlier else None,
-            rid,
-            key,
-            cell.suite,
-            dumps(cell.labels),
-            dumps(cell.settings),
-            cell.status,
-            cell.error,
-            cell.started_at or None,
-            cell.finished_at or now_iso(),
-        ),
+    row = (
+        rid,
+        key,
+        cell.suite,
+        dumps(cell.labels),
+        dumps(cell.settings),
+        cell.status,
+        cell.error,
+        cell.started_at or None,
+        cell.finished_at or now_iso(),
     )
-    cid = int(cursor.lastrowid or 0)
+    columns = "run_id, cell_key, suite, labels, settings, status, error, started_at, finished_at"
+    if earlier:  # an explicit id: SQLite's autoincrement and PostgreSQL's identity (BY DEFAULT) both take it
+        cid = int(earlier[0])
+        conn.execute(f"INSERT INTO cells (id, {columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (cid, *row))
+    else:
+        cid = conn.insert(f"INSERT INTO cells ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
     conn.executemany(
         "INSERT INTO metrics (cell_id, name, value) VALUES (?, ?, ?)",
         [(cid, name, real(value)) for name, value in cell.metrics.items()],
@@ -106,12 +110,12 @@ def insert_cell(conn: sqlite3.Connection, rid: int, cell: CellResult) -> int:
     )
     conn.executemany(
         "INSERT INTO artifacts (cell_id, name, data) VALUES (?, ?, ?)",
-        [(cid, name, sqlite3.Binary(bytes(data))) for name, data in cell.artifacts.items()],
+        [(cid, name, bytes(data)) for name, data in cell.artifacts.items()],
     )
     return cid
 
 
-def read_cells(conn: sqlite3.Connection, rid: int, artifacts: bool = False) -> list[CellResult]:
+def read_cells(conn: Connection, rid: int, artifacts: bool = False) -> list[CellResult]:
     """Run ``rid``'s cells in the order they were stored, with metrics, samples and per-round
     values in theirs (artifact bytes only when asked)."""
     cells: dict[int, CellResult] = {}

@@ -1,14 +1,17 @@
-"""The results store: runs and their cells in one SQLite file.
+"""The results store: runs and their cells in an SQLite file or a PostgreSQL database.
 
-Why SQLite: one file that survives crashes, is safe for several writers, and needs no server.
-How it is used safely:
+Why SQLite by default: one file that survives crashes, is safe for several writers, and needs no
+server. Why PostgreSQL beside it (``Store("postgresql://user@host/db")``): one history a team and
+its CI runners share, written by many machines at once. Both hold the same tables, versions and
+migrations, through one SQL text (:mod:`.connection` carries the few differences). How it is used
+safely:
 
-- WAL journal and ``synchronous=FULL`` (:mod:`.connection`): readers never block the writer, and a
-  committed cell is on disk before :meth:`Store.add_cell` returns, so a killed process (or a power
+- A committed cell is durable before :meth:`Store.add_cell` returns (SQLite: WAL and
+  ``synchronous=FULL``, :mod:`.sqlite`; PostgreSQL: its own WAL), so a killed process (or a power
   cut) loses nothing that finished.
-- Every write is one ``BEGIN IMMEDIATE`` transaction, and ``busy_timeout`` makes a second writer
-  wait for the first instead of failing with "database is locked" (a deferred transaction that
-  upgrades from read to write could fail without waiting; an immediate one cannot).
+- Every write is one transaction; a second writer waits for the first (up to ``timeout``) instead
+  of failing (SQLite: ``BEGIN IMMEDIATE`` and ``busy_timeout``; PostgreSQL: a row lock on the run
+  written and ``lock_timeout``, :mod:`.postgres`). Reading a whole run is one snapshot.
 - One connection per :class:`Store`, in autocommit mode, so transactions are exactly where the code
   says; use one Store per process (or thread).
 
@@ -17,7 +20,8 @@ cells are retried on resume (a failure is often transient: out of memory beside 
 driver hiccup), and :meth:`Store.add_cell` replaces the earlier attempt, so every cell is stored
 exactly once, in its latest state.
 
-Rows are read and written by :mod:`.rows`; the tables and migrations are in :mod:`.schema`.
+Rows are read and written by :mod:`.rows`; the tables and migrations are in :mod:`.schema`;
+copying runs between stores (``push``/``pull``) is :mod:`.transfer`.
 """
 
 from __future__ import annotations
@@ -25,18 +29,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 from diffprof.errors import StoreError
 from diffprof.results import CellResult, RunInfo
+from diffprof.config.location import StoreLocation, parse_location
 from diffprof.store import schema
-from diffprof.store.connection import connect, locked_error
+from diffprof.store.connection import Connection, connect
 from diffprof.store.owner import Owner
 from diffprof.store.refs import RunRefLike, resolve_ref
 from diffprof.store.rows import RUN_COLUMNS, dumps, insert_cell, now_iso, read_cells, run_from_row
+from diffprof.store.transfer import Copied, read_run_rows, write_run_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -52,21 +57,31 @@ FINAL_STATUSES: tuple[RunStatus, ...] = ("finished", "failed", "interrupted")
 
 
 class Store:
-    """Benchmark runs and cells in an SQLite file (created on first use).
+    """Benchmark runs and cells in an SQLite file or a PostgreSQL database (created on first use).
 
     Args:
         path (`str` or `Path`, defaults to ``"diffprof.db"``): the database file; ``":memory:"``
-            gives a private in-memory store (tests, one-off scripts).
+            gives a private in-memory store (tests, one-off scripts); ``postgresql://user@host/db``
+            a PostgreSQL database (``pip install 'diffprof[postgres]'``).
         timeout (`float`, defaults to 60): seconds a write waits for another process's write before
             giving up; cells are written in milliseconds, so waiting this long means something hangs.
+        create (`bool`, defaults to True): make the store when it does not exist yet; False raises a
+            :class:`StoreError` instead (commands that only read refuse to make an empty store).
 
     Use as a context manager (``with Store(path) as store:``) or call :meth:`close`.
     """
 
-    def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH, timeout: float = 60.0) -> None:
-        self.path = str(path)
+    def __init__(self, path: str | os.PathLike[str] | StoreLocation = DEFAULT_PATH, timeout: float = 60.0, *, create: bool = True) -> None:
+        self.location = path if isinstance(path, StoreLocation) else parse_location(path)
+        #: Where the store is, as messages show it: the file path, or the URL without its password.
+        self.path = self.location.shown
         self.timeout = timeout
-        self._conn = connect(self.path, timeout, DEFAULT_PATH)
+        self._conn: Connection = connect(self.location, timeout, create=create, default_name=DEFAULT_PATH)
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._conn.backend
 
     def close(self) -> None:
         """Close the connection; committed data is already on disk."""
@@ -88,25 +103,36 @@ class Store:
         assert version is not None  # ensure_schema refused anything else
         return version
 
-    def _locked_error(self) -> StoreError:
-        return locked_error(self.path, self.timeout)
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction: all of it is committed, or none of it."""
+        with self._transaction(self._conn.begin_write):
+            yield self._conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One immediate transaction: all of it is committed, or none of it."""
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise self._locked_error() from exc
-            raise
-        try:
+    def _read(self) -> Iterator[Connection]:
+        """One read-only snapshot: what several queries read belongs together, whatever other
+        processes commit meanwhile (a cell replaced between reading cells and their metrics)."""
+        with self._transaction(self._conn.begin_read):
             yield self._conn
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+
+    @contextmanager
+    def _transaction(self, begin: Any) -> Iterator[None]:
+        conn = self._conn
+        try:
+            begin()
+            yield
+            conn.commit()
+        except BaseException as exc:
+            error = conn.translate(exc)
+            try:
+                if conn.in_transaction:
+                    conn.rollback()
+            except Exception:  # pragma: no cover - a lost server cannot roll back; the error says so
+                pass
+            if error is not None:
+                raise error from exc
             raise
-        self._conn.execute("COMMIT")
 
     # ------------------------------------------------------------------ runs
     def resolve(self, ref: RunRefLike) -> int:
@@ -134,12 +160,11 @@ class Store:
             )
         me = Owner.current()
         with self._write() as conn:
-            cursor = conn.execute(
-                "INSERT INTO runs (created_at, status, command, config, environment, name, host, pid, started) "
-                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-                (now_iso(), command, dumps(config), dumps(environment), name, me.host, me.pid, me.started),
+            return conn.insert(
+                "INSERT INTO runs (created_at, status, command, config, environment, name, host, pid, started, uid) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (now_iso(), command, dumps(config), dumps(environment), name, me.host, me.pid, me.started, schema.new_uid()),
             )
-        return int(cursor.lastrowid or 0)
 
     def finish_run(self, run_id: RunRefLike, status: RunStatus = "finished") -> None:
         """Mark a run ``finished``, ``failed`` (the run itself broke) or ``interrupted`` (Ctrl-C)."""
@@ -155,12 +180,15 @@ class Store:
         Refused while the process that owns a ``running`` run still lives (both would measure the
         same cells); a run whose owner is gone (killed, or its pid now another process's) is taken
         over. An owner on another host cannot be checked and counts as alive unless ``force``.
-        Check and claim are one transaction, so of two resumes started together one wins.
+        Check and claim are one transaction that holds the run against every other writer (SQLite:
+        the immediate transaction; PostgreSQL: the run's row lock, taken before the owner is read),
+        so of two resumes started together one wins and the other sees the winner as the live owner.
         Pair with :meth:`finished_keys` to skip what is done and :meth:`add_cell` for the rest.
         """
         rid = self.resolve(ref)
         me = Owner.current()
         with self._write() as conn:
+            conn.lock_run(rid)
             status, host, pid, started = conn.execute("SELECT status, host, pid, started FROM runs WHERE id = ?", (rid,)).fetchone()
             owner = Owner(host, pid, started)
             if status == "running" and owner != me:
@@ -198,16 +226,17 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             params = (int(limit),)
-        runs = [run_from_row(row) for row in self._conn.execute(sql, params)]
-        if runs:
-            marks = ",".join("?" * len(runs))
-            counts = self._conn.execute(
-                f"SELECT run_id, status, COUNT(*) FROM cells WHERE run_id IN ({marks}) GROUP BY run_id, status",
-                [r.id for r in runs],
-            )
-            by_id = {r.id: r for r in runs}
-            for run_id, status, count in counts:
-                by_id[run_id].counts[status] = int(count)
+        with self._read() as conn:
+            runs = [run_from_row(row) for row in conn.execute(sql, params).fetchall()]
+            if runs:
+                marks = ",".join("?" * len(runs))
+                counts = conn.execute(
+                    f"SELECT run_id, status, COUNT(*) FROM cells WHERE run_id IN ({marks}) GROUP BY run_id, status",
+                    [r.id for r in runs],
+                ).fetchall()
+                by_id = {r.id: r for r in runs}
+                for run_id, status, count in counts:
+                    by_id[run_id].counts[status] = int(count)
         return runs
 
     def get_run(self, ref: RunRefLike, artifacts: bool = False) -> RunInfo:
@@ -218,9 +247,10 @@ class Store:
             artifacts (`bool`, defaults to False): also load artifact bytes (images, timelines);
                 without it ``cell.artifacts`` is empty and :meth:`artifact` fetches one on demand.
         """
-        rid = self.resolve(ref)
-        run = run_from_row(self._conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (rid,)).fetchone())
-        run.cells = read_cells(self._conn, rid, artifacts)
+        with self._read() as conn:
+            rid = resolve_ref(conn, ref, self.path)
+            run = run_from_row(conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (rid,)).fetchone())
+            run.cells = read_cells(conn, rid, artifacts)
         for cell in run.cells:
             run.counts[cell.status] = run.counts.get(cell.status, 0) + 1
         return run
@@ -251,24 +281,31 @@ class Store:
         row = self._conn.execute("SELECT machine FROM runs WHERE id = ?", (self.resolve(run_id),)).fetchone()
         return json.loads(row[0]) if row and row[0] else {}
 
-    def history(self, keys: list[str], before: int, limit: int = HISTORY_RUNS) -> list[RunInfo]:
-        """Earlier runs (id below ``before``, newest first, at most ``limit``) holding an ok cell with
-        one of ``keys``, each with just those cells: the baselines a noise floor is drawn from."""
+    def history(self, keys: list[str], before: int | None = None, limit: int = HISTORY_RUNS) -> list[RunInfo]:
+        """Earlier runs (id below ``before``, or any run when None; newest first, at most ``limit``)
+        holding an ok cell with one of ``keys``, each with just those cells: the baselines a noise
+        floor is drawn from. One read snapshot, on either backend."""
         if not keys:
             return []
         wanted = list(dict.fromkeys(keys))
         marks = ",".join("?" * len(wanted))
-        ids = [
-            int(row[0])
-            for row in self._conn.execute(
-                f"SELECT DISTINCT run_id FROM cells WHERE cell_key IN ({marks}) AND status = 'ok' AND run_id < ? ORDER BY run_id DESC LIMIT ?",
-                [*wanted, int(before), int(limit)],
-            )
-        ]
-        runs = [self.get_run(i) for i in ids]
-        for run in runs:
-            run.cells = [c for c in run.cells if c.key in wanted]
+        bound = "" if before is None else " AND run_id < ?"
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT DISTINCT run_id FROM cells WHERE cell_key IN ({marks}) AND status = 'ok'{bound} ORDER BY run_id DESC LIMIT ?",
+                [*wanted, *([] if before is None else [int(before)]), int(limit)],
+            ).fetchall()
+            runs = []
+            for (rid,) in rows:
+                run = run_from_row(conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (rid,)).fetchone())
+                run.cells = [c for c in read_cells(conn, int(rid)) if c.key in wanted]
+                runs.append(run)
         return runs
+
+    def find_uid(self, uid: str) -> int | None:
+        """The id of the run with this uid here (a run copied from another store), or None."""
+        row = self._conn.execute("SELECT id FROM runs WHERE uid = ?", (uid,)).fetchone()
+        return None if row is None else int(row[0])
 
     def finished_keys(self, run_id: RunRefLike) -> set[str]:
         """Keys of the run's cells that finished ``ok``: what a resume skips.
@@ -292,6 +329,29 @@ class Store:
     def artifact_names(self, cell_id: int) -> list[str]:
         """Names of a cell's artifacts, without loading their bytes."""
         return [r[0] for r in self._conn.execute("SELECT name FROM artifacts WHERE cell_id = ? ORDER BY rowid", (cell_id,))]
+
+    # ------------------------------------------------------------------ between stores
+    def copy_to(self, dest: Store, ref: RunRefLike) -> Copied:
+        """Copy run ``ref`` with its cells, metrics, samples and artifacts into ``dest``
+        (``diffprof push``/``pull``); idempotent, by the run's uid (see :mod:`.transfer`).
+
+        Raises:
+            StoreError: no such run, or ``dest`` is this very store.
+        """
+        if dest.location.target == self.location.target and dest.backend == self.backend:
+            raise StoreError(f"{self.path} is both the source and the destination", "push to another store: --to URL (pull: --from URL)")
+        with self._read() as source:
+            rid = resolve_ref(source, ref, self.path)
+            rows = read_run_rows(source, rid)
+            with dest._write() as conn:
+                return write_run_rows(conn, rows, rid)
+
+    def integrity_problems(self) -> list[str]:
+        """What is wrong with the stored rows (empty when sound): the database's own checks
+        (SQLite's ``integrity_check`` and ``foreign_key_check``; PostgreSQL's validated foreign
+        keys), orphaned rows, duplicated cell keys, runs without a uid."""
+        with self._read() as conn:
+            return schema.integrity_problems(conn)
 
     # ------------------------------------------------------------------ analysis
     def cells_frame(self, ref: RunRefLike) -> pd.DataFrame:

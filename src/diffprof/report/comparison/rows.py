@@ -27,6 +27,9 @@ MARKERS = {
     "missing": "-",
 }
 HEADERS = ("suite", "cell", "A", "B", "change", "interval", "p (adj.)", "n", "verdict", "note")
+#: Verdicts that decide nothing: the data could not tell (too noisy, not significant) or the host
+#: was busy. They never fail the gate; CI formats show them apart from passes and failures.
+INCONCLUSIVE = ("not significant", "too noisy", "host busy")
 
 
 def change_text(change: float | None) -> str:
@@ -90,6 +93,28 @@ def comparison_rows(comparison: Comparison) -> list[Row]:
         )
         rows.append(Row(cell, texts))
     return rows
+
+
+def shown_value(cell: CellComparison, which: str) -> float | None:
+    """The value a table shows for side ``which`` ("A"/"B"): the geometric mean of what was weighed."""
+    return _shown(cell.mean_a, cell.value_a) if which == "A" else _shown(cell.mean_b, cell.value_b)
+
+
+def verdict_reason(comparison: Comparison, cell: CellComparison) -> str:
+    """The numbers behind one cell's verdict in a sentence, for formats with one message per cell
+    (JUnit): ``s/image 1 s -> 1.3 s: +30.0% [+25.9%, +34.2%], beyond the 5% threshold; p=0.0012
+    (0.0036) < 0.05, welch-log rounds, 3/3 values`` and the verdict's note."""
+    c = comparison
+    if cell.verdict in ("failed", "missing"):
+        return cell.note
+    values = f"{metric_header(c.metric)} {format_metric(c.metric, shown_value(cell, 'A'))} -> {format_metric(c.metric, shown_value(cell, 'B'))}"
+    within = cell.change is not None and math.isfinite(cell.change) and abs(math.log1p(cell.change)) <= math.log1p(c.threshold)
+    size = f"{change_text(cell.change)}" + ("" if interval_text(cell) == "-" else f" {interval_text(cell)}")
+    parts = [f"{size}, {'within' if within else 'beyond'} the {fmt_pct(c.threshold)} threshold"]
+    if cell.p_value is not None:
+        p = cell.p_adjusted if cell.p_adjusted is not None else cell.p_value
+        parts.append(f"p={p_text(cell)} {'<' if p < c.alpha else '>='} {c.alpha:g}, {cell.test}, {cell.n_a}/{cell.n_b} values")
+    return "; ".join(filter(None, [f"{values}: {parts[0]}", *parts[1:], note_text(cell)]))
 
 
 def heading(comparison: Comparison) -> str:
