@@ -61,14 +61,13 @@ def check_inputs(config: RunConfig) -> None:
 
 
 def check_model(config: RunConfig) -> None:
-    """What the model's configs already rule out (:mod:`~diffprof.suites.model_facts`): sizes that are
+    """What the model's configs already rule out (:mod:`~diffprof.engine.model_facts`): sizes that are
     not multiples of its token, a scheduler of the other kind, a task its family has no pipeline for,
     switches its denoiser does not take. Models known only once loaded are checked by the engine."""
     from diffprof.config import parse_resolution
-    from diffprof.engine.calls import check_multiple
     from diffprof.engine.schedulers import check_applies
     from diffprof.engine.switches import Optimizations
-    from diffprof.suites.model_facts import model_facts
+    from diffprof.engine.model_facts import check_multiple, model_facts
 
     facts = model_facts(config.model)
     check_multiple(config.width, config.height, facts.size_multiple, config.model, facts.denoiser)

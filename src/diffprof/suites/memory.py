@@ -18,7 +18,7 @@ from __future__ import annotations
 from diffprof.config import RunConfig
 from diffprof.engine.switches import REGISTRY, Optimizations, label_switches, yield_to
 from diffprof.suites.base import Cell, Suite, cuda_expected, register
-from diffprof.suites.model_facts import model_facts
+from diffprof.engine.model_facts import model_facts
 
 #: Switches that need a CUDA device (the offloads, xformers, ...), from their registry entries.
 CUDA_ONLY = tuple(s.name for s in REGISTRY if "CUDA" in s.needs)

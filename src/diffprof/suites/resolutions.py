@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from diffprof.config import RunConfig, parse_resolution
 from diffprof.suites.base import Cell, Suite, register
-from diffprof.suites.model_facts import model_facts
+from diffprof.engine.model_facts import model_facts
 
 
 def native_size(config: RunConfig) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from diffprof.config import RunConfig
 from diffprof.engine.schedulers import FLOW_DEFAULTS, applicable, check_applies
 from diffprof.suites.base import Cell, Suite, register
-from diffprof.suites.model_facts import model_facts
+from diffprof.engine.model_facts import model_facts
 
 
 def schedulers_for(config: RunConfig) -> list[str]:

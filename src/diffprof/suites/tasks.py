@@ -9,7 +9,7 @@ from __future__ import annotations
 from diffprof.config import RunConfig
 from diffprof.errors import ConfigError
 from diffprof.suites.base import Cell, Suite, register
-from diffprof.suites.model_facts import model_facts
+from diffprof.engine.model_facts import model_facts
 
 
 def tasks_for(config: RunConfig) -> list[str]:
