@@ -97,13 +97,13 @@ class CellsRunner(Runner):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._cells = cells
 
-    def cells(self) -> list[Cell]:
+    def cells(self, config: RunConfig | None = None) -> list[Cell]:
         return self._cells
 
 
 def snap(value: float, model: str = "tiny-sd") -> int:
     """A side near ``value`` the model takes (multiples of 8; of 16 for FLUX and SD3, 32 for SANA)."""
-    from diffprof.suites.model_facts import model_facts
+    from diffprof.engine.model_facts import model_facts
 
     return model_facts(model).round_size(value)
 
