@@ -187,8 +187,10 @@ def test_a_cell_that_disagrees_twice_keeps_the_closer_and_says_the_model_may_not
 
     with Store(cfg.db) as store, simulated_host(0.0):
         outcome = calibrate(cfg, store, executor=Twice(cfg, {"64x64 b1": 4.0}), progress=False, architecture=FakeArchitecture())
+        warnings = Estimator.from_store(store, model="tiny-sd", device="cpu", precision="fp32").predict(64, 64, 20).warnings
     (retake,) = outcome.retakes
     assert retake.kept == "second" and not retake.agrees and "disagrees too" in retake.note and "may not describe" in retake.note
+    assert any("64x64 b1 disagreed with the other cells' fit when measured twice" in w for w in warnings)  # every estimate says so
 
 
 def test_a_busy_host_keeps_a_calibration_out_of_estimate_unless_forced(tmp_path, fake_arch):
@@ -296,3 +298,27 @@ def test_denoiser_calls_follow_the_scheduler_and_strength_without_a_config():
     assert e.component("denoise").detail.startswith("11 denoiser calls")
     assert "vae_encode" not in [c.name for c in e.components]  # the analytic architecture has no VAE encoder to count
     assert np.isfinite(e.call_s)
+
+
+def test_an_inpainting_model_calibrates_on_inpaint_calls_and_estimates_its_encodes_from_them(tmp_path, capsys):
+    """A 9-channel UNet runs inpainting only: its calibration cells are inpaint calls at strength 1,
+    whose VAE encodes (the masked image) are measured and fitted; its estimates default to inpaint."""
+    import json
+
+    from diffprof.cli.app import main
+
+    db = str(tmp_path / "inpaint.db")
+    with simulated_host(0.0), redirect_stdout(io.StringIO()):
+        code = main(["calibrate", "--model", "tiny-sd-inpaint", "--device", "cpu", "--threads", "1", "--resolutions", "32,48", "--batch-sizes", "1,2",
+                     "--steps", "2", "--repeats", "2", "--warmup", "0", "--no-isolate", "--no-progress", "--db", db])
+    assert code == 0
+    with Store(db) as store:
+        cells = store.get_run(1).cells
+    assert {(c.settings["task"], c.settings.get("strength")) for c in cells} == {("inpaint", 1.0)} and all("vae_encode_s" in c.metrics for c in cells)
+    capsys.readouterr()
+    assert main(["estimate", "--model", "tiny-sd-inpaint", "--width", "40", "--height", "40", "--steps", "10", "--db", db, "--format", "json"]) == 0
+    e = json.loads(capsys.readouterr().out)
+    parts = {c["name"]: c for c in e["components"]}
+    assert e["workload"]["task"] == "inpaint" and e["workload"]["strength"] == 0.75
+    assert parts["vae_encode"]["source"] == "measured" and parts["vae_encode"]["detail"] == "2 encoder call(s) at batch 1"  # strength < 1: the image too
+    assert parts["denoise"]["detail"].startswith("8 denoiser calls")  # the last 7.5 -> 7 of 10 PNDM steps, and its extra one

@@ -159,7 +159,7 @@ def refuse_busy(outcome: Any, cfg: RunConfig) -> None:
     from diffprof.errors import ResourceError
 
     why = (f"the host was busy during calibration run {outcome.run_id}: {outcome.load.reason}; its times include that other work "
-           "(issue 17: a calibration beside another job predicted held-out sizes 2-4x too slow)")
+           "(a calibration measured beside another job has predicted held-out sizes 2-4x too slow)")
     if cfg.force:
         err_console.print(f"[bold yellow]warning: {why}. Kept because of --force: every estimate from run {outcome.run_id} says so.[/]",
                           highlight=False, soft_wrap=True)

@@ -19,7 +19,7 @@ from typing import Any
 from diffprof.engine.switches import label_switches
 from diffprof.errors import StoreError
 from diffprof.estimate.workload import Workload
-from diffprof.results import CellResult, RunInfo
+from diffprof.results import CALIBRATION_NOTE, CellResult, RunInfo
 
 SUITE = "calibration"
 #: The stored metric that is "peak memory", per device type (see :class:`~diffprof.estimate.result.Estimate`).
@@ -98,6 +98,8 @@ class Calibration:
     busy: str | None = None
     #: The scheduler the calibration ran (``default``: the model's own).
     scheduler: str = "default"
+    #: Cells measured twice that disagreed with the others' fit both times (their calibration notes).
+    disagreeing: list[str] = field(default_factory=list)
 
 
 def point_from_cell(cell: CellResult, device_type: str) -> CalibrationPoint:
@@ -187,6 +189,8 @@ def _from_run(run: RunInfo, environment: str, any_suite: bool) -> dict[Calibrati
         scheduler = str(cell.settings.get("scheduler", "default")).split(" (")[0]  # "default (pndm)": the model's own
         cal = out.setdefault(key, Calibration(key, run.id, run.created_at, environment, [], weights, busy=busy, scheduler=scheduler))
         cal.points.append(point_from_cell(cell, key.device))
+        if "disagrees too" in str(cell.settings.get(CALIBRATION_NOTE) or ""):
+            cal.disagreeing.append(cal.points[-1].label)
     failed = [f"{c.label}: {c.error}" for c in run.cells if not c.ok and (any_suite or c.suite == SUITE)]
     for cal in out.values():
         cal.failed = failed

@@ -241,6 +241,9 @@ class CostModel:
         if self.calibration.busy:
             warnings.append(f"calibrated on a busy host ({self.calibration.busy}): its times include other work, so these are likely "
                             f"too high; recalibrate on a quiet host: {key.command()}")
+        if self.calibration.disagreeing:
+            warnings.append(f"calibration cell(s) {', '.join(self.calibration.disagreeing)} disagreed with the other cells' fit when measured "
+                            "twice: the cost model may not describe those workloads (see their calibration notes: diffprof show)")
         if self.calibration.failed:
             warnings.append(f"{len(self.calibration.failed)} calibration cell(s) failed and are left out: {'; '.join(self.calibration.failed)}")
         derived = [c for c in components if c.source != MEASURED] + [p for p in memory_parts if p.source != MEASURED]

@@ -34,7 +34,7 @@ from diffprof.suites.executors import get_executor
 from diffprof.suites.executors.base import Executor, Listener
 from diffprof.suites.preflight import Preflight
 from diffprof.suites.rounds import RoundPlan
-from diffprof.suites.runner import RecordedRun, Runner, RunSummary
+from diffprof.suites.runner import RecordedRun, Runner, RunSummary, kept_on_interrupt
 from diffprof.units import fmt_seconds
 
 
@@ -89,15 +89,21 @@ def calibrate(config: RunConfig, store: Any, *, command: str = "", console: Cons
     runner = Runner(config, store, command=command, console=console, progress=progress, executor=executor)
     summary = runner.run()
     outcome = CalibrationRun(summary)
-    for cal in calibrations(store, run=summary.run_id, busy=True).values():
-        try:
-            check = check_outliers(cal, architecture)
-        except Exception as exc:  # a fit that cannot be made is the estimate's error to report, with its hint
-            console.print(f"[yellow]the outlier check could not fit the calibration: {exc}[/]", highlight=False)
-            continue
-        outcome.checks.append(check)
-        if check.outliers:
-            outcome.retakes += _retake(config, store, summary.run_id, cal, check, executor, console)
+    try:
+        for cal in calibrations(store, run=summary.run_id).values():
+            try:
+                check = check_outliers(cal, architecture)
+            except Exception as exc:  # a fit that cannot be made is the estimate's error to report, with its hint
+                console.print(f"[yellow]the outlier check could not fit the calibration: {exc}[/]", highlight=False)
+                continue
+            outcome.checks.append(check)
+            if check.outliers:
+                outcome.retakes += _retake(config, store, summary.run_id, cal, check, executor, console)
+    except KeyboardInterrupt as exc:  # during a retake: the run is stored whole; say so, as an interrupted run does
+        stopped = kept_on_interrupt(exc, store, summary.run_id, len(summary.cells))
+        if stopped is exc:
+            raise
+        raise stopped from None
     outcome.load = host_load(store.machine(summary.run_id))
     return outcome
 
@@ -114,9 +120,13 @@ def _retake(config: RunConfig, store: Any, run_id: int, cal: Calibration, check:
         return []
     console.print("measuring again, in fresh rounds: " + "; ".join(first[i].describe() for i in first), highlight=False, soft_wrap=True)
     tracker = MachineTracker()
-    with tracker.track() as state:
-        again = measure(cells, executor or get_executor(config), plan, tracker)
-    RecordedRun(store, run_id).add_machine(state)
+    state = None
+    try:
+        with tracker.track() as state:
+            again = measure(cells, executor or get_executor(config), plan, tracker)
+    finally:
+        if state is not None:  # filled in as the tracker's block exits, Ctrl-C included
+            RecordedRun(store, run_id).add_machine(state)
     retakes = []
     for cell_id, residual in first.items():
         old = stored[cell_id]

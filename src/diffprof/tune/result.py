@@ -174,8 +174,9 @@ class TuneResult:
             return f"no config meets {self.constraints.describe()}\n{base}; {searched}"
         c = self.chosen
         d = self.decision
-        if d is not None and c is b and d.leader != b.setting:
-            head = f"chosen: the baseline, {c.setting.label}: no setting beat it beyond the noise"
+        if d is not None and c is b:
+            why = "no setting beat it beyond the noise" if d.leader != b.setting else "no faster setting meets the constraints"
+            head = f"chosen: the baseline, {c.setting.label}: {why}"
         else:
             head = f"chosen: {c.setting.label}: {fmt_seconds(self._seconds(c))}/image, {self._scores(c)}{self._speeds()}"
         fallback = c.cell.settings.get(FAST_PATH_NOTE)
