@@ -25,6 +25,7 @@ from rich.console import Console
 
 from diffprof.analysis.machine import HostLoad, host_load
 from diffprof.config import RunConfig
+from diffprof.errors import DiffprofError
 from diffprof.estimate.calibration import Calibration, calibrations, point_from_cell
 from diffprof.estimate.outliers import OutlierCheck, Residual, check_outliers
 from diffprof.profiler.machine import MachineTracker
@@ -93,7 +94,7 @@ def calibrate(config: RunConfig, store: Any, *, command: str = "", console: Cons
         for cal in calibrations(store, run=summary.run_id).values():
             try:
                 check = check_outliers(cal, architecture)
-            except Exception as exc:  # a fit that cannot be made is the estimate's error to report, with its hint
+            except (DiffprofError, ValueError, ArithmeticError) as exc:  # a fit that cannot be made is the estimate's error to report
                 console.print(f"[yellow]the outlier check could not fit the calibration: {exc}[/]", highlight=False)
                 continue
             outcome.checks.append(check)
