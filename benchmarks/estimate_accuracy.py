@@ -34,6 +34,13 @@ about 2x slower, so time is best judged without it).
 :data:`HELD_OUT_QUICK` (five workloads of at most 6 steps, inside the calibrated sizes) instead of the
 eight of :data:`HELD_OUT`: what fits a FLUX.1-dev check into a few minutes of a GPU.
 
+Other schedulers and tasks (`--variants`): a second table of held-out workloads that run a
+scheduler other than the calibrated one (Heun, DPM2: about two denoiser calls per step; Euler) or
+img2img / inpaint at a strength below 1, predicted from the same calibration with `estimate
+--scheduler/--task/--strength` (denoiser calls counted from the scheduler's timesteps, the VAE encode
+modelled from the decoder's fit) and measured the same way. With `--doc` that table also goes into the page's
+`estimate-variants` section.
+
 Exit code 1 when a median absolute error exceeds --target (default 25%; ``--time-target`` and
 ``--memory-target`` set each on its own).
 """
@@ -78,6 +85,18 @@ HELD_OUT_QUICK: tuple[tuple[float, float, int, int], ...] = (
     (0.75, 1.0, 1, 4),
     (0.8125, 0.8125, 2, 4),
     (1.0, 0.5625, 2, 6),
+)
+
+
+#: Held-out workloads of another scheduler or task: (width, height) as fractions of native, batch, steps, scheduler, task, strength.
+VARIANTS: tuple[tuple[float, float, int, int, str, str, float], ...] = (
+    (1.0, 1.0, 1, 10, "heun", "txt2img", 1.0),
+    (0.75, 0.75, 2, 12, "dpm2", "txt2img", 1.0),
+    (1.25, 1.25, 1, 16, "euler", "txt2img", 1.0),
+    (1.0, 1.0, 2, 20, "default", "img2img", 0.5),
+    (1.25, 1.25, 1, 16, "euler", "img2img", 0.75),
+    (1.0, 1.0, 1, 20, "default", "inpaint", 0.75),
+    (0.75, 0.75, 2, 12, "heun", "inpaint", 0.6),
 )
 
 
@@ -148,6 +167,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="five short held-out workloads (HELD_OUT_QUICK) instead of eight")
     parser.add_argument("--doc", metavar="PAGE.md", help="also write the table into this page's estimate-MODEL section")
     parser.add_argument("--force", action="store_true", help="skip the up-front memory check of each cell (a GPU known to hold them)")
+    parser.add_argument("--variants", action="store_true", help="also held-out workloads of other schedulers and of img2img / inpaint")
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     threads = args.threads if args.threads is not None else (None if cuda else 1)
@@ -216,6 +236,9 @@ def main() -> int:
             row.growth_measured = cell.metrics[metric] - ref_cell.metrics[metric]
             row.growth_predicted = e.peak_bytes - ref_pred.peak_bytes
         rows.append(row)
+    variant_errors: list[float] = []
+    if args.variants:
+        variant_errors = variants(args, estimator, base, native, scale, max_batch, store)
     load1 = os.getloadavg()[0]
     if not rows:
         print("no held-out workload was measured", file=sys.stderr)
@@ -238,6 +261,52 @@ def main() -> int:
         command = "python3 " + " ".join(["benchmarks/estimate_accuracy.py", *sys.argv[1:]])
         write_section(args.doc, f"estimate-{args.model}", "\n".join([provenance(command), "", *lines]) + "\n")
     return 0 if ok_time and ok_memory else 1
+
+
+def variants(args: argparse.Namespace, est: Estimator, base: dict, native: int, scale: float, max_batch: int, store: Store) -> list[float]:
+    """Measure and predict :data:`VARIANTS`; print (and with --doc write) their table; the time errors."""
+    import shlex
+
+    work = [(snap(fw * native * scale, args.model), snap(fh * native * scale, args.model), min(b, max_batch), n, sched, task, strength)
+            for fw, fh, b, n, sched, task, strength in VARIANTS]
+    cells = []
+    for w, h, b, n, sched, task, strength in work:
+        config = RunConfig.from_mapping({**base, "suites": ["generation"], "width": w, "height": h, "batch": b, "steps": n, "scheduler": sched,
+                                         "task": task, "strength": strength})
+        cells.append(Cell("generation", {"width": w, "height": h, "batch": b, "steps": n, "scheduler": sched, "task": task, "strength": strength}, config))
+    held = CellsRunner(cells, RunConfig.from_mapping({**base, "suites": ["generation"]}), store,
+                       command="benchmarks/estimate_accuracy.py (variants)", progress=False).run()
+    lines = [f"`python3 benchmarks/estimate_accuracy.py {shlex.join(sys.argv[1:])}`: the same calibration (run {est.model.calibration.run_id}, "
+             f"{est.key.describe()}, its default scheduler, txt2img) predicting other schedulers and tasks (held-out run {held.run_id}; load average "
+             f"{os.getloadavg()[0]:.1f}).", "",
+             "| held-out workload | denoiser calls | time measured | time predicted (95% interval) | error | VAE encode measured | predicted |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    errors = []
+    for cell, (w, h, b, n, sched, task, strength) in zip(held.cells, work):
+        if not cell.ok:
+            lines.append(f"| {w}x{h}, batch {b}, {n} steps, {sched}, {task} | failed: {cell.error} |")
+            continue
+        e = est.predict(w, h, n, b, scheduler=sched, task=task, strength=strength)
+        err = e.call_s / cell.metrics["s_per_call"] - 1
+        errors.append(err)
+        encode = next((c for c in e.components if c.name == "vae_encode"), None)
+        calls = e.component("denoise").detail.split()[0]
+        lines.append(f"| {e.workload.label} | {calls} (measured {int(cell.metrics.get('unet_evals', 0))}) | {fmt_seconds(cell.metrics['s_per_call'])} | "
+                     f"{fmt_seconds(e.call_s)} ({fmt_seconds(e.call_interval.low)}–{fmt_seconds(e.call_interval.high)}) | {err:+.1%}"
+                     + ("" if e.call_interval.contains(cell.metrics["s_per_call"]) else " *") + " | "
+                     + (fmt_seconds(cell.metrics["vae_encode_s"]) if "vae_encode_s" in cell.metrics else "-") + " | "
+                     + (fmt_seconds(encode.seconds) if encode else "-") + " |")
+    if errors:
+        lines += ["", f"Time: median absolute error {statistics.median(abs(x) for x in errors):.1%}, max {max(abs(x) for x in errors):.1%}. "
+                  "`*`: outside the 95% interval. Denoiser calls: predicted from the scheduler's timesteps and the strength; "
+                  "measured: the cell's `unet_evals` (denoiser forwards per call)."]
+    text = "\n".join(lines)
+    print(text + "\n")
+    if args.doc:
+        from diffprof.report.sections import write_section
+
+        write_section(args.doc, "estimate-variants" + ("" if args.device == "cpu" else f"-{args.model}"), text)
+    return errors
 
 
 def print_report(args: argparse.Namespace, est: Estimator, rows: list[Row], cuda: bool, isolate: bool, threads: int | None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,38 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@contextmanager
+def simulated_host(others: float = 0.0, cpus: int = 2) -> Iterator[None]:
+    """The runner's and calibrate's machine state as if other processes kept ``others`` cores busy
+    beside a run that keeps one (0: a quiet host), whatever this shared machine is doing: a run
+    whose timings do not matter to a test must not be refused for the machine the test ran on."""
+    from diffprof.profiler import machine
+    from diffprof.suites import recalibrate, runner
+
+    class SimulatedTracker(machine.MachineTracker):
+        def __init__(self) -> None:
+            super().__init__(gpus=lambda: [])
+            self._t = 0.0
+
+        def _reading(self) -> machine.CpuReading:
+            self._t += 10.0
+            return machine.CpuReading(self._t, (1.0 + others) * self._t, 0.0, self._t)
+
+    original = machine.read_cpu_count
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runner, "MachineTracker", SimulatedTracker)
+        patch.setattr(recalibrate, "MachineTracker", SimulatedTracker)
+        patch.setattr(machine, "read_cpu_count", lambda proc: cpus if proc == machine.Path("/proc") else original(proc))
+        yield
+
+
+@pytest.fixture
+def quiet_host() -> Iterator[None]:
+    """A quiet host as the machine state records it (see :func:`simulated_host`)."""
+    with simulated_host(0.0):
+        yield
 
 
 #: What a terminal puts in the environment; GNU readline, initialised in each xdist worker, sets

@@ -27,7 +27,8 @@ COMMANDS: dict[str, list[str]] = {
     # long enough (tens of seconds) for a second process to start while it measures
     "bench-long": ["bench", "-s", "steps", "--step-counts", ",".join(str(30 * k) for k in range(1, 11)), "--width", "64", "--height", "64",
                    "--model", "tiny-sd", "--no-report", *FAST],
-    "calibrate": ["calibrate", "--model", "tiny-sd", "--device", "cpu", "--resolutions", "32,40,48", "--batch-sizes", "1,2", "--steps", "2",
+    # --force: these are about interruptions; a calibration finished on this shared (busy) machine must not be refused for it
+    "calibrate": ["calibrate", "--model", "tiny-sd", "--device", "cpu", "--resolutions", "32,40,48", "--batch-sizes", "1,2", "--steps", "2", "--force",
                   "--no-isolate", *FAST],
     "tune": ["tune", "--model", "tiny-sd", "--device", "cpu", "--width", "32", "--height", "32", "--schedulers", "euler,ddim,dpmpp_2m",
              "--step-counts", "4,8,12", "--precisions", "fp32", "--optimizations", "none", "--prompts", "2", "--metric", "convergence",

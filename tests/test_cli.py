@@ -442,7 +442,8 @@ FLAGS = {
     "generate": "--allow-pickle --batch --config --device --dry-run --force --guidance --height --image --mask --model --negative-prompt --optimize --out "
                 "--precision --profile-level --profile-out --prompts --scheduler --seed --steps --strength --task --threads --warmup --weights --width -O -c",
     "tune": "--clip-model --config --db --device --dry-run --guidance --height --max-memory --metric --min-quality --model --no-progress --optimizations "
-            "--out --precisions --progress --prompt --prompts --reference-steps --repeats --schedulers --step-counts --threads --tolerance --weights --width -c -o",
+            "--out --precisions --progress --prompt --prompts --reference-steps --repeats --schedulers --step-counts --threads --tolerance --weights --width -c -o "
+            "--min-psnr --min-gain --rounds",
     "calibrate": "--batch-sizes --db --device --dry-run --force --isolate --model --no-isolate --no-progress --optimize --out --precision --progress --repeats "
                  "--resolutions --steps --threads --warmup --weights -O --rounds",
 }

@@ -390,6 +390,6 @@ def test_estimate_round_trips_to_json_ready_data():
 
     e = fitted().predict(Workload(64, 64, 20, 2))
     data = json.loads(json.dumps(e.to_dict()))
-    assert data["workload"] == {"width": 64, "height": 64, "steps": 20, "batch": 2, "guidance": 7.5}
+    assert data["workload"] == {"width": 64, "height": 64, "steps": 20, "batch": 2, "guidance": 7.5, "scheduler": "default", "task": "txt2img", "strength": 1.0}
     assert data["measured"] is True and data["interval"]["low"] < data["time_s"] < data["interval"]["high"]
     assert [c["name"] for c in data["components"]] == ["load", "text_encode", "denoise", "vae_decode", "other"]

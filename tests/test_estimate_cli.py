@@ -10,6 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from conftest import simulated_host
+
 from diffprof.cli.app import main
 from diffprof.store import Store
 
@@ -19,7 +21,7 @@ def calibration(tmp_path_factory) -> SimpleNamespace:
     """A tmp store holding one small calibration of tiny-sd on the CPU (4 cells, 2 steps, 1 repeat),
     and what `calibrate` printed."""
     db = str(tmp_path_factory.mktemp("cal") / "cal.db")
-    with redirect_stdout(io.StringIO()) as out:
+    with redirect_stdout(io.StringIO()) as out, simulated_host(0.0):
         code = main(["calibrate", "--model", "tiny-sd", "--device", "cpu", "--threads", "1", "--resolutions", "32,48",
                      "--batch-sizes", "1,2", "--steps", "2", "--repeats", "2", "--warmup", "0", "--no-isolate", "--no-progress", "--db", db])
     assert code == 0

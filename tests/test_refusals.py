@@ -23,6 +23,8 @@ REFUSALS: list[tuple[list[str], str | None]] = [
     (["generate", "x", "--batch", "0"], None), (["generate", "x", "--scheduler", "nope"], None), (["generate", "x", "--model", "nope"], None),
     (["tune", "--precisions", "fp13"], None), (["tune", "--tolerance", "nan"], None), (["calibrate", "--resolutions", "7x7"], None),
     (["estimate", "--max-memory", "-1", "--db", "{tmp}/none.db"], None), (["estimate", "--guidance", "inf"], None),
+    (["estimate", "--scheduler", "huen", "--db", "{tmp}/none.db"], None), (["estimate", "--task", "img2img", "--strength", "0"], None),
+    (["tune", "--min-gain", "2"], None), (["tune", "--min-psnr", "-1"], None),
 ]
 
 _BLOCKED = """

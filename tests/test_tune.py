@@ -231,14 +231,23 @@ def test_tune_picks_the_fastest_feasible_and_stores_every_candidate(tuned):
     from diffprof.store import Store
 
     cfg, result, _ = tuned
-    feasible = [c for c in result.candidates if c.feasible]
-    assert result.chosen is min(feasible, key=lambda c: (c.seconds_per_image, -c.quality))
+    d = result.decision
+    assert d is not None and result.chosen.setting == d.chosen and result.chosen.feasible
+    timed = [c for c in result.candidates if c.feasible and c.setting in d.values]
+    assert d.leader == min((c.setting for c in timed), key=lambda s: d.seconds(s))  # the fastest on the rounds timed together
     assert result.constraints.target == pytest.approx(result.baseline.quality - 2.0)  # within 2 dB of the baseline
     assert result.baseline.setting == Setting("default", 8, "fp32") and result.speedup > 1
+    assert result.constraints.fidelity is None  # tuning for PSNR holds fidelity itself
     run = Store(cfg.db).get_run(result.run_id)
-    assert run.status == "finished" and len(run.cells) == len(result.candidates) and run.suites() == ["tune"]
-    assert {c.labels["stage"] for c in run.cells} >= {"baseline", "confirm"}
-    assert all("psnr_db" in c.metrics for c in run.cells)
+    assert run.status == "finished" and run.suites() == ["tune"] and run.machine  # the host's state is stored with it
+    scored = [c for c in run.cells if c.labels["stage"] != "time"]
+    assert len(scored) == len(result.candidates) and {c.labels["stage"] for c in scored} >= {"baseline", "confirm"}
+    assert all("psnr_db" in c.metrics for c in scored)
+    # the timing rounds: one stored cell per setting timed, holding its per-round values (no quality scored)
+    time_cells = {(c.labels["scheduler"], c.labels["steps"]): c for c in run.cells if c.labels["stage"] == "time"}
+    assert set(time_cells) == {(s.scheduler, s.steps) for s in d.values} and (d.chosen.scheduler, d.chosen.steps) in time_cells
+    assert all(c.rounds["s_per_image"] == d.values[s] for s in d.values for c in [time_cells[(s.scheduler, s.steps)]])
+    assert all("psnr_db" not in c.metrics for c in time_cells.values()) and d.rounds >= 3
 
 
 def test_the_written_config_holds_the_choice(tuned):
@@ -395,11 +404,15 @@ def test_tune_hands_every_candidate_to_the_executor_it_is_given(tmp_path):
     cfg = tiny_config(tmp_path)
     executor = RecordingExecutor(cfg)
     result = small_tune(cfg, executor=executor)
-    assert executor.started == 1  # one executor run for the whole search: its engine stays loaded
-    assert [c.labels for c in executor.cells] == [c.cell.labels for c in result.candidates]
+    assert executor.started == 1  # one executor run for the whole search and its timing rounds: its engine stays loaded
+    searched = [c for c in executor.cells if c.labels["stage"] != "time"]
+    assert [c.labels for c in searched] == [c.cell.labels for c in result.candidates]
     assert [c.cell.settings["engine_reused"] for c in result.candidates] == [False] + [True] * (len(result.candidates) - 1)
+    rounds = [c for c in executor.cells if c.labels["stage"] == "time"]
+    assert executor.cells[len(searched):] == rounds and all(c.round is not None for c in rounds)  # then the rounds, one at a time
     run = Store(cfg.db).get_run(result.run_id)
-    assert run.status == "finished" and [c.cell_key for c in run.cells] == [c.key for c in executor.cells]  # stored under the asked-for keys
+    assert run.status == "finished" and [c.cell_key for c in run.cells][: len(searched)] == [c.key for c in searched]  # stored under the asked-for keys
+    assert len(run.cells) == len(searched) + len(result.decision.values)  # each setting's rounds merged into one stored cell
 
 
 def test_tune_through_the_local_executor_gives_the_serial_evidence(tmp_path):

@@ -58,8 +58,13 @@ MEMORY_NOTE = "memory_note"
 #: float8 tensor cores).
 PRESET_NOTE = "preset_note"
 
+#: The settings key under which a calibration cell says it was measured twice: its first measurement
+#: disagreed with what the other cells' fit predicts, and which of the two the calibration keeps
+#: (``suites.recalibrate``; the other is kept under ``settings["retake"]``).
+CALIBRATION_NOTE = "calibration_note"
+
 #: Every per-cell note, in the order tables list them.
-NOTE_KEYS = (FAST_PATH_NOTE, PRESET_NOTE, TIMING_NOTE, PROFILE_NOTE, DEVICE_NOTE, MEMORY_NOTE, STAND_IN_NOTE)
+NOTE_KEYS = (FAST_PATH_NOTE, PRESET_NOTE, TIMING_NOTE, PROFILE_NOTE, DEVICE_NOTE, MEMORY_NOTE, CALIBRATION_NOTE, STAND_IN_NOTE)
 #: Notes about the model rather than the cell: a table lists each distinct one once, not per cell.
 MODEL_NOTES = (STAND_IN_NOTE,)
 

@@ -6,7 +6,8 @@ batch and step count from it, and with `--max-memory` picks the fastest memory o
 
 Exit codes: 0 ok (also when `estimate --max-memory` finds nothing that fits: that is its answer,
 printed, and ``"fits": false`` in JSON; 1 is `compare`'s regression code); 2 bad input or no
-calibration (the hint is the `diffprof calibrate` command to run); 3 some calibration cells failed.
+calibration (the hint is the `diffprof calibrate` command to run), or a calibration measured on a busy
+host (stored, not used; ``--force`` keeps it); 3 some calibration cells failed.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ def calibrate(
 ) -> None:
     """Measure the few points a cost model needs and store them; print the fitted model.
 
+    Each cell is checked against the fit of the others; one that disagrees (a busy minute on one
+    cell) is measured once more in fresh rounds and the measurement that agrees is kept (both are
+    stored, and the cell's note says which). The host's load is recorded: a calibration measured
+    while other processes took the cores is refused (exit 2) unless --force keeps it, loudly.
+
     Interrupted, it says which cells it kept and the `diffprof bench --resume` command that finishes
     them; `diffprof estimate --run RUN` then fits on that run.
 
@@ -88,12 +94,13 @@ def calibrate(
         import torch
 
         cfg.isolate = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    from diffprof.analysis.machine import machine_summary
     from diffprof.estimate.calibration import calibrations
     from diffprof.estimate.model import MIN_POINTS, CostModel, can_fit
     from diffprof.report.estimate_views import calibration_view
     from diffprof.store import Store
     from diffprof.suites.calibration import plan
-    from diffprof.suites.runner import Runner
+    from diffprof.suites.recalibrate import calibrate as run_calibration
 
     points = plan(cfg)
     if not can_fit([w * h * b for w, h, b in points]):  # before measuring, not after
@@ -115,14 +122,21 @@ def calibrate(
     gc.freeze()
     command = "diffprof " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["calibrate"] else "diffprof calibrate"
     try:
-        summary = Runner(cfg, store, command=command, console=err_console, progress=progress).run()
+        outcome = run_calibration(cfg, store, command=command, console=err_console, progress=progress)
+        summary = outcome.summary
         err_console.print(f"calibration run {summary.run_id}: {summary.ok} cell(s) ok, {summary.failed} failed, {summary.seconds:.1f} s", highlight=False)
         found = calibrations(store, run=summary.run_id)
+        machine = store.machine(summary.run_id)
     finally:
         store.close()  # gc.freeze() keeps it from being finalized at exit: close, so the WAL is checkpointed
     if not found:
         raise ConfigError(f"calibration run {summary.run_id} measured nothing usable: every cell failed",
                           "see the errors above; `diffprof show` lists them")
+    for retake in outcome.retakes:
+        err_console.print(f"{'[green]' if retake.agrees else '[yellow]'}{retake.first.label}: {retake.note}[/]", highlight=False, soft_wrap=True)
+    state = machine_summary(machine)
+    if state:
+        err_console.print(f"host: {state}", highlight=False)
     for key, cal in found.items():
         fitted = CostModel.fit(cal)
         console.print(calibration_view(fitted))
@@ -134,8 +148,26 @@ def calibrate(
                       + (f" --optimize {','.join(key.switches)}" if key.switches else "")
                       + (f" --db {shlex.quote(cfg.db)}" if cfg.db != RunConfig.default_of("db") else "")
                       + " --width W --height H --steps N --batch B", highlight=False)
+    if outcome.load.busy:  # stored either way; used by estimate only when forced
+        refuse_busy(outcome, cfg)
     if summary.failed:
         raise typer.Exit(CELLS_FAILED)
+
+
+def refuse_busy(outcome: Any, cfg: RunConfig) -> None:
+    """A calibration measured on a busy host: refused (exit 2, the hint names --force), or with
+    ``--force`` kept, said loudly (and every estimate from it says so too)."""
+    from diffprof.errors import ResourceError
+
+    why = (f"the host was busy during calibration run {outcome.run_id}: {outcome.load.reason}; its times include that other work "
+           "(a calibration measured beside another job has predicted held-out sizes 2-4x too slow)")
+    if cfg.force:
+        err_console.print(f"[bold yellow]warning: {why}. Kept because of --force: every estimate from run {outcome.run_id} says so.[/]",
+                          highlight=False, soft_wrap=True)
+        return
+    raise ResourceError(f"{why}; estimate will not use it",
+                        f"calibrate again when the host is quiet (see `uptime`), or pass --force to keep this one "
+                        f"(or estimate from it anyway with --run {outcome.run_id})")
 
 
 @app.command()
@@ -146,6 +178,11 @@ def estimate(
     steps: int = typer.Option(20, help=H("steps")),
     batch: int = typer.Option(1, help=H("batch")),
     guidance: float = typer.Option(None, help="Guidance scale (<= 1: no classifier-free guidance); default: as calibrated."),
+    scheduler: str = typer.Option("default", help="Scheduler (see `diffprof schedulers`): sets how many denoiser calls the steps make "
+                                  "(heun, dpm2, flow_heun: about 2 per step); default: the model's own."),
+    task: str = typer.Option(None, help="txt2img, img2img or inpaint (adds the VAE encode of the init image; runs the last --strength of the "
+                             "steps); default: txt2img, or inpaint for an inpainting model."),
+    strength: float = typer.Option(None, help="img2img/inpaint strength in (0, 1]: the share of the steps that run (default 0.75, as generate)."),
     device: str = typer.Option(None, help="cpu or cuda; default: the device the store calibrates this model on."),
     precision: str = typer.Option(None, help="fp32, fp16 or bf16; default: the precision the store calibrates."),
     optimize: list[str] = typer.Option([], "--optimize", "-O", help="Optimization switches, as calibrated (default: none)."),
@@ -175,6 +212,9 @@ def estimate(
         check_value(spec, value)
     if max_memory is not None and max_memory <= 0:
         raise ConfigError(f"--max-memory must be positive, got {max_memory}", "give the budget in GiB, e.g. --max-memory 24")
+    from diffprof.engine.model_facts import check_request, model_facts
+
+    check_request(model, model_facts(model), scheduler, task, strength)  # scheduler, task and strength before the store is read
     if run is None:  # a model that cannot load cannot be calibrated: name the typo, not a calibrate command that fails too
         from diffprof.models.presets import PRESETS
         from diffprof.models.resolve import looks_like_repo_id, resolve_source
@@ -200,14 +240,15 @@ def estimate(
             target = switches
     native = est.model.architecture.native_size
     w, h = width or native, height or native
+    request = {"scheduler": scheduler, "task": task, "strength": strength}
     if max_memory is None:
-        result = est.predict(w, h, steps, batch, guidance, optimize=target)
+        result = est.predict(w, h, steps, batch, guidance, optimize=target, **request)
         if format == "json":
             console.print_json(json.dumps(result.to_dict(), default=str))
         else:
             console.print(estimate_view(result))
         return
-    answer = est.fit_budget(max_memory * GIB, w, h, steps, batch, guidance, headroom_bytes=headroom * GIB)
+    answer = est.fit_budget(max_memory * GIB, w, h, steps, batch, guidance, headroom_bytes=headroom * GIB, **request)
     if format == "json":
         console.print_json(json.dumps(answer.to_dict(), default=str))
     else:

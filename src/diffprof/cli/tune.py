@@ -26,6 +26,8 @@ _MIN_QUALITY = Spec("min_quality", "", "", type=float, default=0.9, optional=Tru
 _TOLERANCE = Spec("tolerance", "", "", type=float, default=2.0, optional=True, minimum=0)
 _MAX_MEMORY = Spec("max_memory", "", "", type=float, default=24.0, optional=True, minimum=0, flag="--max-memory", noun="--max-memory (GiB)")
 _PROMPTS = Spec("prompts", "", "", type=int, default=8, minimum=1)
+_MIN_PSNR = Spec("min_psnr", "", "", type=float, default=0.0, optional=True, minimum=0, maximum=200.0, flag="--min-psnr", noun="--min-psnr (dB)")
+_MIN_GAIN = Spec("min_gain", "", "", type=float, default=0.05, minimum=0.001, maximum=0.99, flag="--min-gain", noun="--min-gain (a fraction)")
 
 
 def _continue_tune(kept: Kept, args: list[str]) -> str:
@@ -42,6 +44,10 @@ def tune(
     metric: str = typer.Option("auto", help="Quality to hold: adherence, convergence (PSNR vs a reference solve), clip, or a metric name (ssim, latent_rel_error); auto: adherence on shapes-sd, convergence otherwise."),
     min_quality: float = typer.Option(None, "--min-quality", help="Quality floor (adherence 0-1, PSNR dB, CLIP 0-100); default: the baseline's less --tolerance."),
     tolerance: float = typer.Option(None, help="Loss allowed against the baseline when --min-quality is not given; default 2 points (0.02 adherence, 2 dB, 2 CLIP)."),
+    min_psnr: float = typer.Option(None, "--min-psnr", help="Fidelity floor: mean PSNR (dB) against the reference solve, held beside adherence or CLIP "
+                                   "(which do not see speckle); default: 3 dB below the baseline's; 0: none. Tuning for convergence holds PSNR itself."),
+    min_gain: float = typer.Option(0.05, "--min-gain", help="Gain over the baseline (and of a switch over the setting without it) that must be "
+                                   "beyond the noise of rounds timed together, as compare judges; default 0.05 (5%)."),
     max_memory: float = typer.Option(None, "--max-memory", help="Peak memory cap in GiB (CUDA allocator peak on GPU, host RSS on CPU)."),
     config: Path = typer.Option(None, "--config", "-c", help="Base config (model, size, guidance, prompt, ...); flags override it."),
     precisions: list[str] = typer.Option(None, "--precisions", help="Precisions to search (default: fp32,bf16 on CPU; fp16,bf16 on CUDA)."),
@@ -58,8 +64,11 @@ def tune(
     """Search scheduler x steps x precision x optimizations for the fastest config that holds quality.
 
     The baseline is the default diffusers setup (the model's scheduler, 50 steps, fp32 on CPU /
-    fp16 on CUDA); by default quality may drop at most 2 points below it. Prints the evidence
-    (every candidate, the Pareto front, the choice and its speedup) and writes the config, which
+    fp16 on CUDA); by default quality may drop at most 2 points below it, and with adherence or
+    CLIP, fidelity (PSNR against the reference solve) at most 3 dB. Before choosing, the fastest
+    settings, the baseline and diffprof's default (20 steps) are timed together in --rounds rounds:
+    a setting is chosen only when its gain is beyond --min-gain and the noise. Prints the evidence
+    (every candidate, the Pareto front, the timing rounds, the choice and its speedups) and writes the config, which
     `diffprof generate --config FILE "prompt"` and `diffprof bench --config FILE` run. Example:
     `diffprof tune --model shapes-sd --device cpu --threads 1`.
     """
@@ -69,7 +78,8 @@ def tune(
 
     cfg = check_config(RunConfig.load(config, overrides) if config else RunConfig.from_mapping(overrides))
     steps = check_value(counts := RunConfig.spec("step_counts"), from_text(counts, step_counts or [])) or None  # as the steps suite takes them
-    for spec, value in ((_MIN_QUALITY, min_quality), (_TOLERANCE, tolerance), (_MAX_MEMORY, max_memory), (_PROMPTS, prompts)):
+    for spec, value in ((_MIN_QUALITY, min_quality), (_TOLERANCE, tolerance), (_MAX_MEMORY, max_memory), (_PROMPTS, prompts),
+                        (_MIN_PSNR, min_psnr), (_MIN_GAIN, min_gain)):
         check_value(spec, value)
     check_value(RunConfig.spec("precisions"), split_values(precisions or []))  # names here; the device's own rules below
     check_config(RunConfig.from_mapping({"schedulers": split_values(schedulers or []), "memory_optimizations": split_values(optimizations or [])}))
@@ -107,14 +117,17 @@ def tune(
     err_console.print(f"tuning {cfg.model} on {dev}: a search over up to {space.size} settings", highlight=False)
     try:
         result = run_tune(
-            cfg, metric=metric, min_quality=min_quality, tolerance=tolerance, max_memory_gib=max_memory, prompts=prompts,
+            cfg, metric=metric, min_quality=min_quality, tolerance=tolerance, min_psnr=min_psnr, min_gain=min_gain, max_memory_gib=max_memory, prompts=prompts,
             space=space, store=cfg.db, output=out, command="diffprof " + shlex.join(sys.argv[1:]), on_candidate=show if progress else None,
         )
     except NoConfigMeetsConstraints as exc:
         console.print(exc.result.table())
         console.print(exc.result.summary(), highlight=False)
         raise
-    # 3. The evidence and the choice.
+    # 3. The evidence, the rounds the choice was decided on, and the choice.
     console.print(result.table())
+    decided = result.decision_table()
+    if decided is not None:
+        console.print(decided)
     console.print(result.summary(), highlight=False)
     console.print(f"tuned config: [bold]{result.config_path}[/] · candidates stored as run {result.run_id} in {redact(cfg.db)}", highlight=False)

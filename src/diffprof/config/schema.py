@@ -144,8 +144,8 @@ class RunConfig:
     rounds: int = declare(
         3,
         "Rounds the repeats are spread over: round r measures every cell once before round r+1 starts, so each cell's "
-        "spread includes drift between rounds (compare tests per-round values). At most one round per repeat.",
-        MEASURE, commands=("bench", "calibrate"), minimum=1,
+        "spread includes drift between rounds (compare tests per-round values; tune times its final choice in them). At most one round per repeat.",
+        MEASURE, commands=("bench", "calibrate", "tune"), minimum=1,
     )
     isolate: bool | None = declare(
         None, "Run each cell in a fresh subprocess (clean load time and peak memory); default: the memory suite's cells on a CPU, whose "
@@ -180,8 +180,9 @@ class RunConfig:
     )
     use_diffusion: bool = declare(True, "Seed-config switch: false means there is nothing to run.", EXECUTION)
     force: bool = declare(
-        False, "Run even when a check says not to: the memory check predicts the peak does not fit, or the owner of a resumed "
-        "run is on another host and cannot be checked.", EXECUTION, commands=ENGINE, negatable=False,
+        False, "Run even when a check says not to: the memory check predicts the peak does not fit, the owner of a resumed "
+        "run is on another host and cannot be checked, or (calibrate) the host was busy: the calibration is kept, and its estimates say so.",
+        EXECUTION, commands=ENGINE, negatable=False,
     )
 
     # ---------------------------------------------------------------- schema

@@ -13,6 +13,7 @@ import functools
 import inspect
 from typing import TYPE_CHECKING, Any
 
+from diffprof.engine.model_facts import check_multiple  # noqa: F401  (the engine checks sizes with it too)
 from diffprof.errors import ConfigError
 from diffprof.request import GenerationRequest
 
@@ -25,21 +26,6 @@ if TYPE_CHECKING:  # the size checks run on the refusal path, before torch loads
 def call_parameters(cls: type) -> frozenset[str]:
     """The argument names ``cls.__call__`` accepts."""
     return frozenset(inspect.signature(cls.__call__).parameters)
-
-
-def check_multiple(width: int | None, height: int | None, multiple: int, model: str, denoiser: str | None) -> None:
-    """Refuse sizes the denoiser cannot tile into tokens (FLUX and SD3: multiples of 16, SANA 32).
-
-    Pipelines would otherwise resize the request with a warning (FLUX) or fail deep inside the
-    transformer, and the profile would report a size that did not run. ``None`` sides are not checked."""
-    m = int(multiple)
-    bad = [f"{name} {value}" for name, value in (("width", width), ("height", height)) if value is not None and value % m]
-    if bad:
-        why = ("a diffusion transformer tiles the image into tokens of VAE factor x patch x packing pixels a side, "
-               "and its pipeline checks the sides" if denoiser == "transformer" else f"its VAE downsamples by {m}")
-        w, h = width or m, height or m
-        raise ConfigError(f"{' and '.join(bad)} must be a multiple of {m} for {model}: {why}",
-                          f"use e.g. {max(m, round(w / m) * m)}x{max(m, round(h / m) * m)}")
 
 
 def call_kwargs(pipe: Any, anatomy: Any, req: GenerationRequest, *, width: int, height: int, image: Image.Image | None,

@@ -18,7 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from diffprof.engine.schedulers import SchedulerKind, kind_of_model
+from diffprof.engine.schedulers import SchedulerKind, check_applies, check_scheduler, kind_of_model
+from diffprof.errors import ConfigError, unknown_choice
 
 #: Native size assumed for a model whose configs are not at hand (folders as before DiT support).
 FALLBACK_SIZE = 512
@@ -38,6 +39,8 @@ class ModelFacts:
     tasks: tuple[str, ...] | None = None
     #: Its pipeline family (``flux``), ``generic`` for a folder no family covers, ``None`` when unknown.
     family: str | None = None
+    #: An inpainting model (a 9-channel UNet): it runs ``inpaint`` only.
+    inpaint: bool = False
 
     def round_size(self, pixels: float) -> int:
         """``pixels`` to the nearest allowed side (at least one multiple, and at least 16 px)."""
@@ -55,7 +58,7 @@ def model_facts(model: str) -> ModelFacts:
     if preset is not None:
         transformer = preset.denoiser == "transformer"
         return ModelFacts(preset.native_size, math.lcm(8, preset.token_pixels, preset.spec.size_multiple) if transformer else 8, preset.denoiser, kind,
-                          preset.spec.tasks if transformer else None, preset.family)
+                          preset.spec.tasks if transformer else None, preset.family, inpaint=bool(preset.inpaint))
     folder = Path(model).expanduser()
     index = _json(folder / "model_index.json")
     if index is None:
@@ -73,7 +76,8 @@ def model_facts(model: str) -> ModelFacts:
         multiple = math.lcm(factor * int(config.get("patch_size") or 1) * spec.packing, spec.size_multiple) if spec is not None else factor * 2
     tasks = spec.tasks if spec is not None and denoiser == "transformer" else None
     family = CLASS_FAMILIES.get(str(index.get("_class_name")), "generic")
-    return ModelFacts(FALLBACK_SIZE, math.lcm(8, multiple), denoiser, kind, tasks, family)  # sizes are multiples of 8 anyway
+    inpaint = denoiser == "unet" and int((_json(folder / "unet" / "config.json") or {}).get("in_channels") or 4) == 9
+    return ModelFacts(FALLBACK_SIZE, math.lcm(8, multiple), denoiser, kind, tasks, family, inpaint)  # sizes are multiples of 8 anyway
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -82,3 +86,55 @@ def _json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def check_multiple(width: int | None, height: int | None, multiple: int, model: str, denoiser: str | None) -> None:
+    """Refuse sizes the denoiser cannot tile into tokens (FLUX and SD3: multiples of 16, SANA 32).
+
+    Pipelines would otherwise resize the request with a warning (FLUX) or fail deep inside the
+    transformer, and the profile would report a size that did not run. ``None`` sides are not checked."""
+    m = int(multiple)
+    bad = [f"{name} {value}" for name, value in (("width", width), ("height", height)) if value is not None and value % m]
+    if bad:
+        why = ("a diffusion transformer tiles the image into tokens of VAE factor x patch x packing pixels a side, "
+               "and its pipeline checks the sides" if denoiser == "transformer" else f"its VAE downsamples by {m}")
+        w, h = width or m, height or m
+        raise ConfigError(f"{' and '.join(bad)} must be a multiple of {m} for {model}: {why}",
+                          f"use e.g. {max(m, round(w / m) * m)}x{max(m, round(h / m) * m)}")
+
+
+def check_request(model: str, facts: ModelFacts, scheduler: str, task: str | None, strength: float | None) -> tuple[str, float]:
+    """``(task, strength)`` for an estimate of ``model`` (``task`` None: what the model runs;
+    ``strength`` None: ``generate``'s default for img2img/inpaint, 1 for txt2img), checked from its
+    configs before anything loads (``diffprof estimate --scheduler/--task/--strength``).
+
+    Raises:
+        ConfigError: an unknown scheduler or task, a scheduler of the other kind (a noise-schedule
+            solver on a flow-matching model), a task the model has no pipeline for (an inpainting
+            model runs only ``inpaint``), or a strength outside (0, 1] or given to txt2img.
+    """
+    if task is None:
+        task = "inpaint" if facts.inpaint else "txt2img"
+    from diffprof.config.values import TASKS
+
+    if task not in TASKS:
+        raise unknown_choice("task", task, TASKS)
+    if facts.inpaint and task != "inpaint":
+        raise ConfigError(f"{model} is an inpainting model (9-channel UNet); it only runs --task inpaint",
+                          "estimate --task inpaint with it, or estimate a text-to-image model (e.g. tiny-sd, sd15) for txt2img and img2img")
+    if facts.tasks is not None and task not in facts.tasks:
+        raise ConfigError(f"{model} has no {task} pipeline (its family runs {', '.join(facts.tasks)})", f"use --task {facts.tasks[0]}")
+    check_scheduler(scheduler)
+    if facts.kind is not None:
+        check_applies(scheduler, facts.kind, model, task)
+    if task == "txt2img":
+        if strength is not None and strength != 1:
+            raise ConfigError(f"--strength {strength:g} applies to img2img and inpaint, and this estimate is txt2img",
+                              "add --task img2img (or inpaint), or drop --strength")
+        return task, 1.0
+    from diffprof.config import RunConfig
+    from diffprof.config.spec import check_value
+
+    value = RunConfig.default_of("strength") if strength is None else strength
+    check_value(RunConfig.spec("strength"), value)
+    return task, float(value)

@@ -218,11 +218,13 @@ def make_scheduler(name: str, base_config: Any) -> Any:
     return cls.from_config(base_config, **overrides)
 
 
-def model_evals(name: str, steps: int, base_config: Any) -> int:
+def model_evals(name: str, steps: int, base_config: Any, strength: float = 1.0) -> int:
     """UNet evaluations one call makes for ``steps`` (PNDM adds one, Heun/DPM2 nearly double).
 
     Counted from the scheduler's own timesteps rather than a table, so it stays true as
-    diffusers changes its solvers.
+    diffusers changes its solvers. ``strength`` < 1 (img2img, inpaint) skips the first steps as
+    diffusers' ``get_timesteps`` does: ``steps - int(steps * strength)`` of them, times the solver's
+    order (the FLUX and SD3 pipelines round the other way, at most one step apart).
     """
     scheduler = make_scheduler(name, base_config) if name != DEFAULT else _from_own_config(base_config)
     import inspect
@@ -230,7 +232,11 @@ def model_evals(name: str, steps: int, base_config: Any) -> int:
     takes_mu = "mu" in inspect.signature(scheduler.set_timesteps).parameters
     dynamic = {"mu": 0.0} if takes_mu and scheduler.config.get("use_dynamic_shifting") else {}  # the count does not depend on mu
     scheduler.set_timesteps(steps, **dynamic)
-    return len(scheduler.timesteps)
+    total = len(scheduler.timesteps)
+    if strength >= 1:
+        return total
+    skipped = max(steps - min(int(steps * strength), steps), 0)
+    return max(0, total - skipped * int(getattr(scheduler, "order", 1)))
 
 
 def kind_of_model(model: str) -> SchedulerKind | None:

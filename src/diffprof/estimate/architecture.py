@@ -65,6 +65,8 @@ class Features:
     pixels: int
     batch: int
     largest_layer_bytes: float
+    #: The VAE encodes of an img2img or inpaint call (the init image, the masked image), at batch 1.
+    encode: Phase | None = None
 
     @property
     def weight_bytes(self) -> float:
@@ -93,6 +95,8 @@ class Architecture:
         self._phase_cache: dict[tuple[Any, ...], Any] = {}
         self._bytes: dict[str, dict[str, float]] = {}
         self._largest: dict[str, float] = {}
+        #: The model's own scheduler config (what ``default`` runs), when its files say; denoiser calls are counted on it.
+        self.scheduler_config: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -151,7 +155,6 @@ class Architecture:
         from diffprof.flops import pipeline_flops
 
         w = workload
-        n = w.batch * (2 if w.guided else 1)
         h, wd = w.height // self.vae_scale, w.width // self.vae_scale
         weights = self.component_bytes(precision)
         # FLOPs of text encoding and one UNet evaluation: the shared counter (cached there).
@@ -165,6 +168,13 @@ class Architecture:
             ("vae", h, wd, w.batch, vae_precision, optimizations.vae_slicing, optimizations.vae_tiling),
             lambda: self._vae_decode(h, wd, w.batch, vae_precision, optimizations),
         )
+        encode = None
+        if w.encodes:  # the init image (and an inpaint's masked image) through the VAE encoder, at batch 1
+            enc_flops, enc_act = self._cached(("encode", w.height, w.width, vae_precision, optimizations.vae_tiling),
+                                              lambda: self._vae_encode(w.height, w.width, vae_precision, optimizations))
+            calls = encoder_calls(w.task, w.strength, self.in_channels)
+            encode = Phase(float(enc_flops) * calls, float(enc_act), self.component_bytes(vae_precision)["vae"], calls=calls)
+            vae_act = max(vae_act, enc_act)  # the encoder runs on the same resident VAE: its peak counts in that phase
         return Features(
             text=Phase(float(flops.text_encoder), float(text_act), sum(weights[name] for name in self.text_encoders)),
             unet=Phase(float(flops.unet_per_eval), float(unet_act), weights[self.denoiser]),
@@ -172,7 +182,14 @@ class Architecture:
             pixels=w.pixels,
             batch=w.batch,
             largest_layer_bytes=self.largest_layer_bytes(precision),
+            encode=encode,
         )
+
+    @property
+    def in_channels(self) -> int:
+        """The denoiser's input channels (9: an inpainting UNet, fed latents + mask + masked-image latents)."""
+        config = getattr(self._fp32[self.denoiser], "config", None)
+        return int(getattr(config, "in_channels", 4) or 4)
 
     def memory_features(self, workload: Workload, precision: str, optimizations: Optimizations) -> Features:
         """:meth:`features` without FLOPs (zero): the weights and traced activations a memory check
@@ -228,6 +245,21 @@ class Architecture:
         with _vae_modes(vae, opts):
             return trace_memory(lambda z: vae.decode(z, return_dict=False), latents).peak_bytes
 
+    def _vae_encode(self, height: int, width: int, precision: str, opts: Optimizations) -> tuple[int, int]:
+        """FLOPs and activation peak of one VAE encode of a ``height`` x ``width`` image at batch 1."""
+        from diffprof.flops import count_flops
+
+        vae = self.modules(precision)["vae"]
+        image = torch.zeros(1, int(getattr(vae.config, "in_channels", 3)), height, width, device=_META, dtype=DTYPES[precision])
+
+        def encode(x: torch.Tensor) -> Any:
+            return vae.encode(x, return_dict=False)
+
+        with _vae_modes(vae, opts):
+            traced = trace_memory(encode, image)
+            flops = count_flops(encode, image)
+        return flops, traced.peak_bytes
+
     def _vae_decode(self, h: int, w: int, batch: int, precision: str, opts: Optimizations) -> tuple[int, int, int]:
         """FLOPs, activation peak and decoder calls of VAE decode with slicing / tiling as switched."""
         from diffprof.flops import count_flops
@@ -245,6 +277,18 @@ class Architecture:
 
 
 # ---------------------------------------------------------------------- helpers
+def encoder_calls(task: str, strength: float, in_channels: int) -> int:
+    """VAE encoder forwards of one call, as diffusers' SD pipelines run them: img2img encodes the init
+    image once; inpainting encodes the masked image, and the init image too when the UNet has 4
+    channels (it blends image latents back in) or ``strength`` < 1 (its latents start from the image).
+    A single generator encodes at batch 1 and repeats the latents over the batch."""
+    if task == "img2img":
+        return 1
+    if task == "inpaint":
+        return 1 + int(in_channels == 4 or strength < 1)
+    return 0
+
+
 def _memory_switches(opts: Optimizations) -> tuple[Any, ...]:
     """The switches that change FLOPs or activation memory (compile, channels_last do not, to first order)."""
     return (opts.attention, opts.vae_slicing, opts.vae_tiling)
@@ -327,4 +371,9 @@ def _architecture(model: str) -> Architecture:
             prediction_type="epsilon", description="", builtin=False, config_dir=str(folder.resolve()),
         )
     modules = build_models(preset, device="meta")
-    return Architecture(model, dict(modules), preset.native_size, family=preset.family, sequence_lengths=preset.sequence_lengths)
+    arch = Architecture(model, dict(modules), preset.native_size, family=preset.family, sequence_lengths=preset.sequence_lengths)
+    try:
+        arch.scheduler_config = preset.component_config("scheduler")
+    except (OSError, ValueError):
+        arch.scheduler_config = None  # denoiser calls then follow the registry's evaluations per step
+    return arch

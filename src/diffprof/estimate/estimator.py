@@ -75,7 +75,8 @@ class Estimator:
         prec = _pick_precision(precision, dev, [k for k in mine if k.device == dev])
         key = CalibrationKey(model, dev, prec, label)
         if key not in found:
-            raise missing_calibration(key, getattr(store, "path", "diffprof.db"), found, weights)
+            refused = calibrations(store, busy=True) if run is None else {}
+            raise missing_calibration(key, getattr(store, "path", "diffprof.db"), found, weights, refused)
         fitted = CostModel.fit(found[key])
         others = {k.optimizations: c for k, c in found.items() if (k.model, k.device, k.precision) == (model, dev, prec)}
         return cls(fitted, others)
@@ -89,10 +90,20 @@ class Estimator:
         batch: int = 1,
         guidance: float | None = None,
         optimize: str | list[str] | Optimizations | None = None,
+        *,
+        scheduler: str = "default",
+        task: str | None = None,
+        strength: float | None = None,
     ) -> Estimate:
         """Time and peak memory of one call; ``optimize`` other than the calibrated set is derived
-        from that set's calibration, or measured where the store calibrates it."""
-        workload = self._workload(width, height, steps, batch, guidance)
+        from that set's calibration, or measured where the store calibrates it.
+
+        ``scheduler`` (a registry name; ``default``: the model's own) sets the denoiser calls its
+        steps make; ``task`` ``img2img``/``inpaint`` (default: what the model runs, txt2img unless it
+        is an inpainting model) adds the VAE encodes and runs the last ``strength`` of the steps
+        (default 0.75, as ``generate``).
+        """
+        workload = self._workload(width, height, steps, batch, guidance, scheduler, task, strength)
         opts = optimize if isinstance(optimize, Optimizations) else (Optimizations.parse(optimize) if optimize is not None else None)
         return self._predict(workload, opts)
 
@@ -105,24 +116,29 @@ class Estimator:
         batch: int = 1,
         guidance: float | None = None,
         headroom_bytes: float = 0.0,
+        *,
+        scheduler: str = "default",
+        task: str | None = None,
+        strength: float | None = None,
     ) -> BudgetAnswer:
         """The fastest memory-switch combination whose peak (upper interval end + ``headroom_bytes``)
         stays within ``max_bytes``; :attr:`BudgetAnswer.message` says what to do when none does."""
-        workload = self._workload(width, height, steps, batch, guidance)
+        workload = self._workload(width, height, steps, batch, guidance, scheduler, task, strength)
         base = replace(self.model.calibrated, offload="none") if self.model.calibrated.offload != "none" else self.model.calibrated
         options = candidates(base, self.key.device, self.key.precision)
         usable = [o for o in options if self._can_predict(o)]
         return fit_budget(lambda o: self._predict(workload, o), usable, max_bytes, workload, headroom_bytes)
 
     # ------------------------------------------------------------------ helpers
-    def _workload(self, width: int, height: int, steps: int, batch: int, guidance: float | None) -> Workload:
-        from diffprof.engine.calls import check_multiple
-        from diffprof.engine.model_facts import model_facts
+    def _workload(self, width: int, height: int, steps: int, batch: int, guidance: float | None, scheduler: str = "default",
+                  task: str | None = None, strength: float | None = None) -> Workload:
+        from diffprof.engine.model_facts import check_multiple, check_request, model_facts
 
         facts = model_facts(self.key.model)  # FLUX and SD3 sides are multiples of 16, SANA's of 32
         check_multiple(int(width), int(height), facts.size_multiple, self.key.model, facts.denoiser)
+        task, strength = check_request(self.key.model, facts, scheduler, task, strength)
         g = guidance if guidance is not None else (7.5 if self.model.guided else 1.0)
-        return Workload(int(width), int(height), int(steps), int(batch), float(g))
+        return Workload(int(width), int(height), int(steps), int(batch), float(g), scheduler=scheduler, task=task, strength=strength)
 
     def _model_for(self, opts: Optimizations) -> CostModel:
         """This set's own fit when calibrated, else the base model (which derives it)."""

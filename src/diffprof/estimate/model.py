@@ -53,7 +53,8 @@ from diffprof.engine.switches import Optimizations
 from diffprof.errors import ConfigError
 from diffprof.estimate.architecture import PHASES, Architecture, Features
 from diffprof.estimate.calibration import MEMORY_METRICS, Calibration, CalibrationPoint
-from diffprof.estimate.regression import LinearFit, OverheadFit, fit_overhead, fit_relative, t_quantile
+from diffprof.estimate.calls import denoiser_calls
+from diffprof.estimate.regression import OVERLAPS, LinearFit, OverheadFit, fit_overhead, fit_relative, log_interval, t_quantile
 from diffprof.estimate.result import MEASURED, Basis, Component, Estimate, Interval, MemoryPart
 from diffprof.estimate.workload import Workload
 
@@ -128,6 +129,8 @@ class CostModel:
     pixel_range: tuple[int, int]
     batch_range: tuple[int, int]
     guided: bool
+    #: VAE encode time, fitted where the calibration measured it (an inpainting model's); else derived.
+    encode: OverheadFit | None = None
 
     @property
     def key(self) -> Any:
@@ -139,8 +142,12 @@ class CostModel:
 
     # ------------------------------------------------------------------ fitting
     @classmethod
-    def fit(cls, calibration: Calibration, architecture: Architecture | None = None) -> CostModel:
-        """Fit every part on ``calibration``'s points (at least :data:`MIN_POINTS` of them)."""
+    def fit(cls, calibration: Calibration, architecture: Architecture | None = None, overlaps: CostModel | None = None) -> CostModel:
+        """Fit every part on ``calibration``'s points (at least :data:`MIN_POINTS` of them).
+
+        ``overlaps``: take each part's overlap exponent from this model instead of choosing it again
+        (leave-one-out fits keep the structure of the full one; four points cannot choose it).
+        """
         key = calibration.key
         points = calibration.points
         if not can_fit([p.workload.pixels * p.workload.batch for p in points]):
@@ -152,11 +159,18 @@ class CostModel:
         arch = architecture or Architecture.for_model(key.model)
         opts = Optimizations.parse(key.switches)
         feats = [arch.features(p.workload, key.precision, opts) for p in points]
-        text = fit_overhead([_text_row(f) for f in feats], [p.text_s for p in points], ("per_call", "flops"))
-        step = fit_overhead([_step_row(f) for f in feats], [p.step_s for p in points], ("per_step", "flops"))
-        vae = fit_overhead([_vae_row(f) for f in feats], [p.vae_s for p in points], ("per_decoder_call", "flops"))
+        def k(part: str) -> Any:
+            return (getattr(overlaps, part).k,) if overlaps is not None else OVERLAPS
+
+        text = fit_overhead([_text_row(f) for f in feats], [p.text_s for p in points], ("per_call", "flops"), k("text"))
+        step = fit_overhead([_step_row(f) for f in feats], [p.step_s for p in points], ("per_step", "flops"), k("step"))
+        vae = fit_overhead([_vae_row(f) for f in feats], [p.vae_s for p in points], ("per_decoder_call", "flops"), k("vae"))
         other = fit_relative([_other_row(f) for f in feats], [max(p.other_s, 1e-6) for p in points], ("per_call", "pixels_x_batch"))
         memory = _fit_memory(points, feats, opts)
+        encoded = [(p, f.encode) for p, f in zip(points, feats) if f.encode is not None and p.encode_s > 0]
+        encode = None
+        if len(encoded) == len(points):
+            encode = fit_overhead([[float(e.calls), e.flops] for _, e in encoded], [p.encode_s for p, _ in encoded], ("per_encoder_call", "flops"))
         pixels = [p.workload.pixels for p in points]
         batches = [p.workload.batch for p in points]
         offsets = [p.unet_evals - p.workload.steps for p in points]
@@ -174,6 +188,7 @@ class CostModel:
             pixel_range=(min(pixels), max(pixels)),
             batch_range=(min(batches), max(batches)),
             guided=all(p.workload.guided for p in points),
+            encode=encode,
         )
 
     # ------------------------------------------------------------------ predicting
@@ -188,13 +203,20 @@ class CostModel:
         same_attention = target.attention == self.calibrated.attention
         same_offload = target.offload == self.calibrated.offload
         # 1. Time, part by part (mean and variance of a new observation).
-        iterations = workload.steps + self.eval_offset
+        iterations, counted = denoiser_calls(workload, self.calibration.scheduler, self.eval_offset, getattr(self.architecture, "scheduler_config", None))
         parts: list[tuple[str, float, float, str, str]] = []
         m, v = self.text.mean(_text_row(f)), self.text.variance(_text_row(f))
         parts.append(("text_encode", m, v, MEASURED, ""))
+        if f.encode is not None:  # img2img / inpaint: the init image through the VAE encoder
+            row = [float(f.encode.calls), f.encode.flops]
+            fit = self.encode or self.vae
+            source = MEASURED if self.encode is not None else "modelled: the VAE decoder's fitted overhead per call and FLOP throughput, on the encoder's FLOPs"
+            parts.append(("vae_encode", fit.mean(row), fit.variance(row), source, f"{f.encode.calls} encoder call(s) at batch 1"))
         m, v = self.step.mean(_step_row(f)), self.step.variance(_step_row(f))
         step_source = MEASURED if same_attention else f"modelled: {target.attention} attention, same FLOPs as {self.calibrated.attention}"
-        parts.append(("denoise", iterations * m, iterations**2 * v, step_source, f"{iterations} steps x {_ms(m)}"))
+        if counted is not None:
+            step_source = f"modelled: {counted}" + ("" if same_attention else f"; {target.attention} attention, same FLOPs")
+        parts.append(("denoise", iterations * m, iterations**2 * v, step_source, f"{iterations} denoiser calls x {_ms(m)}"))
         m, v = self.vae.mean(_vae_row(f)), self.vae.variance(_vae_row(f))
         vae_source = MEASURED if same_vae else "modelled: calibrated decoder overhead x decoder calls + FLOP throughput"
         parts.append(("vae_decode", m, v, vae_source, f"{f.vae.calls} decoder call(s)"))
@@ -207,12 +229,10 @@ class CostModel:
         dof = min(fit.dof for fit in (self.text, self.step, self.vae, self.other))
         t = t_quantile(dof)
         call = sum(p[1] for p in parts)
-        half = t * math.sqrt(sum(p[2] for p in parts))
-        components = [Component(name, mean, Interval(max(0.0, mean - t * math.sqrt(var)), mean + t * math.sqrt(var)), source, detail)
-                      for name, mean, var, source, detail in parts]
+        components = [Component(name, mean, Interval(*log_interval(mean, var, t)), source, detail) for name, mean, var, source, detail in parts]
         load = statistics.median(self.load_s)
         components.insert(0, Component("load", load, Interval(min(self.load_s), max(self.load_s)), MEASURED, "median of the calibration's loads"))
-        call_interval = Interval(max(0.0, call - half), call + half)
+        call_interval = Interval(*log_interval(call, sum(p[2] for p in parts), t))
         total_interval = Interval(call_interval.low + min(self.load_s), call_interval.high + max(self.load_s))
         # 2. Peak memory.
         peak, peak_interval, memory_parts, phase = self._memory(f, target, same_vae and same_attention and same_offload)
@@ -225,6 +245,12 @@ class CostModel:
         for fit_name, fit in fits:
             if fit is not None and fit.sigma > POOR_FIT:
                 warnings.append(f"the {fit_name} fit is loose (residuals {fit.sigma:.0%}); recalibrate with more repeats")
+        if self.calibration.busy:
+            warnings.append(f"calibrated on a busy host ({self.calibration.busy}): its times include other work, so these are likely "
+                            f"too high; recalibrate on a quiet host: {key.command()}")
+        if self.calibration.disagreeing:
+            warnings.append(f"calibration cell(s) {', '.join(self.calibration.disagreeing)} disagreed with the other cells' fit when measured "
+                            "twice: the cost model may not describe those workloads (see their calibration notes: diffprof show)")
         if self.calibration.failed:
             warnings.append(f"{len(self.calibration.failed)} calibration cell(s) failed and are left out: {'; '.join(self.calibration.failed)}")
         derived = [c for c in components if c.source != MEASURED] + [p for p in memory_parts if p.source != MEASURED]

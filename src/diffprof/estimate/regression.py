@@ -17,6 +17,10 @@ Prediction interval of a new observation at ``x0`` (Student t with ``n - p`` deg
 
 ``sigma`` is floored at :data:`SIGMA_FLOOR`: with 6 points a near-perfect fit says more about luck
 than about the next measurement.
+
+The interval itself is multiplicative (:func:`log_interval`): the noise is relative, so a time of
+40 ms with a 60% spread is 40 ms x/÷ 2.2, never "0 to 88 ms". A time or a peak is positive, and its
+interval's lower end is too (issue 17: a loose fit on a busy host gave "95% intervals clamped at 0").
 """
 
 from __future__ import annotations
@@ -62,9 +66,20 @@ class _Interval:
         return t_quantile(self.dof)
 
     def interval(self, x: Sequence[float], offset: float = 0.0) -> tuple[float, float]:
-        mean = self.mean(x, offset)
-        half = self.t * math.sqrt(self.variance(x, offset))
-        return max(0.0, mean - half), mean + half
+        return log_interval(self.mean(x, offset), self.variance(x, offset), self.t)
+
+
+def log_interval(mean: float, variance: float, t: float) -> tuple[float, float]:
+    """``mean`` x/÷ ``exp(t * s)``: the interval of a positive quantity with ``variance`` around ``mean``,
+    taken on the log scale, where ``s`` is the log-normal spread of that relative variance
+    (``s^2 = log(1 + variance / mean^2)``; for small spreads ``s`` is the relative standard deviation,
+    so narrow intervals are what the linear ``mean ± t sd`` gives). The lower end is above zero for
+    any positive ``mean``; a mean of zero (a part the fit left out) gives ``(0, 0)``.
+    """
+    if not (mean > 0 and math.isfinite(mean)):
+        return (0.0, 0.0) if mean == 0 else (math.nan, math.nan)
+    s = math.sqrt(math.log1p(max(0.0, variance) / mean**2))
+    return mean * math.exp(-t * s), mean * math.exp(t * s)
 
 
 @dataclass(frozen=True)
@@ -191,13 +206,16 @@ def _irls(X: np.ndarray, target: np.ndarray, y: np.ndarray, off: np.ndarray, ite
 #: the kernels), larger = they overlap (a GPU computes while the host launches the next kernels, so a
 #: small step costs its launches and a large one its FLOPs; 8 is nearly ``max``).
 OVERLAPS = (1.0, 2.0, 4.0, 8.0)
+#: A larger overlap is chosen only when its leave-one-out error beats every smaller one's by more than this share.
+K_MARGIN = 0.25
 
 
 @dataclass(frozen=True)
 class OverheadFit(_Interval):
     """``y = ((a * m)^k + (c * F)^k)^(1/k)``: overhead ``a`` per call ``m``, ``c`` seconds per FLOP ``F``.
 
-    ``k`` is chosen among :data:`OVERLAPS` by leave-one-out error on the calibration points. For
+    ``k`` is chosen among :data:`OVERLAPS` by leave-one-out error on the calibration points (the
+    smallest within :data:`K_MARGIN` of the best: a larger one must earn its place). For
     ``k = 1`` this is the linear ``a*m + c*F`` of :func:`fit_relative`; otherwise a nonlinear
     relative least-squares fit whose interval uses the Jacobian in place of the design matrix
     (the delta method), with the same Student-t quantile and sigma floor.
@@ -248,7 +266,10 @@ def fit_overhead(x: ArrayLike, y: ArrayLike, names: Sequence[str], overlaps: Seq
         candidates.append((_loo_error(X, Y, names, k), k, fit))
     if not candidates:
         raise ValueError("no overhead model could be fitted")
-    loo, _, best = min(candidates, key=lambda c: (round(c[0], 6), c[1]))
+    lowest = min(c[0] for c in candidates)
+    # the smallest overlap that predicts unseen points about as well as the best: a few noisy points
+    # make a larger k fit a little better by chance, and then a small call reads as launch-bound
+    loo, _, best = min((c for c in candidates if c[0] <= lowest * (1 + K_MARGIN) + 1e-3), key=lambda c: c[1])
     return OverheadFit(best.names, best.k, best.coef, best.cov, best.sigma, best.dof, best.n, best.max_rel_residual, loo)
 
 

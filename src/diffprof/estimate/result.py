@@ -28,11 +28,11 @@ class Component:
     """One part of the predicted time.
 
     Attributes:
-        name: ``load``, ``text_encode``, ``denoise``, ``vae_decode``, ``other`` or ``offload_transfer``.
+        name: ``load``, ``text_encode``, ``vae_encode``, ``denoise``, ``vae_decode``, ``other`` or ``offload_transfer``.
         seconds: predicted time.
         interval: its prediction interval (``None`` where none is known).
         source: ``measured`` (fitted on this optimization set's calibration) or ``modelled: <rule>``.
-        detail: how it is made up (``20 steps x 7.5 ms``).
+        detail: how it is made up (``21 denoiser calls x 7.5 ms``).
     """
 
     name: str

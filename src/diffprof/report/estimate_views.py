@@ -15,6 +15,7 @@ from diffprof.units import fmt_bytes, fmt_seconds
 COMPONENT_NAMES = {
     "load": "load (once)",
     "text_encode": "text encoding",
+    "vae_encode": "VAE encode",
     "denoise": "denoising loop",
     "vae_decode": "VAE decode",
     "other": "other",
@@ -36,7 +37,7 @@ def estimate_view(e: Estimate) -> Group:
     """Time per component, peak memory parts, warnings, and the measurements behind them."""
     w = e.workload
     title = (f"{e.model} on {e.device} ({e.precision}, optimizations: {e.optimizations}): "
-             f"{w.width}x{w.height}, {w.steps} steps, batch {w.batch}, guidance {w.guidance:g}")
+             f"{w.label}, guidance {w.guidance:g}")
     time = Table(title="time", title_justify="left")
     for col in ("part", "predicted", "95% interval", "source", "detail"):
         time.add_column(col, justify="right" if col in ("predicted", "95% interval") else "left")

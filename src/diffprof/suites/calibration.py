@@ -6,7 +6,8 @@ to the model's native size: 0.5x, 1x and 1.5x native (tiny models: 32, 64, 96 px
 full-size model on a CPU, where native size would take minutes per call. ``--resolutions`` and
 ``--batch-sizes`` replace the defaults.
 
-Cells run smallest first (pixels x batch). On a CPU, peak memory is the process's resident set,
+An inpainting model (9-channel UNet) runs only inpainting, so its cells are inpaint calls at strength
+1 (every step runs; the init image's VAE encodes are measured and fitted). Cells run smallest first (pixels x batch). On a CPU, peak memory is the process's resident set,
 which rarely shrinks after a large call; in ascending order each cell's peak is its own.
 """
 
@@ -53,7 +54,5 @@ class CalibrationSuite(Suite):
     description = "3 sizes x 2 batches around the native size: what `diffprof estimate` fits its cost model on"
 
     def cells(self, config: RunConfig) -> list[Cell]:
-        return [
-            self.cell(config, {"width": w, "height": h, "batch": b}, width=w, height=h, batch=b, task="txt2img")
-            for w, h, b in plan(config)
-        ]
+        task = {"task": "inpaint", "strength": 1.0} if model_facts(config.model).inpaint else {"task": "txt2img"}
+        return [self.cell(config, {"width": w, "height": h, "batch": b}, width=w, height=h, batch=b, **task) for w, h, b in plan(config)]

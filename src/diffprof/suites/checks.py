@@ -65,10 +65,9 @@ def check_model(config: RunConfig) -> None:
     not multiples of its token, a scheduler of the other kind, a task its family has no pipeline for,
     switches its denoiser does not take. Models known only once loaded are checked by the engine."""
     from diffprof.config import parse_resolution
-    from diffprof.engine.calls import check_multiple
     from diffprof.engine.schedulers import check_applies
     from diffprof.engine.switches import Optimizations
-    from diffprof.engine.model_facts import model_facts
+    from diffprof.engine.model_facts import check_multiple, model_facts
 
     facts = model_facts(config.model)
     check_multiple(config.width, config.height, facts.size_multiple, config.model, facts.denoiser)

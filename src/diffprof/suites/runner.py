@@ -98,7 +98,8 @@ class Runner:
         self.notice: str | None = None
 
     def cells(self, config: RunConfig | None = None) -> list[Cell]:
-        """The cells of ``config`` (the run's, as the preflight adapted it); a subclass may measure others."""
+        """The cells to measure: ``config``'s (default: the runner's) suites expanded; a subclass
+        measures a fixed list (the held-out workloads of benchmarks/estimate_accuracy.py)."""
         return expand(config or self.config)
 
     def run(self, resume: int | str | None = None) -> RunSummary:
@@ -302,8 +303,9 @@ class CellSubmitter:
         self._cells: list[Cell] = []
         self._results: Results | None = None
 
-    def run(self, cell: Cell) -> CellResult:
-        """Measure ``cell`` on the executor (a failure is a failed result, never an exception)."""
+    def run(self, cell: Cell, *, store: bool = True) -> CellResult:
+        """Measure ``cell`` on the executor (a failure is a failed result, never an exception);
+        ``store=False`` leaves storing to the caller (a round the caller merges first)."""
         self._cells.append(cell)  # the executor takes up cells appended while it waits to be resumed
         if self._results is None:
             self._results = self.executor.execute(self._cells, self.listener)
@@ -311,7 +313,7 @@ class CellSubmitter:
             done, result = next(self._results)
         except StopIteration:
             raise RuntimeError(f"executor {self.executor.name} returned no result for {cell.label}") from None
-        return self.record.add(done, result) if self.record is not None else result
+        return self.record.add(done, result) if self.record is not None and store else result
 
     def close(self) -> None:
         if self._results is not None:

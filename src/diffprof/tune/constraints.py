@@ -1,8 +1,14 @@
-"""What a tuned config must satisfy: a quality floor on one metric and, optionally, a memory cap.
+"""What a tuned config must satisfy: a quality floor on one metric, a fidelity floor, optionally a memory cap.
 
 "Within 2 points of the baseline" is the default floor: 0.02 of adherence (a fraction), 2 on the
 0-100 CLIP score, 2 dB of PSNR. Each metric says which way is better (its direction in the
 metric registry, :mod:`diffprof.metrics`), so a floor on latent error is a ceiling.
+
+Adherence and CLIP score read what is drawn, not how cleanly: on shapes-sd DDIM at 10 steps reads
+adherence 1.0 with visible speckle (issue 17). So tuning for them also holds **fidelity** by
+default: mean PSNR against the converged reference solve at most :data:`FIDELITY_TOLERANCE_DB` below
+the baseline's own (``--min-psnr DB`` sets the floor instead; 0 turns it off). Tuning for PSNR or
+another convergence metric holds that metric itself and needs no second floor.
 """
 
 from __future__ import annotations
@@ -47,6 +53,12 @@ TUNE_METRICS: dict[str, TuneMetric] = {
         TuneMetric("clip_score", "clip", 2.0, 1.5),
     )
 }
+#: The default fidelity floor, held beside a metric that does not see fidelity (adherence, CLIP): mean
+#: PSNR against the converged reference solve at most this many dB below the baseline's. Measured by
+#: benchmarks/tune_fidelity.py on shapes-sd (docs/benchmarks.md, "tune's fidelity floor"): its 50-step
+#: DDIM baseline reads 36.3 dB against dpmpp_2m at 100 steps; DDIM at 20 steps 33.8 (2.5 below, looks
+#: the same), at 15 31.3 and at 10 28.3 (5 and 8 below: speckle and wobbly edges), all at adherence 1.0.
+FIDELITY_TOLERANCE_DB = 3.0
 #: Family names accepted for ``--metric``, and the metric each stands for.
 METRIC_ALIASES = {"convergence": "psnr_db", "clip": "clip_score", "psnr": "psnr_db"}
 
@@ -67,14 +79,58 @@ def _finite(value: float | None) -> bool:
     return value is not None and not math.isnan(value)
 
 
+#: The metric a fidelity floor is held on, and the slack a screen's subset of prompts gets on it.
+FIDELITY_METRIC = "psnr_db"
+FIDELITY_SLACK_DB = 1.5
+
+
+@dataclass(frozen=True)
+class FidelityRule:
+    """How the fidelity floor is set: an absolute ``floor`` in dB, or ``tolerance`` dB below the
+    baseline's PSNR (:func:`fidelity_rule`)."""
+
+    floor: float | None = None
+    tolerance: float | None = None
+
+    def target(self, baseline_psnr: float) -> float:
+        if self.floor is not None:
+            return self.floor
+        if not _finite(baseline_psnr):
+            raise ConfigError(f"the baseline has no {FIDELITY_METRIC} score, so there is no default fidelity floor",
+                              "pass --min-psnr DB, or --min-psnr 0 to hold no fidelity floor")
+        return baseline_psnr - (self.tolerance or 0.0)
+
+    def describe(self) -> str:
+        return f"{self.floor:g} dB" if self.floor is not None else f"the baseline's less {self.tolerance:g} dB"
+
+
+def fidelity_rule(metric: TuneMetric, min_psnr: float | None) -> FidelityRule | None:
+    """The fidelity floor tuning for ``metric`` holds: ``min_psnr`` dB when given (0: none), else
+    :data:`FIDELITY_TOLERANCE_DB` below the baseline unless ``metric`` is a convergence metric
+    (which holds fidelity itself)."""
+    if min_psnr is not None:
+        if not math.isfinite(min_psnr) or min_psnr < 0:
+            raise ConfigError(f"--min-psnr must be a number of dB >= 0, got {min_psnr}", "e.g. --min-psnr 35, or 0 to hold no fidelity floor")
+        return FidelityRule(floor=float(min_psnr)) if min_psnr > 0 else None
+    return None if metric.family == "convergence" else FidelityRule(tolerance=FIDELITY_TOLERANCE_DB)
+
+
 @dataclass(frozen=True)
 class Constraints:
-    """The floor (``target``) on ``metric`` and the cap on ``memory_metric`` (None: no cap)."""
+    """The floor (``target``) on ``metric``, the fidelity floor (``fidelity``: mean PSNR in dB
+    against the reference solve; None: none) and the cap on ``memory_metric`` (None: no cap)."""
 
     metric: TuneMetric
     target: float
     max_memory_bytes: float | None = None
     memory_metric: str = "host_peak_rss_bytes"
+    fidelity: float | None = None
+
+    def meets_fidelity(self, value: float | None, slack: float = 0.0) -> bool:
+        """No floor: always; a floor and no score: not shown to hold, so no."""
+        if self.fidelity is None:
+            return True
+        return _finite(value) and value >= self.fidelity - slack  # type: ignore[operator]
 
     def meets_quality(self, value: float | None, slack: float = 0.0) -> bool:
         if not _finite(value):
@@ -97,6 +153,8 @@ class Constraints:
         """``adherence >= 0.94, host peak RSS <= 2 GiB``."""
         op = ">=" if self.metric.direction == "higher" else "<="
         text = f"{self.metric.name} {op} {self.target:.4g}"
+        if self.fidelity is not None:
+            text += f", {FIDELITY_METRIC} >= {self.fidelity:.4g} (against the reference solve)"
         if self.max_memory_bytes is not None:
             text += f", {self.memory_metric} <= {fmt_bytes(self.max_memory_bytes)}"
         return text

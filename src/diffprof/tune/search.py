@@ -18,20 +18,27 @@ no setting needing more calls at the same precision can be faster. Phases:
 4. With nothing feasible, the best screened settings are confirmed so the closest achievable
    point is measured on all prompts before it is named.
 
-The choice is the fastest *measured* candidate scored on all prompts that meets every
-constraint. The evaluator is injected, so tests run the search on synthetic cells.
+5. **decide**: the fastest feasible candidate (the leader), the simpler settings it would replace,
+   the baseline and diffprof's default are timed together in interleaved rounds, and the leader is
+   chosen only where its gain is beyond the noise (:mod:`diffprof.tune.decide`); a verdict too
+   noisy to tell gets more rounds once, up to ``max_rounds``.
+
+The choice is the fastest *measured* candidate scored on all prompts that meets every constraint
+and whose gain the timing rounds back. The evaluator and the timer are injected, so tests run the
+search on synthetic cells and synthetic rounds.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from diffprof.errors import DiffprofError
 from diffprof.results import CellResult
-from diffprof.tune.constraints import Constraints, TuneMetric, default_target
+from diffprof.tune.constraints import FIDELITY_METRIC, FIDELITY_SLACK_DB, Constraints, FidelityRule, TuneMetric, default_target
+from diffprof.tune.decide import Decision, decide
 from diffprof.tune.space import SearchSpace, Setting, unet_calls
 
 #: Allowance for timing noise when an *estimated* time decides that a setting cannot win: it is
@@ -41,6 +48,13 @@ NOISE = 0.10
 Stage = Literal["baseline", "screen", "confirm", "speed"]
 #: ``(setting, stage, prompts) -> measured cell`` (failed cells are data, not exceptions).
 Evaluate = Callable[[Setting, Stage, int], CellResult]
+#: ``(settings, rounds) -> {setting: seconds per image of every round timed so far}``: ``rounds``
+#: more rounds of the settings, interleaved across them, no quality scored.
+Verify = Callable[[Sequence[Setting], int], dict[Setting, list[float]]]
+#: Gain over the baseline (and of a switch over the setting without it) tune needs beyond the noise.
+MIN_GAIN = 0.05
+#: Timing rounds of the decision, and the most a too-noisy verdict may ask for.
+ROUNDS, MAX_ROUNDS = 3, 12
 
 
 class TuneError(DiffprofError):
@@ -65,6 +79,8 @@ class Candidate:
     meets_quality: bool
     meets_memory: bool
     full: bool  # scored on every prompt (screens are not)
+    fidelity: float = math.nan  # mean PSNR against the reference solve, where a fidelity floor is held
+    meets_fidelity: bool = True
 
     @property
     def ok(self) -> bool:
@@ -73,7 +89,7 @@ class Candidate:
     @property
     def feasible(self) -> bool:
         """Measured, scored on every prompt, and within every constraint."""
-        return self.ok and self.full and self.meets_quality and self.meets_memory
+        return self.ok and self.full and self.meets_quality and self.meets_fidelity and self.meets_memory
 
     @property
     def verdict(self) -> str:
@@ -81,7 +97,7 @@ class Candidate:
             return "failed"
         if self.full and self.feasible:
             return "meets"
-        reasons = [r for r, ok in (("quality", self.meets_quality), ("memory", self.meets_memory)) if not ok]
+        reasons = [r for r, ok in (("quality", self.meets_quality), ("fidelity", self.meets_fidelity), ("memory", self.meets_memory)) if not ok]
         verdict = "meets" if not reasons else "misses " + " and ".join(reasons)
         return verdict if self.full else f"screen {verdict}"
 
@@ -92,6 +108,7 @@ class SearchOutcome:
     candidates: list[Candidate]
     constraints: Constraints
     chosen: Candidate | None
+    decision: Decision | None = None
 
 
 class Search:
@@ -107,6 +124,13 @@ class Search:
         max_memory_bytes (`float`, *optional*): cap on ``memory_metric``.
         top (`int`, defaults to 3): confirmed settings the speed phase varies.
         on_candidate: called with every candidate as it is measured (progress output).
+        fidelity (`FidelityRule`, *optional*): how the fidelity floor (mean PSNR against the
+            reference solve) is set (None: none).
+        verify: times settings in interleaved rounds for the decision (None: choose on the search's
+            single measurements, as before rounds).
+        min_gain (`float`, defaults to 0.05): the gain the decision needs beyond the noise.
+        rounds, max_rounds: the decision's timing rounds, and the most a too-noisy verdict gets.
+        default: diffprof's own default setting, timed beside the baseline for the summary.
     """
 
     def __init__(
@@ -123,6 +147,12 @@ class Search:
         memory_metric: str = "host_peak_rss_bytes",
         top: int = 3,
         on_candidate: Callable[[Candidate], None] | None = None,
+        fidelity: FidelityRule | None = None,
+        verify: Verify | None = None,
+        min_gain: float = MIN_GAIN,
+        rounds: int = ROUNDS,
+        max_rounds: int = MAX_ROUNDS,
+        default: Setting | None = None,
     ) -> None:
         self.evaluate = evaluate
         self.space = space
@@ -135,6 +165,12 @@ class Search:
         self.memory_metric = memory_metric
         self.top = top
         self.on_candidate = on_candidate
+        self.fidelity = fidelity
+        self.verify = verify
+        self.min_gain = min_gain
+        self.rounds = max(2, rounds)
+        self.max_rounds = max(self.rounds, max_rounds)
+        self.default = default
         self.candidates: list[Candidate] = []
         self._memo: dict[tuple[Setting, int], Candidate] = {}
         self.constraints: Constraints | None = None
@@ -150,7 +186,8 @@ class Search:
             )
         quality = base_cell.metrics.get(self.metric.name, math.nan) if base_cell.ok else math.nan
         target = self.min_quality if self.min_quality is not None else default_target(self.metric, quality, self.tolerance)
-        self.constraints = Constraints(self.metric, float(target), self.max_memory_bytes, self.memory_metric)
+        floor = self.fidelity.target(float(base_cell.metrics.get(FIDELITY_METRIC, math.nan)) if base_cell.ok else math.nan) if self.fidelity else None
+        self.constraints = Constraints(self.metric, float(target), self.max_memory_bytes, self.memory_metric, floor)
         baseline = self._record(self.space.baseline, "baseline", self.prompts, base_cell)
         # 2. Scheduler x steps at the grid precision: screen, confirm, prune.
         best_calls = math.inf
@@ -161,16 +198,18 @@ class Search:
                     break
                 if self.screen_prompts < self.prompts:
                     screen = self._measure(setting, "screen", self.screen_prompts)
-                    if not (screen.ok and self.constraints.meets_quality(screen.quality, self.metric.slack)):
+                    if not (screen.ok and self.constraints.meets_quality(screen.quality, self.metric.slack)
+                            and self.constraints.meets_fidelity(screen.fidelity, FIDELITY_SLACK_DB)):
                         continue
                 full = self._measure(setting, "confirm", self.prompts)
-                if full.ok and full.meets_quality:
+                if full.ok and full.meets_quality and full.meets_fidelity:
                     best_calls = min(best_calls, unet_calls(setting))
                     break
         # 3. Speed variants of the fastest confirmed settings.
         grid = (self.space.first_precision, self.space.first_optimization)
         seeds = sorted(
-            (c for c in self.candidates if c.full and c.ok and c.meets_quality and (c.setting.precision, c.setting.optimization) == grid),
+            (c for c in self.candidates
+             if c.full and c.ok and c.meets_quality and c.meets_fidelity and (c.setting.precision, c.setting.optimization) == grid),
             key=lambda c: c.seconds_per_image,
         )[: self.top]
         variants = [(p, o) for p in self.space.precisions for o in self.space.optimizations if (p, o) != grid]
@@ -190,7 +229,46 @@ class Search:
             screened.sort(key=lambda c: -c.quality if self.metric.direction == "higher" else c.quality)
             for c in screened[: self.top]:
                 self._measure(c.setting, "confirm", self.prompts)
-        return SearchOutcome(baseline, list(self.candidates), self.constraints, self.best())
+        # 5. Decide on rounds timed together: a gain within the noise does not choose.
+        leader = self.best()
+        decision = self._decide(leader, baseline) if leader is not None and self.verify is not None else None
+        chosen = leader
+        if decision is not None:
+            chosen = next(c for c in [baseline, *self.candidates] if c.setting == decision.chosen and (c is baseline or c.feasible))
+        return SearchOutcome(baseline, list(self.candidates), self.constraints, chosen, decision)
+
+    def complexity(self, setting: Setting) -> int:
+        """What a setting changes beyond the grid's precision and optimization (a precision, each switch)."""
+        grid = set(Setting("", 0, "", self.space.first_optimization).switches)
+        return int(setting.precision != self.space.first_precision) + len(set(setting.switches) - grid)
+
+    def contenders(self) -> list[Setting]:
+        """What the decision times: the ``top`` fastest feasible settings and, at each lower
+        complexity, the fastest feasible one (by the search's single measurements)."""
+        feasible = sorted((c for c in self.candidates if c.feasible), key=lambda c: c.seconds_per_image)
+        chosen = [c.setting for c in feasible[: self.top]]
+        for level in range(max((self.complexity(s) for s in chosen), default=0)):
+            chosen += [c.setting for c in feasible if self.complexity(c.setting) <= level][:1]
+        return list(dict.fromkeys(chosen))
+
+    def _decide(self, leader: Candidate, baseline: Candidate) -> Decision:
+        assert self.verify is not None
+        feasible = self.contenders()
+        timed = list(dict.fromkeys([*feasible, baseline.setting, *([self.default] if self.default is not None else [])]))
+
+        def decided(values: dict[Setting, list[float]]) -> Decision:
+            return decide(feasible, self.complexity, baseline.setting, values, min_gain=self.min_gain, baseline_feasible=baseline.feasible,
+                          default=self.default)
+
+        decision = decided(self.verify(timed, self.rounds))
+        noisy = decision.noisy()
+        # once: what the noisy verdicts asked for, within the maximum; the maximum where they ask for
+        # more (at the threshold), which still settles a gain far beyond it
+        asked = [min(d.judgement.rounds_needed or self.max_rounds, self.max_rounds) for d in noisy]
+        more = max(asked, default=0) - decision.rounds
+        if more > 0:
+            decision = decided(self.verify(timed, more))
+        return decision
 
     def _climb(self, start: Setting, precision: str, optimization: str) -> Candidate:
         """``start``'s scheduler at ``precision``/``optimization``, from its step count upwards
@@ -231,6 +309,7 @@ class Search:
             raise RuntimeError("constraints are set from the baseline before any candidate is recorded")
         time = float(cell.metrics.get("s_per_image", math.nan)) if cell.ok else math.nan
         quality = float(cell.metrics.get(self.metric.name, math.nan)) if cell.ok else math.nan
+        fidelity = float(cell.metrics.get(FIDELITY_METRIC, math.nan)) if cell.ok else math.nan
         memory = cell.metrics.get(self.memory_metric) if cell.ok else None
         candidate = Candidate(
             setting=setting,
@@ -243,6 +322,8 @@ class Search:
             meets_quality=self.constraints.meets_quality(quality),
             meets_memory=self.constraints.meets_memory(memory),
             full=prompts >= self.prompts,
+            fidelity=fidelity,
+            meets_fidelity=self.constraints.meets_fidelity(fidelity),
         )
         self._memo.setdefault((setting, prompts), candidate)
         self.candidates.append(candidate)

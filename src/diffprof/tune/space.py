@@ -1,7 +1,9 @@
 """What ``diffprof tune`` searches: scheduler x steps x precision x optimizations, and the baseline.
 
 The baseline is the default diffusers setup a user starts from: the model's own scheduler at 50
-steps, fp32 on a CPU and fp16 on CUDA, no optimizations. Speedups are quoted against it.
+steps, fp32 on a CPU and fp16 on CUDA, no optimizations. Speedups are quoted against it, and against
+diffprof's own default (:attr:`SearchSpace.diffprof_default`: the same at ``RunConfig``'s 20 steps),
+which is what a diffprof user already runs.
 
 The default axes follow the model (:meth:`SearchSpace.for_model`): a flow-matching model (SD3, FLUX,
 SANA) searches flow-matching schedulers, and a diffusion transformer leaves out the switches that
@@ -127,6 +129,13 @@ class SearchSpace:
             raise ConfigError("the search space is empty", "give at least one scheduler, step count, precision and optimization")
         baseline = Setting(DEFAULT, baseline_steps, "fp16" if kind == "cuda" else "fp32")
         return cls(scheds, counts, precs, opts, baseline)
+
+    @property
+    def diffprof_default(self) -> Setting:
+        """diffprof's own default: the baseline's scheduler and precision at ``RunConfig``'s default steps."""
+        from diffprof.config import RunConfig
+
+        return Setting(self.baseline.scheduler, int(RunConfig.default_of("steps")), self.baseline.precision, self.baseline.optimization)
 
     @property
     def first_precision(self) -> str:
