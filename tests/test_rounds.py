@@ -201,3 +201,24 @@ def test_rounds_on_a_real_pipeline_warm_up_once_and_score_quality_once(tmp_path)
         assert len(cell.rounds["s_per_image"]) == 2 and len(cell.samples["call_s"]) == 2
         assert cell.metrics["first_call_s"] > 0 and cell.settings["rounds"] == 2
         assert cell.metrics["s_per_image"] == pytest.approx(sum(cell.rounds["s_per_image"]) / 2)  # median of two
+
+
+def test_an_engine_the_cache_drops_is_freed(tmp_path) -> None:
+    """``get`` freezes what loading made (cheap collections between cells); a dropped engine's
+    pipeline must still be collected, or a GPU sweep's later cells carry its weights in their peak.
+    tiny-flux after one measured call holds its transformer in a cycle: frozen, it was never freed."""
+    import gc
+    import weakref
+
+    from diffprof.suites.measure import measure_cell
+
+    cache = worker.EngineCache()
+    config = RunConfig.from_mapping({**SWEEP, "model": "tiny-flux", "suites": ["generation"], "width": 64, "height": 64, "repeats": 1})
+    cell = Cell("generation", {}, config)
+    engine, _ = cache.get(cell)
+    measure_cell(engine, cell)
+    denoiser = weakref.ref(engine.base.transformer)
+    del engine
+    cache.drop()
+    gc.collect()
+    assert denoiser() is None
