@@ -150,7 +150,7 @@ class Estimator:
     def _can_predict(self, opts: Optimizations) -> bool:
         if opts.label in self._fitted or opts.label in self._others:
             return True
-        from diffprof.estimate.model import UNMODELLED
+        from diffprof.estimate.phases import UNMODELLED
 
         cal = self.model.calibrated
         if any(getattr(opts, f) == v and getattr(cal, f) != v for f, v in UNMODELLED.values()):

@@ -90,7 +90,7 @@ def forecast(config: RunConfig, device: Any) -> MemoryForecast | None:
 
     def peak_at(batch: int, w: int, h: int) -> tuple[float, float, float]:
         """(peak, resident weights, activations) of the phase that peaks, at this batch and size."""
-        from diffprof.estimate.model import phases
+        from diffprof.estimate.phases import phases
 
         feats = arch.memory_features(Workload(w, h, 1, batch, config.guidance), precision, opts)
         parts = phases(feats, opts)

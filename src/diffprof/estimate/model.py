@@ -57,6 +57,7 @@ from diffprof.estimate.calls import denoiser_calls
 from diffprof.estimate.regression import OVERLAPS, LinearFit, OverheadFit, fit_overhead, fit_relative, log_interval, t_quantile
 from diffprof.estimate.result import MEASURED, Basis, Component, Estimate, Interval, MemoryPart
 from diffprof.estimate.workload import Workload
+from diffprof.estimate.phases import UNMODELLED, fit_memory, other_row, peak_phase, phases, step_row, text_row, vae_row
 
 #: Host-to-device copy speed assumed for offload modes that were not calibrated (pageable memory
 #: over PCIe 4/5 x16 reaches 10-25 GB/s; 12 GB/s errs on the slow side).
@@ -73,43 +74,6 @@ def can_fit(loads: Sequence[int]) -> bool:
     """Whether workloads of these sizes (pixels x batch, one per cell) are enough to fit on: at
     least :data:`MIN_POINTS` of them, of at least two different sizes."""
     return len(loads) >= MIN_POINTS and len(set(loads)) >= 2
-
-
-def _text_row(f: Features) -> list[float]:
-    return [1.0, f.text.flops]
-
-
-def _step_row(f: Features) -> list[float]:
-    return [1.0, f.unet.flops]
-
-
-def _vae_row(f: Features) -> list[float]:
-    return [float(f.vae.calls), f.vae.flops]
-
-
-def _other_row(f: Features) -> list[float]:
-    return [1.0, float(f.pixels * f.batch)]
-
-
-#: Switches a calibration without them cannot predict: switch name -> (Optimizations field, its value when on).
-UNMODELLED = {"group_offload": ("offload", "group"), "t5_offload": ("t5_offload", True), "drop_t5": ("drop_t5", True),
-              "int8_weights": ("int8_weights", True), "layerwise_casting": ("layerwise_casting", True), "fp8": ("fp8", True)}
-
-
-def phases(f: Features, opts: Optimizations) -> dict[str, tuple[float, float]]:
-    """(resident weight bytes, activation bytes) per phase under ``opts``' placement."""
-    if opts.offload == "model":
-        resident = {"text": f.text.weight_bytes, "unet": f.unet.weight_bytes, "vae": f.vae.weight_bytes}
-    elif opts.offload in ("sequential", "group"):  # group: a lower bound (a block or layer of each component at a time)
-        resident = dict.fromkeys(PHASES, f.largest_layer_bytes)
-    else:
-        resident = dict.fromkeys(PHASES, f.weight_bytes)
-    return {p: (resident[p], f.phase(p).activation_bytes) for p in PHASES}
-
-
-def peak_phase(f: Features, opts: Optimizations, k: float) -> str:
-    parts = phases(f, opts)
-    return max(PHASES, key=lambda p: parts[p][0] + k * parts[p][1])
 
 
 @dataclass
@@ -162,11 +126,11 @@ class CostModel:
         def k(part: str) -> Any:
             return (getattr(overlaps, part).k,) if overlaps is not None else OVERLAPS
 
-        text = fit_overhead([_text_row(f) for f in feats], [p.text_s for p in points], ("per_call", "flops"), k("text"))
-        step = fit_overhead([_step_row(f) for f in feats], [p.step_s for p in points], ("per_step", "flops"), k("step"))
-        vae = fit_overhead([_vae_row(f) for f in feats], [p.vae_s for p in points], ("per_decoder_call", "flops"), k("vae"))
-        other = fit_relative([_other_row(f) for f in feats], [max(p.other_s, 1e-6) for p in points], ("per_call", "pixels_x_batch"))
-        memory = _fit_memory(points, feats, opts)
+        text = fit_overhead([text_row(f) for f in feats], [p.text_s for p in points], ("per_call", "flops"), k("text"))
+        step = fit_overhead([step_row(f) for f in feats], [p.step_s for p in points], ("per_step", "flops"), k("step"))
+        vae = fit_overhead([vae_row(f) for f in feats], [p.vae_s for p in points], ("per_decoder_call", "flops"), k("vae"))
+        other = fit_relative([other_row(f) for f in feats], [max(p.other_s, 1e-6) for p in points], ("per_call", "pixels_x_batch"))
+        memory = fit_memory(points, feats, opts)
         encoded = [(p, f.encode) for p, f in zip(points, feats) if f.encode is not None and p.encode_s > 0]
         encode = None
         if len(encoded) == len(points):
@@ -205,22 +169,22 @@ class CostModel:
         # 1. Time, part by part (mean and variance of a new observation).
         iterations, counted = denoiser_calls(workload, self.calibration.scheduler, self.eval_offset, getattr(self.architecture, "scheduler_config", None))
         parts: list[tuple[str, float, float, str, str]] = []
-        m, v = self.text.mean(_text_row(f)), self.text.variance(_text_row(f))
+        m, v = self.text.mean(text_row(f)), self.text.variance(text_row(f))
         parts.append(("text_encode", m, v, MEASURED, ""))
         if f.encode is not None:  # img2img / inpaint: the init image through the VAE encoder
             row = [float(f.encode.calls), f.encode.flops]
             fit = self.encode or self.vae
             source = MEASURED if self.encode is not None else "modelled: the VAE decoder's fitted overhead per call and FLOP throughput, on the encoder's FLOPs"
             parts.append(("vae_encode", fit.mean(row), fit.variance(row), source, f"{f.encode.calls} encoder call(s) at batch 1"))
-        m, v = self.step.mean(_step_row(f)), self.step.variance(_step_row(f))
+        m, v = self.step.mean(step_row(f)), self.step.variance(step_row(f))
         step_source = MEASURED if same_attention else f"modelled: {target.attention} attention, same FLOPs as {self.calibrated.attention}"
         if counted is not None:
             step_source = f"modelled: {counted}" + ("" if same_attention else f"; {target.attention} attention, same FLOPs")
         parts.append(("denoise", iterations * m, iterations**2 * v, step_source, f"{iterations} denoiser calls x {_ms(m)}"))
-        m, v = self.vae.mean(_vae_row(f)), self.vae.variance(_vae_row(f))
+        m, v = self.vae.mean(vae_row(f)), self.vae.variance(vae_row(f))
         vae_source = MEASURED if same_vae else "modelled: calibrated decoder overhead x decoder calls + FLOP throughput"
         parts.append(("vae_decode", m, v, vae_source, f"{f.vae.calls} decoder call(s)"))
-        m, v = self.other.mean(_other_row(f)), self.other.variance(_other_row(f))
+        m, v = self.other.mean(other_row(f)), self.other.variance(other_row(f))
         parts.append(("other", m, v, MEASURED, "set-up, scheduler, post-processing"))
         if not same_offload:
             moved = self._transfer_bytes(f, target, iterations)
@@ -376,29 +340,6 @@ class CostModel:
                              "metric": MEMORY_METRICS.get(self.key.device)}
             out["fits"]["memory"] = self.memory.to_dict()
         return out
-
-
-def _fit_memory(points: list[CalibrationPoint], feats: list[Features], opts: Optimizations) -> LinearFit | None:
-    """peak - resident = baseline + k * activations, with each point's peak phase found for the fitted k."""
-    usable = [(p, f) for p, f in zip(points, feats) if p.peak_bytes is not None and p.peak_bytes > 0]
-    if len(usable) < 2:
-        return None
-    k = 1.0
-    assignment: list[str] = []
-    fit: LinearFit | None = None
-    for _ in range(6):
-        now = [peak_phase(f, opts, k) for _, f in usable]
-        if now == assignment and fit is not None:
-            break
-        assignment = now
-        rows, offsets = [], []
-        for (_, f), phase in zip(usable, assignment):
-            resident, activation = phases(f, opts)[phase]
-            rows.append([1.0, activation])
-            offsets.append(resident)
-        fit = fit_relative(rows, [float(p.peak_bytes) for p, _ in usable], ("baseline", "activation_factor"), offset=offsets)  # type: ignore[arg-type]
-        k = fit.coef[1]
-    return fit
 
 
 def _side(pixels: int) -> int:
