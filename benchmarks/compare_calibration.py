@@ -24,6 +24,9 @@ floor, host-busy check, times adjusted for the speed probe), then without one de
 without the history, without the host-busy check (what the statistics alone would say), without
 the speed adjustment, and without either of the last two. The uptime line before and after, and each run's others' CPU load,
 are printed. Exit code 1 when the gate's false-alarm count exceeds ``--max-false`` (default 1).
+
+``--judge DB`` measures nothing: it judges the chained pairs of a store an earlier (perhaps cut-short)
+run of this script left, every finished run against the next (what a GPU call's time limit leaves).
 """
 
 from __future__ import annotations
@@ -177,10 +180,31 @@ def store_path(args: argparse.Namespace) -> Path:
     return Path(args.db or tempfile.mkdtemp(prefix="compare-calibration-")) / "calibration.db"
 
 
+def chained(db: Path, args: argparse.Namespace) -> list[Pair]:
+    """The chained pairs of an existing store: each finished run against the next finished one."""
+    from diffprof.store import Store
+
+    with Store(db) as store:
+        runs = sorted(r.id for r in store.list_runs(limit=None) if r.status == "finished")
+    pairs = []
+    for a, b in zip(runs, runs[1:]):
+        pairs.append(Pair("A/A", a, b, ""))
+        if args.slow_label:
+            pairs.append(Pair("slowdown", a, b, ""))
+    return pairs
+
+
 def run(args: argparse.Namespace) -> list[Pair]:
     from diffprof.store import Store
 
     db = store_path(args)
+    if args.judge:
+        pairs = chained(db, args)
+        print(f"judging {len(pairs)} pairs of {db}", flush=True)
+        with Store(db) as store:
+            for pair in pairs:
+                judge(store, pair, args)
+        return pairs
     print(f"store {db}; base: diffprof bench {args.base}", flush=True)
     pairs: list[Pair] = []
     for i in range(args.seed_runs):
@@ -261,6 +285,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=lambda t: float(t.rstrip("%")) / (100 if t.endswith("%") else 1), default=0.05)
     parser.add_argument("--correction", default="bh", choices=("bh", "holm", "none"))
     parser.add_argument("--db", help="store folder or .db file (default: a new temporary folder)")
+    parser.add_argument("--judge", action="store_true", help="measure nothing: judge the chained pairs of the finished runs in --db")
     parser.add_argument("--max-false", type=int, default=1, help="exit 1 when the gate has more false alarms than this")
     parser.add_argument("--json", help="write the pairs and their outcomes here")
     parser.add_argument("--doc", help="markdown page whose compare-calibration section gets the tables")

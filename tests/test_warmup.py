@@ -31,10 +31,10 @@ def no_device_cleaning(monkeypatch):
     monkeypatch.setattr(measure, "clean", lambda device, reset_peaks=False: None)
 
 
-def run(device: str, call_ms: list[float], calls: int = 1) -> tuple[int, float | None]:
+def run(device: str, call_ms: list[float], calls: int = 1, settle: bool = True) -> tuple[int, float | None]:
     clock = FakeClock()
     engine = TimedEngine(device, call_ms, clock)
-    first = warm_up(engine, None, calls, clock)  # type: ignore[arg-type]
+    first = warm_up(engine, None, calls, clock, settle=settle)  # type: ignore[arg-type]
     return engine.calls, first
 
 
@@ -65,3 +65,7 @@ def test_a_cpu_warm_up_is_the_configured_calls():
 
 def test_no_warm_up_asked_is_none():
     assert run("cuda", [100], calls=0) == (0, None)
+
+
+def test_an_engine_that_already_ran_warms_up_the_configured_calls():
+    assert run("cuda", [362, 342, 326, 325], settle=False) == (1, pytest.approx(0.362))

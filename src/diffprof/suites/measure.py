@@ -58,7 +58,7 @@ def measure_cell(
     # 1. Warm-up (not recorded); the first call carries compile / autotune / lazy-init cost. A later
     #    round on an engine that stayed loaded is warm already: it measures straight away.
     warm = cell.round is not None and cell.round.index > 1 and reused_engine
-    first_call_s = warm_up(engine, request, 0 if warm else config.warmup, clock or engine.clock)
+    first_call_s = warm_up(engine, request, 0 if warm else config.warmup, clock or engine.clock, settle=not reused_engine)
     # 2. Repeats (this round's share of them), with resource sampling around them; the trace of warm-up and repeats, if asked.
     #    The speed probe around them: how fast this machine ran this round (compare adjusts for it).
     probe_before = speed_probe(engine.device)
@@ -117,15 +117,16 @@ def settled(seconds: list[float], tolerance: float = SETTLE_TOLERANCE) -> bool:
     return len(seconds) >= 2 and abs(seconds[-1] - seconds[-2]) <= tolerance * min(seconds[-2:])
 
 
-def warm_up(engine: Engine, request: GenerationRequest, calls: int, clock: Clock) -> float | None:
+def warm_up(engine: Engine, request: GenerationRequest, calls: int, clock: Clock, *, settle: bool = True) -> float | None:
     """Run the warm-up calls on a clean device; the first one's seconds (None without warm-up).
 
-    On a GPU a cold engine's warm-up settles (:func:`settled`, at most :data:`SETTLE_MAX_CALLS` more
-    calls or :data:`SETTLE_MAX_S`); on a CPU it is ``calls`` calls: this shared host's own noise is
-    above the tolerance, and its calls are long."""
+    On a GPU a freshly loaded engine's warm-up settles (``settle``; :func:`settled`, at most
+    :data:`SETTLE_MAX_CALLS` more calls or :data:`SETTLE_MAX_S`): only the first cell of a process
+    ran slow, so a cell on an engine that already ran does ``calls``. On a CPU it is ``calls`` calls:
+    this shared host's own noise is above the tolerance, and its calls are long."""
     clean(engine.device, reset_peaks=True)
     seconds: list[float] = []
-    settle = calls > 0 and engine.device.type == "cuda"
+    settle = settle and calls > 0 and engine.device.type == "cuda"
     extra_s = 0.0
     while len(seconds) < calls or (settle and not settled(seconds) and len(seconds) < calls + SETTLE_MAX_CALLS and extra_s < SETTLE_MAX_S):
         t0 = clock()
