@@ -180,12 +180,9 @@ def store_path(args: argparse.Namespace) -> Path:
     return Path(args.db or tempfile.mkdtemp(prefix="compare-calibration-")) / "calibration.db"
 
 
-def chained(db: Path, args: argparse.Namespace) -> list[Pair]:
+def chained(store: Any, args: argparse.Namespace) -> list[Pair]:
     """The chained pairs of an existing store: each finished run against the next finished one."""
-    from diffprof.store import Store
-
-    with Store(db) as store:
-        runs = sorted(r.id for r in store.list_runs(limit=None) if r.status == "finished")
+    runs = sorted(r.id for r in store.list_runs(limit=None) if r.status == "finished")
     pairs = []
     for a, b in zip(runs, runs[1:]):
         pairs.append(Pair("A/A", a, b, ""))
@@ -199,9 +196,9 @@ def run(args: argparse.Namespace) -> list[Pair]:
 
     db = store_path(args)
     if args.judge:
-        pairs = chained(db, args)
-        print(f"judging {len(pairs)} pairs of {db}", flush=True)
         with Store(db) as store:
+            pairs = chained(store, args)
+            print(f"judging {len(pairs)} pairs of {db}", flush=True)
             for pair in pairs:
                 judge(store, pair, args)
         return pairs

@@ -13,7 +13,6 @@ import functools
 import inspect
 from typing import TYPE_CHECKING, Any
 
-from diffprof.engine.model_facts import check_multiple  # noqa: F401  (the engine checks sizes with it too)
 from diffprof.errors import ConfigError
 from diffprof.request import GenerationRequest
 

@@ -23,7 +23,8 @@ from diffprof.clock import SYSTEM_CLOCK, Clock
 from diffprof.config import TASKS
 from diffprof.engine.anatomy import Anatomy, anatomy_of
 from diffprof.engine.apply import apply_optimizations, saveable_weights
-from diffprof.engine.calls import call_kwargs, check_multiple
+from diffprof.engine.calls import call_kwargs
+from diffprof.engine.model_facts import check_multiple
 from diffprof.engine.devices import clean, resolve_engine_device, synchronize, timing_note
 from diffprof.engine.instrument import PipelineInstrumentation
 from diffprof.engine.precision import DTYPES, resolve_precision
