@@ -111,9 +111,15 @@ def test_a_bench_cell_stores_a_probe_per_round_and_compare_says_it_adjusted(tmp_
     import json
 
     data = json.loads(out)
-    assert data["speed_adjusted"] is True and "speed probe" in data["speed_note"]
+    # whether a real probe is divided out depends on whether it scattered less than these cells did on
+    # this host this minute (each branch is pinned with built runs above); either way compare says which
+    if data["speed_adjusted"]:
+        assert "the speed probe ran" in data["speed_note"]
+    else:
+        assert re.search(r"speed probe scatters by [\d.]+% from round to round, the cells by [\d.]+%", data["speed_note"])
     assert main(["compare", "1", "2", "--db", db, "-f", "json", "--no-speed-adjust"]) in (0, 1)
-    assert json.loads(capsys.readouterr().out)["speed_adjusted"] is False
+    unadjusted = json.loads(capsys.readouterr().out)
+    assert unadjusted["speed_adjusted"] is False and unadjusted["speed_note"] == ""
 
 
 def test_a_probe_noisier_than_the_cells_is_not_divided_out():
