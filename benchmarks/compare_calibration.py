@@ -255,7 +255,7 @@ def report(pairs: list[Pair], args: argparse.Namespace, before: str, after: str,
     lines = [f"`python3 benchmarks/compare_calibration.py {shlex.join(sys.argv[1:])}`", "",
              f"Base run: `diffprof bench {args.base}`; slowdown: " + (f"label {args.slow_label}" if args.slow_label else f"`{args.slow}`")
              + f"; busy loop on {args.busy_cores} core(s) " + (f"for {args.busy_seconds:g} s" if args.busy_seconds else "for the whole run")
-             + f" beside one run of every {args.busy_every}th pair; threshold {args.threshold:.0%}, correction {args.correction}; {seconds / 60:.1f} min.", "",
+             + f" beside one run of {_every(args.busy_every)}; threshold {args.threshold:.0%}, correction {args.correction}; {seconds / 60:.1f} min.", "",
              f"Machine before: `{before}`", "", f"Machine after: `{after}`", ""]
     for view in VIEWS:
         lines += [f"**{view}**" + (" (what `diffprof compare` does)" if view == "gate" else ""), ""]
@@ -265,6 +265,16 @@ def report(pairs: list[Pair], args: argparse.Namespace, before: str, after: str,
     if needs:
         lines += ["Too noisy cells asked for: " + "; ".join(needs) + ".", ""]
     return "\n".join(lines)
+
+
+def _every(n: int) -> str:
+    """'every pair', 'every 2nd pair', 'every 3rd pair', 'every 11th pair'."""
+    if n <= 0:
+        return "no pair"
+    if n == 1:
+        return "every pair"
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"every {n}{suffix} pair"
 
 
 def main() -> None:
