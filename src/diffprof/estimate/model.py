@@ -51,7 +51,7 @@ from typing import Any
 
 from diffprof.engine.switches import Optimizations
 from diffprof.errors import ConfigError
-from diffprof.estimate.architecture import PHASES, Architecture, Features
+from diffprof.estimate.architecture import Architecture, Features
 from diffprof.estimate.calibration import MEMORY_METRICS, Calibration, CalibrationPoint
 from diffprof.estimate.calls import denoiser_calls
 from diffprof.estimate.regression import OVERLAPS, LinearFit, OverheadFit, fit_overhead, fit_relative, log_interval, t_quantile
@@ -283,9 +283,8 @@ class CostModel:
             nan = float("nan")
             return nan, Interval(nan, nan), [], ""
         baseline, k = self.memory.coef
-        parts = phases(f, target)
-        phase = max(PHASES, key=lambda p: parts[p][0] + k * parts[p][1])
-        resident, activation = parts[phase]
+        phase = peak_phase(f, target, k)
+        resident, activation = phases(f, target)[phase]
         named = self._phase_name(phase)
         row = [1.0, activation]
         peak = self.memory.mean(row, offset=resident)
