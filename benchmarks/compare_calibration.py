@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -191,6 +192,19 @@ def chained(store: Any, args: argparse.Namespace) -> list[Pair]:
     return pairs
 
 
+START = time.perf_counter()
+
+
+def finished_chain(db: Path) -> list[int]:
+    """The finished runs of a chain already in the store (none when it does not exist yet)."""
+    if not db.exists():
+        return []
+    from diffprof.store import Store
+
+    with Store(db) as store:
+        return sorted(r.id for r in store.list_runs(limit=None) if r.status == "finished")
+
+
 def run(args: argparse.Namespace) -> list[Pair]:
     from diffprof.store import Store
 
@@ -204,21 +218,33 @@ def run(args: argparse.Namespace) -> list[Pair]:
         return pairs
     print(f"store {db}; base: diffprof bench {args.base}", flush=True)
     pairs: list[Pair] = []
-    for i in range(args.seed_runs):
+    for i in range(args.seed_runs if args.pairing != "chain" or not finished_chain(db) else 0):
         rid, wall = bench(args, db, f"seed{i}", "", False)
         print(f"seed run {rid}: {wall:.0f} s", flush=True)
     if args.pairing == "chain":  # run j against run j + 1; every busy_every-th run loaded
-        previous, _ = bench(args, db, "chain0", "", False)
+        done = finished_chain(db)
+        if done:  # a chain an earlier call began (and a device call's time limit cut): go on from it
+            print(f"continuing the chain of {db}: {len(done)} finished runs", flush=True)
+            previous, wall = done[-1], 0.0
+        else:
+            previous, wall = bench(args, db, "chain0", "", False)
         previous_busy = False
-        for i in range(1, args.pairs + 1):
+        for i in range(max(1, len(done)), args.pairs + 1):
+            if args.deadline and time.perf_counter() - START + 1.2 * wall > args.deadline:
+                print(f"stopping before run {i}: another {wall:.0f} s would pass --deadline {args.deadline:.0f} s; "
+                      "rerun the same command to go on", flush=True)
+                break
             busy = args.busy_every > 0 and i % args.busy_every == 0
-            rid, wall = bench(args, db, f"chain{i}", "", busy)
+            rid, wall = bench(args, db, f"chain{i}" + (f"-{os.getpid()}" if done else ""), "", busy)
             side = "B" if busy else "A" if previous_busy else ""
             pairs.append(Pair("A/A", previous, rid, side))
             if args.slow_label:
                 pairs.append(Pair("slowdown", previous, rid, side))
             print(f"pair {i}: runs {previous} vs {rid}{' (busy ' + side + ')' if side else ''}, {wall:.0f} s", flush=True)
             previous, previous_busy = rid, busy
+        if done:  # judge the whole chain, the earlier call's runs included
+            with Store(db) as store:
+                pairs = chained(store, args)
     else:
         for i, (kind, busy) in enumerate(plan(args)):
             extra = args.slow if kind == "slowdown" else ""
@@ -293,6 +319,8 @@ def main() -> None:
     parser.add_argument("--correction", default="bh", choices=("bh", "holm", "none"))
     parser.add_argument("--db", help="store folder or .db file (default: a new temporary folder)")
     parser.add_argument("--judge", action="store_true", help="measure nothing: judge the chained pairs of the finished runs in --db")
+    parser.add_argument("--deadline", type=float, default=0.0,
+                        help="chain: start no run that would end after this many seconds; the same command later goes on (0: none)")
     parser.add_argument("--max-false", type=int, default=1, help="exit 1 when the gate has more false alarms than this")
     parser.add_argument("--json", help="write the pairs and their outcomes here")
     parser.add_argument("--doc", help="markdown page whose compare-calibration section gets the tables")

@@ -14,16 +14,25 @@
 #    history a CI store holds, for the noise floor), then EAGER_PAIRS + 1 chained processes of one
 #    50-step cell; the A/A pairs' `too noisy` notes say how many rounds, or --isolate, a 5% verdict needs.
 # Tables on stdout and in $OUT/compare-calibration-{fast,eager}.md; the stores stay in $OUT.
+#
+# A chain longer than one device call: GATE_DIR (default .cache/gpu-gate, ignored by git) keeps the
+# fast store and the compile caches; rerunning the same command goes on from the store's finished
+# runs (CHAIN_DEADLINE seconds per call, default 540), and every call judges the whole chain so far.
+# On a fresh machine, carry GATE_DIR back (the call copies it to $OUT/gpu-gate.tar).
 source benchmarks/gpu_env.sh
-export DIFFPROF_CACHE_DIR="${DIFFPROF_CACHE_DIR:-$OUT/diffprof-cache}" TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-$OUT/inductor-cache}"
+GATE_DIR="${GATE_DIR:-.cache/gpu-gate}"
+mkdir -p "$GATE_DIR"
+export DIFFPROF_CACHE_DIR="${DIFFPROF_CACHE_DIR:-$GATE_DIR/diffprof-cache}" TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-$GATE_DIR/inductor-cache}"
 SD15="--model sd15 --weights synthetic --device cuda --scheduler euler --no-progress"
 part="${1:-both}"
 status=0
 if [ "$part" = both ] || [ "$part" = fast ]; then
   python3 benchmarks/compare_calibration.py --pairing chain --pairs "${FAST_PAIRS:-10}" --busy-every 0 --slow-label steps=50:51 \
-    --base "-s steps --step-counts 50,51 -O fast $SD15" --db "$OUT/compare-fast.db" --max-false 0 --threshold "${FAST_THRESHOLD:-1%}" \
-    --json "$OUT/compare-calibration-fast.json" > "$OUT/compare-calibration-fast.md" 2>&1 || status=1
+    --base "-s steps --step-counts 50,51 -O fast $SD15" --db "$GATE_DIR/compare-fast.db" --max-false 0 --threshold "${FAST_THRESHOLD:-1%}" \
+    --deadline "${CHAIN_DEADLINE:-540}" --json "$OUT/compare-calibration-fast.json" > "$OUT/compare-calibration-fast.md" 2>&1 || status=1
   cat "$OUT/compare-calibration-fast.md"
+  cp "$GATE_DIR/compare-fast.db" "$OUT/"
+  tar -cf "$OUT/gpu-gate.tar" "$GATE_DIR" && ls -la "$OUT/gpu-gate.tar"
 fi
 if [ "$part" = both ] || [ "$part" = eager ]; then
   python3 benchmarks/compare_calibration.py --pairing chain --pairs "${EAGER_PAIRS:-10}" --seed-runs "${EAGER_SEED:-2}" --busy-every 0 \
