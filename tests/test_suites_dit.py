@@ -97,7 +97,8 @@ def test_check_config_lets_the_default_reference_adapt():
 @pytest.mark.parametrize("model", DIT)
 def test_schedulers_and_memory_suites_measure_every_tiny_dit(tmp_path, model):
     extra = {"schedulers": ["euler", "dpmpp_2m"]} if model == "tiny-pixart" else {}  # flow models: their default list
-    run = run_suites(tmp_path, model=model, suites=["schedulers", "memory"], **extra)
+    # isolate=False: one process, not a fresh worker per memory cell (test_suites proves isolation)
+    run = run_suites(tmp_path, model=model, suites=["schedulers", "memory"], isolate=False, **extra)
     expected = [c.labels for c in expand(config(model=model, suites=["schedulers", "memory"], **extra))]
     assert [c.labels for c in run.cells] == expected and all(c.ok for c in run.cells), [c.error for c in run.cells]
     for cell in run.cells:
