@@ -1,4 +1,4 @@
-"""Why do identical `-O fast` processes differ by ~0.7% on the lent H200 (issue 17)?
+"""Why do identical `-O fast` processes differ by 0.3-0.7% on the lent H200 (issue 17)?
 
     bash -c 'source benchmarks/gpu_env.sh && python3 benchmarks/gpu_process_drift.py --processes 8'
 
@@ -13,7 +13,9 @@ which kernels the libraries pick), no probe can. This script tells the two apart
 alternating, ``--rounds`` times, a timed call with the short probe diffprof uses now
 (:func:`diffprof.profiler.probe.speed_probe`), a long probe (bf16 matmuls for ~``--long-ms``),
 and NVML's SM clock, temperature and power. It prints each process's medians and the
-correlation across processes of the call time with each probe and with the clock.
+correlation across processes of the call time with each probe and with the clock. Each round also
+keeps the call's parts (the loop, the VAE, and the time outside both); ``--ops N`` profiles one more
+call per process with torch.profiler and prints the top N CPU ops of the fastest and slowest process.
 """
 
 from __future__ import annotations
@@ -90,9 +92,20 @@ def child(args: argparse.Namespace) -> None:
         long = long_probe(args.long_ms)
         state = nvml()
         torch.cuda.synchronize()
-        call = engine.generate(request).timing.total_s
-        rows.append({"call_s": call, "short_probe_s": short, "long_probe_s": long, **state})
-    print(json.dumps({"load_s": time.perf_counter() - t0, "rounds": rows}))
+        timing = engine.generate(request).timing
+        rows.append({"call_s": timing.total_s, "short_probe_s": short, "long_probe_s": long, **state,
+                     "other_s": timing.other_s, "denoise_s": timing.denoise_s, "vae_decode_s": timing.vae_decode_s,
+                     "text_encode_s": timing.text_encode_s, "total_gpu_s": timing.total_gpu_s or float("nan")})
+    ops: list[dict] = []
+    if args.ops:  # where a process's host time goes: one call under torch.profiler, CPU ops by self time
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            engine.generate(request)
+        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:args.ops]
+        ops = [{"name": e.key[:60], "self_cpu_ms": e.self_cpu_time_total / 1e3, "count": e.count,
+                "device_ms": getattr(e, "device_time_total", getattr(e, "cuda_time_total", 0.0)) / 1e3} for e in events]
+    print(json.dumps({"load_s": time.perf_counter() - t0, "rounds": rows, "ops": ops}))
 
 
 def median(rows: list[dict], key: str) -> float:
@@ -105,6 +118,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--long-ms", type=float, default=20.0)
+    parser.add_argument("--ops", type=int, default=0, help="also profile one call per process and keep its top N CPU ops")
     parser.add_argument("--json", default=None, help="write every process's rounds here")
     parser.add_argument(CHILD, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -113,7 +127,7 @@ def main() -> None:
         return
     procs = []
     for i in range(args.processes):
-        cmd = [sys.executable, __file__, CHILD, "--rounds", str(args.rounds), "--steps", str(args.steps), "--long-ms", str(args.long_ms)]
+        cmd = [sys.executable, __file__, CHILD, "--rounds", str(args.rounds), "--steps", str(args.steps), "--long-ms", str(args.long_ms), "--ops", str(args.ops)]
         out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
         if out.returncode != 0:
             print(f"process {i + 1} failed: {out.stderr[-1500:]}")
@@ -126,10 +140,18 @@ def main() -> None:
               f"(rounds {min(calls) * 1e3:.2f}-{max(calls) * 1e3:.2f})  short probe {1e6 * median(rows, 'short_probe_s'):.1f} us  "
               f"long probe {1e3 * median(rows, 'long_probe_s'):.3f} ms  SM {median(rows, 'sm_mhz') if 'sm_mhz' in rows[0] else float('nan'):.0f} MHz  "
               f"{median(rows, 'temp_c') if 'temp_c' in rows[0] else float('nan'):.0f} C  "
-              f"{median(rows, 'power_w') if 'power_w' in rows[0] else float('nan'):.0f} W", flush=True)
+              f"{median(rows, 'power_w') if 'power_w' in rows[0] else float('nan'):.0f} W  | other {1e3 * median(rows, 'other_s'):.2f} ms  "
+              f"loop {1e3 * median(rows, 'denoise_s'):.2f}  VAE {1e3 * median(rows, 'vae_decode_s'):.2f}  text {1e3 * median(rows, 'text_encode_s'):.2f}  "
+              f"GPU total {1e3 * median(rows, 'total_gpu_s'):.2f} ms", flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(procs, fh, indent=1)
+    if args.ops and len(procs) >= 2:  # the fastest and the slowest process side by side
+        ordered = sorted(procs, key=lambda p: median(p["rounds"], "call_s"))
+        for label, p in (("fastest", ordered[0]), ("slowest", ordered[-1])):
+            print(f"\n{label} process ({1e3 * median(p['rounds'], 'call_s'):.2f} ms): top CPU ops of one profiled call")
+            for op in p["ops"]:
+                print(f"  {op['self_cpu_ms']:8.3f} ms self CPU  x{op['count']:<5} {op['device_ms']:8.3f} ms device  {op['name']}")
     if len(procs) < 3:
         return
     import numpy as np
@@ -138,7 +160,7 @@ def main() -> None:
     spread = lambda x: 100 * float(np.std(np.log(x), ddof=1))  # noqa: E731
     print(f"\nacross {len(procs)} processes: call medians scatter {spread(calls):.2f}% (SD of log); within a process "
           f"rounds scatter {statistics.median(spread(np.array([r['call_s'] for r in p['rounds']])) for p in procs):.2f}% (median)")
-    for key in ("short_probe_s", "long_probe_s", "sm_mhz", "temp_c", "power_w"):
+    for key in ("short_probe_s", "long_probe_s", "sm_mhz", "temp_c", "power_w", "other_s", "denoise_s", "vae_decode_s", "total_gpu_s"):
         if all(key in p["rounds"][0] for p in procs):
             x = np.array([median(p["rounds"], key) for p in procs])
             r = float(np.corrcoef(calls, x)[0, 1]) if np.std(x) > 0 else float("nan")
