@@ -10,9 +10,9 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -45,11 +45,22 @@ def test_fields_present_and_json_serialisable() -> None:
     assert isinstance(env["gpus"], list) and isinstance(env["nvml"]["available"], bool)
 
 
-def test_capture_is_fast() -> None:
+def test_capture_starts_only_bounded_git_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A capture runs with every cell, so it must not hang on a slow probe: the only processes it
+    starts are git's, each with a time limit (a structural check, not a wall-clock one)."""
+    import diffprof.environment as envmod
+
+    calls: list[tuple[list[str], Any]] = []
+    real_run = subprocess.run
+
+    def recording_run(cmd: list[str], *args: Any, **kwargs: Any) -> Any:
+        calls.append((list(cmd), kwargs.get("timeout")))
+        return real_run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(envmod.subprocess, "run", recording_run)
     capture_environment()
-    started = time.perf_counter()
-    capture_environment()
-    assert time.perf_counter() - started < 0.5
+    assert calls, "the git commit is read with git"
+    assert all(cmd[0] == "git" and timeout is not None and timeout <= 2 for cmd, timeout in calls)
 
 
 def test_package_versions_come_from_metadata_without_imports(monkeypatch: pytest.MonkeyPatch) -> None:
