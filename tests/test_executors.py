@@ -256,7 +256,8 @@ def test_local_gives_the_same_cells_as_serial(serial_run: tuple[Path, int], tmp_
 def test_local_reruns_a_killed_workers_cell_and_fails_a_cell_that_always_kills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     marker = tmp_path / "euler-died-once"
     monkeypatch.setenv(TEST_KILL_ENV, f"scheduler=euler@{marker};scheduler=pndm")
-    config = sweep(suites=["schedulers"], schedulers=["ddim", "euler", "pndm"], executor="local", workers=2)
+    # one worker (each death starts a fresh one): test_local_gives_the_same_cells_as_serial runs two at once
+    config = sweep(suites=["schedulers"], schedulers=["ddim", "euler", "pndm"], executor="local", workers=1)
     run_id, out = run_sweep(tmp_path / "kill.db", config)
     cells = {c.labels["scheduler"]: c for c in expand(config)}
     assert stored(tmp_path / "kill.db", run_id) == {
@@ -292,7 +293,8 @@ Runner(RunConfig.from_mapping(json.loads(sys.argv[2])), Store(sys.argv[1]), prog
 @pytest.mark.slow  # worker processes import torch and diffusers (seconds each on 2 cores)
 def test_resume_a_killed_local_run_with_serial_runs_every_cell_exactly_once(tmp_path: Path) -> None:
     db = tmp_path / "resume.db"
-    changes = {"suites": ["schedulers", "memory"], "schedulers": ["ddim", "euler", "pndm"], "executor": "local", "workers": 2}
+    # one worker: the parent and its one worker are the processes this needs (a second worker proves nothing more here)
+    changes = {"suites": ["schedulers", "memory"], "schedulers": ["ddim", "euler", "pndm"], "executor": "local", "workers": 1}
     script = tmp_path / "parent.py"
     script.write_text(PARENT)
     proc = subprocess.Popen([sys.executable, str(script), str(db), json.dumps(SWEEP | changes)], env=worker_env(), start_new_session=True)
@@ -309,7 +311,7 @@ def test_resume_a_killed_local_run_with_serial_runs_every_cell_exactly_once(tmp_
     before = stored(db, run.id)
     from diffprof.cli.app import main
 
-    # the stored config says local with 2 workers; this command runs the rest serially
+    # the stored config says local with 1 worker; this command runs the rest serially
     code = main(["bench", "--resume", str(run.id), "--executor", "serial", "--db", str(db), "--no-report", "--no-progress"])
     assert code == 3  # the offload cell fails on the CPU
     after = stored(db, run.id)
