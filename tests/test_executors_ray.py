@@ -48,7 +48,8 @@ def test_ray_gives_the_same_cells_as_serial(cluster: Any, tmp_path: Path) -> Non
 def test_ray_reruns_a_lost_actors_cell_and_fails_a_cell_that_always_kills(cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     marker = tmp_path / "euler-died-once"
     monkeypatch.setenv(TEST_KILL_ENV, f"scheduler=euler@{marker};scheduler=pndm")  # reaches the actors through runtime_env
-    config = sweep(suites=["schedulers"], schedulers=["ddim", "euler", "pndm"], executor="ray")
+    # one actor (each loss starts a fresh one): test_ray_gives_the_same_cells_as_serial runs two at once
+    config = sweep(suites=["schedulers"], schedulers=["ddim", "euler", "pndm"], executor="ray", workers=1)
     run_id, out = run_sweep(tmp_path / "kill.db", config)
     cells = {c.labels["scheduler"]: c for c in expand(config)}
     assert stored(tmp_path / "kill.db", run_id) == {cells["ddim"].key: "ok", cells["euler"].key: "ok", cells["pndm"].key: "failed"}
