@@ -114,14 +114,17 @@ def test_debug_shows_the_traceback(capsys):
         main(["--debug", *GEN, "--model", "sd16"])
 
 
-def test_hub_unreachable_offline_offers_the_alternatives(tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "diffprof", "generate", "x", "--model", "sd15", "--weights", "hub", "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
-    assert proc.returncode == 2
-    assert "--weights synthetic" in proc.stderr and "Traceback" not in proc.stderr
+def test_hub_unreachable_offline_offers_the_alternatives(tmp_path, capsys, monkeypatch):
+    """In process: HF_HUB_OFFLINE=1 as huggingface_hub reads it at import (its constant), with an
+    empty cache. tests/test_models.py proves in a fresh process that the environment variable sets it."""
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    code, out, err = run_cli(["generate", "x", "--model", "sd15", "--weights", "hub", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2
+    assert "--weights synthetic" in err and "Traceback" not in err and "Traceback" not in out
+    assert "HF_HUB_OFFLINE is set" in err  # refused for offline mode, not for a failed download
 
 
 # ---------------------------------------------------------------------------- bench
