@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -285,16 +283,15 @@ def test_tiny_pipelines_are_the_real_classes_with_real_parts(tiny_sd, tiny_sdxl)
 
 
 @pytest.mark.parametrize("name", ["tiny-sd", "tiny-sdxl"])
-def test_tiny_txt2img_is_fast_on_one_thread(name: str) -> None:
+def test_tiny_txt2img_is_small_and_draws_an_image_on_one_thread(name: str) -> None:
+    """Tiny models keep tests and `make demo` quick by their size (a structural bound: a timed
+    threshold here would fail on a loaded machine; their speed is what `make demo` prints)."""
     pipeline = build_tiny(name)
+    sizes = {k: sum(p.numel() for p in m.parameters()) for k, m in pipeline.components.items() if isinstance(m, torch.nn.Module)}
+    assert max(sizes.values()) < 4_000_000 and sum(sizes.values()) < 8_000_000, sizes  # 3.2 M / 7.1 M today (tiny-sdxl)
     image(pipeline)  # warm-up
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        out = image(pipeline)
-        times.append(time.perf_counter() - start)
+    out = image(pipeline)
     assert out.shape == (1, 64, 64, 3) and np.isfinite(out).all() and out.std() > 0
-    assert statistics.median(times) < 0.5  # ~25-60 ms measured; loose for loaded CI machines
 
 
 @pytest.mark.parametrize(("name", "cls"), [("tiny-sd", StableDiffusionInpaintPipeline),
