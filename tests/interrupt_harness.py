@@ -18,6 +18,9 @@ import time
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 FAST = ["--repeats", "1", "--warmup", "0", "--threads", "1", "--no-progress"]
 #: One command per kind, on tiny-sd, each a few seconds of cells after start-up.
@@ -154,19 +157,24 @@ def interrupt(kind: str, sig: int, folder: Path, *, after_cells: int = 1, delay_
     return event
 
 
-def resume_until_done(kind: str, folder: Path, *, tries: int = 3) -> tuple[int, list[tuple[int, str, str, str]], str]:
-    """Resume the newest run (bench, calibrate: `bench --resume latest`; tune: rerun) until it exits 0."""
-    db = folder / "runs.db"
-    out = ""
-    code = -1
-    for _ in range(tries):
-        if kind == "tune":
-            proc = start("tune", db, folder)
-        else:
-            proc = subprocess.Popen([sys.executable, "-m", "diffprof", "bench", "--resume", "latest", "--db", str(db), "--no-report", "--no-progress"],
-                                    cwd=folder, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _, out = proc.communicate(timeout=600)
-        code = proc.returncode
-        if code == 0:
-            break
-    return code, cells(db), out
+def resume_args(db: Path) -> list[str]:
+    """`diffprof bench --resume latest` on ``db``: the command a user runs after an interruption."""
+    return ["bench", "--resume", "latest", "--db", str(db), "--no-report", "--no-progress"]
+
+
+def resume(folder: Path, capsys: Any, *, tries: int = 1) -> tuple[int, str]:
+    """Resume the newest bench run in ``folder`` in this process (the interrupted run is the process
+    under test; its resume need not be another) up to ``tries`` times until it exits 0: its exit
+    code and what it printed to stderr."""
+    from diffprof.cli.app import main
+
+    code, err = -1, ""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        capsys.readouterr()
+        for _ in range(tries):
+            code = main(resume_args(folder / "runs.db"))
+            err = capsys.readouterr().err
+            if code == 0:
+                break
+    return code, err

@@ -180,20 +180,12 @@ def test_sigterm_raises_an_interruption_that_carries_what_was_kept():
 
 # ------------------------------------------------------------------ real processes
 @pytest.mark.slow
-def test_bench_interrupted_says_what_it_kept_and_its_resume_finishes_the_run(tmp_path, capsys, monkeypatch):
-    from diffprof.cli.app import main
-
+def test_bench_interrupted_says_what_it_kept_and_its_resume_finishes_the_run(tmp_path, capsys):
     event = harness.interrupt("bench", signal.SIGINT, tmp_path, after_cells=2)
     assert not event.finished_early and event.code == 130, event.stderr[-2000:]
     assert event.said_what_was_kept, event.stderr
     assert f"--db {tmp_path / 'runs.db'}" in " ".join(event.stderr.split()) and not event.lost
-    # the resume (harness.resume_until_done's command) runs in this process: the interrupted one is the process under test
-    monkeypatch.chdir(tmp_path)
-    for _ in range(3):
-        code = main(["bench", "--resume", "latest", "--db", str(tmp_path / "runs.db"), "--no-report", "--no-progress"])
-        out = capsys.readouterr().err
-        if code == 0:
-            break
+    code, out = harness.resume(tmp_path, capsys, tries=3)
     after = harness.cells(tmp_path / "runs.db")
     assert code == 0, out[-2000:]
     keys = [key for _, key, _, _ in after]
@@ -203,18 +195,13 @@ def test_bench_interrupted_says_what_it_kept_and_its_resume_finishes_the_run(tmp
 
 
 @pytest.mark.slow
-def test_a_live_run_is_not_resumed_twice_and_sigterm_exits_143(tmp_path, capsys, monkeypatch):
-    from diffprof.cli.app import main
-
+def test_a_live_run_is_not_resumed_twice_and_sigterm_exits_143(tmp_path, capsys):
     db = tmp_path / "runs.db"
     first = harness.start("bench-long", db, tmp_path)
     try:
         assert harness.wait_for(first, lambda: harness.running(db) and len(harness.cells(db)) >= 1)
         # the second resume runs in this process (the live owner is the other process; the refusal is the store's)
-        monkeypatch.chdir(tmp_path)
-        capsys.readouterr()
-        code = main(["bench", "--resume", "latest", "--db", str(db), "--no-report", "--no-progress"])
-        second_err = capsys.readouterr().err
+        code, second_err = harness.resume(tmp_path, capsys)
         assert code == 2 and "still being measured by pid" in second_err and "hint:" in second_err
         assert f"pid {first.pid}" in second_err
         first.send_signal(signal.SIGTERM)
