@@ -411,3 +411,25 @@ def test_an_engine_follows_its_profilers_clock_to_a_new_profiler():
     pinned = Engine.load("tiny-sd", device="cpu", clock=own, profiler=Profiler("minimal", device="cpu", measure_overhead=False))
     pinned.set_profiler(Profiler("minimal", device="cpu", measure_overhead=False))
     assert pinned.clock is own  # a clock given on purpose stays
+
+
+def test_clean_freezes_the_imports_once_and_still_frees_later_cycles():
+    """The first clean of a process freezes what is alive (the imports), so later full collections
+    walk only newer objects; a cycle made after it, holding a tensor, is still freed by clean."""
+    import gc
+    import weakref
+
+    from diffprof.engine import devices
+
+    devices.clean(torch.device("cpu"))
+    assert devices._imports_frozen and gc.get_freeze_count() > 0
+
+    class Node:
+        pass
+
+    a, b = Node(), Node()
+    a.other, b.other, a.tensor = b, a, torch.zeros(4)
+    gone = weakref.ref(a)
+    del a, b
+    devices.clean(torch.device("cpu"))
+    assert gone() is None

@@ -147,3 +147,15 @@ def test_overlap_model_intervals_roughly_cover():
         low, high = fit.interval([1.0, f0])
         hits += low <= new <= high
     assert 0.82 <= hits / trials <= 0.99  # a little under 95%: k is chosen on the same 6 points
+
+
+@pytest.mark.parametrize("k", [1.0, 2.0, 4.0, 8.0])
+def test_the_row_wise_power_sum_and_its_gradient_are_the_pointwise_ones(k):
+    """The fits evaluate the overhead model on all points at once; it must be the per-point formula,
+    zero features (no overhead, or no FLOPs) included."""
+    from diffprof.estimate.regression import _power_sum, _power_sum_gradient, _power_sum_gradient_rows, _power_sum_rows
+
+    X = np.array([[3.0, 2e9], [0.0, 5e9], [7.0, 0.0], [0.0, 0.0], [1.0, 1e6]])
+    coef = (0.02, 1e-10)
+    assert np.allclose(_power_sum_rows(coef, X, k), [_power_sum(coef, row, k) for row in X], rtol=1e-12, atol=0)
+    assert np.allclose(_power_sum_gradient_rows(coef, X, k), [_power_sum_gradient(coef, row, k) for row in X], rtol=1e-12, atol=0)

@@ -12,7 +12,6 @@ host (stored, not used; ``--force`` keeps it); 3 some calibration cells failed.
 
 from __future__ import annotations
 
-import gc
 import json
 import shlex
 import sys
@@ -117,9 +116,6 @@ def calibrate(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
     store = Store(cfg.db)
-    # Cells call gc.collect() before measuring; with torch and diffusers loaded that walks ~10^6
-    # long-lived objects (~0.5 s each time). Freezing them keeps the collections and the results.
-    gc.freeze()
     command = "diffprof " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["calibrate"] else "diffprof calibrate"
     try:
         outcome = run_calibration(cfg, store, command=command, console=err_console, progress=progress)
@@ -128,7 +124,7 @@ def calibrate(
         found = calibrations(store, run=summary.run_id)
         machine = store.machine(summary.run_id)
     finally:
-        store.close()  # gc.freeze() keeps it from being finalized at exit: close, so the WAL is checkpointed
+        store.close()  # frozen objects are not finalized at exit (engine.devices.clean): close, so the WAL is checkpointed
     if not found:
         raise ConfigError(f"calibration run {summary.run_id} measured nothing usable: every cell failed",
                           "see the errors above; `diffprof show` lists them")
