@@ -204,9 +204,10 @@ def test_rounds_on_a_real_pipeline_warm_up_once_and_score_quality_once(tmp_path)
 
 
 def test_an_engine_the_cache_drops_is_freed(tmp_path) -> None:
-    """``get`` freezes what loading made (cheap collections between cells); a dropped engine's
-    pipeline must still be collected, or a GPU sweep's later cells carry its weights in their peak.
-    tiny-flux after one measured call holds its transformer in a cycle: frozen, it was never freed."""
+    """A dropped engine's pipeline must be collected, or a GPU sweep's later cells carry its weights
+    in their peak. tiny-flux after one measured call holds its transformer in a cycle: when ``get``
+    froze what loading made, it was never freed (clean() now freezes only what came before the
+    process's first load)."""
     import gc
     import weakref
 

@@ -12,7 +12,6 @@ and the executors notice that and run the cell again.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import signal
@@ -115,9 +114,6 @@ class EngineCache:
         )
         self._engines[key] = engine
         self._evict()
-        # Freeze what loading created (modules, configs, tokenizers): the collections run between
-        # cells then scan only new objects (~0.7 s each otherwise with torch and diffusers loaded).
-        gc.freeze()
         return engine, False
 
     def _evict(self) -> None:
@@ -138,11 +134,11 @@ class EngineCache:
 
 
 def release(engine: Engine) -> None:
-    """Close an engine so that its memory really goes: unfreeze first. ``get`` freezes what loading
-    made, and the collector never frees frozen objects, so the cycles a pipeline holds (module hooks)
-    kept a closed engine's denoiser alive: on the H200 a FLUX.1-dev held-out cell after a calibration
-    in the same process peaked at 55 GiB, its own 33 GiB plus the closed engine's 22 GiB transformer."""
-    gc.unfreeze()
+    """Close an engine so that its memory really goes. Engines are never frozen (only what the
+    process held before its first load is: :func:`~diffprof.engine.devices.clean`): the collector
+    never frees frozen objects, and the cycles a pipeline holds (module hooks) once kept a closed
+    engine's denoiser alive: on the H200 a FLUX.1-dev held-out cell after a calibration in the same
+    process peaked at 55 GiB, its own 33 GiB plus the closed engine's 22 GiB transformer."""
     engine.close()  # its clean() collects
 
 
