@@ -272,6 +272,34 @@ def test_tiny_weights_are_fixed_by_the_seed(name: str) -> None:
         assert not same_weights(getattr(first, part), getattr(other, part))
 
 
+@pytest.mark.parametrize("name", ["tiny-sd", "tiny-flux"])
+def test_construction_initializes_nothing_and_materializing_initializes_every_parameter(name: str) -> None:
+    """Modules are built on meta with their libraries' init switched off (each init op on a meta
+    tensor runs through torch's Python meta kernels: half of a tiny build); materializing then draws
+    every parameter for real: none is left as torch.empty left it, and norm scales are ones."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from diffprof.models.synthetic import build_models
+
+    class Ops(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.names: set[str] = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.add(func.__name__.split(".")[0])
+            return func(*args, **(kwargs or {}))
+
+    with Ops() as seen:
+        build_models(get_preset(name), device="meta")
+    assert not seen.names & {"normal_", "uniform_", "fill_", "zero_", "trunc_normal_"}, seen.names
+    for part, model in build_models(get_preset(name)).items():
+        for pname, p in model.named_parameters():
+            assert torch.isfinite(p).all(), (part, pname)
+            if p.ndim >= 2:
+                assert p.std() > 0, (part, pname)  # drawn, not left constant
+
+
 def test_tiny_pipelines_are_the_real_classes_with_real_parts(tiny_sd, tiny_sdxl) -> None:
     assert type(tiny_sd) is StableDiffusionPipeline and type(tiny_sdxl) is StableDiffusionXLPipeline
     assert tiny_sd.vae_scale_factor == 8 and tiny_sdxl.vae_scale_factor == 8

@@ -84,8 +84,10 @@ def _unwrap(module: Any) -> Any:
 
 def meta_copy(module: Any) -> Any:
     """Same architecture on the meta device (diffusers models via from_config, transformers via config)."""
+    from transformers.initialization import no_init_weights  # transformers is loaded with any pipeline
+
     module = _unwrap(module)
-    with torch.device("meta"):
+    with torch.device("meta"), no_init_weights():  # no init ops: meta weights hold no values anyway
         if hasattr(module, "from_config") and hasattr(module, "config") and not hasattr(module.config, "to_dict"):
             return type(module).from_config(module.config)
         return type(module)(module.config)

@@ -35,9 +35,10 @@ def _inputs(signature: Signature, device: torch.device | None) -> Signature:
 def _copy(module: Any, fake: bool) -> Any:
     """``module``'s architecture with no storage: on the meta device, or as fake CPU tensors."""
     from torch._subclasses.fake_tensor import FakeTensorMode
+    from transformers.initialization import no_init_weights
 
     module = getattr(module, "_orig_mod", module)
-    with FakeTensorMode() if fake else torch.device("meta"):
+    with FakeTensorMode() if fake else torch.device("meta"), no_init_weights():  # counts need shapes, not values
         if hasattr(module, "from_config") and not hasattr(module.config, "to_dict"):
             return type(module).from_config(module.config)
         return type(module)(module.config)

@@ -19,6 +19,7 @@ from typing import Any, cast
 import torch
 from accelerate import init_empty_weights
 from torch import nn
+from transformers.initialization import no_init_weights
 
 from diffprof.models.pipelines import (
     MODEL_COMPONENTS,
@@ -45,7 +46,10 @@ def build_models(preset: ModelPreset, *, device: str | torch.device = "cpu", dty
     # positional tables are large: SD 3.5 Medium's takes 9 s to compute for a parameter count.
     meta_buffers = meta and preset.denoiser == "transformer"
     for name in MODEL_COMPONENTS[preset.family]:
-        with init_empty_weights(include_buffers=meta_buffers):
+        # no_init_weights (transformers' own, as its from_pretrained builds): every module's __init__
+        # would otherwise initialize its meta parameters, through torch's Python meta kernels (half
+        # of a tiny model's build, and values a meta tensor cannot hold); _materialize initializes them.
+        with init_empty_weights(include_buffers=meta_buffers), no_init_weights():
             model = _construct(preset, name)
         if hasattr(model, "tie_weights"):  # transformers: init_empty_weights re-creates tied parameters one by one
             model.tie_weights()  # (T5's input embedding is its shared table), so tie them again outside it
