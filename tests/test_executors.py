@@ -35,7 +35,7 @@ from diffprof.suites.executors.base import DEATHS_PER_CELL, DIED, CellQueue, Dea
 from diffprof.suites.executors.local import LocalExecutor, local_slots
 from diffprof.suites.executors.serial import SerialExecutor
 from diffprof.suites.runner import Runner
-from diffprof.suites.worker import TEST_KILL_ENV, WorkerDied, run_cell_isolated, worker_env
+from diffprof.suites.worker import TEST_KILL_ENV, WorkerDied, worker_env
 
 #: A small sweep: two schedulers and two memory settings; model_cpu_offload fails on the CPU.
 SWEEP: dict[str, Any] = {
@@ -149,14 +149,6 @@ def test_serial_isolate_reruns_a_dead_subprocess_then_fails_it(monkeypatch: pyte
     assert results["ddim"].ok and results["pndm"].ok
     assert not results["euler"].ok and DIED in (results["euler"].error or "")
     assert ("lost", "main", "ddim", True) in recorder.events and ("lost", "main", "euler", False) in recorder.events
-
-
-@pytest.mark.slow  # worker processes import torch and diffusers (seconds each on 2 cores)
-def test_isolated_cell_runs_in_a_fresh_process() -> None:
-    c = expand(sweep(suites=["schedulers"], schedulers=["ddim"]))[0]
-    result = run_cell_isolated(c)
-    assert result.ok, result.error
-    assert result.settings["isolated"] is True and result.metrics["s_per_call"] > 0
 
 
 # ---------------------------------------------------------------------- config and slots

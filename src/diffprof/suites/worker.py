@@ -203,15 +203,6 @@ def run_cell_isolated_once(cell: Cell, timeout_s: float | None = None) -> CellRe
     return cell_from_json(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
-def run_cell_isolated(cell: Cell, timeout_s: float | None = None) -> CellResult:
-    """Measure one cell in a fresh Python process (``python -m diffprof.suites.worker``)."""
-    started = now()
-    try:
-        return run_cell_isolated_once(cell, timeout_s)
-    except WorkerDied as exc:
-        return failed_cell(cell, str(exc), started)
-
-
 def cell_to_json(cell: CellResult) -> dict[str, Any]:
     """A measured cell as the JSON a worker writes (artifacts included)."""
     return cell.to_dict(with_artifacts=True)
