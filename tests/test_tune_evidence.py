@@ -205,7 +205,7 @@ def test_cli_tune_refuses_a_bad_gain_or_fidelity_floor_before_loading(tmp_path, 
 def test_shapes_sd_ddim_10_steps_meets_adherence_but_not_the_default_fidelity_floor(tmp_path):
     """The issue's case for real: DDIM at 10 steps reads adherence 1.0 on shapes-sd but sits far
     below the 50-step baseline's PSNR against the converged reference; tune's default rejects it
-    and takes 20 steps. (4 prompts; benchmarks/tune_fidelity.py measures the whole grid.)"""
+    and takes 20 steps. (2 prompts; benchmarks/tune_fidelity.py measures the whole grid.)"""
     from conftest import simulated_host
 
     from diffprof.config import RunConfig
@@ -214,7 +214,7 @@ def test_shapes_sd_ddim_10_steps_meets_adherence_but_not_the_default_fidelity_fl
     cfg = RunConfig.from_mapping({"model": "shapes-sd", "device": "cpu", "threads": 1, "repeats": 1, "warmup": 0, "db": str(tmp_path / "t.db")})
     sp = SearchSpace.for_device(CPU, schedulers=["ddim"], steps=[10, 20], precisions=["fp32"], optimizations=["none"])
     with simulated_host(0.0):
-        result = tune(cfg, metric="adherence", prompts=4, screen_prompts=4, space=sp, store=cfg.db, max_rounds=3)
+        result = tune(cfg, metric="adherence", prompts=2, screen_prompts=2, space=sp, store=cfg.db, max_rounds=3)
     by_steps = {c.setting.steps: c for c in result.candidates if c.full and c.setting.scheduler == "ddim"}
     assert by_steps[10].meets_quality and not by_steps[10].meets_fidelity and by_steps[10].verdict == "misses fidelity"
     assert result.constraints.fidelity == pytest.approx(result.baseline.fidelity - FIDELITY_TOLERANCE_DB)
