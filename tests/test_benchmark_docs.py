@@ -4,6 +4,7 @@ measured rows, and a run that fails still leaves a section saying so (run here w
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import subprocess
@@ -179,3 +180,23 @@ def test_compare_calibration_counts_false_alarms_detections_and_inconclusive_pai
     run = RunInfo(1, "t", None, "finished", "", {}, {}, [CellResult("steps", {"steps": 50}, {}), CellResult("steps", {"steps": 51}, {})])
     assert [c.labels for c in cal.relabel(run, "steps", "51", to="50").cells] == [{"steps": 50}]  # B's 51 steps, named as A's 50
     assert [c.labels for c in cal.relabel(run, "steps", "50").cells] == [{"steps": 50}]
+
+
+def test_the_suite_timer_accounts_each_test_and_sums_them_per_module(tmp_path):
+    """benchmarks/suite_time.py's plugin writes a line per test (wall, own CPU, children's CPU)
+    and by_module sums them: a test that burns CPU shows it as its own, one that waits on a child
+    process shows the child's."""
+    timer = load("suite_time")
+    (tmp_path / "test_sample.py").write_text(
+        "import subprocess, sys, time\n"
+        "def test_burns():\n    t = time.process_time()\n    while time.process_time() - t < 0.3: pass\n"
+        "def test_waits():\n    subprocess.run([sys.executable, '-c', 'import time; t = time.process_time()\\nwhile time.process_time() - t < 0.3: pass'], check=True)\n")
+    out = tmp_path / "acct.jsonl"
+    cmd, env = timer.pytest_command(["-p", "no:xdist", "-p", "no:cov", str(tmp_path / "test_sample.py")], out)
+    cmd[0] = sys.executable
+    assert subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, timeout=120).returncode == 0
+    rows = {r["test"].split("::")[1]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert rows["test_burns"]["self_cpu_s"] >= 0.25 and rows["test_burns"]["child_cpu_s"] < 0.05
+    assert rows["test_waits"]["child_cpu_s"] >= 0.25 and rows["test_waits"]["wall_s"] >= rows["test_waits"]["child_cpu_s"] * 0.9
+    (module,) = timer.by_module(out).values()
+    assert module[0] == 2 and module[1] == pytest.approx(sum(r["wall_s"] for r in rows.values()))
