@@ -82,12 +82,14 @@ def _unwrap(module: Any) -> Any:
     return getattr(module, "_orig_mod", module)
 
 
-def meta_copy(module: Any) -> Any:
-    """Same architecture on the meta device (diffusers models via from_config, transformers via config)."""
+def meta_copy(module: Any, *, fake: bool = False) -> Any:
+    """Same architecture on the meta device, or as fake CPU tensors with ``fake`` (diffusers models via
+    from_config, transformers via config)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
     from transformers.initialization import no_init_weights  # transformers is loaded with any pipeline
 
     module = _unwrap(module)
-    with torch.device("meta"), no_init_weights():  # no init ops: meta weights hold no values anyway
+    with FakeTensorMode() if fake else torch.device("meta"), no_init_weights():  # no init ops: the copy holds no values
         if hasattr(module, "from_config") and hasattr(module, "config") and not hasattr(module.config, "to_dict"):
             return type(module).from_config(module.config)
         return type(module)(module.config)

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_map
 
+from diffprof.flops import meta_copy
+
 Signature = tuple[tuple[Any, ...], dict[str, Any]]
 
 
@@ -32,18 +34,6 @@ def _inputs(signature: Signature, device: torch.device | None) -> Signature:
     return tuple(args), dict(kwargs)
 
 
-def _copy(module: Any, fake: bool) -> Any:
-    """``module``'s architecture with no storage: on the meta device, or as fake CPU tensors."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-    from transformers.initialization import no_init_weights
-
-    module = getattr(module, "_orig_mod", module)
-    with FakeTensorMode() if fake else torch.device("meta"), no_init_weights():  # counts need shapes, not values
-        if hasattr(module, "from_config") and not hasattr(module.config, "to_dict"):
-            return type(module).from_config(module.config)
-        return type(module)(module.config)
-
-
 def _count(module: Any, part: Callable[[Any], Any], signatures: list[Signature], count: Callable[..., int]) -> list[int]:
     """FLOPs of each recorded forward of ``part(module)`` (the module itself, or the VAE's decoder); a
     signature seen before (CFG's conditional and unconditional prompts) is counted once."""
@@ -52,10 +42,10 @@ def _count(module: Any, part: Callable[[Any], Any], signatures: list[Signature],
     distinct = list(dict.fromkeys(repr(s) for s in signatures))
     first = {key: next(s for s in signatures if repr(s) == key) for key in distinct}
     try:
-        target = part(_copy(module, fake=False))
+        target = part(meta_copy(module))
         flops = {key: count(target, *a, **kw) for key in distinct for a, kw in [_inputs(first[key], torch.device("meta"))]}
     except RuntimeError:  # code that reads values (Tensor.item() on meta): replay on fake tensors
-        target = part(_copy(module, fake=True))
+        target = part(meta_copy(module, fake=True))
         with FakeTensorMode(allow_non_fake_inputs=True):
             flops = {key: count(target, *a, **kw) for key in distinct for a, kw in [_inputs(first[key], None)]}
     return [flops[repr(s)] for s in signatures]
