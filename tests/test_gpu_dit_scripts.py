@@ -94,3 +94,34 @@ def test_the_estimate_check_calibrates_predicts_and_writes_its_section(script, t
     assert code in (0, 1) and begin_marker("estimate-tiny-flux") in text and "- targets: time median error" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and " steps |" in line]
     assert len(rows) == 5 and rows[0].startswith("| 32x32, batch 1, 6 steps |")
+
+
+def test_the_kernel_table_splits_a_transformers_flops_and_reads_each_part_against_its_peak(dit_engine, monkeypatch):
+    """benchmarks/gpu_dit_kernels.py: the FLOPs of one evaluation split into the linear layers' and
+    attention's (on meta, SDPA is its two bmm), and each kernel class's time read as TFLOP/s."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import gpu_dit_kernels as kernels
+    from diffprof.flops import pipeline_flops
+    from diffprof.flops.inputs import denoiser_inputs, denoiser_kind
+
+    engine = dit_engine("tiny-flux")
+    split = kernels.flop_split(engine, 64, guidance=False)
+    pipe, model = engine.base, engine.base.transformer
+    assert split["matmul"] + split["attention"] == pipeline_flops(pipe, width=64, height=64, batch=1, guidance=False).unet_per_eval
+    _, kw = denoiser_inputs(denoiser_kind(model), model, pipe, batch=1, guidance=False, latent_h=8, latent_w=8)
+    tokens = kw["hidden_states"].shape[1] + kw["encoder_hidden_states"].shape[1]  # joint attention over image + text
+    cfg = model.config
+    width = cfg.num_attention_heads * cfg.attention_head_dim
+    assert split["attention"] == 4 * tokens * tokens * width * (cfg.num_layers + cfg.num_single_layers)  # QK^T and PV per block
+
+    assert [kernels.kind_of(n) for n in ("void cutlass::device_kernel<f8f8bf16_rowwise>", "nvjet_tst_128x256_64x4_h_bz_TNN",
+                                         "cudnn_generated_fort_native_sdpa_sm90_flash_fprop", "triton_poi_fused_add_mul_0", "elementwise_kernel")] \
+        == ["gemm fp8", "gemm bf16", "attention", "triton (fused)", "other"]
+    row = {"variant": "row", "switches": "fast", "first_call_s": 50.0, "wall_s": 0.1, "walls_s": [0.1], "profiled_wall_s": 0.11,
+           "kernel_us": {"gemm fp8": 2000.0, "attention": 1000.0, "triton (fused)": 500.0}, "top": [("k", 2000.0, 10)],
+           "flops_per_eval": {"matmul": 1.979e12, "attention": 0.4945e12}, "latents": None}
+    lines = kernels.report(row, steps=2, evals_per_step=1, ref=None)
+    fp8 = next(line for line in lines if line.startswith("gemm fp8")).split()
+    attention = next(line for line in lines if line.startswith("attention")).split()
+    assert fp8[2:] == ["2.0", "1.00", "57%", "1979", "100%"]  # 2 x 1.979 TFLOP in 2 ms: the fp8 dense peak
+    assert attention[-2:] == ["989", "100%"]  # 2 x 0.4945 TFLOP in 1 ms: the bf16 peak
