@@ -214,7 +214,7 @@ def test_shapes_sd_ddim_10_steps_meets_adherence_but_not_the_default_fidelity_fl
     cfg = RunConfig.from_mapping({"model": "shapes-sd", "device": "cpu", "threads": 1, "repeats": 1, "warmup": 0, "db": str(tmp_path / "t.db")})
     sp = SearchSpace.for_device(CPU, schedulers=["ddim"], steps=[10, 20], precisions=["fp32"], optimizations=["none"])
     with simulated_host(0.0):
-        result = tune(cfg, metric="adherence", prompts=2, screen_prompts=2, space=sp, store=cfg.db, max_rounds=3)
+        result = tune(cfg, metric="adherence", prompts=2, screen_prompts=2, space=sp, store=cfg.db, max_rounds=2)
     by_steps = {c.setting.steps: c for c in result.candidates if c.full and c.setting.scheduler == "ddim"}
     assert by_steps[10].meets_quality and not by_steps[10].meets_fidelity and by_steps[10].verdict == "misses fidelity"
     assert result.constraints.fidelity == pytest.approx(result.baseline.fidelity - FIDELITY_TOLERANCE_DB)
