@@ -118,7 +118,8 @@ def test_suite(suite, tmp_path, monkeypatch):
 
 @pytest.mark.slow  # a fresh process per cell
 def test_isolate_runs_each_cell_in_its_own_process(tmp_path):
-    config = RunConfig.from_mapping({**BASE, "suites": ["steps"], "step_counts": [1, 2], "isolate": True, "db": str(tmp_path / "i.db")})
+    # one round each (repeats 1): every round of an isolated cell is a process of its own, ~5 s of imports each
+    config = RunConfig.from_mapping({**BASE, "suites": ["steps"], "step_counts": [1, 2], "repeats": 1, "isolate": True, "db": str(tmp_path / "i.db")})
     with Store(config.db) as store:
         summary = Runner(config, store, console=Console(file=StringIO()), progress=False).run()
         run = store.get_run(summary.run_id)
