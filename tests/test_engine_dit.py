@@ -218,3 +218,42 @@ def test_same_seed_same_image_on_a_transformer(dit_engine):
     engine = dit_engine("tiny-flux")
     a, b = (np.asarray(engine.generate(seed=5, **FAST).images[0]) for _ in range(2))
     assert np.array_equal(a, b)
+
+
+class _Coder(torch.nn.Module):
+    """An autoencoder as the generic path sees one: an encoder, a decoder and ``decode``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder, self.decoder = torch.nn.Identity(), torch.nn.Identity()
+        self.config = {"block_out_channels": [4, 4, 4, 4]}
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+
+class _Denoiser(torch.nn.Module):
+    config: dict = {"in_channels": 4}  # a UNet config that names no sample size (Kandinsky 3's)
+
+
+class _MovqPipeline:
+    """Kandinsky 3's shape: its autoencoder is ``movq``, not ``vae``, and it has no ``vae_scale_factor``."""
+
+    def __init__(self) -> None:
+        self.unet, self.movq, self.text_encoder = _Denoiser(), _Coder(), torch.nn.Linear(1, 1)
+        self.scheduler = type("S", (), {"config": {"_class_name": "DDPMScheduler"}})()
+
+    @property
+    def components(self) -> dict:
+        return {"unet": self.unet, "movq": self.movq, "text_encoder": self.text_encoder, "scheduler": self.scheduler}
+
+    def __call__(self, prompt=None, num_inference_steps=25, height=1024, width=1024, generator=None, output_type="pil",
+                 callback_on_step_end=None):
+        raise NotImplementedError
+
+
+def test_a_generic_pipeline_s_autoencoder_and_size_come_from_its_components_and_call():
+    a = anatomy_of(LoadedPipeline(_MovqPipeline(), "generic", None, "local:k3"))
+    pipe_movq = a.vae_parts["vae_decode"]
+    assert isinstance(pipe_movq, torch.nn.Identity) and set(a.vae_parts) == {"vae_encode", "vae_decode"}
+    assert (a.denoiser, a.text_encoders, a.native_size, a.size_multiple) == ("unet", ("text_encoder",), 1024, 8)
