@@ -257,3 +257,21 @@ def test_a_generic_pipeline_s_autoencoder_and_size_come_from_its_components_and_
     pipe_movq = a.vae_parts["vae_decode"]
     assert isinstance(pipe_movq, torch.nn.Identity) and set(a.vae_parts) == {"vae_encode", "vae_decode"}
     assert (a.denoiser, a.text_encoders, a.native_size, a.size_multiple) == ("unet", ("text_encoder",), 1024, 8)
+
+
+class _BinningPipeline(_MovqPipeline):
+    def __call__(self, prompt=None, num_inference_steps=25, height=1024, width=1024, generator=None, output_type="pil",
+                 use_resolution_binning=True, callback_on_step_end=None):  # HunyuanDiT: snaps sizes to trained bins
+        raise NotImplementedError
+
+
+def test_a_generic_pipeline_that_bins_sizes_is_called_without_binning_and_a_resized_result_is_refused():
+    from PIL import Image
+
+    from diffprof.engine.engine import check_ran_size
+
+    assert anatomy_of(LoadedPipeline(_BinningPipeline(), "generic", None, "local:h")).call_options == {"use_resolution_binning": False}
+    check_ran_size([Image.new("RGB", (64, 32))], {"width": 64, "height": 32}, "P")
+    with pytest.raises(ModelError) as err:
+        check_ran_size([Image.new("RGB", (16, 16))], {"width": 64, "height": 64}, "Kandinsky3Pipeline")
+    assert err.value.message.startswith("Kandinsky3Pipeline returned 16x16 images for the 64x64 asked")

@@ -34,7 +34,7 @@ from diffprof.engine.schedulers import name_of as scheduler_name
 from diffprof.engine.text_cache import TextCache
 from diffprof.engine.switches import Optimizations, for_model
 from diffprof.engine.timing import timing_from_records
-from diffprof.errors import ConfigError, unknown_choice
+from diffprof.errors import ConfigError, ModelError, unknown_choice
 from diffprof.profiler import Profiler
 from diffprof.results import FAST_PATH_NOTE, PRESET_NOTE, PROFILE_NOTE, STAND_IN_NOTE, TIMING_NOTE
 
@@ -274,6 +274,7 @@ class Engine:
         records = self.profiler.records[before:]
         timing = timing_from_records(state.outer_record, records, total_ns, request.total_images, state.unet_calls)
         images = list(out.images) if request.decode else []
+        check_ran_size(images, settings, self.anatomy.pipeline_class)
         latents = state.final_latents
         if not request.decode and latents is None:
             latents = out.images
@@ -385,3 +386,14 @@ class Engine:
         self.loaded = None
         self._settings.close()
         clean(self.device)
+
+
+def check_ran_size(images: list[Any], settings: dict[str, Any], pipeline_class: str) -> None:
+    """Refuse a result whose images are not the size asked: the pipeline snapped or resized it (a
+    trained-resolution table, a rounding of its own), so the timings are of another size."""
+    size = getattr(images[0], "size", None) if images else None
+    asked = (settings["width"], settings["height"])
+    if isinstance(size, tuple) and size != asked:
+        raise ModelError(f"{pipeline_class} returned {size[0]}x{size[1]} images for the {asked[0]}x{asked[1]} asked: "
+                         "it resized the request, so its timings would be of another size",
+                         "ask a size this pipeline runs as given (a multiple of its VAE factor x patch, within its trained sizes)")
