@@ -275,3 +275,24 @@ def test_a_generic_pipeline_that_bins_sizes_is_called_without_binning_and_a_resi
     with pytest.raises(ModelError) as err:
         check_ran_size([Image.new("RGB", (16, 16))], {"width": 64, "height": 64}, "Kandinsky3Pipeline")
     assert err.value.message.startswith("Kandinsky3Pipeline returned 16x16 images for the 64x64 asked")
+
+
+def test_a_swapped_scheduler_that_cannot_take_what_a_generic_pipeline_hands_it_is_refused_by_name():
+    import inspect
+    from types import SimpleNamespace
+
+    from diffusers import DDIMScheduler
+
+    from diffprof.engine.engine import guard_set_timesteps
+    from diffprof.engine.schedulers import SchedulerKind
+
+    scheduler = DDIMScheduler()
+    guard_set_timesteps(scheduler, "ddim", SimpleNamespace(scheduler_kind=SchedulerKind(False, False), pipeline_class="SanaSprintPipeline"),
+                        "SCMScheduler", "txt2img")
+    assert "sigmas" not in inspect.signature(scheduler.set_timesteps).parameters  # what diffusers' retrieve_timesteps reads
+    scheduler.set_timesteps(2)
+    with pytest.raises(ConfigError) as err:  # SANA-Sprint's own arguments, which only SCMScheduler takes
+        scheduler.set_timesteps(2, device="cpu", max_timesteps=1.57, intermediate_timesteps=1.3)
+    assert err.value.message.startswith("scheduler ddim cannot run SanaSprintPipeline: the pipeline hands "
+                                        "DDIMScheduler.set_timesteps max_timesteps, intermediate_timesteps, and it failed (TypeError: ")
+    assert err.value.hint == "use --scheduler default (the pipeline's own SCMScheduler)"

@@ -228,6 +228,8 @@ class Engine:
             scheduler = getattr(diffusers, self._base_scheduler_config["_class_name"]).from_config(self._base_scheduler_config)
         else:
             scheduler = make_scheduler(name, self._base_scheduler_config)
+            if self.anatomy.spec is None:  # no family says what this pipeline hands its scheduler: see it fail by name
+                guard_set_timesteps(scheduler, name, self.anatomy, self._base_scheduler_config["_class_name"], task)
         for pipe in self._pipes.values():
             pipe.scheduler = scheduler
         self.base.scheduler = scheduler
@@ -397,3 +399,33 @@ def check_ran_size(images: list[Any], settings: dict[str, Any], pipeline_class: 
         raise ModelError(f"{pipeline_class} returned {size[0]}x{size[1]} images for the {asked[0]}x{asked[1]} asked: "
                          "it resized the request, so its timings would be of another size",
                          "ask a size this pipeline runs as given (a multiple of its VAE factor x patch, within its trained sizes)")
+
+
+def guard_set_timesteps(scheduler: Any, name: str, anatomy: Anatomy, own: str, task: str) -> None:
+    """Make a swapped-in scheduler's ``set_timesteps`` fail as a :class:`ConfigError` that names what the
+    pipeline handed it. A pipeline no family covers may pass arguments diffprof's checks cannot know of
+    (CogView4: ``timesteps`` and ``sigmas``; SANA-Sprint: ``max_timesteps``, ``intermediate_timesteps``),
+    or values a solver cannot take (Z-Image: a list of sigmas). The wrapper keeps the signature that
+    diffusers' ``retrieve_timesteps`` inspects."""
+    import functools
+
+    from diffprof.engine.schedulers import _has, applicable, get_scheduler_spec
+
+    original = scheduler.set_timesteps
+
+    @functools.wraps(original)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(*args, **kwargs)
+        except (TypeError, ValueError, AttributeError) as exc:
+            handed = [k for k, v in kwargs.items() if v is not None and k != "device"]
+            takes = [n for n in applicable(anatomy.scheduler_kind, task)
+                     if all(_has(get_scheduler_spec(n).class_name, "set_timesteps", k) for k in handed)]
+            what = ", ".join(handed) if handed else "a step count"
+            reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            raise ConfigError(f"scheduler {name} cannot run {anatomy.pipeline_class}: the pipeline hands "
+                              f"{type(scheduler).__name__}.set_timesteps {what}, and it failed ({type(exc).__name__}: {reason})",
+                              f"use --scheduler default (the pipeline's own {own})"
+                              + (f"; schedulers whose set_timesteps takes {what}: {', '.join(takes)}" if handed and takes else "")) from None
+
+    scheduler.set_timesteps = guarded
