@@ -296,3 +296,12 @@ def test_a_swapped_scheduler_that_cannot_take_what_a_generic_pipeline_hands_it_i
     assert err.value.message.startswith("scheduler ddim cannot run SanaSprintPipeline: the pipeline hands "
                                         "DDIMScheduler.set_timesteps max_timesteps, intermediate_timesteps, and it failed (TypeError: ")
     assert err.value.hint == "use --scheduler default (the pipeline's own SCMScheduler)"
+    with pytest.raises(ConfigError) as err:  # Kandinsky 3 hands step() its generator, which PNDM's takes not
+        make_pndm = __import__("diffprof.engine.schedulers", fromlist=["make_scheduler"]).make_scheduler("pndm", dict(scheduler.config))
+        guard_set_timesteps(make_pndm, "pndm", SimpleNamespace(scheduler_kind=SchedulerKind(False, False), pipeline_class="Kandinsky3Pipeline"),
+                            "DDPMScheduler", "txt2img")
+        make_pndm.set_timesteps(2)
+        make_pndm.step(torch.zeros(1, 4, 2, 2), make_pndm.timesteps[0], torch.zeros(1, 4, 2, 2), generator=None, return_dict=False)
+        make_pndm.step(torch.zeros(1, 4, 2, 2), make_pndm.timesteps[0], torch.zeros(1, 4, 2, 2), generator=torch.Generator())
+    assert err.value.message.startswith("scheduler pndm cannot run Kandinsky3Pipeline: the pipeline hands PNDMScheduler.step generator, and it failed")
+    assert err.value.hint.startswith("use --scheduler default (the pipeline's own DDPMScheduler); schedulers whose step takes generator: ")

@@ -402,30 +402,38 @@ def check_ran_size(images: list[Any], settings: dict[str, Any], pipeline_class: 
 
 
 def guard_set_timesteps(scheduler: Any, name: str, anatomy: Anatomy, own: str, task: str) -> None:
-    """Make a swapped-in scheduler's ``set_timesteps`` fail as a :class:`ConfigError` that names what the
-    pipeline handed it. A pipeline no family covers may pass arguments diffprof's checks cannot know of
-    (CogView4: ``timesteps`` and ``sigmas``; SANA-Sprint: ``max_timesteps``, ``intermediate_timesteps``),
-    or values a solver cannot take (Z-Image: a list of sigmas). The wrapper keeps the signature that
-    diffusers' ``retrieve_timesteps`` inspects."""
+    """Make a swapped-in scheduler's ``set_timesteps`` and ``step`` fail as a :class:`ConfigError` that
+    names what the pipeline handed them. A pipeline no family covers may pass arguments diffprof's checks
+    cannot know of (CogView4: ``timesteps`` and ``sigmas``; SANA-Sprint: ``max_timesteps``,
+    ``intermediate_timesteps``; Kandinsky 3: ``step(..., generator=)``), or values a solver cannot take
+    (Z-Image: a list of sigmas). The wrappers keep the signatures diffusers' ``retrieve_timesteps`` and
+    ``prepare_extra_step_kwargs`` inspect."""
     import functools
+    import inspect
 
     from diffprof.engine.schedulers import _has, applicable, get_scheduler_spec
 
-    original = scheduler.set_timesteps
+    def guard(method: str) -> None:
+        original = getattr(scheduler, method)
 
-    @functools.wraps(original)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return original(*args, **kwargs)
-        except (TypeError, ValueError, AttributeError) as exc:
-            handed = [k for k, v in kwargs.items() if v is not None and k != "device"]
-            takes = [n for n in applicable(anatomy.scheduler_kind, task)
-                     if all(_has(get_scheduler_spec(n).class_name, "set_timesteps", k) for k in handed)]
-            what = ", ".join(handed) if handed else "a step count"
-            reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-            raise ConfigError(f"scheduler {name} cannot run {anatomy.pipeline_class}: the pipeline hands "
-                              f"{type(scheduler).__name__}.set_timesteps {what}, and it failed ({type(exc).__name__}: {reason})",
-                              f"use --scheduler default (the pipeline's own {own})"
-                              + (f"; schedulers whose set_timesteps takes {what}: {', '.join(takes)}" if handed and takes else "")) from None
+        @functools.wraps(original)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return original(*args, **kwargs)
+            except (TypeError, ValueError, AttributeError) as exc:
+                params = inspect.signature(original).parameters
+                unknown = [k for k in kwargs if k not in params] if all(p.kind != p.VAR_KEYWORD for p in params.values()) else []
+                handed = unknown or [k for k, v in kwargs.items() if v is not None and k not in ("device", "return_dict")]
+                takes = [n for n in applicable(anatomy.scheduler_kind, task)
+                         if all(_has(get_scheduler_spec(n).class_name, method, k) for k in handed)]
+                what = ", ".join(handed) if handed else "its usual arguments"
+                reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+                raise ConfigError(f"scheduler {name} cannot run {anatomy.pipeline_class}: the pipeline hands "
+                                  f"{type(scheduler).__name__}.{method} {what}, and it failed ({type(exc).__name__}: {reason})",
+                                  f"use --scheduler default (the pipeline's own {own})"
+                                  + (f"; schedulers whose {method} takes {what}: {', '.join(takes)}" if handed and takes else "")) from None
 
-    scheduler.set_timesteps = guarded
+        setattr(scheduler, method, guarded)
+
+    guard("set_timesteps")
+    guard("step")
