@@ -218,3 +218,90 @@ def test_same_seed_same_image_on_a_transformer(dit_engine):
     engine = dit_engine("tiny-flux")
     a, b = (np.asarray(engine.generate(seed=5, **FAST).images[0]) for _ in range(2))
     assert np.array_equal(a, b)
+
+
+class _Coder(torch.nn.Module):
+    """An autoencoder as the generic path sees one: an encoder, a decoder and ``decode``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder, self.decoder = torch.nn.Identity(), torch.nn.Identity()
+        self.config = {"block_out_channels": [4, 4, 4, 4]}
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+
+class _Denoiser(torch.nn.Module):
+    config: dict = {"in_channels": 4}  # a UNet config that names no sample size (Kandinsky 3's)
+
+
+class _MovqPipeline:
+    """Kandinsky 3's shape: its autoencoder is ``movq``, not ``vae``, and it has no ``vae_scale_factor``."""
+
+    def __init__(self) -> None:
+        self.unet, self.movq, self.text_encoder = _Denoiser(), _Coder(), torch.nn.Linear(1, 1)
+        self.scheduler = type("S", (), {"config": {"_class_name": "DDPMScheduler"}})()
+
+    @property
+    def components(self) -> dict:
+        return {"unet": self.unet, "movq": self.movq, "text_encoder": self.text_encoder, "scheduler": self.scheduler}
+
+    def __call__(self, prompt=None, num_inference_steps=25, height=1024, width=1024, generator=None, output_type="pil",
+                 callback_on_step_end=None):
+        raise NotImplementedError
+
+
+def test_a_generic_pipeline_s_autoencoder_and_size_come_from_its_components_and_call():
+    a = anatomy_of(LoadedPipeline(_MovqPipeline(), "generic", None, "local:k3"))
+    pipe_movq = a.vae_parts["vae_decode"]
+    assert isinstance(pipe_movq, torch.nn.Identity) and set(a.vae_parts) == {"vae_encode", "vae_decode"}
+    assert (a.denoiser, a.text_encoders, a.native_size, a.size_multiple) == ("unet", ("text_encoder",), 1024, 8)
+
+
+class _BinningPipeline(_MovqPipeline):
+    def __call__(self, prompt=None, num_inference_steps=25, height=1024, width=1024, generator=None, output_type="pil",
+                 use_resolution_binning=True, callback_on_step_end=None):  # HunyuanDiT: snaps sizes to trained bins
+        raise NotImplementedError
+
+
+def test_a_generic_pipeline_that_bins_sizes_is_called_without_binning_and_a_resized_result_is_refused():
+    from PIL import Image
+
+    from diffprof.engine.engine import check_ran_size
+
+    assert anatomy_of(LoadedPipeline(_BinningPipeline(), "generic", None, "local:h")).call_options == {"use_resolution_binning": False}
+    check_ran_size([Image.new("RGB", (64, 32))], {"width": 64, "height": 32}, "P")
+    with pytest.raises(ModelError) as err:
+        check_ran_size([Image.new("RGB", (16, 16))], {"width": 64, "height": 64}, "Kandinsky3Pipeline")
+    assert err.value.message.startswith("Kandinsky3Pipeline returned 16x16 images for the 64x64 asked")
+
+
+def test_a_swapped_scheduler_that_cannot_take_what_a_generic_pipeline_hands_it_is_refused_by_name():
+    import inspect
+    from types import SimpleNamespace
+
+    from diffusers import DDIMScheduler
+
+    from diffprof.engine.engine import guard_set_timesteps
+    from diffprof.engine.schedulers import SchedulerKind
+
+    scheduler = DDIMScheduler()
+    guard_set_timesteps(scheduler, "ddim", SimpleNamespace(scheduler_kind=SchedulerKind(False, False), pipeline_class="SanaSprintPipeline"),
+                        "SCMScheduler", "txt2img")
+    assert "sigmas" not in inspect.signature(scheduler.set_timesteps).parameters  # what diffusers' retrieve_timesteps reads
+    scheduler.set_timesteps(2)
+    with pytest.raises(ConfigError) as err:  # SANA-Sprint's own arguments, which only SCMScheduler takes
+        scheduler.set_timesteps(2, device="cpu", max_timesteps=1.57, intermediate_timesteps=1.3)
+    assert err.value.message.startswith("scheduler ddim cannot run SanaSprintPipeline: the pipeline hands "
+                                        "DDIMScheduler.set_timesteps max_timesteps, intermediate_timesteps, and it failed (TypeError: ")
+    assert err.value.hint == "use --scheduler default (the pipeline's own SCMScheduler)"
+    with pytest.raises(ConfigError) as err:  # Kandinsky 3 hands step() its generator, which PNDM's takes not
+        make_pndm = __import__("diffprof.engine.schedulers", fromlist=["make_scheduler"]).make_scheduler("pndm", dict(scheduler.config))
+        guard_set_timesteps(make_pndm, "pndm", SimpleNamespace(scheduler_kind=SchedulerKind(False, False), pipeline_class="Kandinsky3Pipeline"),
+                            "DDPMScheduler", "txt2img")
+        make_pndm.set_timesteps(2)
+        make_pndm.step(torch.zeros(1, 4, 2, 2), make_pndm.timesteps[0], torch.zeros(1, 4, 2, 2), generator=None, return_dict=False)
+        make_pndm.step(torch.zeros(1, 4, 2, 2), make_pndm.timesteps[0], torch.zeros(1, 4, 2, 2), generator=torch.Generator())
+    assert err.value.message.startswith("scheduler pndm cannot run Kandinsky3Pipeline: the pipeline hands PNDMScheduler.step generator, and it failed")
+    assert err.value.hint.startswith("use --scheduler default (the pipeline's own DDPMScheduler); schedulers whose step takes generator: ")

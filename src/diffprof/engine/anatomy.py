@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from diffprof.errors import ModelError
-from diffprof.models.families import FAMILIES, FamilySpec, is_flow_config
+from diffprof.models.families import _NO_BINNING, FAMILIES, FamilySpec, is_flow_config
 
 StepHook = Literal["on_step_end", "legacy", "none"]
 #: What a call needs from a pipeline's ``__call__`` to run one instrumented text-to-image generation.
@@ -111,10 +111,12 @@ def anatomy_of(loaded: Any) -> Anatomy:
                          "diffprof profiles text-to-image pipelines with a UNet or transformer denoiser that take a prompt, "
                          "a size and a step count; use such a pipeline's folder or Hub id")
     encoders = tuple(e for e in loaded.text_encoders if isinstance(getattr(pipe, e, None), torch.nn.Module))
-    vae = getattr(pipe, "vae", None)
+    vae = _vae_of(pipe, (str(denoiser), *encoders))
     parts = {span: getattr(vae, attr) for span, attr in (("vae_encode", "encoder"), ("vae_decode", "decoder"))
              if isinstance(getattr(vae, attr, None), torch.nn.Module)}
-    options = dict(spec.call_options) if spec is not None else {}
+    # A pipeline no family covers gets what PixArt and SANA get where its __call__ takes it (HunyuanDiT
+    # snaps 64x64 to 1024x1024 otherwise): a profile must compute the size it reports.
+    options = dict(spec.call_options) if spec is not None else {k: v for k, v in _NO_BINNING.items() if k in params}
     if preset is not None and preset.max_sequence_length and "max_sequence_length" in params:
         options["max_sequence_length"] = preset.max_sequence_length
     flow = is_flow_config(pipe.scheduler.config)
@@ -136,18 +138,45 @@ def anatomy_of(loaded: Any) -> Anatomy:
     )
 
 
+def _vae_of(pipe: Any, taken: tuple[str, ...]) -> Any:
+    """The pipeline's autoencoder: its ``vae``, else the one component with an ``encoder``/``decoder`` pair
+    and a ``decode`` method (Kandinsky's MoVQ is ``movq``); ``None`` when it has none."""
+    import torch
+
+    vae = getattr(pipe, "vae", None)
+    if vae is not None:
+        return vae
+    found = [m for c, m in pipe.components.items() if c not in taken and isinstance(m, torch.nn.Module)
+             and isinstance(getattr(m, "decoder", None), torch.nn.Module) and callable(getattr(m, "decode", None))]
+    return found[0] if len(found) == 1 else None
+
+
 def _vae_factor(pipe: Any) -> int:
-    return int(getattr(pipe, "vae_scale_factor", 8) or 8)
+    """Pixels per latent along a side: the pipeline's ``vae_scale_factor``, else its autoencoder's levels, else 8."""
+    factor = getattr(pipe, "vae_scale_factor", None)
+    if factor:
+        return int(factor)
+    vae = _vae_of(pipe, ())
+    levels = getattr(getattr(vae, "config", None), "get", lambda _: None)("block_out_channels")
+    return 2 ** (len(levels) - 1) if levels else 8
 
 
 def _native_size(pipe: Any, denoiser: str, preset: Any) -> int:
+    """The preset's size, else the size the denoiser's config and the VAE factor give, else the default
+    ``height`` of the pipeline's ``__call__`` (Kandinsky 3's UNet config names no sample size), else 128 latents."""
     if preset is not None:
         return int(preset.native_size)
     config = getattr(pipe, denoiser).config
-    if denoiser == "unet":
-        return int(config.sample_size * _vae_factor(pipe))
-    sample = getattr(pipe, "default_sample_size", None) or getattr(config, "sample_size", None) or 128
-    return int(sample * _vae_factor(pipe))
+    sample = (config.get("sample_size") if denoiser == "unet" else
+              getattr(pipe, "default_sample_size", None) or config.get("sample_size"))
+    if isinstance(sample, (list, tuple)):
+        sample = sample[0]
+    if isinstance(sample, int) and sample > 0:
+        return int(sample * _vae_factor(pipe))
+    default = inspect.signature(type(pipe).__call__).parameters.get("height")
+    if default is not None and isinstance(default.default, int) and default.default > 0:
+        return int(default.default)
+    return int(128 * _vae_factor(pipe))
 
 
 def _size_multiple(pipe: Any, denoiser: str, spec: FamilySpec | None) -> int:
