@@ -268,40 +268,50 @@ class _BinningPipeline(_MovqPipeline):
 def test_a_generic_pipeline_that_bins_sizes_is_called_without_binning_and_a_resized_result_is_refused():
     from PIL import Image
 
-    from diffprof.engine.engine import check_ran_size
+    from diffprof.engine.refusals import check_ran_size
 
     assert anatomy_of(LoadedPipeline(_BinningPipeline(), "generic", None, "local:h")).call_options == {"use_resolution_binning": False}
-    check_ran_size([Image.new("RGB", (64, 32))], {"width": 64, "height": 32}, "P")
+    check_ran_size([Image.new("RGB", (64, 32))], 64, 32, "P")
     with pytest.raises(ModelError) as err:
-        check_ran_size([Image.new("RGB", (16, 16))], {"width": 64, "height": 64}, "Kandinsky3Pipeline")
+        check_ran_size([Image.new("RGB", (16, 16))], 64, 64, "Kandinsky3Pipeline")
     assert err.value.message.startswith("Kandinsky3Pipeline returned 16x16 images for the 64x64 asked")
 
 
 def test_a_swapped_scheduler_that_cannot_take_what_a_generic_pipeline_hands_it_is_refused_by_name():
-    import inspect
+    """Real schedulers failing as the pipelines found failing made them (SANA-Sprint hands DDIM's
+    set_timesteps max_timesteps; Kandinsky 3 hands PNDM's step a generator; Z-Image hands UniPC's flow
+    set_timesteps a list of sigmas it cannot scale): each becomes a ConfigError naming the method;
+    an error the scheduler did not raise passes unchanged."""
     from types import SimpleNamespace
 
-    from diffusers import DDIMScheduler
+    from diffprof.engine.refusals import scheduler_refusals
+    from diffprof.engine.schedulers import SchedulerKind, make_scheduler
 
-    from diffprof.engine.engine import guard_set_timesteps
-    from diffprof.engine.schedulers import SchedulerKind
+    noise = SimpleNamespace(pipeline_class="SanaSprintPipeline", scheduler_kind=SchedulerKind(False, False))
+    ddim = make_scheduler("ddim", {"_class_name": "DDPMScheduler"})
+    with pytest.raises(ConfigError) as err, scheduler_refusals(ddim, "ddim", noise, "SCMScheduler", "txt2img"):
+        ddim.set_timesteps(2, device="cpu", max_timesteps=1.57, intermediate_timesteps=1.3)
+    assert err.value.message == ("scheduler ddim cannot run SanaSprintPipeline: the pipeline hands DDIMScheduler.set_timesteps "
+                                 "max_timesteps, which it does not take")
+    assert err.value.hint == "use --scheduler default (the pipeline's own SCMScheduler)"  # no registered scheduler takes it
 
-    scheduler = DDIMScheduler()
-    guard_set_timesteps(scheduler, "ddim", SimpleNamespace(scheduler_kind=SchedulerKind(False, False), pipeline_class="SanaSprintPipeline"),
-                        "SCMScheduler", "txt2img")
-    assert "sigmas" not in inspect.signature(scheduler.set_timesteps).parameters  # what diffusers' retrieve_timesteps reads
-    scheduler.set_timesteps(2)
-    with pytest.raises(ConfigError) as err:  # SANA-Sprint's own arguments, which only SCMScheduler takes
-        scheduler.set_timesteps(2, device="cpu", max_timesteps=1.57, intermediate_timesteps=1.3)
-    assert err.value.message.startswith("scheduler ddim cannot run SanaSprintPipeline: the pipeline hands "
-                                        "DDIMScheduler.set_timesteps max_timesteps, intermediate_timesteps, and it failed (TypeError: ")
-    assert err.value.hint == "use --scheduler default (the pipeline's own SCMScheduler)"
-    with pytest.raises(ConfigError) as err:  # Kandinsky 3 hands step() its generator, which PNDM's takes not
-        make_pndm = __import__("diffprof.engine.schedulers", fromlist=["make_scheduler"]).make_scheduler("pndm", dict(scheduler.config))
-        guard_set_timesteps(make_pndm, "pndm", SimpleNamespace(scheduler_kind=SchedulerKind(False, False), pipeline_class="Kandinsky3Pipeline"),
-                            "DDPMScheduler", "txt2img")
-        make_pndm.set_timesteps(2)
-        make_pndm.step(torch.zeros(1, 4, 2, 2), make_pndm.timesteps[0], torch.zeros(1, 4, 2, 2), generator=None, return_dict=False)
-        make_pndm.step(torch.zeros(1, 4, 2, 2), make_pndm.timesteps[0], torch.zeros(1, 4, 2, 2), generator=torch.Generator())
-    assert err.value.message.startswith("scheduler pndm cannot run Kandinsky3Pipeline: the pipeline hands PNDMScheduler.step generator, and it failed")
-    assert err.value.hint.startswith("use --scheduler default (the pipeline's own DDPMScheduler); schedulers whose step takes generator: ")
+    pndm = make_scheduler("pndm", {"_class_name": "DDPMScheduler"})
+    pndm.set_timesteps(2)
+    k3 = SimpleNamespace(pipeline_class="Kandinsky3Pipeline", scheduler_kind=SchedulerKind(False, False))
+    with pytest.raises(ConfigError) as err, scheduler_refusals(pndm, "pndm", k3, "DDPMScheduler", "txt2img"):
+        pndm.step(torch.zeros(1, 4, 2, 2), pndm.timesteps[0], torch.zeros(1, 4, 2, 2), generator=torch.Generator())
+    assert err.value.message.endswith("the pipeline hands PNDMScheduler.step generator, which it does not take")
+    takers = err.value.hint.split("schedulers whose step takes generator: ")[1].split(", ")
+    assert "pndm" not in takers and {"euler_a", "ddpm"} <= set(takers)
+
+    unipc = make_scheduler("flow_unipc", {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0})
+    flow = SimpleNamespace(pipeline_class="ZImagePipeline", scheduler_kind=SchedulerKind(True, False))
+    with pytest.raises(ConfigError) as err, scheduler_refusals(unipc, "flow_unipc", flow, "FlowMatchEulerDiscreteScheduler", "txt2img"):
+        unipc.set_timesteps(sigmas=[1.0, 0.5], device="cpu")  # an error inside the method: its frame names it
+    assert err.value.message.startswith("scheduler flow_unipc cannot run ZImagePipeline: UniPCMultistepScheduler.set_timesteps failed "
+                                        "on what the pipeline hands it (TypeError")
+
+    with pytest.raises(TypeError, match="not the scheduler"), scheduler_refusals(ddim, "ddim", noise, "SCMScheduler", "txt2img"):
+        raise TypeError("not the scheduler")
+    with pytest.raises(TypeError), scheduler_refusals(ddim, "ddim", noise, "SCMScheduler", "txt2img", active=False):
+        ddim.set_timesteps(2, max_timesteps=1.57)  # a family's pipeline: left as it is

@@ -28,13 +28,14 @@ from diffprof.engine.model_facts import check_multiple
 from diffprof.engine.devices import clean, resolve_engine_device, synchronize, timing_note
 from diffprof.engine.instrument import PipelineInstrumentation
 from diffprof.engine.precision import DTYPES, resolve_precision
+from diffprof.engine.refusals import check_ran_size, scheduler_refusals
 from diffprof.engine.request import GenerationRequest, GenerationResult, LoadInfo, call_images, check_request
 from diffprof.engine.schedulers import DEFAULT, check_applies, check_scheduler, make_scheduler
 from diffprof.engine.schedulers import name_of as scheduler_name
 from diffprof.engine.text_cache import TextCache
 from diffprof.engine.switches import Optimizations, for_model
 from diffprof.engine.timing import timing_from_records
-from diffprof.errors import ConfigError, ModelError, unknown_choice
+from diffprof.errors import ConfigError, unknown_choice
 from diffprof.profiler import Profiler
 from diffprof.results import FAST_PATH_NOTE, PRESET_NOTE, PROFILE_NOTE, STAND_IN_NOTE, TIMING_NOTE
 
@@ -228,8 +229,6 @@ class Engine:
             scheduler = getattr(diffusers, self._base_scheduler_config["_class_name"]).from_config(self._base_scheduler_config)
         else:
             scheduler = make_scheduler(name, self._base_scheduler_config)
-            if self.anatomy.spec is None:  # no family says what this pipeline hands its scheduler: see it fail by name
-                guard_set_timesteps(scheduler, name, self.anatomy, self._base_scheduler_config["_class_name"], task)
         for pipe in self._pipes.values():
             pipe.scheduler = scheduler
         self.base.scheduler = scheduler
@@ -256,7 +255,9 @@ class Engine:
             if fast is None:
                 if self.text_cache is not None:
                     kwargs, settings["text_embeddings"] = self.text_cache.call_kwargs(pipe, self.family, kwargs, request.guidance)
-                out = pipe(**kwargs, **self.instrumentation.callback_kwargs())
+                swapped = self.anatomy.spec is None and self._scheduler != DEFAULT  # nothing says what the pipeline hands it
+                with scheduler_refusals(pipe.scheduler, self._scheduler, self.anatomy, self._base_scheduler_config["_class_name"], request.task, swapped):
+                    out = pipe(**kwargs, **self.instrumentation.callback_kwargs())
                 if self.optimizations.fast_loop:  # asked for, not taken: say so, as a capture fallback does
                     settings["fast_path"] = "pipeline"
                     covers = "diffprof's own loop and its CUDA graph cover" if self.optimizations.cuda_graph else "diffprof's own loop covers"
@@ -276,7 +277,7 @@ class Engine:
         records = self.profiler.records[before:]
         timing = timing_from_records(state.outer_record, records, total_ns, request.total_images, state.unet_calls)
         images = list(out.images) if request.decode else []
-        check_ran_size(images, settings, self.anatomy.pipeline_class)
+        check_ran_size(images, settings["width"], settings["height"], self.anatomy.pipeline_class)
         latents = state.final_latents
         if not request.decode and latents is None:
             latents = out.images
@@ -389,51 +390,3 @@ class Engine:
         self._settings.close()
         clean(self.device)
 
-
-def check_ran_size(images: list[Any], settings: dict[str, Any], pipeline_class: str) -> None:
-    """Refuse a result whose images are not the size asked: the pipeline snapped or resized it (a
-    trained-resolution table, a rounding of its own), so the timings are of another size."""
-    size = getattr(images[0], "size", None) if images else None
-    asked = (settings["width"], settings["height"])
-    if isinstance(size, tuple) and size != asked:
-        raise ModelError(f"{pipeline_class} returned {size[0]}x{size[1]} images for the {asked[0]}x{asked[1]} asked: "
-                         "it resized the request, so its timings would be of another size",
-                         "ask a size this pipeline runs as given (a multiple of its VAE factor x patch, within its trained sizes)")
-
-
-def guard_set_timesteps(scheduler: Any, name: str, anatomy: Anatomy, own: str, task: str) -> None:
-    """Make a swapped-in scheduler's ``set_timesteps`` and ``step`` fail as a :class:`ConfigError` that
-    names what the pipeline handed them. A pipeline no family covers may pass arguments diffprof's checks
-    cannot know of (CogView4: ``timesteps`` and ``sigmas``; SANA-Sprint: ``max_timesteps``,
-    ``intermediate_timesteps``; Kandinsky 3: ``step(..., generator=)``), or values a solver cannot take
-    (Z-Image: a list of sigmas). The wrappers keep the signatures diffusers' ``retrieve_timesteps`` and
-    ``prepare_extra_step_kwargs`` inspect."""
-    import functools
-    import inspect
-
-    from diffprof.engine.schedulers import _has, applicable, get_scheduler_spec
-
-    def guard(method: str) -> None:
-        original = getattr(scheduler, method)
-
-        @functools.wraps(original)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return original(*args, **kwargs)
-            except (TypeError, ValueError, AttributeError) as exc:
-                params = inspect.signature(original).parameters
-                unknown = [k for k in kwargs if k not in params] if all(p.kind != p.VAR_KEYWORD for p in params.values()) else []
-                handed = unknown or [k for k, v in kwargs.items() if v is not None and k not in ("device", "return_dict")]
-                takes = [n for n in applicable(anatomy.scheduler_kind, task)
-                         if all(_has(get_scheduler_spec(n).class_name, method, k) for k in handed)]
-                what = ", ".join(handed) if handed else "its usual arguments"
-                reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-                raise ConfigError(f"scheduler {name} cannot run {anatomy.pipeline_class}: the pipeline hands "
-                                  f"{type(scheduler).__name__}.{method} {what}, and it failed ({type(exc).__name__}: {reason})",
-                                  f"use --scheduler default (the pipeline's own {own})"
-                                  + (f"; schedulers whose {method} takes {what}: {', '.join(takes)}" if handed and takes else "")) from None
-
-        setattr(scheduler, method, guarded)
-
-    guard("set_timesteps")
-    guard("step")

@@ -161,6 +161,12 @@ def applicable(kind: SchedulerKind, task: str = "txt2img") -> list[str]:
     return [n for n in SCHEDULERS if refusal(n, kind, task=task) is None]
 
 
+def taking(kind: SchedulerKind, task: str, method: str, parameter: str) -> list[str]:
+    """The schedulers :func:`applicable` gives whose ``method`` takes ``parameter``: what a pipeline that
+    hands it one can be swapped to."""
+    return [n for n in applicable(kind, task) if _has(get_scheduler_spec(n).class_name, method, parameter)]
+
+
 def check_applies(name: str, kind: SchedulerKind, model: str = "this model", task: str = "txt2img") -> None:
     """Refuse ``name`` on a model of ``kind`` with the reason and the schedulers that do apply."""
     reason = refusal(name, kind, model, task)
