@@ -16,8 +16,10 @@ TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 # loadscope: a module's tests run in one worker, so its module-scoped fixtures (built pipelines, a
 # calibration run, a Ray cluster) are built once, not once per worker. (loadgroup's xdist_group
-# marks are ignored with pytest 9.2: pytest-xdist issue 1386.)
-PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
+# marks are ignored with pytest 9.2: pytest-xdist issue 1386.) --no-loadscope-reorder: modules go out
+# in the order tests/conftest.py collects them (most slow tests first), not by their number of tests,
+# which sent the Ray module last and left one worker idle for its last ~36 s.
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 .PHONY: install install-dev demo test test-fast clean
 

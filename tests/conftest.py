@@ -80,12 +80,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if hasattr(config, "workerinput"):
-        # an xdist worker: it collects, and `--dist loadscope` hands out whole modules in this
-        # order; the modules with the most slow tests first keep both workers busy to the end
-        # instead of leaving one idle behind a long module (a stable sort: the tests of a module
-        # keep their order)
+        # an xdist worker: it collects, and `--dist loadscope --no-loadscope-reorder` (the Makefile)
+        # hands out whole modules in this order; the modules with the most slow tests first, then the
+        # most tests (xdist's own order), keep both workers busy to the end instead of leaving one idle
+        # behind a long module (a stable sort: the tests of a module keep their order)
+        module = Counter(item.nodeid.split("::")[0] for item in items)
         slow = Counter(item.nodeid.split("::")[0] for item in items if "slow" in item.keywords)
-        items.sort(key=lambda item: -slow[item.nodeid.split("::")[0]])
+        items.sort(key=lambda item: (-slow[item.nodeid.split("::")[0]], -module[item.nodeid.split("::")[0]]))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs CUDA (run on the lent GPU machine)")
