@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from diffprof.errors import ModelError
-from diffprof.models.families import _NO_BINNING, FAMILIES, FamilySpec, is_flow_config
+from diffprof.models.families import FAMILIES, NO_BINNING, FamilySpec, is_flow_config
 
 StepHook = Literal["on_step_end", "legacy", "none"]
 #: What a call needs from a pipeline's ``__call__`` to run one instrumented text-to-image generation.
@@ -116,7 +116,7 @@ def anatomy_of(loaded: Any) -> Anatomy:
              if isinstance(getattr(vae, attr, None), torch.nn.Module)}
     # A pipeline no family covers gets what PixArt and SANA get where its __call__ takes it (HunyuanDiT
     # snaps 64x64 to 1024x1024 otherwise): a profile must compute the size it reports.
-    options = dict(spec.call_options) if spec is not None else {k: v for k, v in _NO_BINNING.items() if k in params}
+    options = dict(spec.call_options) if spec is not None else {k: v for k, v in NO_BINNING.items() if k in params}
     if preset is not None and preset.max_sequence_length and "max_sequence_length" in params:
         options["max_sequence_length"] = preset.max_sequence_length
     flow = is_flow_config(pipe.scheduler.config)

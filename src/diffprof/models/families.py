@@ -129,7 +129,7 @@ _SD_OPTIONS = MappingProxyType({"safety_checker": None, "feature_extractor": Non
 # PixArt and SANA snap a requested size to a trained aspect-ratio bin (and resize the image back) unless told
 # not to: a profile must compute the size it reports. clean_caption needs beautifulsoup4 + ftfy; without them
 # the pipelines warn and skip it, so diffprof skips it on every machine alike.
-_NO_BINNING = MappingProxyType({"use_resolution_binning": False, "clean_caption": False})
+NO_BINNING = MappingProxyType({"use_resolution_binning": False, "clean_caption": False})
 
 FAMILIES: dict[str, FamilySpec] = {
     f.name: f
@@ -162,12 +162,12 @@ FAMILIES: dict[str, FamilySpec] = {
             "pixart", "PixArt-Sigma: DiT with cross-attention to T5-XXL (300 tokens), DPM-Solver",
             {"txt2img": "PixArtSigmaPipeline"},
             "transformer", (_long("text_encoder", "tokenizer", "t5-xxl", 300),), "cfg", 20, 4.5,
-            flow_matching=False, single_file=False, tiny="tiny-pixart", call_options=_NO_BINNING),
+            flow_matching=False, single_file=False, tiny="tiny-pixart", call_options=NO_BINNING),
         FamilySpec(
             "sana", "SANA: linear-attention DiT over Gemma-2 2B (300 tokens + instruction), 32x DC-AE, flow DPM-Solver",
             {"txt2img": "SanaPipeline"},
             "transformer", (_long("text_encoder", "tokenizer", "gemma-2-2b", 300),), "cfg", 20, 4.5,
-            flow_matching=True, single_file=False, tiny="tiny-sana", call_options=_NO_BINNING, size_multiple=32),
+            flow_matching=True, single_file=False, tiny="tiny-sana", call_options=NO_BINNING, size_multiple=32),
     )
 }
 
