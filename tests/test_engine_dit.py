@@ -281,13 +281,20 @@ def test_a_swapped_scheduler_that_cannot_take_what_a_generic_pipeline_hands_it_i
     """Real schedulers failing as the pipelines found failing made them (SANA-Sprint hands DDIM's
     set_timesteps max_timesteps; Kandinsky 3 hands PNDM's step a generator; Z-Image hands UniPC's flow
     set_timesteps a list of sigmas it cannot scale): each becomes a ConfigError naming the method;
-    an error the scheduler did not raise passes unchanged."""
+    an error the scheduler did not raise passes unchanged, and so does every error of a family's
+    pipeline. An indexing error above the native size is refused as that size's."""
     from types import SimpleNamespace
 
-    from diffprof.engine.refusals import scheduler_refusals
+    from diffprof.engine.refusals import generic_call
     from diffprof.engine.schedulers import SchedulerKind, make_scheduler
 
-    noise = SimpleNamespace(pipeline_class="SanaSprintPipeline", scheduler_kind=SchedulerKind(False, False))
+    def anatomy(cls: str, flow: bool = False, spec: object = None) -> SimpleNamespace:
+        return SimpleNamespace(pipeline_class=cls, scheduler_kind=SchedulerKind(flow, False), spec=spec, native_size=64, size_multiple=16)
+
+    def scheduler_refusals(scheduler, name, anatomy, own, task, size=64):
+        return generic_call(anatomy, scheduler, name, own, task, size, size)
+
+    noise = anatomy("SanaSprintPipeline")
     ddim = make_scheduler("ddim", {"_class_name": "DDPMScheduler"})
     with pytest.raises(ConfigError) as err, scheduler_refusals(ddim, "ddim", noise, "SCMScheduler", "txt2img"):
         ddim.set_timesteps(2, device="cpu", max_timesteps=1.57, intermediate_timesteps=1.3)
@@ -297,7 +304,7 @@ def test_a_swapped_scheduler_that_cannot_take_what_a_generic_pipeline_hands_it_i
 
     pndm = make_scheduler("pndm", {"_class_name": "DDPMScheduler"})
     pndm.set_timesteps(2)
-    k3 = SimpleNamespace(pipeline_class="Kandinsky3Pipeline", scheduler_kind=SchedulerKind(False, False))
+    k3 = anatomy("Kandinsky3Pipeline")
     with pytest.raises(ConfigError) as err, scheduler_refusals(pndm, "pndm", k3, "DDPMScheduler", "txt2img"):
         pndm.step(torch.zeros(1, 4, 2, 2), pndm.timesteps[0], torch.zeros(1, 4, 2, 2), generator=torch.Generator())
     assert err.value.message.endswith("the pipeline hands PNDMScheduler.step generator, which it does not take")
@@ -305,7 +312,7 @@ def test_a_swapped_scheduler_that_cannot_take_what_a_generic_pipeline_hands_it_i
     assert "pndm" not in takers and {"euler_a", "ddpm"} <= set(takers)
 
     unipc = make_scheduler("flow_unipc", {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0})
-    flow = SimpleNamespace(pipeline_class="ZImagePipeline", scheduler_kind=SchedulerKind(True, False))
+    flow = anatomy("ZImagePipeline", flow=True)
     with pytest.raises(ConfigError) as err, scheduler_refusals(unipc, "flow_unipc", flow, "FlowMatchEulerDiscreteScheduler", "txt2img"):
         unipc.set_timesteps(sigmas=[1.0, 0.5], device="cpu")  # an error inside the method: its frame names it
     assert err.value.message.startswith("scheduler flow_unipc cannot run ZImagePipeline: UniPCMultistepScheduler.set_timesteps failed "
@@ -313,5 +320,15 @@ def test_a_swapped_scheduler_that_cannot_take_what_a_generic_pipeline_hands_it_i
 
     with pytest.raises(TypeError, match="not the scheduler"), scheduler_refusals(ddim, "ddim", noise, "SCMScheduler", "txt2img"):
         raise TypeError("not the scheduler")
-    with pytest.raises(TypeError), scheduler_refusals(ddim, "ddim", noise, "SCMScheduler", "txt2img", active=False):
+    with pytest.raises(TypeError), scheduler_refusals(ddim, "ddim", anatomy("FluxPipeline", spec="flux"), "SCMScheduler", "txt2img"):
         ddim.set_timesteps(2, max_timesteps=1.57)  # a family's pipeline: left as it is
+
+    # above the native size, an indexing error is the size's (AuraFlow's position table); at it, it is not
+    table = torch.zeros(16)
+    with pytest.raises(ModelError) as err, scheduler_refusals(ddim, "default", anatomy("AuraFlowPipeline"), "X", "txt2img", size=128):
+        table[256]
+    assert err.value.message == ("AuraFlowPipeline failed at 128x128, larger than its native 64x64 (IndexError: index 256 is out of "
+                                 "bounds for dimension 0 with size 16)")
+    assert "try --width/--height 64" in err.value.hint
+    with pytest.raises(IndexError), scheduler_refusals(ddim, "default", anatomy("AuraFlowPipeline"), "X", "txt2img", size=64):
+        table[256]

@@ -28,7 +28,7 @@ from diffprof.engine.model_facts import check_multiple
 from diffprof.engine.devices import clean, resolve_engine_device, synchronize, timing_note
 from diffprof.engine.instrument import PipelineInstrumentation
 from diffprof.engine.precision import DTYPES, resolve_precision
-from diffprof.engine.refusals import check_ran_size, scheduler_refusals
+from diffprof.engine.refusals import check_ran_size, generic_call
 from diffprof.engine.request import GenerationRequest, GenerationResult, LoadInfo, call_images, check_request
 from diffprof.engine.schedulers import DEFAULT, check_applies, check_scheduler, make_scheduler
 from diffprof.engine.schedulers import name_of as scheduler_name
@@ -255,8 +255,8 @@ class Engine:
             if fast is None:
                 if self.text_cache is not None:
                     kwargs, settings["text_embeddings"] = self.text_cache.call_kwargs(pipe, self.family, kwargs, request.guidance)
-                swapped = self.anatomy.spec is None and self._scheduler != DEFAULT  # nothing says what the pipeline hands it
-                with scheduler_refusals(pipe.scheduler, self._scheduler, self.anatomy, self._base_scheduler_config["_class_name"], request.task, swapped):
+                with generic_call(self.anatomy, pipe.scheduler, self._scheduler, self._base_scheduler_config["_class_name"], request.task,
+                                  settings["width"], settings["height"]):
                     out = pipe(**kwargs, **self.instrumentation.callback_kwargs())
                 if self.optimizations.fast_loop:  # asked for, not taken: say so, as a capture fallback does
                     settings["fast_path"] = "pipeline"

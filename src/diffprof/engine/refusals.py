@@ -9,7 +9,10 @@ on the generic path says neither. Two things were found on diffusers 0.42 pipeli
   exception (the scheduler's own frames, or Python's refusal of an argument its method lacks) and
   turns it into a :class:`~diffprof.errors.ConfigError` naming the method, the argument and the fix;
 - a pipeline snaps or resizes the request (HunyuanDiT's resolution bins, a VAE factor it hard-codes),
-  so the timings would be of another size than the one reported: :func:`check_ran_size` refuses it.
+  so the timings would be of another size than the one reported: :func:`check_ran_size` refuses it;
+- a size above the native one runs past a table the model sized for it (AuraFlow's and CogView3's
+  position embeddings: "index 256 is out of bounds for dimension 0 with size 256"): :func:`size_refusal`
+  says which size failed against which native size, and what to try.
 """
 
 from __future__ import annotations
@@ -72,15 +75,34 @@ def scheduler_refusal(exc: BaseException, scheduler: Any, name: str, pipeline_cl
     return ConfigError(f"scheduler {name} cannot run {pipeline_class}: {what}", hint)
 
 
+def size_refusal(exc: BaseException, width: int, height: int, native: int, pipeline_class: str) -> ModelError | None:
+    """``exc`` (raised by a pipeline call at ``width`` x ``height``) as a refusal of that size, when it is
+    larger than the pipeline's ``native`` one and the error is an indexing or tensor-shape one; else ``None``."""
+    if max(width, height) <= native or not isinstance(exc, (IndexError, RuntimeError)):
+        return None
+    reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    return ModelError(f"{pipeline_class} failed at {width}x{height}, larger than its native {native}x{native} ({type(exc).__name__}: {reason})",
+                      f"a model's position table or trained sizes can end near its native size: try --width/--height {native}, "
+                      "or check pos_embed_max_size / sample_size in its denoiser's config")
+
+
 @contextmanager
-def scheduler_refusals(scheduler: Any, name: str, anatomy: Any, own: str, task: str, active: bool = True) -> Iterator[None]:
-    """Around a pipeline call: an error that came from ``scheduler`` (swapped in as ``name``; ``active``
-    where no family says what the pipeline hands it) is raised as :func:`scheduler_refusal`'s
-    ConfigError; any other error passes unchanged."""
+def generic_call(anatomy: Any, scheduler: Any, name: str, own: str, task: str, width: int, height: int) -> Iterator[None]:
+    """Around the call of a pipeline no family covers (``anatomy.spec`` is ``None``; elsewhere nothing
+    changes): an error from ``scheduler`` (swapped in as ``name`` for the pipeline's ``own``) becomes
+    :func:`scheduler_refusal`'s ConfigError, an indexing or shape error above the native size
+    :func:`size_refusal`'s ModelError; any other error passes unchanged."""
     try:
         yield
-    except (TypeError, ValueError, AttributeError, IndexError) as exc:
-        refused = scheduler_refusal(exc, scheduler, name, anatomy.pipeline_class, own, anatomy.scheduler_kind, task) if active else None
+    except (TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+        refused: Exception | None = None
+        if anatomy.spec is None:
+            from diffprof.engine.schedulers import DEFAULT
+
+            if name != DEFAULT:
+                refused = scheduler_refusal(exc, scheduler, name, anatomy.pipeline_class, own, anatomy.scheduler_kind, task)
+            native = max(anatomy.native_size, anatomy.size_multiple)  # a size the pipeline can be asked for
+            refused = refused or size_refusal(exc, width, height, native, anatomy.pipeline_class)
         if refused is None:
             raise
         raise refused from exc
