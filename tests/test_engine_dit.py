@@ -177,6 +177,14 @@ def test_pipelines_no_preset_names_run_on_the_generic_path(dit_engine, presetles
     assert "stand_in_note" not in result.settings and result.settings["family"] == "generic"
 
 
+def test_guidance_of_a_true_cfg_pipeline_is_the_guidance_that_runs(dit_engine, presetless_folders):
+    """QwenImage guides with true_cfg_scale and a negative prompt (its guidance_scale is ignored): --guidance
+    above 1 must run the unconditional pass, at or below 1 must not."""
+    engine = dit_engine(str(presetless_folders["QwenImagePipeline"]))
+    guided, plain = (engine.generate(guidance=g, decode=False, **FAST).timing.denoiser_calls for g in (3.0, 1.0))
+    assert (guided, plain) == (4, 2)
+
+
 def test_qwenimage_img2img_comes_from_diffusers_autopipeline(dit_engine, presetless_folders):
     engine = dit_engine(str(presetless_folders["QwenImagePipeline"]))
     result = engine.generate(task="img2img", strength=1.0, **FAST)
