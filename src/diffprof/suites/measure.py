@@ -152,8 +152,8 @@ def count_flops(engine: Engine, result: GenerationResult, unet_evals: int) -> tu
     (None when the architecture can't be counted).
 
     Registered families are counted from their architecture (:func:`~diffprof.flops.pipeline_flops`,
-    the count ``estimate`` predicts with); pipelines no builder covers from the input shapes the call
-    recorded (:func:`~diffprof.flops.recorded_flops`). ``unet_evals`` is the call's denoiser
+    the count ``estimate`` predicts with); pipelines no family covers (SANA-Sprint's transformer is
+    SANA's, its call is not) and denoisers no builder covers from the input shapes the call recorded (:func:`~diffprof.flops.recorded_flops`). ``unet_evals`` is the call's denoiser
     evaluations; the step's FLOPs are theirs over the loop's steps (two per step when a pipeline
     runs its guidance halves apart)."""
     from diffprof.flops import UnsupportedDenoiser, pipeline_flops, recorded_flops
@@ -162,6 +162,8 @@ def count_flops(engine: Engine, result: GenerationResult, unet_evals: int) -> tu
     encode = s["task"] != "txt2img"
     try:
         try:
+            if engine.anatomy.spec is None:  # a builder's call (its guidance, its inputs) is a family's, not this pipeline's
+                raise UnsupportedDenoiser(engine.anatomy.pipeline_class)
             breakdown = pipeline_flops(engine.base, width=s["width"], height=s["height"], batch=s["batch"], guidance=s["guidance"] > 1,
                                        encode=encode, sequence_lengths=engine.preset.sequence_lengths if engine.preset else None)
         except UnsupportedDenoiser:
