@@ -147,3 +147,18 @@ def test_an_autoencoder_not_called_vae_is_counted_and_switched():
         vae_switch("slicing")(SimpleNamespace(pipe=pipe))
     with pytest.raises(ConfigError, match="no autoencoder found\\) has no tiling"):
         vae_switch("tiling")(SimpleNamespace(pipe=SimpleNamespace(unet=unet, components={"unet": unet})))
+
+
+def test_flops_that_cannot_be_counted_say_why_instead_of_vanishing():
+    """Lumina 2's transformer reads its mask's values (.tolist()), which a meta or fake replay has not:
+    the cell keeps no FLOPs (not zero) and a note says why."""
+    from types import SimpleNamespace
+
+    from diffprof.results import FLOPS_NOTE, MODEL_NOTES, NOTE_KEYS
+
+    engine = SimpleNamespace(anatomy=SimpleNamespace(spec=None, pipeline_class="Lumina2Pipeline", denoiser="transformer"), base=None, preset=None)
+    result = SimpleNamespace(settings={"task": "txt2img", "width": 32, "height": 32, "batch": 1, "guidance": 4.0}, inputs=None)
+    why: list[str] = []
+    assert measured_flops(engine, result, 2, why=why) == (None, None)
+    assert why == ["ValueError: the call recorded no denoiser inputs (a graphed loop, or profiling switched off)"]
+    assert FLOPS_NOTE in NOTE_KEYS and FLOPS_NOTE in MODEL_NOTES  # listed once per table, like the stand-in note
