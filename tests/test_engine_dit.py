@@ -123,9 +123,11 @@ def test_tasks_a_family_lacks_are_refused_by_name(dit_engine, presetless_folders
     with pytest.raises(ModelError, match="the pixart family has no img2img pipeline in diffusers"):
         dit_engine("tiny-pixart").generate(task="img2img", **FAST)
     klein = dit_engine(str(presetless_folders["Flux2KleinPipeline"]))
-    with pytest.raises(ConfigError, match="diffusers has no inpaint pipeline for Flux2KleinPipeline") as err:
-        klein.generate(task="inpaint", **FAST)
+    with pytest.raises(ConfigError, match="diffusers has no img2img pipeline for Flux2KleinPipeline") as err:
+        klein.generate(task="img2img", **FAST)  # the AutoPipeline maps it to itself (image = a reference)
     assert "txt2img" in err.value.hint
+    inpaint = klein.generate(task="inpaint", strength=1.0, **FAST)  # Flux2KleinInpaintPipeline: no AutoPipeline entry
+    assert type(klein.pipeline_for("inpaint")).__name__ == "Flux2KleinInpaintPipeline" and len(inpaint.timing.steps_s) == 2
     with pytest.raises(ConfigError, match="Flux2KleinPipeline takes no negative prompt"):
         klein.generate(negative_prompt="blurry", **FAST)
 
@@ -175,6 +177,55 @@ def test_pipelines_no_preset_names_run_on_the_generic_path(dit_engine, presetles
     assert t.text_encode_by.keys() == {"text_encoder"} and t.vae_decode_s > 0
     assert 0 < t.text_encode_s + t.denoise_s + t.vae_decode_s <= t.total_s
     assert "stand_in_note" not in result.settings and result.settings["family"] == "generic"
+
+
+def test_guidance_of_a_true_cfg_pipeline_is_the_guidance_that_runs(dit_engine, presetless_folders):
+    """QwenImage guides with true_cfg_scale and a negative prompt (its guidance_scale is ignored): --guidance
+    above 1 must run the unconditional pass, at or below 1 must not."""
+    engine = dit_engine(str(presetless_folders["QwenImagePipeline"]))
+    guided, plain = (engine.generate(guidance=g, decode=False, **FAST).timing.denoiser_calls for g in (3.0, 1.0))
+    assert (guided, plain) == (4, 2)
+
+
+def test_true_cfg_guidance_only_where_guidance_scale_is_not_the_pipeline_s_own():
+    """ChromaInpaint takes true_cfg_scale too but guides with guidance_scale (default 7.0): left alone; a
+    guidance-distilled denoiser keeps guidance_scale as its input and runs no true CFG."""
+    from types import SimpleNamespace
+
+    from diffprof.engine.calls import true_cfg_kwargs
+    from diffprof.engine.request import GenerationRequest
+
+    class QwenLike:
+        def __call__(self, prompt=None, negative_prompt=None, true_cfg_scale=4.0, guidance_scale=None): ...
+
+    class ChromaInpaintLike:
+        def __call__(self, prompt=None, negative_prompt=None, true_cfg_scale=1.0, guidance_scale=7.0): ...
+
+    anatomy = SimpleNamespace(denoiser="transformer")
+    accepted = frozenset({"prompt", "negative_prompt", "true_cfg_scale", "guidance_scale"})
+
+    def kwargs(cls, guidance_embeds=False, **req):
+        pipe = cls()
+        pipe.transformer = SimpleNamespace(config={"guidance_embeds": guidance_embeds})
+        return true_cfg_kwargs(pipe, anatomy, GenerationRequest(**req), accepted)
+
+    assert kwargs(QwenLike, guidance=3.0) == {"true_cfg_scale": 3.0, "guidance_scale": None, "negative_prompt": [""]}
+    assert kwargs(QwenLike, guidance=3.0, negative_prompt="blurry") == {"true_cfg_scale": 3.0, "guidance_scale": None}
+    assert kwargs(QwenLike, guidance=0.0) == {"true_cfg_scale": 1.0, "guidance_scale": None}
+    assert kwargs(QwenLike, guidance_embeds=True, guidance=3.0) == {"true_cfg_scale": 1.0}
+    assert kwargs(ChromaInpaintLike, guidance=3.0) == {}
+
+
+def test_a_task_pipeline_the_autopipeline_does_not_map_is_found_by_diffusers_name():
+    """diffusers has ChromaImg2ImgPipeline and ChromaInpaintPipeline, but no chroma in its AutoPipeline tables."""
+    import diffusers
+
+    from diffprof.engine.tasks import named_task_class
+
+    assert named_task_class("ChromaPipeline", "img2img") is diffusers.ChromaImg2ImgPipeline
+    assert named_task_class("ChromaPipeline", "inpaint") is diffusers.ChromaInpaintPipeline
+    assert named_task_class("Lumina2Pipeline", "img2img") is None and named_task_class("Kandinsky3Pipeline", "inpaint") is None
+    assert named_task_class("FluxKontextPipeline", "inpaint") is diffusers.FluxKontextInpaintPipeline  # takes image, strength, mask_image
 
 
 def test_qwenimage_img2img_comes_from_diffusers_autopipeline(dit_engine, presetless_folders):

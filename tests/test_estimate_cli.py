@@ -107,3 +107,21 @@ def test_an_uncalibrated_optimization_is_derived_only_when_asked(calibrated, cap
     vae = next(c for c in data["components"] if c["name"] == "vae_decode")
     assert vae["source"].startswith("modelled") and "2 decoder call(s)" in vae["detail"]
     assert any("derived from the none calibration" in n for n in data["notes"])
+
+
+@pytest.mark.parametrize("index", [
+    {"_class_name": "Kandinsky3Pipeline", "unet": ["diffusers", "Kandinsky3UNet"], "movq": ["diffusers", "VQModel"],
+     "text_encoder": ["transformers", "T5EncoderModel"], "tokenizer": ["transformers", "T5TokenizerFast"]},
+    {"_class_name": "Lumina2Pipeline", "transformer": ["diffusers", "Lumina2Transformer2DModel"], "vae": ["diffusers", "AutoencoderKL"]},
+])
+def test_a_folder_estimates_cannot_read_is_refused_before_calibrating(tmp_path, capsys, index):
+    """A UNet folder of no SD layout (Kandinsky 3: a MoVQ, no vae) used to be read as SD and crash
+    with KeyError: 'vae'; a transformer of no registered family was refused only after every cell ran."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model_index.json").write_text(json.dumps(index))
+    db = tmp_path / "cal.db"
+    for command in (["calibrate", "--device", "cpu", "--no-progress"], ["estimate"]):
+        assert main([*command, "--model", str(tmp_path / "m"), "--db", str(db)]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"estimates cover the registered families (sd, sdxl, sd3, flux, pixart, sana), not {index['_class_name']}" in err
+    assert not db.exists()  # nothing measured, nothing stored

@@ -96,7 +96,8 @@ def test_flux_distilled_guidance_costs_no_second_evaluation(dit_engine):
     assert pipeline_flops(pipe, width=64, height=64, batch=2, guidance=True) == pipeline_flops(pipe, width=64, height=64, batch=2, guidance=False)
 
 
-@pytest.mark.parametrize("name, evals_per_step", [("QwenImagePipeline", 1), ("Flux2KleinPipeline", 2)])
+# guidance 4: QwenImage's true CFG (an empty negative prompt) and FLUX.2 [klein]'s CFG each run two evaluations a step
+@pytest.mark.parametrize("name, evals_per_step", [("QwenImagePipeline", 2), ("Flux2KleinPipeline", 2)])
 def test_pipelines_no_builder_covers_are_counted_from_what_they_ran(dit_engine, presetless_folders, name, evals_per_step):
     engine = dit_engine(str(presetless_folders[name]))
     result = engine.generate(guidance=4.0, steps=2, width=32, height=32)
@@ -120,3 +121,44 @@ def test_cpu_flash_attention_is_counted():
     no formula for; diffprof's (keyed by the op packet, as FlopCounterMode looks it up) counts it."""
     q = torch.zeros(1, 2, 16, 8)
     assert count_flops(torch.nn.functional.scaled_dot_product_attention, q, q, q) == 4 * 2 * 16 * 16 * 8
+
+
+def test_an_autoencoder_not_called_vae_is_counted_and_switched():
+    """Kandinsky 3's MoVQ is `movq`: FLOP replay, vae_slicing and compile=vae used to reach for `pipe.vae`
+    (AttributeError: 'Kandinsky3Pipeline' object has no attribute 'vae'; FLOPs silently missing)."""
+    from types import SimpleNamespace
+
+    from diffusers import UNet2DModel, VQModel
+
+    from diffprof.engine.apply import vae_switch
+    from diffprof.engine.instrument import CallInputs, signature
+    from diffprof.errors import ConfigError
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 8), layers_per_block=1,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8)
+    movq = VQModel(block_out_channels=(8,), norm_num_groups=8, latent_channels=3, num_vq_embeddings=16)
+    pipe = SimpleNamespace(unet=unet, movq=movq, components={"unet": unet, "movq": movq})
+    inputs = CallInputs()
+    inputs.signatures = {"unet": [signature((torch.zeros(1, 3, 8, 8), 1), {})], "vae_decode": [signature((torch.zeros(1, 3, 8, 8),), {})]}
+    breakdown = recorded_flops(pipe, inputs, "unet")
+    assert breakdown.vae_decode > 0 and breakdown.unet_per_eval > 0
+    with pytest.raises(ConfigError, match="VQModel has no slicing"):  # diffusers: NotImplementedError
+        vae_switch("slicing")(SimpleNamespace(pipe=pipe))
+    with pytest.raises(ConfigError, match="no autoencoder found\\) has no tiling"):
+        vae_switch("tiling")(SimpleNamespace(pipe=SimpleNamespace(unet=unet, components={"unet": unet})))
+
+
+def test_flops_that_cannot_be_counted_say_why_instead_of_vanishing():
+    """Lumina 2's transformer reads its mask's values (.tolist()), which a meta or fake replay has not:
+    the cell keeps no FLOPs (not zero) and a note says why."""
+    from types import SimpleNamespace
+
+    from diffprof.results import FLOPS_NOTE, MODEL_NOTES, NOTE_KEYS
+
+    engine = SimpleNamespace(anatomy=SimpleNamespace(spec=None, pipeline_class="Lumina2Pipeline", denoiser="transformer"), base=None, preset=None)
+    result = SimpleNamespace(settings={"task": "txt2img", "width": 32, "height": 32, "batch": 1, "guidance": 4.0}, inputs=None)
+    why: list[str] = []
+    assert measured_flops(engine, result, 2, why=why) == (None, None)
+    assert why == ["ValueError: the call recorded no denoiser inputs (a graphed loop, or profiling switched off)"]
+    assert FLOPS_NOTE in NOTE_KEYS and FLOPS_NOTE in MODEL_NOTES  # listed once per table, like the stand-in note

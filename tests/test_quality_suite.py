@@ -164,6 +164,28 @@ def test_a_damaged_reference_file_is_solved_again(engine, tmp_path):
     assert cache.solved == 1 and math.isfinite(result.metrics["psnr_db"])
 
 
+def test_a_reference_solve_the_model_refuses_says_it_was_the_reference(engine):
+    """SANA-Sprint runs 2 steps only: its own 2-step call works, the 4-step reference does not, and the
+    error must say so (and how to change the reference), not look like the cell's own call failed."""
+    from diffprof.quality.scoring import score_quality
+
+    class TwoStepsOnly:
+        def __getattr__(self, name):
+            return getattr(engine, name)
+
+        def generate(self, request):
+            if request.steps != 2:
+                raise ValueError("Intermediate timesteps for SCM is not supported when num_inference_steps != 2.")
+            return engine.generate(request)
+
+    cfg = config(quality=["convergence"], quality_prompts=1)
+    with pytest.raises(ConfigError) as err:
+        score_quality(TwoStepsOnly(), cfg, ["convergence"], QualityCache(), cfg.to_request())
+    assert err.value.message == ("the quality reference solve (dpmpp_2m, 4 steps) failed: ValueError: "
+                                 "Intermediate timesteps for SCM is not supported when num_inference_steps != 2.")
+    assert "reference_steps" in err.value.hint and "quality: [none]" in err.value.hint
+
+
 def test_auto_quality_in_the_guidance_suite_and_none_elsewhere(engine):
     guided = measure_cell(engine, Cell("guidance", {"guidance": 3.0}, config(guidance=3.0)))
     assert {"psnr_db", "ssim", "latent_rel_error"} <= set(guided.metrics)

@@ -161,3 +161,26 @@ def test_an_attention_cell_replaces_the_users_attention_switch():
 
     assert yield_to(["eager_attention", "vae_slicing"], Optimizations.parse("attention_slicing")) == (["vae_slicing"], ["eager_attention"])
     assert yield_to(["eager_attention", "vae_slicing"], Optimizations.parse("vae_tiling")) == (["eager_attention", "vae_slicing"], [])
+
+
+def test_a_folder_s_default_resolutions_are_around_its_own_native_size(tmp_path):
+    """0.5x, 1x, 1.5x native: an SDXL folder's native size is its UNet's 128 latents x 8 = 1024 (as the engine
+    and the estimator read it), not a fixed 512; a denoiser config naming no sample size keeps the fallback."""
+    import json
+
+    from diffprof.engine.model_facts import FALLBACK_SIZE, model_facts
+
+    folder = tmp_path / "sdxl"
+    for part, config in {"unet": {"sample_size": 128}, "vae": {"block_out_channels": [128, 256, 512, 512]}}.items():
+        (folder / part).mkdir(parents=True)
+        (folder / part / "config.json").write_text(json.dumps(config))
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+                                                         "vae": ["diffusers", "AutoencoderKL"]}))
+    assert model_facts(str(folder)).native_size == 1024
+    cells = SUITES["resolutions"]().cells(RunConfig.from_mapping({"model": str(folder)}))
+    assert [c.labels["width"] for c in cells] == [512, 1024, 1536]
+    import shutil
+
+    shutil.copytree(folder, tmp_path / "nosize")  # model_facts is cached per path
+    (tmp_path / "nosize" / "unet" / "config.json").write_text("{}")
+    assert model_facts(str(tmp_path / "nosize")).native_size == FALLBACK_SIZE

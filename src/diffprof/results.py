@@ -63,10 +63,14 @@ PRESET_NOTE = "preset_note"
 #: (``suites.recalibrate``; the other is kept under ``settings["retake"]``).
 CALIBRATION_NOTE = "calibration_note"
 
+#: The settings key under which a cell says its FLOPs could not be counted, and why (a transformer that
+#: reads its mask's values, Lumina 2's, cannot be replayed without data): no FLOPs, MFU or TFLOP/s, not zero.
+FLOPS_NOTE = "flops_note"
+
 #: Every per-cell note, in the order tables list them.
-NOTE_KEYS = (FAST_PATH_NOTE, PRESET_NOTE, TIMING_NOTE, PROFILE_NOTE, DEVICE_NOTE, MEMORY_NOTE, CALIBRATION_NOTE, STAND_IN_NOTE)
+NOTE_KEYS = (FAST_PATH_NOTE, PRESET_NOTE, TIMING_NOTE, PROFILE_NOTE, DEVICE_NOTE, MEMORY_NOTE, CALIBRATION_NOTE, STAND_IN_NOTE, FLOPS_NOTE)
 #: Notes about the model rather than the cell: a table lists each distinct one once, not per cell.
-MODEL_NOTES = (STAND_IN_NOTE,)
+MODEL_NOTES = (STAND_IN_NOTE, FLOPS_NOTE)
 
 def cell_key(suite: str, labels: dict[str, Any], settings: dict[str, Any]) -> str:
     """Stable identity of a cell within a run: what ``--resume`` uses to skip finished cells."""

@@ -101,6 +101,9 @@ def calibrate(
     from diffprof.suites.calibration import plan
     from diffprof.suites.recalibrate import calibrate as run_calibration
 
+    from diffprof.estimate.architecture import Architecture
+
+    Architecture.for_model(cfg.model)  # a model estimates cannot read is refused before any cell is measured
     points = plan(cfg)
     if not can_fit([w * h * b for w, h, b in points]):  # before measuring, not after
         raise ConfigError(f"this calibration would measure {len(points)} workload(s); a fit needs at least {MIN_POINTS} of different sizes or batches",
@@ -217,6 +220,9 @@ def estimate(
 
         if not looks_like_repo_id(model):  # a Hub id is calibrated with --weights hub, which estimate does not take
             resolve_source(model, "synthetic" if model in PRESETS else "auto")  # any preset calibrates with synthetic weights
+    from diffprof.estimate.architecture import Architecture
+
+    Architecture.for_model(model)  # before the store: no calibration makes an estimate of a model it cannot read
     if parse_location(db).is_file and not Path(db).is_file():
         raise StoreError(f"results store {db} does not exist, so nothing is calibrated yet",
                          f"run: diffprof calibrate --model {shlex.quote(model)}" + (f" --db {shlex.quote(db)}" if db != RunConfig.default_of("db") else ""))

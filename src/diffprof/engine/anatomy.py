@@ -111,7 +111,7 @@ def anatomy_of(loaded: Any) -> Anatomy:
                          "diffprof profiles text-to-image pipelines with a UNet or transformer denoiser that take a prompt, "
                          "a size and a step count; use such a pipeline's folder or Hub id")
     encoders = tuple(e for e in loaded.text_encoders if isinstance(getattr(pipe, e, None), torch.nn.Module))
-    vae = _vae_of(pipe, (str(denoiser), *encoders))
+    vae = vae_of(pipe, (str(denoiser), *encoders))
     parts = {span: getattr(vae, attr) for span, attr in (("vae_encode", "encoder"), ("vae_decode", "decoder"))
              if isinstance(getattr(vae, attr, None), torch.nn.Module)}
     # A pipeline no family covers gets what PixArt and SANA get where its __call__ takes it (HunyuanDiT
@@ -138,7 +138,7 @@ def anatomy_of(loaded: Any) -> Anatomy:
     )
 
 
-def _vae_of(pipe: Any, taken: tuple[str, ...]) -> Any:
+def vae_of(pipe: Any, taken: tuple[str, ...] = ()) -> Any:
     """The pipeline's autoencoder: its ``vae``, else the one component with an ``encoder``/``decoder`` pair
     and a ``decode`` method (Kandinsky's MoVQ is ``movq``); ``None`` when it has none."""
     import torch
@@ -156,7 +156,7 @@ def _vae_factor(pipe: Any) -> int:
     factor = getattr(pipe, "vae_scale_factor", None)
     if factor:
         return int(factor)
-    vae = _vae_of(pipe, ())
+    vae = vae_of(pipe, ())
     levels = getattr(getattr(vae, "config", None), "get", lambda _: None)("block_out_channels")
     return 2 ** (len(levels) - 1) if levels else 8
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
+from diffprof.engine.anatomy import vae_of
 from diffprof.engine.process_settings import CUDNN_BENCHMARK, RECOMPILE_LIMIT
 from diffprof.engine.switch import Applying
 from diffprof.errors import ConfigError
@@ -105,6 +106,24 @@ def share_fused_weights_if_resident(ctx: Applying) -> None:
         share_fused_weights(ctx.pipe)
 
 
+def vae_switch(kind: str) -> Callable[[Applying], None]:
+    """``vae_slicing`` / ``vae_tiling``: ``enable_<kind>`` on the pipeline's autoencoder, whatever its
+    attribute (Kandinsky's MoVQ is ``movq``); refused when it has none."""
+
+    def run(ctx: Applying) -> None:
+        vae = vae_of(ctx.pipe)
+        enable = getattr(vae, f"enable_{kind}", None)
+        what = type(vae).__name__ if vae is not None else f"{type(ctx.pipe).__name__} (no autoencoder found)"
+        try:
+            if not callable(enable):
+                raise NotImplementedError
+            enable()
+        except NotImplementedError:  # diffusers' AutoencoderMixin says so for a VQModel
+            raise ConfigError(f"{what} has no {kind}", f"drop vae_{kind} for this model") from None
+
+    return run
+
+
 def compile_modules(ctx: Applying) -> None:
     """Compile what ``opts.compile`` names (wrapping modules keeps diffusers' own module attributes
     intact). Inductor options go with each compile rather than into torch's global config, so they
@@ -122,7 +141,10 @@ def compile_modules(ctx: Applying) -> None:
     options = compile_options(opts)
     for name in opts.compile:
         if name == "vae":
-            pipe.vae.decoder = torch.compile(pipe.vae.decoder, options=options)
+            vae = vae_of(pipe)  # Kandinsky's MoVQ is `movq`
+            if not isinstance(getattr(vae, "decoder", None), torch.nn.Module):
+                raise ConfigError(f"{type(pipe).__name__} has no VAE decoder to compile", "drop vae from --optimize compile=...")
+            vae.decoder = torch.compile(vae.decoder, options=options)
             continue
         if name == "unet" and getattr(pipe, "unet", None) is None and getattr(pipe, "transformer", None) is not None:
             name = "transformer"  # `unet` means the denoiser

@@ -53,8 +53,34 @@ def call_kwargs(pipe: Any, anatomy: Any, req: GenerationRequest, *, width: int, 
         if "height" in accepted and (req.task == "inpaint" or anatomy.denoiser == "transformer"):
             kwargs.update(width=width, height=height)
     kwargs.update({k: v for k, v in anatomy.call_options.items() if k in accepted})
+    if anatomy.guidance == "pipeline":
+        kwargs.update(true_cfg_kwargs(pipe, anatomy, req, accepted))
     missing = [k for k in kwargs if k not in accepted]
     if missing:
         raise ConfigError(f"{type(pipe).__name__} does not take {', '.join(missing)}",
                           "this pipeline cannot run that request; try txt2img with its defaults")
     return kwargs
+
+
+def true_cfg_kwargs(pipe: Any, anatomy: Any, req: GenerationRequest, accepted: frozenset[str]) -> dict[str, Any]:
+    """The guidance arguments of a pipeline whose classifier-free guidance is ``true_cfg_scale`` (QwenImage):
+    its ``guidance_scale`` defaults to ``None``, feeds only a guidance-distilled denoiser (``guidance_embeds``)
+    and is ignored otherwise, and it guides only when given a negative prompt. ``--guidance`` then sets
+    ``true_cfg_scale``, with an empty negative prompt above 1 unless one was given, so the guidance
+    asked for is the guidance that runs; ``{}`` for every other pipeline."""
+    if "true_cfg_scale" not in accepted or "negative_prompt" not in accepted or not _optional_guidance_scale(type(pipe)):
+        return {}  # ChromaInpaint takes true_cfg_scale too, but guides with guidance_scale (default 7.0)
+    config = getattr(getattr(pipe, anatomy.denoiser, None), "config", None)
+    if config is not None and config.get("guidance_embeds"):
+        return {"true_cfg_scale": 1.0}  # distilled: guidance_scale is its input, one evaluation per step
+    out: dict[str, Any] = {"true_cfg_scale": max(float(req.guidance), 1.0), "guidance_scale": None}
+    if req.guidance > 1 and req.negative_prompt is None:
+        out["negative_prompt"] = [""] * len(req.prompts)
+    return out
+
+
+@functools.cache
+def _optional_guidance_scale(cls: type) -> bool:
+    """``cls.__call__`` takes a ``guidance_scale`` that defaults to ``None`` (an input only some checkpoints read)."""
+    param = inspect.signature(cls.__call__).parameters.get("guidance_scale")
+    return param is not None and param.default is None

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from diffprof.engine.anatomy import vae_of
 from diffprof.fileio import write_bytes_atomic
 
 
@@ -32,7 +33,7 @@ def cache_key(pipe: Any, optimizations: str, precision: str, extra: dict[str, An
     denoiser = getattr(denoiser, "_orig_mod", denoiser)
     parts = {
         "unet": _architecture(denoiser.config),
-        "vae": _architecture(pipe.vae.config),
+        "vae": _architecture(getattr(vae_of(pipe), "config", {})),
         "optimizations": optimizations,
         "precision": precision,
         "torch": torch.__version__,

@@ -197,23 +197,15 @@ class Engine:
         return pipe
 
     def _derive(self, task: str) -> Any:
-        """The family's class for ``task`` (``FluxImg2ImgPipeline`` ...), or diffusers' AutoPipeline
-        mapping for pipelines no family covers; a :class:`ConfigError` when there is none."""
+        """The family's class for ``task`` (``FluxImg2ImgPipeline`` ...), or diffusers' own for pipelines no
+        family covers (``engine/tasks.py``); a :class:`ConfigError` when there is none."""
         if self.anatomy.spec is not None:
             from diffprof.models.pipelines import for_task
 
             return for_task(self.base, self.family, task)
-        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+        from diffprof.engine.tasks import generic_task_pipeline
 
-        auto = AutoPipelineForImage2Image if task == "img2img" else AutoPipelineForInpainting
-        try:
-            pipe = auto.from_pipe(self.base)
-        except (ValueError, KeyError, AttributeError) as exc:
-            raise ConfigError(f"diffusers has no {task} pipeline for {self.anatomy.pipeline_class}",
-                              f"run --task txt2img on this model ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
-        if type(pipe) is type(self.base):  # AutoPipeline fell back to the text-to-image class itself
-            raise ConfigError(f"diffusers has no {task} pipeline for {self.anatomy.pipeline_class}", "run --task txt2img on this model")
-        return pipe
+        return generic_task_pipeline(self.base, task)
 
     def set_scheduler(self, name: str, task: str = "txt2img") -> None:
         """Swap the scheduler on every task pipeline (``from_config``: no weights reloaded); a scheduler of

@@ -21,7 +21,7 @@ from typing import Any
 from diffprof.engine.schedulers import SchedulerKind, check_applies, check_scheduler, kind_of_model
 from diffprof.errors import ConfigError, unknown_choice
 
-#: Native size assumed for a model whose configs are not at hand (folders as before DiT support).
+#: Native size assumed for a model whose configs are not at hand, or whose denoiser config names no sample size.
 FALLBACK_SIZE = 512
 
 
@@ -71,13 +71,17 @@ def model_facts(model: str) -> ModelFacts:
     levels = vae.get("block_out_channels") or vae.get("encoder_block_out_channels")
     factor = 2 ** (len(levels) - 1) if levels else 8
     multiple = factor
+    config = (_json(folder / denoiser / "config.json") or {}) if denoiser else {}
+    sample = config.get("sample_size")
+    sample = sample[0] if isinstance(sample, (list, tuple)) and sample else sample
+    # the denoiser's latent side x the VAE factor, as the engine and the estimator read it (an SDXL folder: 1024)
+    native = int(sample) * factor if isinstance(sample, int) and not isinstance(sample, bool) and sample > 0 else FALLBACK_SIZE
     if denoiser == "transformer":
-        config = _json(folder / "transformer" / "config.json") or {}
         multiple = math.lcm(factor * int(config.get("patch_size") or 1) * spec.packing, spec.size_multiple) if spec is not None else factor * 2
     tasks = spec.tasks if spec is not None and denoiser == "transformer" else None
     family = CLASS_FAMILIES.get(str(index.get("_class_name")), "generic")
     inpaint = denoiser == "unet" and int((_json(folder / "unet" / "config.json") or {}).get("in_channels") or 4) == 9
-    return ModelFacts(FALLBACK_SIZE, math.lcm(8, multiple), denoiser, kind, tasks, family, inpaint)  # sizes are multiples of 8 anyway
+    return ModelFacts(native, math.lcm(8, multiple), denoiser, kind, tasks, family, inpaint)  # sizes are multiples of 8 anyway
 
 
 def _json(path: Path) -> dict[str, Any] | None:

@@ -91,9 +91,9 @@ REGISTRY = Registry((
     _attention("attention_slicing", "slicing", "compute attention in slices: less peak memory, usually slower with SDPA (diffusers #4518)",
                apply=_step(Phase.ATTENTION, lambda c: c.pipe.enable_attention_slicing("auto")), denoisers=UNET),
     Switch("vae_slicing", "decode a batch one image at a time: lower VAE peak for batches", {"vae_slicing": True},
-           apply=_step(Phase.VAE, lambda c: c.pipe.vae.enable_slicing())),
+           apply=_step(Phase.VAE, apply.vae_switch("slicing"))),
     Switch("vae_tiling", "decode/encode in overlapping tiles: large images in bounded memory", {"vae_tiling": True},
-           apply=_step(Phase.VAE, lambda c: c.pipe.vae.enable_tiling())),
+           apply=_step(Phase.VAE, apply.vae_switch("tiling"))),
     # Under model offload, compile wraps the models *before* the offload hooks go on: wrapped after,
     # the hook's pre_forward (which accelerate marks torch.compiler.disable) sits inside the compiled
     # call and the UNet ran eagerly (SD 1.5, H200: 57 instead of 179 inductor kernels a call, 39 ms a

@@ -359,14 +359,16 @@ def _architecture(model: str) -> Architecture:
             )
         index = json.loads((folder / "model_index.json").read_text())
         family = family_of_class(str(index.get("_class_name", ""))) if "transformer" in index else None
-        if "transformer" in index and family is None:
+        sd_like = "sdxl" if "text_encoder_2" in index else "sd"  # a UNet folder of no registered class is read as SD's layout
+        if family is None and ("transformer" in index or index.get("unet", [None, None])[1] != "UNet2DConditionModel"
+                               or not set(FAMILIES[sd_like].components) <= set(index)):
             raise ModelError(f"cannot read the architecture of {model!r}: estimates cover the registered families "
                              f"({', '.join(FAMILIES)}), not {index.get('_class_name')}",
                              "calibrate and estimate a preset of a registered family; `generate` and `bench` run this model")
         denoiser = json.loads((folder / ("transformer" if family else "unet") / "config.json").read_text())
         factor = 8 if family != "sana" else 32
         preset = ModelPreset(
-            name=model, family=family or ("sdxl" if "text_encoder_2" in index else "sd"), hub_id=None,  # type: ignore[arg-type]
+            name=model, family=family or sd_like, hub_id=None,  # type: ignore[arg-type]
             native_size=int(denoiser.get("sample_size", 64 if not family else 128)) * factor, inpaint=int(denoiser.get("in_channels", 4)) == 9,
             prediction_type="epsilon", description="", builtin=False, config_dir=str(folder.resolve()),
         )

@@ -53,6 +53,7 @@ def _count(module: Any, part: Callable[[Any], Any], signatures: list[Signature],
 
 def replay(pipe: Any, inputs: Any, denoiser: str, count: Callable[..., int]) -> Any:
     """The :class:`~diffprof.flops.FlopBreakdown` of the call ``inputs`` recorded (see the module doc)."""
+    from diffprof.engine.anatomy import vae_of
     from diffprof.flops import FlopBreakdown
 
     if inputs is None or not inputs.signatures.get(denoiser):
@@ -66,7 +67,8 @@ def replay(pipe: Any, inputs: Any, denoiser: str, count: Callable[..., int]) -> 
             per_eval = round(sum(values) / len(values))
         elif key in vae:
             attr = "decoder" if key == "vae_decode" else "encoder"
-            vae[key] = sum(_count(pipe.vae, lambda m, a=attr: getattr(m, a), signatures, count))
+            autoencoder = vae_of(pipe, (denoiser, *(k for k in inputs.signatures if k not in vae)))  # `vae`, or Kandinsky's `movq`
+            vae[key] = sum(_count(autoencoder, lambda m, a=attr: getattr(m, a), signatures, count))
         else:
             text_by[key] = sum(_count(getattr(pipe, key), lambda m: m, signatures, count))
     return FlopBreakdown(text_encoder=sum(text_by.values()), unet_per_eval=per_eval, vae_decode=vae["vae_decode"],

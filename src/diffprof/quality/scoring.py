@@ -23,6 +23,7 @@ import torch
 
 from diffprof.config import RunConfig
 from diffprof.engine import Engine, GenerationRequest, GenerationResult
+from diffprof.errors import ConfigError, DiffprofError
 from diffprof.fileio import write_bytes_atomic
 from diffprof.metrics import auto_quality_suites
 
@@ -187,6 +188,15 @@ def _latents(result: GenerationResult) -> torch.Tensor | None:
     return result.latents.detach().to("cpu", torch.float32).clone() if result.latents is not None else None
 
 
+def reference_failed(exc: Exception, scheduler: str, steps: int) -> ConfigError:
+    """What a failed reference solve raises: not the cell's own call (that ran at the cell's settings) but
+    the convergence reference at ``steps`` steps, which a model may refuse (SANA-Sprint takes 2 steps only)."""
+    what = exc.message if isinstance(exc, DiffprofError) else f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    return ConfigError(f"the quality reference solve ({scheduler}, {steps} steps) failed: {what}",
+                       "this cell's own call ran; set reference_steps (and reference_scheduler) in a --config file to what this model "
+                       "takes, or quality: [none] to skip quality scoring")
+
+
 @dataclass
 class QualityScore:
     """A cell's quality: metric means, the per-image values behind them, and what was scored."""
@@ -243,7 +253,12 @@ def score_quality(engine: Engine, config: RunConfig, metrics: Sequence[str], cac
         ref_scheduler = reference_scheduler(engine, config)
 
         def solve(prompt: str, seed: int) -> Reference:
-            ref = engine.generate(replace(base, prompt=prompt, seed=seed, scheduler=ref_scheduler, steps=config.reference_steps))
+            try:
+                ref = engine.generate(replace(base, prompt=prompt, seed=seed, scheduler=ref_scheduler, steps=config.reference_steps))
+            except torch.OutOfMemoryError:
+                raise  # the cell's memory handling reads it
+            except (ValueError, TypeError, RuntimeError) as exc:
+                raise reference_failed(exc, ref_scheduler, config.reference_steps) from exc
             return Reference(image=to_uint8_rgb(ref.images[0]), latents=_latents(ref))
 
         refs = [cache.reference(reference_key(engine, config, p, s, width, height), partial(solve, p, s)) for p, s in pairs]
@@ -266,8 +281,6 @@ def score_quality(engine: Engine, config: RunConfig, metrics: Sequence[str], cac
     # 4. CLIP score of each image against its own prompt.
     if "clip" in metrics:
         if not config.clip_model:
-            from diffprof.errors import ConfigError
-
             raise ConfigError("quality metric clip needs a CLIP model", "set clip_model (--clip-model) to a local CLIP folder or a hub id")
         scorer = cache.clip_scorer(config.clip_model, engine.device)
         values = scorer.score(images, [p for p, _ in pairs])

@@ -31,7 +31,7 @@ from diffprof.engine.devices import clean, peak_memory
 from diffprof.profiler.probe import speed_probe
 from diffprof.profiler.samplers import ResourceSample, ResourceSampler
 from diffprof.quality.scoring import QualityCache, quality_metrics, score_quality
-from diffprof.results import CellResult
+from diffprof.results import FLOPS_NOTE, CellResult
 from diffprof.suites.base import Cell
 from diffprof.suites.derive import Measurements, derive_metrics
 
@@ -69,7 +69,8 @@ def measure_cell(
         write_trace(engine, cell, config.trace)
     # 3. Metrics, from the readings.
     timings = [r.timing for r in results]
-    flops, unet_flops = count_flops(engine, results[0], timings[0].denoiser_calls or timings[0].n_steps)
+    uncounted: list[str] = []
+    flops, unet_flops = count_flops(engine, results[0], timings[0].denoiser_calls or timings[0].n_steps, why=uncounted)
     metrics, samples = derive_metrics(Measurements(
         timings=timings, load_s=engine.load_info.seconds, host_peak_rss=resources.host_peak_rss,
         first_call_s=first_call_s, compiled=bool(engine.optimizations.compile),
@@ -82,6 +83,8 @@ def measure_cell(
     if results[0].images:
         artifacts["image.png"] = thumbnail_png(results[0].images[0])
     settings = dict(results[0].settings, engine_reused=reused_engine, repeats=config.repeats, warmup=config.warmup)
+    if uncounted:
+        settings[FLOPS_NOTE] = f"FLOPs not counted ({uncounted[0]}): no FLOPs, MFU or TFLOP/s for this model"
     # 5. Quality, after the timed repeats so it adds nothing to a measured time (once per cell).
     names = quality_metrics(config, cell.suite) if cell.round is None or cell.round.index == 1 else []
     if names:
@@ -147,26 +150,30 @@ def timed_repeats(engine: Engine, request: GenerationRequest, repeats: int) -> t
     return results, resources
 
 
-def count_flops(engine: Engine, result: GenerationResult, unet_evals: int) -> tuple[float | None, float | None]:
+def count_flops(engine: Engine, result: GenerationResult, unet_evals: int, why: list[str] | None = None) -> tuple[float | None, float | None]:
     """FLOPs of one call and of one denoising step's denoiser evaluations, from the meta-device count
     (None when the architecture can't be counted).
 
     Registered families are counted from their architecture (:func:`~diffprof.flops.pipeline_flops`,
-    the count ``estimate`` predicts with); pipelines no builder covers from the input shapes the call
-    recorded (:func:`~diffprof.flops.recorded_flops`). ``unet_evals`` is the call's denoiser
+    the count ``estimate`` predicts with); pipelines no family covers (SANA-Sprint's transformer is
+    SANA's, its call is not) and denoisers no builder covers from the input shapes the call recorded (:func:`~diffprof.flops.recorded_flops`). ``unet_evals`` is the call's denoiser
     evaluations; the step's FLOPs are theirs over the loop's steps (two per step when a pipeline
-    runs its guidance halves apart)."""
+    runs its guidance halves apart). Where counting fails, ``why`` gets the reason."""
     from diffprof.flops import UnsupportedDenoiser, pipeline_flops, recorded_flops
 
     s = result.settings
     encode = s["task"] != "txt2img"
     try:
         try:
+            if engine.anatomy.spec is None:  # a builder's call (its guidance, its inputs) is a family's, not this pipeline's
+                raise UnsupportedDenoiser(engine.anatomy.pipeline_class)
             breakdown = pipeline_flops(engine.base, width=s["width"], height=s["height"], batch=s["batch"], guidance=s["guidance"] > 1,
                                        encode=encode, sequence_lengths=engine.preset.sequence_lengths if engine.preset else None)
         except UnsupportedDenoiser:
             breakdown = recorded_flops(engine.base, result.inputs, engine.anatomy.denoiser)
-    except Exception:  # counting is a bonus; never fail a measured cell over it
+    except Exception as exc:  # counting is a bonus; never fail a measured cell over it, but say so (``why``)
+        if why is not None:
+            why.append(f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:160]}")
         return None, None
     steps = result.timing.n_steps or unet_evals
     per_step = breakdown.unet_per_eval * unet_evals / steps if steps else float(breakdown.unet_per_eval)
