@@ -179,8 +179,9 @@ def generate(
                 raise
             except Exception as exc:  # noqa: BLE001 - out of memory, a scheduler refusing the step count: this row fails, the rest run
                 failures += 1
-                text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]  # the type says whose error it is, as a bench cell's does
-                err_console.print(f"[red]row {job.row} failed:[/] {text}", highlight=False)
+                from diffprof.suites.worker import error_text  # the type says whose error it is, as a bench cell's does
+
+                err_console.print(f"[red]row {job.row} failed:[/] {error_text(exc)}", highlight=False)
                 progress.advance(bar)
                 continue
             timings.append(result.timing)

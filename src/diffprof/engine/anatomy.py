@@ -156,8 +156,7 @@ def _vae_factor(pipe: Any) -> int:
     factor = getattr(pipe, "vae_scale_factor", None)
     if factor:
         return int(factor)
-    vae = vae_of(pipe, ())
-    levels = getattr(getattr(vae, "config", None), "get", lambda _: None)("block_out_channels")
+    levels = (getattr(vae_of(pipe), "config", None) or {}).get("block_out_channels")
     return 2 ** (len(levels) - 1) if levels else 8
 
 

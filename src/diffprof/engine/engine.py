@@ -381,4 +381,3 @@ class Engine:
         self.loaded = None
         self._settings.close()
         clean(self.device)
-

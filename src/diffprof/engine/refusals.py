@@ -1,7 +1,7 @@
 """What a pipeline no family covers can get wrong in a call, said by name instead of a traceback.
 
 A family's entry says what its pipeline hands a scheduler and which sizes it runs as asked; a pipeline
-on the generic path says neither. Two things were found on diffusers 0.42 pipelines with no preset:
+on the generic path says neither. Three things were found on diffusers 0.42 pipelines with no preset:
 
 - a scheduler swapped in by ``--scheduler`` fails on what the pipeline hands it: CogView4 passes
   ``timesteps`` and ``sigmas``, SANA-Sprint ``max_timesteps``, Kandinsky 3 ``step(..., generator=)``,
@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from diffprof.errors import ConfigError, ModelError
+from diffprof.models.loaded import first_line
 
 #: Python's message when a call passes a keyword the function does not take (3.10+: qualified name).
 _UNEXPECTED = re.compile(r"(\w+)\.(\w+)\(\) got an unexpected keyword argument '(\w+)'")
@@ -70,8 +71,7 @@ def scheduler_refusal(exc: BaseException, scheduler: Any, name: str, pipeline_cl
         others = [n for n in taking(kind, task, method, argument) if n != name]
         hint += f"; schedulers whose {method} takes {argument}: {', '.join(others)}" if others else ""
     else:
-        reason = str(exc).splitlines()[0][:160] if str(exc) else ""
-        what = f"{cls}.{method} failed on what the pipeline hands it ({type(exc).__name__}{': ' + reason if reason else ''})"
+        what = f"{cls}.{method} failed on what the pipeline hands it ({type(exc).__name__}: {first_line(exc)})"
     return ConfigError(f"scheduler {name} cannot run {pipeline_class}: {what}", hint)
 
 
@@ -80,8 +80,7 @@ def size_refusal(exc: BaseException, width: int, height: int, native: int, pipel
     larger than the pipeline's ``native`` one and the error is an indexing or tensor-shape one; else ``None``."""
     if max(width, height) <= native or not isinstance(exc, (IndexError, RuntimeError)):
         return None
-    reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-    return ModelError(f"{pipeline_class} failed at {width}x{height}, larger than its native {native}x{native} ({type(exc).__name__}: {reason})",
+    return ModelError(f"{pipeline_class} failed at {width}x{height}, larger than its native {native}x{native} ({type(exc).__name__}: {first_line(exc)})",
                       f"a model's position table or trained sizes can end near its native size: try --width/--height {native}, "
                       "or check pos_embed_max_size / sample_size in its denoiser's config")
 
